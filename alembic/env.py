@@ -1,0 +1,42 @@
+"""Alembic environment: the URL comes from the app's Settings, the target from SQLModel's metadata."""
+
+from logging.config import fileConfig
+
+from sqlmodel import SQLModel
+
+import chatbot_app.storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from alembic import context
+from chatbot_app.config import get_settings
+from chatbot_app.storage.database import make_engine
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+target_metadata = SQLModel.metadata
+
+
+def database_url() -> str:
+    return config.attributes.get("database_url") or get_settings().database_url
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = make_engine(database_url())
+    with engine.connect() as connection:
+        # Batch mode lets ALTER TABLE work on SQLite.
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,1 @@
+"""chatbot_app: a pure-Python, reactive LLM chat app."""

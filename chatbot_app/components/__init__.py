@@ -1,0 +1,1 @@
+"""UI pieces, one file each: small functions that return rx.Component."""

@@ -1,0 +1,43 @@
+"""The top bar: the conversation's title, a new-chat button and the light/dark switch."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from chatbot_app.state.chat import ChatState
+
+
+def header() -> rx.Component:
+    return rx.hstack(
+        rx.hstack(
+            rx.icon("message-circle", size=20),
+            rx.heading(rx.cond(ChatState.title != "", ChatState.title, "chatbot_app"), size="4", class_name="title"),
+            align="center",
+            min_width="0",
+        ),
+        rx.hstack(
+            rx.tooltip(
+                rx.icon_button(
+                    rx.icon("square-pen"),
+                    id="new-chat-button",
+                    on_click=ChatState.new_chat,
+                    disabled=ChatState.streaming,
+                    variant="soft",
+                    aria_label="New chat",
+                ),
+                content="New chat",
+            ),
+            rx.color_mode.button(variant="soft", aria_label="Toggle dark mode"),
+            align="center",
+        ),
+        justify="between",
+        align="center",
+        width="100%",
+        padding_x="1em",
+        padding_y="0.75em",
+        border_bottom="1px solid var(--gray-a5)",
+        background="var(--color-background)",
+        position="sticky",
+        top="0",
+        z_index="10",
+    )

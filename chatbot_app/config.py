@@ -1,0 +1,82 @@
+"""One settings object, read from the environment and `.env` (the environment wins)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful, concise assistant. Answer in Markdown."
+PROVIDER_CHOICES = ("auto", "groq")
+
+
+class SettingsError(ValueError):
+    """A configuration value is malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app reads from its environment.
+
+    `repr` hides the keys so that logging a Settings object never leaks them.
+    """
+
+    groq_api_key: str | None = field(default=None, repr=False)
+    groq_base_url: str | None = None
+    provider: str = "auto"
+    model: str | None = None
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'chatbot.db'}"
+    context_budget_tokens: int = 6000
+    max_reply_tokens: int = 1024
+    frame_interval_ms: int = 50
+    request_timeout_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, dotenv_path: Path = PROJECT_ROOT / ".env") -> Settings:
+        """Build settings from `env`, or (when `env` is None) from `dotenv_path` overlaid by `os.environ`."""
+        if env is None:
+            env = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+            env.update(os.environ)
+
+        def text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def integer(name: str, default: int, minimum: int) -> int:
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+            if value < minimum:
+                raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+            return value
+
+        provider = (text("CHATBOT_PROVIDER") or "auto").lower()
+        if provider not in PROVIDER_CHOICES:
+            raise SettingsError(f"CHATBOT_PROVIDER must be one of {', '.join(PROVIDER_CHOICES)}, got {provider!r}")
+        return cls(
+            groq_api_key=text("GROQ_API_KEY"),
+            groq_base_url=text("GROQ_BASE_URL"),
+            provider=provider,
+            model=text("CHATBOT_MODEL"),
+            system_prompt=text("CHATBOT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
+            database_url=text("CHATBOT_DATABASE_URL") or cls.database_url,
+            context_budget_tokens=integer("CHATBOT_CONTEXT_TOKENS", cls.context_budget_tokens, 256),
+            max_reply_tokens=integer("CHATBOT_MAX_TOKENS", cls.max_reply_tokens, 1),
+            frame_interval_ms=integer("CHATBOT_FRAME_MS", cls.frame_interval_ms, 0),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings.from_env()

@@ -1,0 +1,1 @@
+"""Pages: layout of components, one module each."""

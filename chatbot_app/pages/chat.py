@@ -1,0 +1,53 @@
+"""The chat page, served at `/` (a new chat) and `/c/<id>` (a stored conversation)."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from chatbot_app.components.composer import composer
+from chatbot_app.components.header import header
+from chatbot_app.components.message import message_row, streaming_row
+from chatbot_app.state.chat import ChatState
+
+
+def _empty_state() -> rx.Component:
+    return rx.center(
+        rx.vstack(
+            rx.heading("How can I help?", size="7"),
+            rx.text("Replies stream in as they are written. Your conversations are saved.", color_scheme="gray"),
+            align="center",
+        ),
+        height="50vh",
+    )
+
+
+def chat_page() -> rx.Component:
+    return rx.flex(
+        header(),
+        rx.auto_scroll(
+            rx.vstack(
+                rx.cond(ChatState.messages.length() == 0, rx.cond(ChatState.streaming, rx.fragment(), _empty_state())),
+                rx.foreach(ChatState.messages, message_row),
+                streaming_row(),
+                spacing="5",
+                width="100%",
+                max_width="48em",
+                margin_x="auto",
+                padding="1em",
+                id="message-list",
+            ),
+            flex="1",
+            width="100%",
+        ),
+        rx.box(
+            rx.box(composer(), max_width="48em", margin_x="auto"),
+            padding="1em",
+            padding_bottom="max(1em, env(safe-area-inset-bottom))",
+            width="100%",
+            border_top="1px solid var(--gray-a4)",
+            background="var(--color-background)",
+        ),
+        direction="column",
+        height="100dvh",
+        width="100%",
+    )

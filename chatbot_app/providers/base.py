@@ -1,0 +1,120 @@
+"""The one interface every provider implements: stream text deltas, then usage.
+
+Providers know nothing of Reflex or the database. Batch completion is derived from
+the stream, so a provider only has to implement `stream` and `list_models`.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    model: str
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    top_p: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts and timings, as reported by the provider (None where it gives none)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    completion_time_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    usage: Usage | None
+
+
+class ErrorKind(enum.StrEnum):
+    NOT_CONFIGURED = "not_configured"
+    AUTH = "auth"
+    RATE_LIMIT = "rate_limit"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    MODEL_NOT_FOUND = "model_not_found"
+    CONTEXT_TOO_LONG = "context_too_long"
+    CONTENT_REFUSED = "content_refused"
+    BAD_REQUEST = "bad_request"
+    SERVER = "server"
+
+
+class ProviderError(Exception):
+    """A provider failure, classified so the UI can say it in human words."""
+
+    def __init__(self, kind: ErrorKind, detail: str, *, retry_after_s: float | None = None):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+
+def classify_status(status: int, message: str) -> ErrorKind:
+    """Map an HTTP status and error text from an OpenAI-style API to an ErrorKind."""
+    text = message.lower()
+    if status in (401, 403):
+        return ErrorKind.AUTH
+    if status == 429:
+        return ErrorKind.RATE_LIMIT
+    if status == 404 or "model_not_found" in text or "decommissioned" in text:
+        return ErrorKind.MODEL_NOT_FOUND
+    if "context_length" in text or "context length" in text or status == 413:
+        return ErrorKind.CONTEXT_TOO_LONG
+    if "content_filter" in text or "safety" in text or "refus" in text:
+        return ErrorKind.CONTENT_REFUSED
+    if status in (408, 504):
+        return ErrorKind.TIMEOUT
+    if status >= 500:
+        return ErrorKind.SERVER
+    return ErrorKind.BAD_REQUEST
+
+
+class ChatProvider(abc.ABC):
+    """A source of chat completions."""
+
+    #: Short stable identifier shown in the UI and stored on each message.
+    name: str
+
+    @abc.abstractmethod
+    def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[str | Usage]:
+        """Yield text deltas as they arrive, then at most one Usage.
+
+        Raises ProviderError. Closing the iterator early closes the upstream request,
+        so no more tokens are generated (or paid for).
+        """
+
+    @abc.abstractmethod
+    async def list_models(self) -> list[str]:
+        """The model ids this provider can answer with now."""
+
+    async def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
+        """The whole reply at once, derived from the stream."""
+        parts: list[str] = []
+        usage: Usage | None = None
+        async for item in self.stream(messages, options):
+            if isinstance(item, Usage):
+                usage = item
+            else:
+                parts.append(item)
+        return Completion("".join(parts), usage)

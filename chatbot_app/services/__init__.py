@@ -1,0 +1,1 @@
+"""The chat flow as plain Python: build context, stream, persist. No Reflex imports."""

@@ -1,0 +1,246 @@
+"""One chat turn: store the user's message, stream the reply in frames, store the reply.
+
+Database work runs in a worker thread so the event loop never blocks on I/O, and the reply
+is written when it ends (plus a checkpoint every few seconds), never per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from chatbot_app.config import Settings
+from chatbot_app.providers.base import (
+    ChatMessage,
+    ChatProvider,
+    ErrorKind,
+    GenerationOptions,
+    ProviderError,
+    Usage,
+)
+from chatbot_app.services.coalesce import coalesce
+from chatbot_app.services.context import trim_to_budget
+from chatbot_app.storage import conversations as store
+from chatbot_app.storage.database import session_scope
+from chatbot_app.storage.models import Conversation, Message, MessageStatus
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+#: How much history is read from the database before trimming to the token budget.
+HISTORY_WINDOW = 200
+#: A streaming reply's text is saved this often, so a crash loses at most this much.
+CHECKPOINT_INTERVAL_S = 2.0
+#: A reply still `streaming` after this long without a checkpoint belongs to a dead process.
+STALE_AFTER = timedelta(seconds=30)
+
+
+class ConversationNotFound(LookupError):
+    """Unknown, foreign, or malformed conversation id: all three look the same to the caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A user message that has been stored, and the reply row that will hold the answer."""
+
+    conversation_id: str
+    title: str
+    created_conversation: bool
+    user_message_id: int
+    reply_id: int
+    context: list[ChatMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyFrame:
+    """What the UI shows at one moment of a reply; the last frame has `done=True`."""
+
+    text: str
+    done: bool = False
+    status: str = MessageStatus.STREAMING
+    error_kind: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_token_ms: int | None = None
+    duration_ms: int | None = None
+
+
+class ChatService:
+    """The chat flow, shared by the UI state and the REST API."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        provider_factory: Callable[[Settings], ChatProvider],
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self._provider_factory = provider_factory
+        self._provider: ChatProvider | None = None
+
+    # -- database ---------------------------------------------------------------------------
+
+    async def _db(self, work: Callable[[Session], R]) -> R:
+        """Run `work` in one transaction on a worker thread."""
+
+        def run() -> R:
+            with session_scope(self.engine) as session:
+                return work(session)
+
+        return await asyncio.to_thread(run)
+
+    async def load_conversation(
+        self, owner_id: str, conversation_id: str, limit: int | None = None
+    ) -> tuple[Conversation, list[Message]]:
+        """The conversation and its newest messages; raises ConversationNotFound."""
+
+        def work(session: Session) -> tuple[Conversation, list[Message]]:
+            conversation = store.get_conversation(session, conversation_id, owner_id)
+            if conversation is None:
+                raise ConversationNotFound(conversation_id)
+            return conversation, store.latest_messages(session, conversation_id, limit)
+
+        return await self._db(work)
+
+    async def interrupt_stale_replies(self) -> int:
+        return await self._db(lambda s: store.interrupt_stale_replies(s, STALE_AFTER))
+
+    # -- provider ---------------------------------------------------------------------------
+
+    def provider(self) -> ChatProvider:
+        """The configured provider, built once; raises ProviderError(NOT_CONFIGURED)."""
+        if self._provider is None:
+            self._provider = self._provider_factory(self.settings)
+        return self._provider
+
+    async def _options(self, provider: ChatProvider) -> GenerationOptions:
+        model = self.settings.model
+        if model is None:
+            models = await provider.list_models()
+            if not models:
+                raise ProviderError(ErrorKind.MODEL_NOT_FOUND, "the provider lists no models")
+            model = models[0]
+        return GenerationOptions(model=model, max_tokens=self.settings.max_reply_tokens)
+
+    # -- the turn ---------------------------------------------------------------------------
+
+    async def start_turn(self, owner_id: str, conversation_id: str | None, text: str) -> Turn:
+        """Commit the user's message and an empty `streaming` reply, before any provider call."""
+
+        def work(session: Session) -> Turn:
+            if conversation_id is None:
+                conversation = store.create_conversation(session, owner_id, title=_title_from(text))
+            elif (conversation := store.get_conversation(session, conversation_id, owner_id)) is None:
+                raise ConversationNotFound(conversation_id)
+            history = store.latest_messages(session, conversation.id, HISTORY_WINDOW)
+            user = store.add_message(session, conversation, "user", text)
+            reply = store.add_message(session, conversation, "assistant", "", status=MessageStatus.STREAMING)
+            messages = [*_as_context(history), ChatMessage("user", text)]
+            assert user.id is not None and reply.id is not None
+            return Turn(
+                conversation_id=conversation.id,
+                title=conversation.title,
+                created_conversation=conversation_id is None,
+                user_message_id=user.id,
+                reply_id=reply.id,
+                context=trim_to_budget(self.settings.system_prompt, messages, self.settings.context_budget_tokens),
+            )
+
+        return await self._db(work)
+
+    async def stream_reply(self, turn: Turn) -> AsyncIterator[ReplyFrame]:
+        """Stream the reply as frames, then one final frame with its status and usage.
+
+        If the consumer closes this iterator early (the user pressed stop), the upstream
+        request is closed and the text so far is stored with status `stopped`.
+        """
+        started = time.monotonic()
+        text = ""
+        model: str | None = None
+        usage: Usage | None = None
+        first_token_ms: int | None = None
+        status = MessageStatus.STREAMING
+        error: ProviderError | None = None
+        last_checkpoint = started
+
+        def final_fields() -> dict[str, object]:
+            return {
+                "model": model,
+                "error_kind": error.kind.value if error else None,
+                "prompt_tokens": usage.prompt_tokens if usage else None,
+                "completion_tokens": usage.completion_tokens if usage else None,
+                "first_token_ms": first_token_ms,
+                "duration_ms": int((time.monotonic() - started) * 1000),
+            }
+
+        try:
+            provider = self.provider()
+            options = await self._options(provider)
+            model = options.model
+            frames = coalesce(provider.stream(turn.context, options), self.settings.frame_interval_ms / 1000)
+            try:
+                async for batch in frames:
+                    deltas = [item for item in batch if isinstance(item, str)]
+                    usage = next((item for item in batch if isinstance(item, Usage)), usage)
+                    if not deltas:
+                        continue
+                    if first_token_ms is None:
+                        first_token_ms = int((time.monotonic() - started) * 1000)
+                    text += "".join(deltas)
+                    yield ReplyFrame(text=text, model=model, first_token_ms=first_token_ms)
+                    if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                        last_checkpoint = time.monotonic()
+                        await self._db(partial(store.save_reply, message_id=turn.reply_id, content=text, status=status))
+            finally:
+                await frames.aclose()
+            status = MessageStatus.COMPLETE
+        except ProviderError as exc:
+            status, error = MessageStatus.ERROR, exc
+            log.warning("reply %s failed: %s", turn.reply_id, exc)
+        except (GeneratorExit, asyncio.CancelledError):
+            # Closed by the consumer (stop) or cancelled (shutdown): keep what was shown.
+            stopped = {"message_id": turn.reply_id, "content": text, "status": MessageStatus.STOPPED}
+            await self._db(partial(store.save_reply, **stopped, **final_fields()))
+            raise
+        except Exception:
+            log.exception("reply %s failed unexpectedly", turn.reply_id)
+            status, error = MessageStatus.ERROR, ProviderError(ErrorKind.SERVER, "internal error")
+
+        fields = final_fields()
+        await self._db(partial(store.save_reply, message_id=turn.reply_id, content=text, status=status, **fields))
+        log.info(
+            "reply %s %s model=%s first_token_ms=%s duration_ms=%s completion_tokens=%s",
+            turn.reply_id,
+            status,
+            model,
+            first_token_ms,
+            fields["duration_ms"],
+            fields["completion_tokens"],
+        )
+        yield ReplyFrame(text=text, done=True, status=status, **fields)  # type: ignore[arg-type]
+
+
+def _as_context(messages: list[Message]) -> list[ChatMessage]:
+    """Stored messages as provider context; empty or failed replies carry nothing to remember."""
+    return [
+        ChatMessage(m.role, m.content)  # type: ignore[arg-type]
+        for m in messages
+        if m.role in ("user", "assistant") and m.content
+    ]
+
+
+def _title_from(text: str, words: int = 8) -> str:
+    title = " ".join(text.split()[:words])
+    return title[:80] or "New chat"

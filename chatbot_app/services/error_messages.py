@@ -1,0 +1,28 @@
+"""Provider failures in words a person understands. Details go to the logs, not the page."""
+
+from __future__ import annotations
+
+from chatbot_app.providers.base import ErrorKind
+
+_MESSAGES: dict[str, str] = {
+    ErrorKind.NOT_CONFIGURED: (
+        "No model provider is configured yet. Set GROQ_API_KEY in your environment or .env file, then restart the app."
+    ),
+    ErrorKind.AUTH: "The provider rejected the API key. Check GROQ_API_KEY and restart the app.",
+    ErrorKind.RATE_LIMIT: "The provider is rate-limiting requests right now. Wait a moment and try again.",
+    ErrorKind.TIMEOUT: "The provider took too long to answer. Try again.",
+    ErrorKind.CONNECTION: "Could not reach the provider, or the connection dropped. Check the network and try again.",
+    ErrorKind.MODEL_NOT_FOUND: "That model is not available (it may have been retired). Choose another model.",
+    ErrorKind.CONTEXT_TOO_LONG: (
+        "This conversation is too long for the model. Start a new chat or shorten your message."
+    ),
+    ErrorKind.CONTENT_REFUSED: "The provider declined to answer this request.",
+    ErrorKind.BAD_REQUEST: "The provider could not process this request.",
+    ErrorKind.SERVER: "The provider had an internal error. Try again in a moment.",
+}
+_FALLBACK = "Something went wrong while generating the reply. Try again."
+
+
+def describe_error(kind: str | None) -> str:
+    """A short, human sentence for an ErrorKind value (stored on messages as plain text)."""
+    return _MESSAGES.get(kind or "", _FALLBACK)

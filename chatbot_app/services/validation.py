@@ -1,0 +1,37 @@
+"""Checks on what a client sends. Every handler can be called with anything, so nothing is trusted."""
+
+from __future__ import annotations
+
+import re
+
+MAX_MESSAGE_CHARS = 32_000
+_IDENTITY = re.compile(r"[A-Za-z0-9_-]{22,64}")
+_CONVERSATION_ID = re.compile(r"[0-9a-f]{32}")
+# NUL and lone surrogates can arrive in JSON but neither database stores them: refuse them here, not on insert.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class InvalidInput(ValueError):
+    """The message says, in plain words, what was wrong; nothing was changed."""
+
+
+def clean_message(raw: object, max_chars: int = MAX_MESSAGE_CHARS) -> str:
+    """The user's message, trimmed; raises InvalidInput for anything that is not a sendable text."""
+    if not isinstance(raw, str):
+        raise InvalidInput("A message must be text.")
+    text = raw.strip()
+    if not text:
+        raise InvalidInput("Type a message first.")
+    if _UNSTORABLE.search(text):
+        raise InvalidInput("That message contains characters that cannot be sent.")
+    if len(text) > max_chars:
+        raise InvalidInput(f"That message is {len(text):,} characters; the limit is {max_chars:,}.")
+    return text
+
+
+def is_identity(value: object) -> bool:
+    return isinstance(value, str) and bool(_IDENTITY.fullmatch(value))
+
+
+def is_conversation_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_CONVERSATION_ID.fullmatch(value))

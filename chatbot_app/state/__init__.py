@@ -1,0 +1,1 @@
+"""Reflex state: thin handlers that validate input and call the services."""

@@ -1,0 +1,60 @@
+"""What the page shows of a message: plain dataclasses built from stored rows or live frames."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from chatbot_app.services.chat import ReplyFrame
+from chatbot_app.services.error_messages import describe_error
+from chatbot_app.storage.models import Message, MessageStatus
+
+
+@dataclasses.dataclass
+class MessageView:
+    id: int
+    role: str
+    content: str
+    status: str = MessageStatus.COMPLETE
+    error: str = ""
+    details: str = ""
+
+
+def reply_details(
+    model: str | None,
+    completion_tokens: int | None,
+    first_token_ms: int | None,
+    duration_ms: int | None,
+) -> str:
+    """A one-line summary of what a reply cost, e.g. "llama-x · 120 tokens · 310 tok/s · first token 95 ms"."""
+    parts = [model] if model else []
+    if completion_tokens:
+        parts.append(f"{completion_tokens} tokens")
+        if duration_ms and first_token_ms is not None and duration_ms > first_token_ms:
+            parts.append(f"{completion_tokens / ((duration_ms - first_token_ms) / 1000):.0f} tok/s")
+    if first_token_ms is not None:
+        parts.append(f"first token {first_token_ms} ms")
+    return " · ".join(parts)
+
+
+def view_of_message(message: Message) -> MessageView:
+    return MessageView(
+        id=message.id or 0,
+        role=message.role,
+        content=message.content,
+        status=message.status,
+        error=describe_error(message.error_kind) if message.status == MessageStatus.ERROR else "",
+        details=reply_details(message.model, message.completion_tokens, message.first_token_ms, message.duration_ms)
+        if message.role == "assistant"
+        else "",
+    )
+
+
+def view_of_final_frame(reply_id: int, frame: ReplyFrame) -> MessageView:
+    return MessageView(
+        id=reply_id,
+        role="assistant",
+        content=frame.text,
+        status=frame.status,
+        error=describe_error(frame.error_kind) if frame.status == MessageStatus.ERROR else "",
+        details=reply_details(frame.model, frame.completion_tokens, frame.first_token_ms, frame.duration_ms),
+    )

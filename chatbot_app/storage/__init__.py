@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, the engine, and plain functions that take a Session."""

@@ -1,0 +1,55 @@
+"""SQLModel tables. Schema changes go through a reviewed migration in alembic/versions/."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_conversation_id() -> str:
+    # 128 random bits: ids appear in URLs, so they must not be guessable or enumerable.
+    return secrets.token_hex(16)
+
+
+class MessageStatus(enum.StrEnum):
+    COMPLETE = "complete"
+    STREAMING = "streaming"
+    STOPPED = "stopped"
+    ERROR = "error"
+    INTERRUPTED = "interrupted"
+
+
+class Conversation(SQLModel, table=True):
+    id: str = Field(default_factory=new_conversation_id, primary_key=True, max_length=32)
+    owner_id: str = Field(index=True, max_length=64)
+    title: str = Field(default="New chat", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Message(SQLModel, table=True):
+    __table_args__ = (Index("ix_message_conversation_id_id", "conversation_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: str = Field(foreign_key="conversation.id", ondelete="CASCADE", max_length=32)
+    role: str = Field(max_length=16)
+    content: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # A plain string, not a database enum, so new statuses need no type migration.
+    status: str = Field(default=MessageStatus.COMPLETE, max_length=16)
+    error_kind: str | None = Field(default=None, max_length=32)
+    provider: str | None = Field(default=None, max_length=32)
+    model: str | None = Field(default=None, max_length=128)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_token_ms: int | None = None
+    duration_ms: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,122 @@
+"""Fixtures shared by every test layer: the fake LLM server, migrated databases, a ChatService.
+
+Real peers only: PostgreSQL on 127.0.0.1:5432, SQLite files, and a fake Groq-compatible
+HTTP server on loopback that the real `groq` SDK talks to.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, text
+
+from alembic import command
+from chatbot_app.config import PROJECT_ROOT, Settings
+from chatbot_app.providers import build_provider
+from chatbot_app.services.chat import ChatService
+from chatbot_app.storage.database import make_engine
+from tests.fakes.fake_llm_server import FakeLLMServer
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_ADMIN_URL = os.environ.get("CHATBOT_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+TEST_API_KEY = "gsk-test-" + "k" * 24
+
+
+def skip_or_fail(reason: str) -> None:
+    """Under CI=true a missing peer is a failure; on a developer's machine it is a skip."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: required, not skipped)")
+    pytest.skip(reason)
+
+
+def migrate(url: str) -> None:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLMServer]:
+    server = FakeLLMServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(fake_llm: FakeLLMServer) -> Iterator[FakeLLMServer]:
+    """The session's fake server, with a clean script and request log for this test."""
+    fake_llm.reset()
+    yield fake_llm
+    fake_llm.reset()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to head, dropped afterwards."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"chatbot_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        skip_or_fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}")
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    migrate(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _empty_tables(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM message"))
+        connection.execute(text("DELETE FROM conversation"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs once on SQLite and once on PostgreSQL, both migrated to head."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        migrate(url)
+        return url
+    url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    _empty_tables(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(fake: FakeLLMServer, database_url: str) -> Settings:
+    return Settings(
+        groq_api_key=TEST_API_KEY,
+        groq_base_url=fake.base_url,
+        database_url=database_url,
+        frame_interval_ms=20,
+    )
+
+
+@pytest.fixture
+def service(settings: Settings, engine: Engine) -> ChatService:
+    return ChatService(settings, engine, build_provider)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fast layers first; browser tests last (Playwright's sync loop must not overlap async tests)."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

@@ -1,0 +1,64 @@
+"""Browser fixtures: the exported app on loopback, driven by Debian's Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_API_KEY, migrate, skip_or_fail
+from tests.e2e.live_app import LiveApp, live_app
+from tests.fakes.fake_llm_server import FakeLLMServer
+
+CHROMIUM = os.environ.get("CHATBOT_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        skip_or_fail(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> Iterator[LiveApp]:
+    workdir = tmp_path_factory.mktemp("live_app")
+    database_url = f"sqlite:///{workdir / 'app.db'}"
+    migrate(database_url)
+    with live_app(
+        workdir,
+        database_url,
+        GROQ_API_KEY=TEST_API_KEY,
+        GROQ_BASE_URL=fake_llm.base_url,
+        CHATBOT_MODEL="fake-large",
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser, app: LiveApp, fake: FakeLLMServer):  # type: ignore[no-untyped-def]
+    """A fresh browser context (a new anonymous identity) on the app's start page."""
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(app.frontend_url)
+    page.wait_for_selector("#chat-input")
+    yield page
+    context.close()

@@ -1,0 +1,280 @@
+"""A fake Groq/OpenAI-compatible chat server on loopback, for tests and benchmarks.
+
+It speaks the real wire protocol (SSE chunks, `x_groq.usage` in the last chunk, OpenAI-style
+error bodies), so the real `groq` and `openai` SDKs drive it unmodified. Behaviour is scripted
+per request from Python: delays, token counts, HTTP errors with retry-after, and connection cuts.
+
+Its "model" is deterministic: it answers "Your name is X." when asked for a name that an earlier
+user message gave ("My name is X."), and otherwise echoes the last user message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+DEFAULT_MODELS = ("fake-large", "fake-small")
+_FILLER = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
+
+
+@dataclass
+class Behaviour:
+    """How the server answers one request. Fields left as None use the server defaults."""
+
+    text: str | None = None
+    tokens: int | None = None  # pad/cut the reply to this many word tokens
+    tokens_per_s: float | None = None  # None: as fast as possible
+    first_token_delay_s: float = 0.0
+    status: int | None = None  # answer with this HTTP error instead of a reply
+    error_message: str = "injected failure"
+    retry_after: str | None = None
+    cut_after_tokens: int | None = None  # drop the connection after this many tokens
+    # Called with the request body, in the server's thread, before the request is answered.
+    on_request: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass
+class RecordedRequest:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeLLMServer:
+    """Start with `start()`; `base_url` is for GROQ_BASE_URL, `openai_base_url` for the openai SDK."""
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    default: Behaviour = field(default_factory=Behaviour)
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: list[RecordedRequest] = field(default_factory=list)
+    # Monotonic times of each stream's first and last token, keyed by request number (for benchmarks).
+    token_times: dict[int, tuple[float, float]] = field(default_factory=dict)
+    # Request numbers of streams the client abandoned before the last chunk; `abort_seen` is set on each.
+    aborted: list[int] = field(default_factory=list)
+    abort_seen: threading.Event = field(default_factory=threading.Event)
+    _queue: deque[Behaviour] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+
+    # -- control ---------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        """Script the next requests, in order; later requests fall back to `default`."""
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+            self.token_times.clear()
+            self.aborted.clear()
+            self.abort_seen.clear()
+        self.default = Behaviour()
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def _next(self) -> Behaviour:
+        with self._lock:
+            return self._queue.popleft() if self._queue else self.default
+
+    def start(self) -> FakeLLMServer:
+        if not self.port:
+            with socket.socket() as s:
+                s.bind((self.host, 0))
+                self.port = s.getsockname()[1]
+        config = uvicorn.Config(self._app(), host=self.host, port=self.port, log_level="critical", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="fake-llm-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("fake LLM server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _app(self) -> Starlette:
+        routes = []
+        for prefix in ("/openai/v1", "/v1"):
+            routes += [
+                Route(f"{prefix}/chat/completions", self._chat, methods=["POST"]),
+                Route(f"{prefix}/models", self._models, methods=["GET"]),
+            ]
+        return Starlette(routes=routes)
+
+    async def _models(self, request: Request) -> Response:
+        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), {}))
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake", "active": True} for m in self.models]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        number = len(self.requests)
+        behaviour = self._next()
+        if behaviour.on_request is not None:
+            behaviour.on_request(body)
+        if behaviour.status is not None:
+            headers = {"retry-after": behaviour.retry_after} if behaviour.retry_after else {}
+            error = {"message": behaviour.error_message, "type": "invalid_request_error", "code": None}
+            return JSONResponse({"error": error}, status_code=behaviour.status, headers=headers)
+        model = body.get("model", "")
+        if model not in self.models:
+            error = {
+                "message": f"The model `{model}` does not exist",
+                "type": "invalid_request_error",
+                "code": "model_not_found",
+            }
+            return JSONResponse({"error": error}, status_code=404)
+        tokens = reply_tokens(body.get("messages", []), behaviour)
+        if body.get("max_tokens"):
+            tokens = tokens[: int(body["max_tokens"])]
+        prompt_tokens = sum(len(str(m.get("content", ""))) // 4 + 4 for m in body.get("messages", []))
+        if body.get("stream"):
+            return _SSEResponse(
+                self._sse(number, model, tokens, prompt_tokens, behaviour), media_type="text/event-stream"
+            )
+        await asyncio.sleep(behaviour.first_token_delay_s)
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{number}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "".join(tokens)}, "finish_reason": "stop"}
+                ],
+                "usage": _usage(prompt_tokens, len(tokens)),
+            }
+        )
+
+    async def _sse(
+        self, number: int, model: str, tokens: list[str], prompt_tokens: int, behaviour: Behaviour
+    ) -> AsyncIterator[str]:
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+            payload = {
+                "id": f"chatcmpl-{number}",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
+            return f"data: {json.dumps(payload)}\n\n"
+
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            await asyncio.sleep(behaviour.first_token_delay_s)
+            started = time.monotonic()
+            first = 0.0
+            for i, token in enumerate(tokens):
+                if behaviour.cut_after_tokens is not None and i >= behaviour.cut_after_tokens:
+                    raise ConnectionAbortedError("injected connection cut")
+                # Pace against the start time so sleep granularity does not slow the rate down.
+                if behaviour.tokens_per_s and (wait := started + i / behaviour.tokens_per_s - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
+                if i == 0:
+                    first = time.monotonic()
+                yield chunk({"content": token})
+            self.token_times[number] = (first or time.monotonic(), time.monotonic())
+            usage = _usage(prompt_tokens, len(tokens)) | {"completion_time": round(time.monotonic() - started, 4)}
+            yield chunk({}, "stop", x_groq={"id": f"req_{number}", "usage": usage})
+            yield "data: [DONE]\n\n"
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client went away mid-stream (cancelled while pacing, or closed by _SSEResponse).
+            self.aborted.append(number)
+            self.abort_seen.set()
+            raise
+
+
+class _SSEResponse(StreamingResponse):
+    """A StreamingResponse that always closes its body generator, so an abandoned stream is seen at once.
+
+    When the client disconnects while a chunk is being sent, Starlette cancels the sender and leaves
+    the generator suspended at its `yield`; closing it here makes `_sse` record the abort now rather
+    than whenever the generator is garbage-collected.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
+def reply_tokens(messages: list[dict[str, Any]], behaviour: Behaviour) -> list[str]:
+    """The deterministic reply, split into word tokens that keep their leading space."""
+    text = behaviour.text if behaviour.text is not None else _answer(messages)
+    tokens = re.findall(r"\s*\S+", text) or [text]
+    if behaviour.tokens is not None:
+        while len(tokens) < behaviour.tokens:
+            tokens.append(" " + _FILLER[len(tokens) % len(_FILLER)])
+        tokens = tokens[: behaviour.tokens]
+    return tokens
+
+
+def _answer(messages: list[dict[str, Any]]) -> str:
+    user_texts = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
+    last = user_texts[-1] if user_texts else ""
+    if re.search(r"\bwhat\b.*\bmy name\b", last, re.IGNORECASE):
+        for earlier in reversed(user_texts[:-1]):
+            if match := re.search(r"\bmy name is (\w+)", earlier, re.IGNORECASE):
+                return f"Your name is {match.group(1)}."
+        return "I don't know your name yet."
+    return f"You said: {last}"
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+if __name__ == "__main__":  # a manual demo server: GROQ_BASE_URL=http://127.0.0.1:8010 GROQ_API_KEY=fake
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8010)
+    parser.add_argument("--tokens-per-s", type=float, default=200)
+    args = parser.parse_args()
+    server = FakeLLMServer(port=args.port, default=Behaviour(tokens_per_s=args.tokens_per_s)).start()
+    print(f"fake LLM server on {server.base_url}", flush=True)
+    threading.Event().wait()

@@ -1,0 +1,199 @@
+"""The chat flow against real databases and the fake Groq server, through the real groq SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import re
+
+import pytest
+from sqlalchemy import Engine, event
+from sqlmodel import Session, col, select
+
+from chatbot_app.config import Settings
+from chatbot_app.providers import build_provider
+from chatbot_app.services.chat import ChatService, ConversationNotFound, ReplyFrame, Turn
+from chatbot_app.storage.models import Message
+from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
+
+OWNER = "owner-" + "a" * 20
+STRANGER = "stranger-" + "b" * 20
+
+
+async def collect(service: ChatService, conversation_id: str | None, text: str) -> tuple[Turn, list[ReplyFrame]]:
+    turn = await service.start_turn(OWNER, conversation_id, text)
+    frames = [frame async for frame in service.stream_reply(turn)]
+    return turn, frames
+
+
+async def reply_row(service: ChatService, turn: Turn) -> Message:
+    _, messages = await service.load_conversation(OWNER, turn.conversation_id)
+    [reply] = [m for m in messages if m.id == turn.reply_id]
+    return reply
+
+
+async def test_remembers_earlier_turns(service: ChatService, fake: FakeLLMServer) -> None:
+    first, _ = await collect(service, None, "My name is Alice.")
+    _, frames = await collect(service, first.conversation_id, "What is my name?")
+
+    assert frames[-1].done and frames[-1].status == "complete"
+    assert "Alice" in frames[-1].text
+    sent = fake.chat_requests()[-1].body["messages"]
+    assert sent[0]["role"] == "system"
+    assert [m["content"] for m in sent if m["role"] == "user"] == ["My name is Alice.", "What is my name?"]
+
+
+async def test_without_an_api_key_the_reply_says_not_configured_and_the_message_is_kept(
+    engine: Engine, database_url: str, fake: FakeLLMServer
+) -> None:
+    service = ChatService(Settings(groq_api_key=None, database_url=database_url), engine, build_provider)
+
+    turn, frames = await collect(service, None, "Hello?")
+
+    assert len(frames) == 1
+    assert (frames[-1].done, frames[-1].status, frames[-1].error_kind) == (True, "error", "not_configured")
+    _, stored = await service.load_conversation(OWNER, turn.conversation_id)
+    assert [(m.role, m.content, m.status) for m in stored] == [
+        ("user", "Hello?", "complete"),
+        ("assistant", "", "error"),
+    ]
+    assert stored[-1].error_kind == "not_configured"
+    assert fake.requests == []
+
+
+async def test_the_users_message_is_committed_before_the_provider_is_called(
+    service: ChatService, engine: Engine, fake: FakeLLMServer
+) -> None:
+    seen: list[list[tuple[str, str, str]]] = []
+
+    def look_at_the_database(body: dict[str, object]) -> None:
+        # Runs in the fake server's thread, on its own connection: it sees only committed rows.
+        with Session(engine) as session:
+            rows = session.exec(select(Message).order_by(col(Message.id))).all()
+            seen.append([(m.role, m.content, m.status) for m in rows])
+
+    fake.enqueue(Behaviour(on_request=look_at_the_database))
+
+    await collect(service, None, "Is this saved yet?")
+
+    assert seen == [[("user", "Is this saved yet?", "complete"), ("assistant", "", "streaming")]]
+
+
+async def test_a_connection_cut_mid_stream_keeps_the_partial_text_as_an_error(
+    service: ChatService, fake: FakeLLMServer
+) -> None:
+    fake.enqueue(Behaviour(text="one two three four five", cut_after_tokens=2))
+
+    turn, frames = await collect(service, None, "Count to five.")
+
+    final = frames[-1]
+    assert (final.status, final.error_kind, final.text) == ("error", "connection", "one two")
+    assert [f.text for f in frames[:-1]][-1] == "one two"
+    stored = await reply_row(service, turn)
+    assert (stored.status, stored.error_kind, stored.content) == ("error", "connection", "one two")
+
+
+async def test_closing_the_reply_early_stores_it_as_stopped_and_closes_the_upstream(
+    service: ChatService, fake: FakeLLMServer
+) -> None:
+    fake.enqueue(Behaviour(tokens=400, tokens_per_s=40))
+    turn = await service.start_turn(OWNER, None, "Tell me a long story.")
+
+    first: ReplyFrame | None = None
+    async with contextlib.aclosing(service.stream_reply(turn)) as frames:
+        async for frame in frames:
+            first = frame
+            break  # the user pressed stop: the page leaves its loop and aclosing closes the stream
+
+    assert first is not None and first.text and not first.done
+    stored = await reply_row(service, turn)
+    assert (stored.status, stored.content, stored.error_kind) == ("stopped", first.text, None)
+    assert stored.model == "fake-large"
+    # The server runs in its own thread: wait (bounded) for it to see the client go.
+    assert await asyncio.to_thread(fake.abort_seen.wait, 10)
+    assert fake.aborted == [len(fake.requests)]
+
+
+async def test_many_fast_tokens_arrive_in_far_fewer_frames(
+    settings: Settings, engine: Engine, fake: FakeLLMServer
+) -> None:
+    service = ChatService(dataclasses.replace(settings, frame_interval_ms=200), engine, build_provider)
+    words = [f"w{i}" for i in range(300)]
+    fake.enqueue(Behaviour(text=" ".join(words)))
+
+    _, frames = await collect(service, None, "Go fast.")
+
+    progress = frames[:-1]
+    # One frame per 200 ms: thirty frames would take the fake six seconds to stream 300 tokens.
+    assert 1 <= len(progress) <= 30
+    assert progress[0].text.startswith("w0")
+    assert [f.text for f in progress] == sorted(f.text for f in progress)  # each frame extends the last
+    assert frames[-1].text == " ".join(words)
+    assert frames[-1].status == "complete"
+
+
+async def test_the_reply_row_is_not_written_per_token(
+    service: ChatService, engine: Engine, fake: FakeLLMServer
+) -> None:
+    fake.enqueue(Behaviour(tokens=300))
+    turn = await service.start_turn(OWNER, None, "Three hundred tokens, please.")
+    message_updates: list[str] = []
+
+    def count_message_updates(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if re.match(r"\s*UPDATE\s+message\b", statement, re.IGNORECASE):
+            message_updates.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count_message_updates)
+    try:
+        frames = [frame async for frame in service.stream_reply(turn)]
+    finally:
+        event.remove(engine, "before_cursor_execute", count_message_updates)
+
+    assert frames[-1].status == "complete"
+    assert frames[-1].completion_tokens == 300
+    # The final save, plus at most a checkpoint or two on a very slow machine.
+    assert 1 <= len(message_updates) <= 3
+
+
+async def test_an_unknown_or_foreign_conversation_is_not_found(service: ChatService, fake: FakeLLMServer) -> None:
+    mine, _ = await collect(service, None, "Private thoughts.")
+
+    with pytest.raises(ConversationNotFound):
+        await service.start_turn(OWNER, "f" * 32, "Hello?")
+    with pytest.raises(ConversationNotFound):
+        await service.start_turn(STRANGER, mine.conversation_id, "Let me in.")
+    with pytest.raises(ConversationNotFound):
+        await service.load_conversation(STRANGER, mine.conversation_id)
+
+    _, stored = await service.load_conversation(OWNER, mine.conversation_id)
+    assert [m.content for m in stored if m.role == "user"] == ["Private thoughts."]
+
+
+async def test_usage_and_model_are_stored_on_the_reply(service: ChatService, fake: FakeLLMServer) -> None:
+    fake.enqueue(Behaviour(text="Four words right here."))
+
+    turn, frames = await collect(service, None, "Answer in four words.")
+
+    sent = fake.chat_requests()[-1].body["messages"]
+    prompt_tokens = sum(len(m["content"]) // 4 + 4 for m in sent)
+    stored = await reply_row(service, turn)
+    assert (stored.status, stored.content, stored.model) == ("complete", "Four words right here.", "fake-large")
+    assert (stored.prompt_tokens, stored.completion_tokens) == (prompt_tokens, 4)
+    assert stored.first_token_ms is not None and stored.duration_ms is not None
+    assert stored.duration_ms >= stored.first_token_ms
+    final = frames[-1]
+    assert (final.model, final.prompt_tokens, final.completion_tokens) == ("fake-large", prompt_tokens, 4)
+    assert (final.first_token_ms, final.duration_ms) == (stored.first_token_ms, stored.duration_ms)
+
+
+async def test_a_configured_model_is_used_without_listing_models(
+    settings: Settings, engine: Engine, fake: FakeLLMServer
+) -> None:
+    service = ChatService(dataclasses.replace(settings, model="fake-small"), engine, build_provider)
+
+    turn, _ = await collect(service, None, "Hi.")
+
+    assert [r.path for r in fake.requests] == ["/openai/v1/chat/completions"]
+    assert fake.requests[0].body["model"] == "fake-small"
+    assert (await reply_row(service, turn)).model == "fake-small"

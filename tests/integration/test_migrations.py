@@ -1,0 +1,102 @@
+"""The migrations build exactly the schema the SQLModel tables describe, and can be undone and redone."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlmodel import SQLModel
+
+import chatbot_app.storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from alembic import command
+from chatbot_app.config import PROJECT_ROOT
+from chatbot_app.storage.database import make_engine
+from tests.conftest import POSTGRES_ADMIN_URL, skip_or_fail
+
+APP_TABLES = {"conversation", "message"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all: a new SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"chatbot_migrate_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        skip_or_fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}")
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def schema_differences(url: str) -> list[object]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return list(compare_metadata(context, SQLModel.metadata))
+    finally:
+        engine.dispose()
+
+
+def current_state(url: str) -> tuple[set[str], str | None]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+            return tables & APP_TABLES, MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_database_migrated_to_head_matches_the_models(empty_database_url: str) -> None:
+    assert current_state(empty_database_url) == (set(), None)
+
+    command.upgrade(alembic_config(empty_database_url), "head")
+
+    assert current_state(empty_database_url) == (APP_TABLES, "0001")
+    assert schema_differences(empty_database_url) == []
+
+
+def test_downgrade_to_base_then_upgrade_to_head_again(empty_database_url: str) -> None:
+    config = alembic_config(empty_database_url)
+    command.upgrade(config, "head")
+
+    command.downgrade(config, "base")
+    assert current_state(empty_database_url) == (set(), None)
+
+    command.upgrade(config, "head")
+    assert current_state(empty_database_url) == (APP_TABLES, "0001")
+    assert schema_differences(empty_database_url) == []
+
+
+def test_upgrading_a_database_already_at_head_changes_nothing(empty_database_url: str) -> None:
+    config = alembic_config(empty_database_url)
+    command.upgrade(config, "head")
+
+    command.upgrade(config, "head")
+
+    assert current_state(empty_database_url) == (APP_TABLES, "0001")
+    assert schema_differences(empty_database_url) == []

@@ -1,0 +1,162 @@
+"""Settings.from_env: defaults, each variable, malformed values, secrets, and `.env` precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatbot_app.config import DEFAULT_SYSTEM_PROMPT, PROJECT_ROOT, Settings, SettingsError
+
+SECRET = "gsk_live_" + "s3cr3t" * 6
+VARIABLES = (
+    "GROQ_API_KEY",
+    "GROQ_BASE_URL",
+    "CHATBOT_PROVIDER",
+    "CHATBOT_MODEL",
+    "CHATBOT_SYSTEM_PROMPT",
+    "CHATBOT_DATABASE_URL",
+    "CHATBOT_CONTEXT_TOKENS",
+    "CHATBOT_MAX_TOKENS",
+    "CHATBOT_FRAME_MS",
+)
+
+
+def test_an_empty_environment_gives_the_defaults() -> None:
+    settings = Settings.from_env({})
+
+    assert settings == Settings()
+    assert settings.groq_api_key is None
+    assert settings.groq_base_url is None
+    assert settings.provider == "auto"
+    assert settings.model is None
+    assert settings.system_prompt == DEFAULT_SYSTEM_PROMPT
+    assert settings.database_url == f"sqlite:///{PROJECT_ROOT / 'chatbot.db'}"
+    assert (settings.context_budget_tokens, settings.max_reply_tokens, settings.frame_interval_ms) == (6000, 1024, 50)
+
+
+def test_blank_values_count_as_unset() -> None:
+    assert Settings.from_env({name: "   " for name in VARIABLES}) == Settings()
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "GROQ_API_KEY": SECRET,
+            "GROQ_BASE_URL": "http://127.0.0.1:9999",
+            "CHATBOT_PROVIDER": "groq",
+            "CHATBOT_MODEL": "llama-test",
+            "CHATBOT_SYSTEM_PROMPT": "Answer in French.",
+            "CHATBOT_DATABASE_URL": "postgresql+psycopg2://u@db/chat",
+            "CHATBOT_CONTEXT_TOKENS": "8000",
+            "CHATBOT_MAX_TOKENS": "256",
+            "CHATBOT_FRAME_MS": "0",
+        }
+    )
+
+    assert settings == Settings(
+        groq_api_key=SECRET,
+        groq_base_url="http://127.0.0.1:9999",
+        provider="groq",
+        model="llama-test",
+        system_prompt="Answer in French.",
+        database_url="postgresql+psycopg2://u@db/chat",
+        context_budget_tokens=8000,
+        max_reply_tokens=256,
+        frame_interval_ms=0,
+    )
+
+
+def test_values_are_stripped_and_the_provider_is_case_insensitive() -> None:
+    settings = Settings.from_env({"CHATBOT_PROVIDER": " GROQ ", "CHATBOT_MODEL": " m \n", "CHATBOT_MAX_TOKENS": " 7 "})
+
+    assert (settings.provider, settings.model, settings.max_reply_tokens) == ("groq", "m", 7)
+
+
+@pytest.mark.parametrize("name", ["CHATBOT_CONTEXT_TOKENS", "CHATBOT_MAX_TOKENS", "CHATBOT_FRAME_MS"])
+@pytest.mark.parametrize("raw", ["many", "1.5", "1e3", "0x10"])
+def test_a_malformed_whole_number_names_its_variable(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name} must be a whole number, got '{raw}'$"):
+        Settings.from_env({name: raw})
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "minimum"),
+    [("CHATBOT_CONTEXT_TOKENS", "255", 256), ("CHATBOT_MAX_TOKENS", "0", 1), ("CHATBOT_FRAME_MS", "-1", 0)],
+)
+def test_a_number_below_its_minimum_names_its_variable(name: str, raw: str, minimum: int) -> None:
+    with pytest.raises(SettingsError, match=f"^{name} must be at least {minimum}, got {raw}$"):
+        Settings.from_env({name: raw})
+
+
+def test_an_unknown_provider_names_the_variable_and_the_choices() -> None:
+    with pytest.raises(SettingsError, match="CHATBOT_PROVIDER must be one of auto, groq, got 'openai'"):
+        Settings.from_env({"CHATBOT_PROVIDER": "openai"})
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
+
+
+def test_the_api_key_never_appears_in_repr_or_str() -> None:
+    settings = Settings.from_env({"GROQ_API_KEY": SECRET, "CHATBOT_MODEL": "visible-model"})
+
+    assert settings.groq_api_key == SECRET
+    for shown in (repr(settings), str(settings), f"{settings}", repr([settings])):
+        assert SECRET not in shown
+        assert "groq_api_key" not in shown
+    assert "visible-model" in repr(settings)
+
+
+@pytest.fixture
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """os.environ without any of the app's variables, whatever the machine running the tests has set."""
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_the_environment_wins_over_dotenv(tmp_path: Path, clean_environ: pytest.MonkeyPatch) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        f"GROQ_API_KEY={SECRET}\nCHATBOT_MODEL=model-from-dotenv\nCHATBOT_MAX_TOKENS=111\n# a comment\n",
+        encoding="utf-8",
+    )
+    clean_environ.setenv("CHATBOT_MODEL", "model-from-environment")
+    clean_environ.setenv("CHATBOT_FRAME_MS", "25")
+
+    settings = Settings.from_env(dotenv_path=dotenv)
+
+    assert settings.model == "model-from-environment"  # set in both: the environment wins
+    assert settings.groq_api_key == SECRET  # only in .env
+    assert settings.max_reply_tokens == 111  # only in .env
+    assert settings.frame_interval_ms == 25  # only in the environment
+
+
+def test_a_malformed_value_in_dotenv_is_reported_like_one_in_the_environment(
+    tmp_path: Path, clean_environ: pytest.MonkeyPatch
+) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("CHATBOT_CONTEXT_TOKENS=lots\n", encoding="utf-8")
+
+    with pytest.raises(SettingsError, match="CHATBOT_CONTEXT_TOKENS"):
+        Settings.from_env(dotenv_path=dotenv)
+
+
+def test_a_missing_dotenv_file_means_the_environment_alone(tmp_path: Path, clean_environ: pytest.MonkeyPatch) -> None:
+    clean_environ.setenv("CHATBOT_MODEL", "only-env")
+
+    settings = Settings.from_env(dotenv_path=tmp_path / "absent.env")
+
+    assert settings.model == "only-env"
+    assert settings.groq_api_key is None
+
+
+def test_an_explicit_mapping_ignores_dotenv_and_the_environment(
+    tmp_path: Path, clean_environ: pytest.MonkeyPatch
+) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("CHATBOT_MODEL=from-dotenv\n", encoding="utf-8")
+    clean_environ.setenv("CHATBOT_MODEL", "from-environment")
+
+    assert Settings.from_env({}, dotenv_path=dotenv).model is None

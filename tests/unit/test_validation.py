@@ -1,0 +1,113 @@
+"""Validation of what a client sends: messages, identities, conversation ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot_app.services.validation import (
+    MAX_MESSAGE_CHARS,
+    InvalidInput,
+    clean_message,
+    is_conversation_id,
+    is_identity,
+)
+
+GOOD_CONVERSATION_ID = "0123456789abcdef" * 2
+
+
+@pytest.mark.parametrize("raw", ["", " ", "\n\t  \r\n", "\u3000"])
+def test_blank_messages_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidInput, match="Type a message first"):
+        clean_message(raw)
+
+
+@pytest.mark.parametrize("raw", [None, 42, 3.5, True, ["hi"], {"message": "hi"}, b"hi"])
+def test_non_text_messages_are_refused(raw: object) -> None:
+    with pytest.raises(InvalidInput, match="must be text"):
+        clean_message(raw)
+
+
+def test_message_is_trimmed() -> None:
+    assert clean_message("  hello there \n") == "hello there"
+
+
+def test_inner_whitespace_and_unicode_are_kept() -> None:
+    assert clean_message("line one\n\n  line two 👋 é") == "line one\n\n  line two 👋 é"
+
+
+def test_message_at_the_limit_is_accepted_and_trimming_counts_first() -> None:
+    assert clean_message("x" * MAX_MESSAGE_CHARS) == "x" * MAX_MESSAGE_CHARS
+    assert clean_message("  " + "x" * 10 + "  ", max_chars=10) == "x" * 10
+
+
+def test_message_over_the_limit_says_how_long_it_is_and_what_the_limit_is() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        clean_message("x" * (MAX_MESSAGE_CHARS + 1))
+
+    assert str(caught.value) == "That message is 32,001 characters; the limit is 32,000."
+
+
+@pytest.mark.parametrize("raw", ["a\x00b", "lone \ud800 surrogate", "\udfff"])
+def test_characters_no_database_can_store_are_refused(raw: str) -> None:
+    # PostgreSQL rejects NUL in text and neither database encodes a lone surrogate; both can arrive in JSON.
+    with pytest.raises(InvalidInput, match="cannot be sent"):
+        clean_message(raw)
+
+
+def test_invalid_input_is_a_value_error() -> None:
+    assert issubclass(InvalidInput, ValueError)
+
+
+@pytest.mark.parametrize("value", ["a" * 22, "A" * 64, "Zz09_-" * 4, "token_urlsafe-24-bytes-xxxxxxxx"])
+def test_well_formed_identities_are_accepted(value: str) -> None:
+    assert is_identity(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "a" * 21,
+        "a" * 65,
+        "a" * 22 + "!",
+        "a" * 22 + " ",
+        "a" * 22 + "\n",  # `$` alone would let a trailing newline through
+        "a" * 64 + "\n",
+        "é" * 22,
+        "a" * 11 + "." + "a" * 11,
+    ],
+)
+def test_malformed_identities_are_refused(value: str) -> None:
+    assert not is_identity(value)
+
+
+@pytest.mark.parametrize("value", [None, 0, 12345678901234567890123, ["a" * 22], {"id": "a" * 22}, b"a" * 22])
+def test_identities_of_the_wrong_type_are_refused(value: object) -> None:
+    assert not is_identity(value)
+
+
+def test_well_formed_conversation_id_is_accepted() -> None:
+    assert is_conversation_id(GOOD_CONVERSATION_ID)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        GOOD_CONVERSATION_ID[:-1],
+        GOOD_CONVERSATION_ID + "0",
+        GOOD_CONVERSATION_ID.upper(),
+        "g" * 32,
+        GOOD_CONVERSATION_ID[:-1] + "\n",
+        GOOD_CONVERSATION_ID + "\n",
+        "../" + GOOD_CONVERSATION_ID[3:],
+        "0" * 31 + "'",
+    ],
+)
+def test_malformed_conversation_ids_are_refused(value: str) -> None:
+    assert not is_conversation_id(value)
+
+
+@pytest.mark.parametrize("value", [None, 0, 1.5, [GOOD_CONVERSATION_ID], {"id": GOOD_CONVERSATION_ID}])
+def test_conversation_ids_of_the_wrong_type_are_refused(value: object) -> None:
+    assert not is_conversation_id(value)

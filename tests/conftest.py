@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from alembic import command
 from chatbot_app.config import PROJECT_ROOT, Settings
-from chatbot_app.providers import build_provider
+from chatbot_app.providers import ProviderRegistry
 from chatbot_app.services.chat import ChatService
 from chatbot_app.storage.database import make_engine
 from tests.fakes.fake_llm_server import FakeLLMServer
@@ -79,6 +79,7 @@ def _empty_tables(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM message"))
         connection.execute(text("DELETE FROM conversation"))
+        connection.execute(text("DELETE FROM prompt_preset"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -109,12 +110,17 @@ def settings(fake: FakeLLMServer, database_url: str) -> Settings:
         groq_base_url=fake.base_url,
         database_url=database_url,
         frame_interval_ms=20,
+        local_model="off",  # the local model has its own tests; here Groq (the fake) answers
     )
+
+
+def make_service(settings: Settings, engine: Engine) -> ChatService:
+    return ChatService(settings, engine, ProviderRegistry.from_settings(settings))
 
 
 @pytest.fixture
 def service(settings: Settings, engine: Engine) -> ChatService:
-    return ChatService(settings, engine, build_provider)
+    return make_service(settings, engine)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import reflex as rx
 
+from chatbot_app.components.model_picker import model_picker
+from chatbot_app.components.settings_panel import settings_panel
 from chatbot_app.state.chat import ChatState
 
 
@@ -16,6 +18,8 @@ def header() -> rx.Component:
             min_width="0",
         ),
         rx.hstack(
+            model_picker(),
+            settings_panel(),
             rx.tooltip(
                 rx.icon_button(
                     rx.icon("square-pen"),

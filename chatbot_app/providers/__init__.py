@@ -1,17 +1,99 @@
-"""Chat providers behind one interface (base.ChatProvider), chosen from Settings."""
+"""Chat providers behind one interface (base.ChatProvider), built from Settings."""
 
 from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
 
 from chatbot_app.config import Settings
 from chatbot_app.providers.base import ChatProvider, ErrorKind, ProviderError
 
 
-def build_provider(settings: Settings) -> ChatProvider:
-    """The provider that Settings select; raises ProviderError(NOT_CONFIGURED) if none can be built."""
-    if settings.provider in ("auto", "groq"):
-        if not settings.groq_api_key:
-            raise ProviderError(ErrorKind.NOT_CONFIGURED, "GROQ_API_KEY is not set")
-        from chatbot_app.providers.groq import GroqProvider
+@dataclass(frozen=True, slots=True)
+class ModelGroup:
+    """One provider's models, as the model picker shows them; `error` if they could not be listed."""
 
-        return GroqProvider(settings.groq_api_key, settings.groq_base_url, settings.request_timeout_s)
-    raise ProviderError(ErrorKind.NOT_CONFIGURED, f"unknown provider {settings.provider!r}")
+    provider: str
+    label: str
+    models: list[str]
+    error: str | None = None
+
+
+class ProviderRegistry:
+    """Every configured provider, and which one answers by default."""
+
+    def __init__(self, providers: list[ChatProvider], default: str | None) -> None:
+        self._providers = {p.name: p for p in providers}
+        self.default_name = default
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProviderRegistry:
+        providers: list[ChatProvider] = []
+        if settings.groq_api_key:
+            from chatbot_app.providers.groq import GroqProvider
+
+            providers.append(
+                GroqProvider(
+                    settings.groq_api_key, settings.groq_base_url, settings.request_timeout_s, settings.groq_models
+                )
+            )
+        if settings.openai_base_url or settings.openai_api_key:
+            from chatbot_app.providers.openai_compat import OpenAICompatibleProvider
+
+            providers.append(
+                OpenAICompatibleProvider(
+                    settings.openai_api_key,
+                    settings.openai_base_url,
+                    settings.request_timeout_s,
+                    settings.openai_models,
+                )
+            )
+        if (path := local_model_path(settings)) is not None:
+            from chatbot_app.providers.local import LocalProvider
+
+            providers.append(
+                LocalProvider(
+                    path, context_tokens=settings.local_context_tokens, max_waiting=settings.local_max_waiting
+                )
+            )
+        names = [p.name for p in providers]
+        if settings.provider == "auto":
+            default = names[0] if names else None  # groq, then openai, then local
+        else:
+            default = settings.provider if settings.provider in names else None
+        return cls(providers, default)
+
+    @property
+    def providers(self) -> list[ChatProvider]:
+        return list(self._providers.values())
+
+    def get(self, name: str | None = None) -> ChatProvider:
+        """The named provider, or the default one; raises ProviderError(NOT_CONFIGURED)."""
+        name = name or self.default_name
+        if name is None or name not in self._providers:
+            raise ProviderError(ErrorKind.NOT_CONFIGURED, f"provider {name!r} is not configured")
+        return self._providers[name]
+
+    async def model_groups(self) -> list[ModelGroup]:
+        """Every configured provider's models; a provider that cannot be reached lists none."""
+
+        async def group(provider: ChatProvider) -> ModelGroup:
+            try:
+                return ModelGroup(provider.name, provider.label, await provider.list_models())
+            except ProviderError as exc:
+                return ModelGroup(provider.name, provider.label, [], exc.kind.value)
+
+        return list(await asyncio.gather(*(group(p) for p in self._providers.values())))
+
+
+def local_model_path(settings: Settings) -> Path | None:
+    """The GGUF file the local provider should load, or None if it is off or missing."""
+    if settings.local_model.lower() == "off":
+        return None
+    if settings.local_model:
+        path = Path(settings.local_model).expanduser()
+        return path if path.is_file() else None
+    from chatbot_app.providers.local import bundled_model_path
+
+    return bundled_model_path()

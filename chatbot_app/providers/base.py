@@ -58,6 +58,7 @@ class ErrorKind(enum.StrEnum):
     CONTENT_REFUSED = "content_refused"
     BAD_REQUEST = "bad_request"
     SERVER = "server"
+    BUSY = "busy"
 
 
 class ProviderError(Exception):
@@ -93,8 +94,12 @@ def classify_status(status: int, message: str) -> ErrorKind:
 class ChatProvider(abc.ABC):
     """A source of chat completions."""
 
-    #: Short stable identifier shown in the UI and stored on each message.
+    #: Short stable identifier, stored on each message and used in model choices ("groq:<model>").
     name: str
+    #: What the UI calls it.
+    label: str
+    #: The model's context window in tokens, where the provider knows it.
+    context_tokens: int | None = None
 
     @abc.abstractmethod
     def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[str | Usage]:

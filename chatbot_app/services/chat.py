@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from functools import partial
 from typing import TypeVar
@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from chatbot_app.config import Settings
+from chatbot_app.providers import ModelGroup, ProviderRegistry
 from chatbot_app.providers.base import (
     ChatMessage,
     ChatProvider,
@@ -27,9 +28,17 @@ from chatbot_app.providers.base import (
     ProviderError,
     Usage,
 )
+from chatbot_app.services.chat_settings import (
+    BUILTIN_PRESETS,
+    ChatSettings,
+    ResolvedSettings,
+    model_choice,
+    resolve,
+)
 from chatbot_app.services.coalesce import coalesce
 from chatbot_app.services.context import trim_to_budget
 from chatbot_app.storage import conversations as store
+from chatbot_app.storage import presets as presets_store
 from chatbot_app.storage.database import session_scope
 from chatbot_app.storage.models import Conversation, Message, MessageStatus
 
@@ -58,7 +67,8 @@ class Turn:
     created_conversation: bool
     user_message_id: int
     reply_id: int
-    context: list[ChatMessage]
+    history: list[ChatMessage]
+    settings: ChatSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,7 @@ class ReplyFrame:
     done: bool = False
     status: str = MessageStatus.STREAMING
     error_kind: str | None = None
+    provider: str | None = None
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -79,16 +90,10 @@ class ReplyFrame:
 class ChatService:
     """The chat flow, shared by the UI state and the REST API."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        engine: Engine,
-        provider_factory: Callable[[Settings], ChatProvider],
-    ) -> None:
+    def __init__(self, settings: Settings, engine: Engine, providers: ProviderRegistry) -> None:
         self.settings = settings
         self.engine = engine
-        self._provider_factory = provider_factory
-        self._provider: ChatProvider | None = None
+        self.providers = providers
 
     # -- database ---------------------------------------------------------------------------
 
@@ -117,37 +122,96 @@ class ChatService:
     async def interrupt_stale_replies(self) -> int:
         return await self._db(lambda s: store.interrupt_stale_replies(s, STALE_AFTER))
 
+    # -- settings ---------------------------------------------------------------------------
+
+    async def settings_for_new_chat(self, owner_id: str) -> ChatSettings:
+        """A new conversation starts from the settings of the owner's latest one."""
+        latest = await self._db(lambda s: store.latest_conversation(s, owner_id))
+        return settings_of(latest) if latest is not None else ChatSettings()
+
+    async def conversation_settings(self, owner_id: str, conversation_id: str) -> ChatSettings:
+        """The settings stored on a conversation; raises ConversationNotFound."""
+
+        def work(session: Session) -> ChatSettings:
+            conversation = store.get_conversation(session, conversation_id, owner_id)
+            if conversation is None:
+                raise ConversationNotFound(conversation_id)
+            return settings_of(conversation)
+
+        return await self._db(work)
+
+    async def save_settings(self, owner_id: str, conversation_id: str, chat: ChatSettings) -> None:
+        """Store `chat` on the conversation; raises ConversationNotFound."""
+
+        def work(session: Session) -> None:
+            conversation = store.get_conversation(session, conversation_id, owner_id)
+            if conversation is None:
+                raise ConversationNotFound(conversation_id)
+            store.update_settings(session, conversation, **asdict(chat))
+
+        await self._db(work)
+
+    async def presets(self, owner_id: str) -> dict[str, str]:
+        """Built-in system-prompt presets, then the owner's own (name -> prompt)."""
+        own = await self._db(lambda s: presets_store.list_presets(s, owner_id))
+        return {**BUILTIN_PRESETS, **{p.name: p.prompt for p in own}}
+
+    async def save_preset(self, owner_id: str, name: str, prompt: str) -> None:
+        await self._db(lambda s: presets_store.save_preset(s, owner_id, name, prompt))
+
     # -- provider ---------------------------------------------------------------------------
 
-    def provider(self) -> ChatProvider:
-        """The configured provider, built once; raises ProviderError(NOT_CONFIGURED)."""
-        if self._provider is None:
-            self._provider = self._provider_factory(self.settings)
-        return self._provider
+    async def model_menu(self) -> tuple[list[ModelGroup], str]:
+        """Every configured provider's models, and the "provider:model" a new chat starts with."""
+        groups = await self.providers.model_groups()
+        default = ""
+        for group in groups:
+            if group.provider == self.providers.default_name and group.models:
+                model = self.settings.model if self.settings.model in group.models else group.models[0]
+                default = model_choice(group.provider, model)
+        return groups, default
 
-    async def _options(self, provider: ChatProvider) -> GenerationOptions:
-        model = self.settings.model
+    async def _choose(self, chat: ChatSettings) -> tuple[ChatProvider, GenerationOptions, ResolvedSettings]:
+        """The provider and options a conversation's settings resolve to; raises ProviderError."""
+        provider = self.providers.get(chat.provider)
+        model = chat.model
+        if model is None and provider.name == self.providers.default_name:
+            model = self.settings.model
         if model is None:
             models = await provider.list_models()
             if not models:
-                raise ProviderError(ErrorKind.MODEL_NOT_FOUND, "the provider lists no models")
+                raise ProviderError(ErrorKind.MODEL_NOT_FOUND, f"{provider.name} lists no models")
             model = models[0]
-        return GenerationOptions(model=model, max_tokens=self.settings.max_reply_tokens)
+        resolved = resolve(chat, self.settings)
+        options = GenerationOptions(model, resolved.temperature, resolved.max_tokens, resolved.top_p)
+        return provider, options, resolved
+
+    def _context(self, turn: Turn, provider: ChatProvider, resolved: ResolvedSettings) -> list[ChatMessage]:
+        budget = self.settings.context_budget_tokens
+        if provider.context_tokens is not None:
+            budget = min(budget, provider.context_tokens - resolved.max_tokens)
+        return trim_to_budget(resolved.system_prompt, turn.history, max(budget, 1))
 
     # -- the turn ---------------------------------------------------------------------------
 
-    async def start_turn(self, owner_id: str, conversation_id: str | None, text: str) -> Turn:
-        """Commit the user's message and an empty `streaming` reply, before any provider call."""
+    async def start_turn(
+        self, owner_id: str, conversation_id: str | None, text: str, chat: ChatSettings | None = None
+    ) -> Turn:
+        """Commit the user's message and an empty `streaming` reply, before any provider call.
+
+        `chat`, when given, becomes the conversation's stored settings; otherwise the stored ones apply.
+        """
 
         def work(session: Session) -> Turn:
             if conversation_id is None:
                 conversation = store.create_conversation(session, owner_id, title=_title_from(text))
             elif (conversation := store.get_conversation(session, conversation_id, owner_id)) is None:
                 raise ConversationNotFound(conversation_id)
+            if chat is not None:
+                store.update_settings(session, conversation, **asdict(chat))
             history = store.latest_messages(session, conversation.id, HISTORY_WINDOW)
             user = store.add_message(session, conversation, "user", text)
             reply = store.add_message(session, conversation, "assistant", "", status=MessageStatus.STREAMING)
-            messages = [*_as_context(history), ChatMessage("user", text)]
             assert user.id is not None and reply.id is not None
             return Turn(
                 conversation_id=conversation.id,
@@ -155,19 +219,22 @@ class ChatService:
                 created_conversation=conversation_id is None,
                 user_message_id=user.id,
                 reply_id=reply.id,
-                context=trim_to_budget(self.settings.system_prompt, messages, self.settings.context_budget_tokens),
+                history=[*_as_context(history), ChatMessage("user", text)],
+                settings=settings_of(conversation),
             )
 
         return await self._db(work)
 
-    async def stream_reply(self, turn: Turn) -> AsyncIterator[ReplyFrame]:
+    async def stream_reply(self, turn: Turn, *, batch: bool = False) -> AsyncIterator[ReplyFrame]:
         """Stream the reply as frames, then one final frame with its status and usage.
 
+        With `batch`, the provider is asked for the whole reply in one response instead.
         If the consumer closes this iterator early (the user pressed stop), the upstream
         request is closed and the text so far is stored with status `stopped`.
         """
         started = time.monotonic()
         text = ""
+        provider_name: str | None = None
         model: str | None = None
         usage: Usage | None = None
         first_token_ms: int | None = None
@@ -177,6 +244,7 @@ class ChatService:
 
         def final_fields() -> dict[str, object]:
             return {
+                "provider": provider_name,
                 "model": model,
                 "error_kind": error.kind.value if error else None,
                 "prompt_tokens": usage.prompt_tokens if usage else None,
@@ -186,10 +254,11 @@ class ChatService:
             }
 
         try:
-            provider = self.provider()
-            options = await self._options(provider)
-            model = options.model
-            frames = coalesce(provider.stream(turn.context, options), self.settings.frame_interval_ms / 1000)
+            provider, options, resolved = await self._choose(turn.settings)
+            provider_name, model = provider.name, options.model
+            context = self._context(turn, provider, resolved)
+            source = _whole(provider, context, options) if batch else provider.stream(context, options)
+            frames = coalesce(source, self.settings.frame_interval_ms / 1000)
             try:
                 async for batch in frames:
                     deltas = [item for item in batch if isinstance(item, str)]
@@ -199,7 +268,7 @@ class ChatService:
                     if first_token_ms is None:
                         first_token_ms = int((time.monotonic() - started) * 1000)
                     text += "".join(deltas)
-                    yield ReplyFrame(text=text, model=model, first_token_ms=first_token_ms)
+                    yield ReplyFrame(text=text, provider=provider_name, model=model, first_token_ms=first_token_ms)
                     if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
                         last_checkpoint = time.monotonic()
                         await self._db(partial(store.save_reply, message_id=turn.reply_id, content=text, status=status))
@@ -230,6 +299,27 @@ class ChatService:
             fields["completion_tokens"],
         )
         yield ReplyFrame(text=text, done=True, status=status, **fields)  # type: ignore[arg-type]
+
+
+async def _whole(
+    provider: ChatProvider, context: list[ChatMessage], options: GenerationOptions
+) -> AsyncIterator[str | Usage]:
+    """A batch completion in the shape of a stream: the whole text, then its usage."""
+    completion = await provider.complete(context, options)
+    yield completion.text
+    if completion.usage is not None:
+        yield completion.usage
+
+
+def settings_of(conversation: Conversation) -> ChatSettings:
+    return ChatSettings(
+        provider=conversation.provider,
+        model=conversation.model,
+        temperature=conversation.temperature,
+        max_tokens=conversation.max_tokens,
+        top_p=conversation.top_p,
+        system_prompt=conversation.system_prompt,
+    )
 
 
 def _as_context(messages: list[Message]) -> list[ChatMessage]:

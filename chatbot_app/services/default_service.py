@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from chatbot_app.config import get_settings
-from chatbot_app.providers import build_provider
+from chatbot_app.providers import ProviderRegistry
 from chatbot_app.services.chat import ChatService
 from chatbot_app.storage.database import get_engine
 
@@ -13,4 +13,4 @@ from chatbot_app.storage.database import get_engine
 @lru_cache(maxsize=1)
 def get_chat_service() -> ChatService:
     settings = get_settings()
-    return ChatService(settings, get_engine(settings.database_url), build_provider)
+    return ChatService(settings, get_engine(settings.database_url), ProviderRegistry.from_settings(settings))

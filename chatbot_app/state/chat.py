@@ -100,6 +100,8 @@ class ChatState(rx.State):
     @rx.event(background=True)
     async def send_message(self, form_data: Any) -> Any:
         """Store the user's message, then stream the reply in coalesced frames."""
+        from chatbot_app.state.settings import SettingsState  # a substate of this one
+
         service = get_chat_service()
         async with self:
             if self.streaming:
@@ -110,10 +112,12 @@ class ChatState(rx.State):
                 self.notice = str(exc)
                 return
             owner, conversation_id = self._owner_id(), self.conversation_id or None
+            settings = await self.get_state(SettingsState)
+            chat, batch = settings.chat_settings(), settings.batch_mode
             self.notice, self.stream_text, self.streaming, self._stop_requested = "", "", True, False
             self.messages.append(MessageView(id=0, role="user", content=text))
         try:
-            turn = await service.start_turn(owner, conversation_id, text)
+            turn = await service.start_turn(owner, conversation_id, text, chat)
         except ConversationNotFound:
             async with self:
                 self.streaming = False
@@ -125,7 +129,7 @@ class ChatState(rx.State):
         if turn.created_conversation:
             yield rx.redirect(conversation_url(turn.conversation_id))
 
-        async with contextlib.aclosing(service.stream_reply(turn)) as frames:
+        async with contextlib.aclosing(service.stream_reply(turn, batch=batch)) as frames:
             async for frame in frames:
                 async with self:
                     if self._stop_requested:

@@ -20,13 +20,17 @@ class MessageView:
 
 
 def reply_details(
+    provider: str | None,
     model: str | None,
     completion_tokens: int | None,
     first_token_ms: int | None,
     duration_ms: int | None,
 ) -> str:
-    """A one-line summary of what a reply cost, e.g. "llama-x · 120 tokens · 310 tok/s · first token 95 ms"."""
-    parts = [model] if model else []
+    """A one-line summary of who answered and what it cost.
+
+    For example "groq · llama-x · 120 tokens · 310 tok/s · first token 95 ms".
+    """
+    parts = [part for part in (provider, model) if part]
     if completion_tokens:
         parts.append(f"{completion_tokens} tokens")
         if duration_ms and first_token_ms is not None and duration_ms > first_token_ms:
@@ -43,7 +47,9 @@ def view_of_message(message: Message) -> MessageView:
         content=message.content,
         status=message.status,
         error=describe_error(message.error_kind) if message.status == MessageStatus.ERROR else "",
-        details=reply_details(message.model, message.completion_tokens, message.first_token_ms, message.duration_ms)
+        details=reply_details(
+            message.provider, message.model, message.completion_tokens, message.first_token_ms, message.duration_ms
+        )
         if message.role == "assistant"
         else "",
     )
@@ -56,5 +62,7 @@ def view_of_final_frame(reply_id: int, frame: ReplyFrame) -> MessageView:
         content=frame.text,
         status=frame.status,
         error=describe_error(frame.error_kind) if frame.status == MessageStatus.ERROR else "",
-        details=reply_details(frame.model, frame.completion_tokens, frame.first_token_ms, frame.duration_ms),
+        details=reply_details(
+            frame.provider, frame.model, frame.completion_tokens, frame.first_token_ms, frame.duration_ms
+        ),
     )

@@ -80,3 +80,21 @@ def interrupt_stale_replies(session: Session, older_than: timedelta) -> int:
         .values(status=MessageStatus.INTERRUPTED)
     )
     return result.rowcount or 0
+
+
+def latest_conversation(session: Session, owner_id: str) -> Conversation | None:
+    """The owner's most recently active conversation (its settings seed a new chat)."""
+    query = (
+        select(Conversation)
+        .where(Conversation.owner_id == owner_id)
+        .order_by(col(Conversation.updated_at).desc())
+        .limit(1)
+    )
+    return session.exec(query).first()
+
+
+def update_settings(session: Session, conversation: Conversation, **settings: object) -> None:
+    """Store generation settings (provider, model, temperature, ...) on a conversation."""
+    for name, value in settings.items():
+        setattr(conversation, name, value)
+    session.add(conversation)

@@ -6,7 +6,7 @@ import enum
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -33,6 +33,13 @@ class Conversation(SQLModel, table=True):
     title: str = Field(default="New chat", max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, index=True)
+    # Generation settings chosen for this conversation; None means "the app's default".
+    provider: str | None = Field(default=None, max_length=32)
+    model: str | None = Field(default=None, max_length=128)
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    system_prompt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class Message(SQLModel, table=True):
@@ -53,3 +60,16 @@ class Message(SQLModel, table=True):
     duration_ms: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PromptPreset(SQLModel, table=True):
+    """A system prompt a user saved under a name."""
+
+    __tablename__ = "prompt_preset"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_prompt_preset_owner_id_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: str = Field(index=True, max_length=64)
+    name: str = Field(max_length=80)
+    prompt: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)

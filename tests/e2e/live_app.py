@@ -146,8 +146,14 @@ class Backend:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
-    def restart(self) -> None:
+    def restart(self, **env_changes: str | None) -> None:
+        """Restart, optionally with environment changes (None removes a variable)."""
         self.stop()
+        for name, value in env_changes.items():
+            if value is None:
+                self.env.pop(name, None)
+            else:
+                self.env[name] = value
         self.start()
 
     def log_text(self) -> str:

@@ -1,7 +1,9 @@
 """A fake Groq/OpenAI-compatible chat server on loopback, for tests and benchmarks.
 
 It speaks the real wire protocol (SSE chunks, `x_groq.usage` in the last chunk, OpenAI-style
-error bodies), so the real `groq` and `openai` SDKs drive it unmodified. Behaviour is scripted
+error bodies), so the real `groq` and `openai` SDKs drive it unmodified. When a request asks for
+usage with `stream_options: {"include_usage": true}` (as the OpenAI provider does), one more chunk
+follows the last, as OpenAI sends it: no choices and a top-level `usage`. Behaviour is scripted
 per request from Python: delays, token counts, HTTP errors with retry-after, and connection cuts.
 
 Its "model" is deterministic: it answers "Your name is X." when asked for a name that an earlier
@@ -168,7 +170,7 @@ class FakeLLMServer:
         prompt_tokens = sum(len(str(m.get("content", ""))) // 4 + 4 for m in body.get("messages", []))
         if body.get("stream"):
             return _SSEResponse(
-                self._sse(number, model, tokens, prompt_tokens, behaviour), media_type="text/event-stream"
+                self._sse(number, body, tokens, prompt_tokens, behaviour), media_type="text/event-stream"
             )
         await asyncio.sleep(behaviour.first_token_delay_s)
         return JSONResponse(
@@ -185,15 +187,19 @@ class FakeLLMServer:
         )
 
     async def _sse(
-        self, number: int, model: str, tokens: list[str], prompt_tokens: int, behaviour: Behaviour
+        self, number: int, body: dict[str, Any], tokens: list[str], prompt_tokens: int, behaviour: Behaviour
     ) -> AsyncIterator[str]:
-        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        model = body["model"]
+
+        def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
+            """One SSE event; `delta=None` makes a chunk with no choices (OpenAI's usage-only last chunk)."""
+            choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
             payload = {
                 "id": f"chatcmpl-{number}",
                 "object": "chat.completion.chunk",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": choices,
                 **extra,
             }
             return f"data: {json.dumps(payload)}\n\n"
@@ -215,6 +221,9 @@ class FakeLLMServer:
             self.token_times[number] = (first or time.monotonic(), time.monotonic())
             usage = _usage(prompt_tokens, len(tokens)) | {"completion_time": round(time.monotonic() - started, 4)}
             yield chunk({}, "stop", x_groq={"id": f"req_{number}", "usage": usage})
+            if (body.get("stream_options") or {}).get("include_usage"):
+                # What OpenAI sends when asked: one more chunk, with no choices and a top-level `usage`.
+                yield chunk(None, usage=_usage(prompt_tokens, len(tokens)))
             yield "data: [DONE]\n\n"
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away mid-stream (cancelled while pacing, or closed by _SSEResponse).

@@ -12,9 +12,9 @@ from sqlalchemy import Engine, event
 from sqlmodel import Session, col, select
 
 from chatbot_app.config import Settings
-from chatbot_app.providers import build_provider
 from chatbot_app.services.chat import ChatService, ConversationNotFound, ReplyFrame, Turn
 from chatbot_app.storage.models import Message
+from tests.conftest import make_service
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 
 OWNER = "owner-" + "a" * 20
@@ -47,7 +47,7 @@ async def test_remembers_earlier_turns(service: ChatService, fake: FakeLLMServer
 async def test_without_an_api_key_the_reply_says_not_configured_and_the_message_is_kept(
     engine: Engine, database_url: str, fake: FakeLLMServer
 ) -> None:
-    service = ChatService(Settings(groq_api_key=None, database_url=database_url), engine, build_provider)
+    service = make_service(Settings(groq_api_key=None, database_url=database_url, local_model="off"), engine)
 
     turn, frames = await collect(service, None, "Hello?")
 
@@ -118,7 +118,7 @@ async def test_closing_the_reply_early_stores_it_as_stopped_and_closes_the_upstr
 async def test_many_fast_tokens_arrive_in_far_fewer_frames(
     settings: Settings, engine: Engine, fake: FakeLLMServer
 ) -> None:
-    service = ChatService(dataclasses.replace(settings, frame_interval_ms=200), engine, build_provider)
+    service = make_service(dataclasses.replace(settings, frame_interval_ms=200), engine)
     words = [f"w{i}" for i in range(300)]
     fake.enqueue(Behaviour(text=" ".join(words)))
 
@@ -190,7 +190,7 @@ async def test_usage_and_model_are_stored_on_the_reply(service: ChatService, fak
 async def test_a_configured_model_is_used_without_listing_models(
     settings: Settings, engine: Engine, fake: FakeLLMServer
 ) -> None:
-    service = ChatService(dataclasses.replace(settings, model="fake-small"), engine, build_provider)
+    service = make_service(dataclasses.replace(settings, model="fake-small"), engine)
 
     turn, _ = await collect(service, None, "Hi.")
 

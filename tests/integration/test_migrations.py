@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
@@ -19,7 +20,8 @@ from chatbot_app.config import PROJECT_ROOT
 from chatbot_app.storage.database import make_engine
 from tests.conftest import POSTGRES_ADMIN_URL, skip_or_fail
 
-APP_TABLES = {"conversation", "message"}
+APP_TABLES = set(SQLModel.metadata.tables)
+HEAD = ScriptDirectory.from_config(Config(str(PROJECT_ROOT / "alembic.ini"))).get_current_head()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -76,7 +78,7 @@ def test_an_empty_database_migrated_to_head_matches_the_models(empty_database_ur
 
     command.upgrade(alembic_config(empty_database_url), "head")
 
-    assert current_state(empty_database_url) == (APP_TABLES, "0001")
+    assert current_state(empty_database_url) == (APP_TABLES, HEAD)
     assert schema_differences(empty_database_url) == []
 
 
@@ -88,7 +90,7 @@ def test_downgrade_to_base_then_upgrade_to_head_again(empty_database_url: str) -
     assert current_state(empty_database_url) == (set(), None)
 
     command.upgrade(config, "head")
-    assert current_state(empty_database_url) == (APP_TABLES, "0001")
+    assert current_state(empty_database_url) == (APP_TABLES, HEAD)
     assert schema_differences(empty_database_url) == []
 
 
@@ -98,5 +100,5 @@ def test_upgrading_a_database_already_at_head_changes_nothing(empty_database_url
 
     command.upgrade(config, "head")
 
-    assert current_state(empty_database_url) == (APP_TABLES, "0001")
+    assert current_state(empty_database_url) == (APP_TABLES, HEAD)
     assert schema_differences(empty_database_url) == []

@@ -19,7 +19,18 @@ VARIABLES = (
     "CHATBOT_CONTEXT_TOKENS",
     "CHATBOT_MAX_TOKENS",
     "CHATBOT_FRAME_MS",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "CHATBOT_GROQ_MODELS",
+    "CHATBOT_OPENAI_MODELS",
+    "CHATBOT_LOCAL_MODEL",
+    "CHATBOT_LOCAL_CONTEXT",
+    "CHATBOT_LOCAL_QUEUE",
+    "CHATBOT_TEMPERATURE",
+    "CHATBOT_TOP_P",
+    "CHATBOT_REQUEST_TIMEOUT_S",
 )
+OPENAI_SECRET = "sk-proj-" + "0p3n" * 8
 
 
 def test_an_empty_environment_gives_the_defaults() -> None:
@@ -33,6 +44,11 @@ def test_an_empty_environment_gives_the_defaults() -> None:
     assert settings.system_prompt == DEFAULT_SYSTEM_PROMPT
     assert settings.database_url == f"sqlite:///{PROJECT_ROOT / 'chatbot.db'}"
     assert (settings.context_budget_tokens, settings.max_reply_tokens, settings.frame_interval_ms) == (6000, 1024, 50)
+    assert (settings.openai_api_key, settings.openai_base_url) == (None, None)
+    assert (settings.groq_models, settings.openai_models) == ((), ())
+    assert settings.local_model == ""  # the bundled SmolLM2
+    assert (settings.local_context_tokens, settings.local_max_waiting) == (2048, 4)
+    assert (settings.temperature, settings.top_p, settings.request_timeout_s) == (0.7, 1.0, 60.0)
 
 
 def test_blank_values_count_as_unset() -> None:
@@ -51,6 +67,16 @@ def test_every_variable_is_read() -> None:
             "CHATBOT_CONTEXT_TOKENS": "8000",
             "CHATBOT_MAX_TOKENS": "256",
             "CHATBOT_FRAME_MS": "0",
+            "OPENAI_API_KEY": OPENAI_SECRET,
+            "OPENAI_BASE_URL": "http://127.0.0.1:11434/v1",
+            "CHATBOT_GROQ_MODELS": "llama-a,llama-b",
+            "CHATBOT_OPENAI_MODELS": "gpt-a",
+            "CHATBOT_LOCAL_MODEL": "/models/tiny.gguf",
+            "CHATBOT_LOCAL_CONTEXT": "4096",
+            "CHATBOT_LOCAL_QUEUE": "0",
+            "CHATBOT_TEMPERATURE": "0.2",
+            "CHATBOT_TOP_P": "0.95",
+            "CHATBOT_REQUEST_TIMEOUT_S": "15",
         }
     )
 
@@ -64,6 +90,16 @@ def test_every_variable_is_read() -> None:
         context_budget_tokens=8000,
         max_reply_tokens=256,
         frame_interval_ms=0,
+        openai_api_key=OPENAI_SECRET,
+        openai_base_url="http://127.0.0.1:11434/v1",
+        groq_models=("llama-a", "llama-b"),
+        openai_models=("gpt-a",),
+        local_model="/models/tiny.gguf",
+        local_context_tokens=4096,
+        local_max_waiting=0,
+        temperature=0.2,
+        top_p=0.95,
+        request_timeout_s=15.0,
     )
 
 
@@ -73,7 +109,17 @@ def test_values_are_stripped_and_the_provider_is_case_insensitive() -> None:
     assert (settings.provider, settings.model, settings.max_reply_tokens) == ("groq", "m", 7)
 
 
-@pytest.mark.parametrize("name", ["CHATBOT_CONTEXT_TOKENS", "CHATBOT_MAX_TOKENS", "CHATBOT_FRAME_MS"])
+WHOLE_NUMBERS = (
+    "CHATBOT_CONTEXT_TOKENS",
+    "CHATBOT_MAX_TOKENS",
+    "CHATBOT_FRAME_MS",
+    "CHATBOT_LOCAL_CONTEXT",
+    "CHATBOT_LOCAL_QUEUE",
+    "CHATBOT_REQUEST_TIMEOUT_S",
+)
+
+
+@pytest.mark.parametrize("name", WHOLE_NUMBERS)
 @pytest.mark.parametrize("raw", ["many", "1.5", "1e3", "0x10"])
 def test_a_malformed_whole_number_names_its_variable(name: str, raw: str) -> None:
     with pytest.raises(SettingsError, match=f"^{name} must be a whole number, got '{raw}'$"):
@@ -82,16 +128,96 @@ def test_a_malformed_whole_number_names_its_variable(name: str, raw: str) -> Non
 
 @pytest.mark.parametrize(
     ("name", "raw", "minimum"),
-    [("CHATBOT_CONTEXT_TOKENS", "255", 256), ("CHATBOT_MAX_TOKENS", "0", 1), ("CHATBOT_FRAME_MS", "-1", 0)],
+    [
+        ("CHATBOT_CONTEXT_TOKENS", "255", 256),
+        ("CHATBOT_MAX_TOKENS", "0", 1),
+        ("CHATBOT_FRAME_MS", "-1", 0),
+        ("CHATBOT_LOCAL_CONTEXT", "511", 512),
+        ("CHATBOT_LOCAL_QUEUE", "-1", 0),
+        ("CHATBOT_REQUEST_TIMEOUT_S", "0", 1),
+    ],
 )
 def test_a_number_below_its_minimum_names_its_variable(name: str, raw: str, minimum: int) -> None:
     with pytest.raises(SettingsError, match=f"^{name} must be at least {minimum}, got {raw}$"):
         Settings.from_env({name: raw})
 
 
+@pytest.mark.parametrize(
+    ("name", "raw", "attribute", "expected"),
+    [
+        ("CHATBOT_LOCAL_CONTEXT", "512", "local_context_tokens", 512),
+        ("CHATBOT_LOCAL_QUEUE", "0", "local_max_waiting", 0),
+        ("CHATBOT_REQUEST_TIMEOUT_S", "1", "request_timeout_s", 1.0),
+    ],
+)
+def test_a_whole_number_at_its_minimum_is_accepted(name: str, raw: str, attribute: str, expected: float) -> None:
+    assert getattr(Settings.from_env({name: raw}), attribute) == expected
+
+
+def test_the_request_timeout_is_a_number_of_seconds() -> None:
+    timeout = Settings.from_env({"CHATBOT_REQUEST_TIMEOUT_S": "30"}).request_timeout_s
+
+    assert (timeout, type(timeout)) == (30.0, float)
+
+
+@pytest.mark.parametrize(
+    ("name", "attribute", "low", "high"),
+    [("CHATBOT_TEMPERATURE", "temperature", 0.0, 2.0), ("CHATBOT_TOP_P", "top_p", 0.0, 1.0)],
+)
+def test_a_sampling_number_is_read_up_to_its_limits(name: str, attribute: str, low: float, high: float) -> None:
+    for raw, expected in ((str(low), low), (" 0.5 ", 0.5), (str(high), high), ("1e-1", 0.1)):
+        assert getattr(Settings.from_env({name: raw}), attribute) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "shown"),
+    [
+        ("CHATBOT_TEMPERATURE", "2.5", "2.5"),
+        ("CHATBOT_TEMPERATURE", "-0.1", "-0.1"),
+        ("CHATBOT_TEMPERATURE", "nan", "nan"),
+        ("CHATBOT_TEMPERATURE", "inf", "inf"),
+        ("CHATBOT_TOP_P", "1.01", "1.01"),
+        ("CHATBOT_TOP_P", "-1", "-1"),
+    ],
+)
+def test_a_sampling_number_out_of_range_names_its_variable_and_range(name: str, raw: str, shown: str) -> None:
+    high = 2 if name == "CHATBOT_TEMPERATURE" else 1
+    with pytest.raises(SettingsError, match=f"^{name} must be between 0 and {high}, got {shown}$"):
+        Settings.from_env({name: raw})
+
+
+@pytest.mark.parametrize("name", ["CHATBOT_TEMPERATURE", "CHATBOT_TOP_P"])
+@pytest.mark.parametrize("raw", ["warm", "0,5", "1/2"])
+def test_a_malformed_sampling_number_names_its_variable(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name} must be a number, got '{raw}'$"):
+        Settings.from_env({name: raw})
+
+
+@pytest.mark.parametrize(
+    ("name", "attribute"), [("CHATBOT_GROQ_MODELS", "groq_models"), ("CHATBOT_OPENAI_MODELS", "openai_models")]
+)
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("one", ("one",)),
+        ("one,two", ("one", "two")),
+        (" one , two ,, three, ", ("one", "two", "three")),
+        (",,", ()),
+        ("", ()),
+    ],
+)
+def test_a_model_list_is_a_comma_separated_list(name: str, attribute: str, raw: str, expected: tuple[str, ...]) -> None:
+    assert getattr(Settings.from_env({name: raw}), attribute) == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("off", "off"), (" ~/models/m.gguf ", "~/models/m.gguf"), ("", "")])
+def test_the_local_model_is_off_a_path_or_empty_for_the_bundled_one(raw: str, expected: str) -> None:
+    assert Settings.from_env({"CHATBOT_LOCAL_MODEL": raw}).local_model == expected
+
+
 def test_an_unknown_provider_names_the_variable_and_the_choices() -> None:
-    with pytest.raises(SettingsError, match="CHATBOT_PROVIDER must be one of auto, groq, got 'openai'"):
-        Settings.from_env({"CHATBOT_PROVIDER": "openai"})
+    with pytest.raises(SettingsError, match="CHATBOT_PROVIDER must be one of auto, groq, openai, local, got 'gemini'"):
+        Settings.from_env({"CHATBOT_PROVIDER": "gemini"})
 
 
 def test_settings_error_is_a_value_error() -> None:
@@ -106,6 +232,16 @@ def test_the_api_key_never_appears_in_repr_or_str() -> None:
         assert SECRET not in shown
         assert "groq_api_key" not in shown
     assert "visible-model" in repr(settings)
+
+
+def test_the_openai_key_never_appears_in_repr_or_str() -> None:
+    settings = Settings.from_env({"OPENAI_API_KEY": OPENAI_SECRET, "OPENAI_BASE_URL": "http://127.0.0.1:8080/v1"})
+
+    assert settings.openai_api_key == OPENAI_SECRET
+    for shown in (repr(settings), str(settings), f"{settings}", repr([settings])):
+        assert OPENAI_SECRET not in shown
+        assert "openai_api_key" not in shown
+    assert "http://127.0.0.1:8080/v1" in repr(settings)
 
 
 @pytest.fixture

@@ -28,11 +28,15 @@ CONVERSATION = "ab" * 16
 def test_reply_details(
     model: str | None, completion_tokens: int | None, first_token_ms: int | None, duration_ms: int | None, expected: str
 ) -> None:
-    assert reply_details(model, completion_tokens, first_token_ms, duration_ms) == expected
+    assert reply_details(None, model, completion_tokens, first_token_ms, duration_ms) == expected
 
 
 def test_rate_is_rounded_to_a_whole_number() -> None:
-    assert reply_details(None, 100, 0, 3000) == "100 tokens · 33 tok/s · first token 0 ms"
+    assert reply_details(None, None, 100, 0, 3000) == "100 tokens · 33 tok/s · first token 0 ms"
+
+
+def test_the_provider_comes_first() -> None:
+    assert reply_details("groq", "llama-x", 10, None, None) == "groq · llama-x · 10 tokens"
 
 
 def test_user_message_view_has_no_details_and_no_error() -> None:

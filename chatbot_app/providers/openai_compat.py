@@ -1,0 +1,35 @@
+"""Any OpenAI-compatible server (OpenAI, Ollama, vLLM, llama.cpp server, LM Studio, HF router)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import openai
+
+from chatbot_app.providers.base import Usage
+from chatbot_app.providers.openai_style import OpenAIStyleProvider
+
+
+class OpenAICompatibleProvider(OpenAIStyleProvider):
+    name = "openai"
+    label = "OpenAI-compatible"
+    sdk = openai
+
+    def __init__(
+        self,
+        api_key: str | None,
+        base_url: str | None = None,
+        timeout_s: float = 60.0,
+        fallback_models: Sequence[str] = (),
+    ) -> None:
+        # Local servers (Ollama, llama.cpp) need no key, but the SDK insists on one.
+        client = openai.AsyncOpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout_s, max_retries=2)
+        super().__init__(client, fallback_models)
+
+    def _stream_arguments(self) -> dict[str, Any]:
+        return {"stream_options": {"include_usage": True}}
+
+    def _usage(self, chunk: Any) -> Usage | None:
+        u = getattr(chunk, "usage", None)
+        return Usage(u.prompt_tokens, u.completion_tokens) if u is not None else None

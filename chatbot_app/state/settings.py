@@ -1,0 +1,174 @@
+"""Per-conversation generation settings: model, temperature, max tokens, top_p, system prompt."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import reflex as rx
+
+from chatbot_app.services.chat import ConversationNotFound
+from chatbot_app.services.chat_settings import (
+    ChatSettings,
+    check_max_tokens,
+    check_preset_name,
+    check_system_prompt,
+    check_temperature,
+    check_top_p,
+    model_choice,
+    parse_model_choice,
+    resolve,
+)
+from chatbot_app.services.default_service import get_chat_service
+from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.validation import InvalidInput
+from chatbot_app.state.chat import ChatState
+
+
+@dataclasses.dataclass
+class ModelOption:
+    value: str
+    label: str
+
+
+@dataclasses.dataclass
+class ModelGroupView:
+    label: str
+    options: list[ModelOption]
+
+
+class SettingsState(ChatState):
+    """The settings the next message is sent with; stored on the conversation."""
+
+    model_groups: list[ModelGroupView] = []
+    model_choice: str = ""
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    top_p: float = 1.0
+    system_prompt: str = ""
+    batch_mode: bool = False
+    preset_names: list[str] = []
+    # Bumped whenever settings change from outside the form, so the form re-mounts with them.
+    form_version: int = 0
+    settings_notice: str = ""
+    _presets: dict[str, str] = {}
+
+    @rx.var
+    def answering_label(self) -> str:
+        """Which provider and model will answer, as the UI names them."""
+        for group in self.model_groups:
+            for option in group.options:
+                if option.value == self.model_choice:
+                    return f"{group.label} · {option.label}"
+        return "No model available"
+
+    def chat_settings(self) -> ChatSettings:
+        """What the next message is sent with."""
+        provider, model = self.model_choice.partition(":")[::2] if self.model_choice else (None, None)
+        return ChatSettings(
+            provider=provider or None,
+            model=model or None,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            top_p=self.top_p,
+            system_prompt=self.system_prompt or None,
+        )
+
+    def _show(self, chat: ChatSettings, default_choice: str) -> None:
+        service = get_chat_service()
+        resolved = resolve(chat, service.settings)
+        self.model_choice = model_choice(chat.provider, chat.model) if chat.provider and chat.model else default_choice
+        self.temperature, self.max_tokens, self.top_p = resolved.temperature, resolved.max_tokens, resolved.top_p
+        self.system_prompt = resolved.system_prompt
+        self.form_version += 1
+
+    @rx.event(background=True)
+    async def sync(self) -> None:
+        """Load the model menu, presets, and the settings of the open (or a new) conversation."""
+        service = get_chat_service()
+        async with self:
+            owner, conversation_id = self._owner_id(), self.conversation_id
+        groups, default_choice = await service.model_menu()
+        presets = await service.presets(owner)
+        if conversation_id:
+            try:
+                chat = await service.conversation_settings(owner, conversation_id)
+            except ConversationNotFound:
+                chat = ChatSettings()
+        else:
+            chat = await service.settings_for_new_chat(owner)
+        async with self:
+            self.model_groups = [
+                ModelGroupView(
+                    label=g.label if g.error is None else f"{g.label} (unavailable: {describe_error(g.error)})",
+                    options=[ModelOption(model_choice(g.provider, m), m) for m in g.models],
+                )
+                for g in groups
+            ]
+            self._presets = presets
+            self.preset_names = list(presets)
+            self._show(chat, default_choice)
+            if not any(o.value == self.model_choice for g in self.model_groups for o in g.options):
+                self.model_choice = default_choice
+
+    async def _store(self) -> None:
+        """Persist the settings on the open conversation (a new chat stores them with its first message)."""
+        if self.conversation_id:
+            try:
+                await get_chat_service().save_settings(self._owner_id(), self.conversation_id, self.chat_settings())
+            except ConversationNotFound:
+                self.settings_notice = "This conversation no longer exists."
+
+    @rx.event
+    async def choose_model(self, value: Any) -> None:
+        try:
+            parse_model_choice(value)
+        except InvalidInput as exc:
+            self.notice = str(exc)
+            return
+        if not any(o.value == value for g in self.model_groups for o in g.options):
+            self.notice = "That model is not available. Choose one from the list."
+            return
+        self.model_choice, self.notice = value, ""
+        await self._store()
+
+    @rx.event
+    async def apply_settings(self, form_data: Any) -> None:
+        """Validate the whole form; on any bad value, say which and change nothing."""
+        if not isinstance(form_data, dict):
+            self.settings_notice = "Settings must come from the settings form."
+            return
+        try:
+            temperature = check_temperature(form_data.get("temperature"))
+            top_p = check_top_p(form_data.get("top_p"))
+            max_tokens = check_max_tokens(form_data.get("max_tokens"))
+            system_prompt = check_system_prompt(form_data.get("system_prompt", ""))
+        except InvalidInput as exc:
+            self.settings_notice = str(exc)
+            return
+        self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
+        self.system_prompt = system_prompt or get_chat_service().settings.system_prompt
+        self.batch_mode = form_data.get("batch") in ("on", True, "true")
+        self.settings_notice = "Saved."
+        await self._store()
+
+    @rx.event
+    async def apply_preset(self, name: Any) -> None:
+        if not isinstance(name, str) or name not in self._presets:
+            self.settings_notice = "Choose a preset from the list."
+            return
+        self.system_prompt, self.settings_notice = self._presets[name], f"Using the “{name}” prompt."
+        self.form_version += 1
+        await self._store()
+
+    @rx.event
+    async def save_preset(self, form_data: Any) -> None:
+        try:
+            name = check_preset_name(form_data.get("preset_name") if isinstance(form_data, dict) else None)
+        except InvalidInput as exc:
+            self.settings_notice = str(exc)
+            return
+        await get_chat_service().save_preset(self._owner_id(), name, self.system_prompt)
+        self._presets[name] = self.system_prompt
+        self.preset_names = list(self._presets)
+        self.settings_notice = f"Saved the current prompt as “{name}”."

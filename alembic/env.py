@@ -8,6 +8,7 @@ import chatbot_app.storage.models  # noqa: F401  (registers the tables on SQLMod
 from alembic import context
 from chatbot_app.config import get_settings
 from chatbot_app.storage.database import make_engine
+from chatbot_app.storage.search import include_name
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -21,7 +22,13 @@ def database_url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    context.configure(
+        url=database_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+        include_name=include_name,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -29,8 +36,14 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(database_url())
     with engine.connect() as connection:
-        # Batch mode lets ALTER TABLE work on SQLite.
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        # Batch mode lets ALTER TABLE work on SQLite. include_name keeps the full-text search
+        # objects (built by hand in 0003, absent from the models) out of autogenerate.
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            include_name=include_name,
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -9,6 +9,7 @@ import reflex as rx
 from chatbot_app.pages.chat import chat_page
 from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.state.chat import CONVERSATION_ROUTE, ChatState
+from chatbot_app.state.library import LibraryState
 from chatbot_app.state.settings import SettingsState
 
 log = logging.getLogger("chatbot_app")
@@ -25,7 +26,8 @@ app = rx.App(
     stylesheets=["/chat.css"],
     head_components=[rx.el.meta(name="color-scheme", content="light dark")],
 )
-app.add_page(chat_page, route="/", title="chatbot_app", on_load=[ChatState.open_page, SettingsState.sync])
+ON_LOAD = [ChatState.open_page, SettingsState.sync, LibraryState.refresh]
+app.add_page(chat_page, route="/", title="chatbot_app", on_load=ON_LOAD)
 app.add_page(
     chat_page, route=CONVERSATION_ROUTE, title="chatbot_app", on_load=[ChatState.open_page, SettingsState.sync]
 )

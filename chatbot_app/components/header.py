@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import reflex as rx
 
+from chatbot_app.components.conversation_menu import conversation_menu
 from chatbot_app.components.model_picker import model_picker
 from chatbot_app.components.settings_panel import settings_panel
 from chatbot_app.state.chat import ChatState
+from chatbot_app.state.library import LibraryState
 
 
 def header() -> rx.Component:
     return rx.hstack(
         rx.hstack(
-            rx.icon("message-circle", size=20),
+            rx.icon_button(
+                rx.icon("menu"),
+                on_click=LibraryState.toggle_sidebar,
+                variant="ghost",
+                aria_label="Conversations",
+                class_name="mobile-only",
+            ),
+            rx.icon("message-circle", size=20, class_name="desktop-only"),
             rx.heading(rx.cond(ChatState.title != "", ChatState.title, "chatbot_app"), size="4", class_name="title"),
             align="center",
             min_width="0",
@@ -20,6 +29,7 @@ def header() -> rx.Component:
         rx.hstack(
             model_picker(),
             settings_panel(),
+            conversation_menu(),
             rx.tooltip(
                 rx.icon_button(
                     rx.icon("square-pen"),

@@ -42,6 +42,15 @@ def _user_bubble(content: rx.Var[str]) -> rx.Component:
 
 
 def message_row(message: MessageView) -> rx.Component:
+    return rx.box(
+        _message(message),
+        id="m-" + message.id.to_string(),
+        class_name=rx.cond(message.id == ChatState.focus_message_id, "message-row focused", "message-row"),
+        width="100%",
+    )
+
+
+def _message(message: MessageView) -> rx.Component:
     return rx.cond(
         message.role == "user",
         _user_bubble(message.content),

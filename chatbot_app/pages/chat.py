@@ -5,8 +5,10 @@ from __future__ import annotations
 import reflex as rx
 
 from chatbot_app.components.composer import composer
+from chatbot_app.components.conversation_menu import conversation_info
 from chatbot_app.components.header import header
 from chatbot_app.components.message import message_row, streaming_row
+from chatbot_app.components.sidebar import sidebar
 from chatbot_app.state.chat import ChatState
 
 
@@ -22,10 +24,15 @@ def _empty_state() -> rx.Component:
 
 
 def chat_page() -> rx.Component:
+    return rx.flex(sidebar(), _chat_column(), width="100%", height="100dvh", class_name="layout")
+
+
+def _chat_column() -> rx.Component:
     return rx.flex(
         header(),
         rx.auto_scroll(
             rx.vstack(
+                conversation_info(),
                 rx.cond(ChatState.messages.length() == 0, rx.cond(ChatState.streaming, rx.fragment(), _empty_state())),
                 rx.foreach(ChatState.messages, message_row),
                 streaming_row(),
@@ -49,5 +56,6 @@ def chat_page() -> rx.Component:
         ),
         direction="column",
         height="100dvh",
-        width="100%",
+        flex="1",
+        min_width="0",
     )

@@ -8,7 +8,9 @@ up to `max_waiting` more wait their turn, and anyone past that gets a clear "bus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import os
 import threading
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +42,8 @@ class LocalProvider(ChatProvider):
     def __init__(self, model_path: Path, context_tokens: int = 2048, threads: int | None = None, max_waiting: int = 4):
         self.model_path = model_path
         self.context_tokens = context_tokens
-        self._threads = threads
+        # llama.cpp defaults to half the cores; one generation at a time can use them all.
+        self._threads = threads or os.cpu_count() or 1
         self._max_waiting = max_waiting
         self._llama: Any = None
         self._admitted = 0  # running + waiting requests
@@ -73,8 +76,10 @@ class LocalProvider(ChatProvider):
         self._admitted += 1
         self._turn = self._turn or asyncio.Lock()
         try:
-            async with self._turn:
-                async for item in self._generate(messages, options):
+            # aclosing: when this stream is closed early, the inner one must be closed (stopping the
+            # model thread) before the turn and the admission are given up, not later by the GC.
+            async with self._turn, contextlib.aclosing(self._generate(messages, options)) as items:
+                async for item in items:
                     yield item
         finally:
             self._admitted -= 1

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from functools import partial
-from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -36,15 +35,13 @@ from chatbot_app.services.chat_settings import (
     resolve,
 )
 from chatbot_app.services.coalesce import coalesce
-from chatbot_app.services.context import trim_to_budget
+from chatbot_app.services.context import estimate_tokens, trim_to_budget
+from chatbot_app.services.database import Database
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import presets as presets_store
-from chatbot_app.storage.database import session_scope
 from chatbot_app.storage.models import Conversation, Message, MessageStatus
 
 log = logging.getLogger(__name__)
-
-R = TypeVar("R")
 
 #: How much history is read from the database before trimming to the token budget.
 HISTORY_WINDOW = 200
@@ -52,6 +49,16 @@ HISTORY_WINDOW = 200
 CHECKPOINT_INTERVAL_S = 2.0
 #: A reply still `streaming` after this long without a checkpoint belongs to a dead process.
 STALE_AFTER = timedelta(seconds=30)
+
+
+TITLE_INSTRUCTION = (
+    "Write a title of at most six words for the conversation the user shows you. "
+    "Reply with the title only: no quotes, no punctuation at the end."
+)
+SUMMARY_INSTRUCTION = (
+    "Summarize the conversation the user shows you in a few sentences: what was asked, "
+    "what was answered or decided, and what is still open. Reply with the summary only."
+)
 
 
 class ConversationNotFound(LookupError):
@@ -92,19 +99,10 @@ class ChatService:
 
     def __init__(self, settings: Settings, engine: Engine, providers: ProviderRegistry) -> None:
         self.settings = settings
-        self.engine = engine
         self.providers = providers
+        self._db = Database(engine).run
 
-    # -- database ---------------------------------------------------------------------------
-
-    async def _db(self, work: Callable[[Session], R]) -> R:
-        """Run `work` in one transaction on a worker thread."""
-
-        def run() -> R:
-            with session_scope(self.engine) as session:
-                return work(session)
-
-        return await asyncio.to_thread(run)
+    # -- reading ----------------------------------------------------------------------------
 
     async def load_conversation(
         self, owner_id: str, conversation_id: str, limit: int | None = None
@@ -191,6 +189,44 @@ class ChatService:
         if provider.context_tokens is not None:
             budget = min(budget, provider.context_tokens - resolved.max_tokens)
         return trim_to_budget(resolved.system_prompt, turn.history, max(budget, 1))
+
+    # -- titles and summaries ---------------------------------------------------------------
+
+    async def _ask(self, conversation: Conversation, instruction: str, transcript: str, max_tokens: int) -> str:
+        """One batch request to the conversation's own provider and model.
+
+        The transcript keeps its newest part that fits the provider's context budget.
+        """
+        provider, options, _ = await self._choose(settings_of(conversation))
+        budget = self.settings.context_budget_tokens
+        if provider.context_tokens is not None:
+            budget = min(budget, provider.context_tokens - max_tokens)
+        room = max(4 * (budget - estimate_tokens(instruction)), 400)  # about four characters per token
+        context = [ChatMessage("system", instruction), ChatMessage("user", transcript[-room:])]
+        completion = await provider.complete(context, replace(options, max_tokens=max_tokens, temperature=0.2))
+        return completion.text.strip()
+
+    async def suggest_title(self, owner_id: str, conversation_id: str) -> str | None:
+        """Ask the model to title the conversation; None (keeping the first-words title) if that fails."""
+        conversation, messages = await self.load_conversation(owner_id, conversation_id, limit=4)
+        try:
+            title = clean_title(await self._ask(conversation, TITLE_INSTRUCTION, _transcript(messages), 24))
+        except ProviderError as exc:
+            log.info("no title for %s: %s", conversation_id, exc.kind)
+            return None
+        if not title:
+            return None
+        await self._db(lambda s: store.rename_conversation(s, conversation, title))
+        return title
+
+    async def summarize(self, owner_id: str, conversation_id: str) -> str:
+        """Ask the model for a summary and store it on the conversation; raises ProviderError."""
+        conversation, messages = await self.load_conversation(owner_id, conversation_id, limit=HISTORY_WINDOW)
+        if not any(m.content for m in messages):
+            raise ProviderError(ErrorKind.BAD_REQUEST, "nothing to summarize yet")
+        summary = await self._ask(conversation, SUMMARY_INSTRUCTION, _transcript(messages), 400)
+        await self._db(lambda s: store.set_summary(s, conversation, summary))
+        return summary
 
     # -- the turn ---------------------------------------------------------------------------
 
@@ -329,6 +365,16 @@ def _as_context(messages: list[Message]) -> list[ChatMessage]:
         for m in messages
         if m.role in ("user", "assistant") and m.content
     ]
+
+
+def clean_title(text: str, max_words: int = 8) -> str:
+    """A model's title suggestion without quotes, Markdown or trailing punctuation."""
+    words = text.strip().splitlines()[0].strip(" \t\"'`*#").split() if text.strip() else []
+    return " ".join(words[:max_words]).rstrip(".:;,!")[:80]
+
+
+def _transcript(messages: list[Message]) -> str:
+    return "\n\n".join(f"{m.role.capitalize()}: {m.content}" for m in messages if m.content)
 
 
 def _title_from(text: str, words: int = 8) -> str:

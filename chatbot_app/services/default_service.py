@@ -1,4 +1,4 @@
-"""The process-wide ChatService, built from Settings on first use."""
+"""The process-wide services, built from Settings on first use."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from functools import lru_cache
 from chatbot_app.config import get_settings
 from chatbot_app.providers import ProviderRegistry
 from chatbot_app.services.chat import ChatService
+from chatbot_app.services.library import ConversationLibrary
 from chatbot_app.storage.database import get_engine
 
 
@@ -14,3 +15,8 @@ from chatbot_app.storage.database import get_engine
 def get_chat_service() -> ChatService:
     settings = get_settings()
     return ChatService(settings, get_engine(settings.database_url), ProviderRegistry.from_settings(settings))
+
+
+@lru_cache(maxsize=1)
+def get_library() -> ConversationLibrary:
+    return ConversationLibrary(get_engine(get_settings().database_url))

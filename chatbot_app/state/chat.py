@@ -10,19 +10,32 @@ from typing import Any
 import reflex as rx
 
 from chatbot_app.services.chat import ConversationNotFound
-from chatbot_app.services.default_service import get_chat_service
+from chatbot_app.services.default_service import get_chat_service, get_library
 from chatbot_app.services.validation import InvalidInput, clean_message, is_conversation_id, is_identity
 from chatbot_app.state.views import MessageView, view_of_final_frame, view_of_message
 from chatbot_app.storage.models import MessageStatus
 
-#: How many of the newest messages a conversation opens with.
+#: How many of the newest messages a conversation opens with, and "load earlier" adds.
 OPEN_WINDOW = 50
+#: The most messages one page holds at once; the rest stay in the database.
+MAX_LOADED = 2_000
 CONVERSATION_ROUTE = "/c/[chat_id]"
 _CONVERSATION_PATH = re.compile(r"/c/([^/]+)/?")
 
 
 def conversation_url(conversation_id: str) -> str:
     return f"/c/{conversation_id}"
+
+
+async def _stats_line(owner_id: str, conversation_id: str) -> str:
+    stats = await get_library().stats(owner_id, conversation_id)
+    tokens = stats.prompt_tokens + stats.completion_tokens
+    return f"{stats.message_count:,} messages · {tokens:,} tokens"
+
+
+def _message_id(raw: object) -> int:
+    """A message id from the URL's ?m=, or 0 when absent or malformed."""
+    return int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 12 else 0
 
 
 def conversation_id_in(path: str) -> str:
@@ -38,10 +51,15 @@ class ChatState(rx.State):
     identity: str = rx.LocalStorage("", name="chatbot_identity", sync=True)
     conversation_id: str = ""
     title: str = ""
+    summary: str = ""
+    stats_line: str = ""
     messages: list[MessageView] = []
+    has_earlier: bool = False
+    focus_message_id: int = 0
     # The reply being streamed lives apart from `messages`, so a frame never re-sends the history.
     stream_text: str = ""
     streaming: bool = False
+    summarizing: bool = False
     notice: str = ""
     _stop_requested: bool = False
 
@@ -52,33 +70,63 @@ class ChatState(rx.State):
         return self.identity
 
     def _show_new_chat(self) -> None:
-        self.conversation_id, self.title, self.messages, self.notice = "", "", [], ""
+        self.conversation_id, self.title, self.summary, self.stats_line = "", "", "", ""
+        self.messages, self.has_earlier, self.focus_message_id, self.notice = [], False, 0, ""
+
+    async def _load_stats(self) -> None:
+        self.stats_line = await _stats_line(self._owner_id(), self.conversation_id)
 
     @rx.event
     async def open_page(self) -> Any:
-        """on_load: open the conversation named in the URL, or a new chat at `/`."""
+        """on_load: open the conversation named in the URL (at message ?m=<id> if given), or a new chat."""
         self._owner_id()
         requested = conversation_id_in(self.router.url.path)
         if not requested:
             if not self.streaming:
                 self._show_new_chat()
             return None
-        if requested == self.conversation_id and (self.streaming or self.messages):
-            return None  # already showing it, e.g. right after the first message of a new chat
+        if requested == self.conversation_id and self.streaming:
+            return None  # already showing it: right after the first message of a new chat
         if self.streaming:
             return None
         if not is_conversation_id(requested):
             return self._not_found()
+        target = _message_id(self.router.url.query_parameters.get("m"))
+        service, library, owner = get_chat_service(), get_library(), self._owner_id()
         try:
-            conversation, messages = await get_chat_service().load_conversation(
-                self._owner_id(), requested, OPEN_WINDOW
-            )
+            conversation, messages = await service.load_conversation(owner, requested, OPEN_WINDOW)
+            # Opening at a search hit: page back until that message is loaded (bounded).
+            while target and messages and messages[0].id and messages[0].id > target and len(messages) < MAX_LOADED:
+                messages = await library.older_messages(owner, requested, messages[0].id, OPEN_WINDOW) + messages
         except ConversationNotFound:
             return self._not_found()
-        self.conversation_id, self.title = conversation.id, conversation.title
+        self.conversation_id, self.title, self.summary = conversation.id, conversation.title, conversation.summary or ""
         self.messages = [view_of_message(m) for m in messages]
-        self.notice = ""
-        return None
+        self.has_earlier = await self._has_older(messages)
+        self.focus_message_id, self.notice = target, ""
+        await self._load_stats()
+        return rx.scroll_to(f"m-{target}") if target else None
+
+    async def _has_older(self, messages: list[Any]) -> bool:
+        if not messages or not messages[0].id:
+            return False
+        older = await get_library().older_messages(self._owner_id(), self.conversation_id, messages[0].id, 1)
+        return bool(older)
+
+    @rx.event
+    async def load_earlier(self) -> None:
+        """Prepend the next page of older messages."""
+        if not self.conversation_id or not self.messages or len(self.messages) >= MAX_LOADED:
+            return
+        try:
+            older = await get_library().older_messages(
+                self._owner_id(), self.conversation_id, self.messages[0].id, OPEN_WINDOW
+            )
+        except ConversationNotFound:
+            self.notice = "That conversation was not found."
+            return
+        self.messages = [view_of_message(m) for m in older] + self.messages
+        self.has_earlier = await self._has_older(older)
 
     def _not_found(self) -> Any:
         self._show_new_chat()
@@ -100,7 +148,9 @@ class ChatState(rx.State):
     @rx.event(background=True)
     async def send_message(self, form_data: Any) -> Any:
         """Store the user's message, then stream the reply in coalesced frames."""
-        from chatbot_app.state.settings import SettingsState  # a substate of this one
+        # Substates of this state, imported here because they import this module.
+        from chatbot_app.state.library import LibraryState
+        from chatbot_app.state.settings import SettingsState
 
         service = get_chat_service()
         async with self:
@@ -126,8 +176,10 @@ class ChatState(rx.State):
             return
         async with self:
             self.conversation_id, self.title = turn.conversation_id, turn.title
+            self.messages[-1] = MessageView(id=turn.user_message_id, role="user", content=text)
         if turn.created_conversation:
             yield rx.redirect(conversation_url(turn.conversation_id))
+            yield LibraryState.refresh
 
         async with contextlib.aclosing(service.stream_reply(turn, batch=batch)) as frames:
             async for frame in frames:
@@ -148,3 +200,11 @@ class ChatState(rx.State):
                     )
                 )
                 self.stream_text, self.streaming = "", False
+        stats_line = await _stats_line(owner, turn.conversation_id)
+        async with self:
+            self.stats_line = stats_line
+        if turn.created_conversation and (title := await service.suggest_title(owner, turn.conversation_id)):
+            async with self:
+                if self.conversation_id == turn.conversation_id:
+                    self.title = title
+            yield LibraryState.refresh

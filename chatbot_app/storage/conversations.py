@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, delete, func, select, update
 
 from chatbot_app.storage.models import Conversation, Message, MessageStatus, utcnow
 
@@ -98,3 +99,88 @@ def update_settings(session: Session, conversation: Conversation, **settings: ob
     for name, value in settings.items():
         setattr(conversation, name, value)
     session.add(conversation)
+
+
+def list_conversations(session: Session, owner_id: str, *, limit: int, offset: int = 0) -> list[Conversation]:
+    """One page of the owner's conversations: pinned first, then most recently active."""
+    query = (
+        select(Conversation)
+        .where(Conversation.owner_id == owner_id)
+        # id breaks ties so that pages never overlap or skip a row.
+        .order_by(col(Conversation.pinned).desc(), col(Conversation.updated_at).desc(), col(Conversation.id).desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(session.exec(query).all())
+
+
+def count_conversations(session: Session, owner_id: str) -> int:
+    query = select(func.count()).select_from(Conversation).where(Conversation.owner_id == owner_id)
+    return session.exec(query).one()
+
+
+def rename_conversation(session: Session, conversation: Conversation, title: str) -> None:
+    """Change the title; updated_at is kept, so renaming does not reorder the sidebar."""
+    conversation.title = title
+    session.add(conversation)
+    session.flush()
+
+
+def set_pinned(session: Session, conversation: Conversation, pinned: bool) -> None:
+    """Pin or unpin; updated_at is kept, so unpinning returns it to its place by activity."""
+    conversation.pinned = pinned
+    session.add(conversation)
+    session.flush()
+
+
+def set_summary(session: Session, conversation: Conversation, summary: str | None) -> None:
+    conversation.summary = summary
+    session.add(conversation)
+    session.flush()
+
+
+def delete_conversation(session: Session, conversation: Conversation) -> None:
+    """Delete the conversation and all its messages."""
+    # Deleting the messages explicitly (the foreign key also cascades) keeps this correct on a
+    # SQLite connection that was opened without PRAGMA foreign_keys.
+    session.exec(delete(Message).where(col(Message.conversation_id) == conversation.id))
+    session.delete(conversation)
+    session.flush()
+
+
+def clear_messages(session: Session, conversation: Conversation) -> int:
+    """Delete all of the conversation's messages and its summary; returns how many messages went."""
+    result = session.exec(delete(Message).where(col(Message.conversation_id) == conversation.id))
+    conversation.summary = None
+    session.add(conversation)
+    session.flush()
+    return result.rowcount or 0
+
+
+def messages_before(session: Session, conversation_id: str, before_id: int, limit: int) -> list[Message]:
+    """The `limit` messages just older than message `before_id`, oldest first (scrolling back)."""
+    query = (
+        select(Message)
+        .where(Message.conversation_id == conversation_id, col(Message.id) < before_id)
+        .order_by(col(Message.id).desc())
+        .limit(limit)
+    )
+    return list(reversed(session.exec(query).all()))
+
+
+@dataclass
+class ConversationStats:
+    message_count: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def conversation_stats(session: Session, conversation_id: str) -> ConversationStats:
+    """Message count and token totals, in one aggregate query."""
+    query = select(
+        func.count(col(Message.id)),
+        func.coalesce(func.sum(Message.prompt_tokens), 0),
+        func.coalesce(func.sum(Message.completion_tokens), 0),
+    ).where(Message.conversation_id == conversation_id)
+    count, prompt, completion = session.exec(query).one()
+    return ConversationStats(message_count=count, prompt_tokens=int(prompt), completion_tokens=int(completion))

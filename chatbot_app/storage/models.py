@@ -6,7 +6,7 @@ import enum
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -28,6 +28,9 @@ class MessageStatus(enum.StrEnum):
 
 
 class Conversation(SQLModel, table=True):
+    # The sidebar lists an owner's conversations pinned first, then most recently active.
+    __table_args__ = (Index("ix_conversation_owner_id_pinned_updated_at", "owner_id", "pinned", "updated_at"),)
+
     id: str = Field(default_factory=new_conversation_id, primary_key=True, max_length=32)
     owner_id: str = Field(index=True, max_length=64)
     title: str = Field(default="New chat", max_length=200)
@@ -40,6 +43,9 @@ class Conversation(SQLModel, table=True):
     max_tokens: int | None = None
     top_p: float | None = None
     system_prompt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # A server default so rows written before this column existed read as unpinned.
+    pinned: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    summary: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class Message(SQLModel, table=True):

@@ -18,6 +18,7 @@ import chatbot_app.storage.models  # noqa: F401  (registers the tables on SQLMod
 from alembic import command
 from chatbot_app.config import PROJECT_ROOT
 from chatbot_app.storage.database import make_engine
+from chatbot_app.storage.search import include_name
 from tests.conftest import POSTGRES_ADMIN_URL, skip_or_fail
 
 APP_TABLES = set(SQLModel.metadata.tables)
@@ -57,7 +58,9 @@ def schema_differences(url: str) -> list[object]:
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            # include_name: the full-text search objects are not in the models (see alembic/env.py).
+            opts = {"compare_type": True, "include_name": include_name}
+            context = MigrationContext.configure(connection, opts=opts)
             return list(compare_metadata(context, SQLModel.metadata))
     finally:
         engine.dispose()

@@ -1,0 +1,260 @@
+"""The sidebar and the conversation menu: list, search, rename, pin, delete, summarize, export, import."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import reflex as rx
+
+from chatbot_app.providers.base import ProviderError
+from chatbot_app.services.chat import ConversationNotFound
+from chatbot_app.services.default_service import get_chat_service, get_library
+from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.library import check_page, check_title
+from chatbot_app.services.validation import InvalidInput, is_conversation_id
+from chatbot_app.state.chat import ChatState, conversation_url
+from chatbot_app.storage.transfer import MAX_IMPORT_BYTES, ImportRejected
+
+_NOT_FOUND = "That conversation was not found."
+
+
+@dataclasses.dataclass
+class ConversationItem:
+    id: str
+    title: str
+    pinned: bool
+
+
+@dataclasses.dataclass
+class Segment:
+    text: str
+    marked: bool
+
+
+@dataclasses.dataclass
+class SearchHitView:
+    conversation_id: str
+    title: str
+    message_id: int
+    segments: list[Segment]
+
+
+def snippet_segments(snippet: str) -> list[Segment]:
+    """Split a snippet marked with \\x02...\\x03 into plain and highlighted parts (no HTML involved)."""
+    segments = []
+    for part in re.split(r"(\x02[^\x03]*\x03)", snippet):
+        if part.startswith("\x02"):
+            segments.append(Segment(part.strip("\x02\x03"), True))
+        elif part:
+            segments.append(Segment(part, False))
+    return segments
+
+
+class LibraryState(ChatState):
+    conversations: list[ConversationItem] = []
+    has_more: bool = False
+    page: int = 0
+    search_query: str = ""
+    search_hits: list[SearchHitView] = []
+    sidebar_open: bool = False
+    library_notice: str = ""
+    pending_delete_id: str = ""
+    renaming_id: str = ""
+
+    # -- sidebar ------------------------------------------------------------------------------
+
+    @rx.event(background=True)
+    async def refresh(self) -> None:
+        """Reload the sidebar's pages shown so far (after a change, or on page load)."""
+        async with self:
+            owner, pages = self._owner_id(), self.page + 1
+        page = await get_library().page(owner, 0, page_size=30 * pages)
+        async with self:
+            self.conversations = [ConversationItem(c.id, c.title, c.pinned) for c in page.conversations]
+            self.has_more = page.has_more
+
+    @rx.event
+    async def load_more(self) -> None:
+        page = self.page + 1
+        try:
+            check_page(page)
+        except InvalidInput as exc:
+            self.library_notice = str(exc)
+            return
+        result = await get_library().page(self._owner_id(), page)
+        self.page = page
+        self.conversations += [ConversationItem(c.id, c.title, c.pinned) for c in result.conversations]
+        self.has_more = result.has_more
+
+    @rx.event
+    def toggle_sidebar(self) -> None:
+        self.sidebar_open = not self.sidebar_open
+
+    @rx.event
+    async def search(self, query: Any) -> None:
+        if not isinstance(query, str):
+            self.library_notice = "Search text must be text."
+            return
+        self.search_query = query
+        if not query.strip():
+            self.search_hits = []
+            return
+        hits = await get_library().search(self._owner_id(), query)
+        self.search_hits = [
+            SearchHitView(h.conversation_id, h.title, h.message_id or 0, snippet_segments(h.snippet)) for h in hits
+        ]
+
+    @rx.event
+    def open_hit(self, conversation_id: Any, message_id: Any) -> Any:
+        if not is_conversation_id(conversation_id) or not isinstance(message_id, int):
+            self.library_notice = _NOT_FOUND
+            return None
+        self.search_query, self.search_hits, self.sidebar_open = "", [], False
+        target = conversation_url(conversation_id)
+        return rx.redirect(f"{target}?m={message_id}" if message_id else target)
+
+    # -- one conversation ---------------------------------------------------------------------
+
+    async def _change(self, conversation_id: Any, change: Any) -> bool:
+        """Apply an owned-conversation change; say so plainly if the id is not the caller's."""
+        if not is_conversation_id(conversation_id):
+            self.library_notice = _NOT_FOUND
+            return False
+        try:
+            await change(self._owner_id(), conversation_id)
+        except ConversationNotFound:
+            self.library_notice = _NOT_FOUND
+            return False
+        self.library_notice = ""
+        return True
+
+    @rx.event
+    def start_rename(self, conversation_id: Any) -> None:
+        self.renaming_id = conversation_id if is_conversation_id(conversation_id) else ""
+
+    @rx.event
+    async def rename(self, form_data: Any) -> Any:
+        conversation_id = self.renaming_id
+        self.renaming_id = ""
+        try:
+            title = check_title(form_data.get("title") if isinstance(form_data, dict) else None)
+        except InvalidInput as exc:
+            self.library_notice = str(exc)
+            return None
+        if await self._change(conversation_id, lambda owner, cid: get_library().rename(owner, cid, title)):
+            if conversation_id == self.conversation_id:
+                self.title = title
+            return LibraryState.refresh
+        return None
+
+    @rx.event
+    async def toggle_pin(self, conversation_id: Any) -> Any:
+        item = next((c for c in self.conversations if c.id == conversation_id), None)
+        pinned = not item.pinned if item else True
+        if await self._change(conversation_id, lambda owner, cid: get_library().set_pinned(owner, cid, pinned)):
+            return LibraryState.refresh
+        return None
+
+    @rx.event
+    def ask_delete(self, conversation_id: Any) -> None:
+        self.pending_delete_id = conversation_id if is_conversation_id(conversation_id) else ""
+
+    @rx.event
+    def cancel_delete(self) -> None:
+        self.pending_delete_id = ""
+
+    @rx.event
+    async def confirm_delete(self) -> Any:
+        conversation_id, self.pending_delete_id = self.pending_delete_id, ""
+        if not await self._change(conversation_id, get_library().delete):
+            return None
+        if conversation_id == self.conversation_id:
+            self._show_new_chat()
+            return [LibraryState.refresh, rx.redirect("/")]
+        return LibraryState.refresh
+
+    @rx.event
+    async def clear_conversation(self) -> None:
+        if self.streaming or not self.conversation_id:
+            return
+        if await self._change(self.conversation_id, get_library().clear):
+            self.messages, self.summary, self.has_earlier = [], "", False
+            await self._load_stats()
+
+    async def _summarize(self) -> bool:
+        try:
+            self.summary = await get_chat_service().summarize(self._owner_id(), self.conversation_id)
+        except ConversationNotFound:
+            self.library_notice = _NOT_FOUND
+        except ProviderError as exc:
+            self.library_notice = f"Could not summarize: {describe_error(exc.kind)}"
+        else:
+            return True
+        finally:
+            self.summarizing = False
+        return False
+
+    @rx.event
+    async def summarize(self) -> Any:
+        """Ask the model for a summary; it is stored and shown at the top of the conversation."""
+        if self.streaming or not self.conversation_id:
+            self.library_notice = "Send a message first: there is nothing to summarize yet."
+            return
+        self.summarizing = True
+        yield  # show the spinner while the model works
+        await self._summarize()
+
+    @rx.event
+    async def end_session(self) -> Any:
+        """The original design's "End session": summarize this conversation, then start fresh."""
+        if self.streaming or not self.conversation_id:
+            return
+        self.summarizing = True
+        yield
+        if await self._summarize():
+            yield ChatState.new_chat
+
+    # -- export and import ---------------------------------------------------------------------
+
+    @rx.event
+    async def export(self, format: Any) -> Any:
+        if not self.conversation_id or format not in ("md", "json"):
+            self.library_notice = "Open a conversation to export it."
+            return None
+        library, owner = get_library(), self._owner_id()
+        try:
+            if format == "md":
+                data = await library.export_markdown(owner, self.conversation_id)
+            else:
+                data = await library.export_json(owner, self.conversation_id)
+        except ConversationNotFound:
+            self.library_notice = _NOT_FOUND
+            return None
+        return rx.download(data=data, filename=f"conversation-{self.conversation_id[:8]}.{format}")
+
+    @rx.event
+    async def export_everything(self) -> Any:
+        data = await get_library().export_all(self._owner_id())
+        return rx.download(data=data, filename="conversations.json")
+
+    @rx.event
+    def reject_import(self, rejected: Any) -> None:
+        self.library_notice = (
+            f"Nothing was imported: choose one .json file of at most {MAX_IMPORT_BYTES // (1024 * 1024)} MB."
+        )
+
+    @rx.event
+    async def import_file(self, files: list[rx.UploadFile]) -> Any:
+        if not isinstance(files, list) or len(files) != 1:
+            self.library_notice = "Choose one JSON file to import."
+            return None
+        data = await files[0].read(MAX_IMPORT_BYTES + 1)
+        try:
+            ids = await get_library().import_file(self._owner_id(), data)
+        except ImportRejected as exc:
+            self.library_notice = f"Nothing was imported: {exc}"
+            return None
+        self.library_notice = f"Imported {len(ids)} conversation{'s' if len(ids) != 1 else ''}."
+        return LibraryState.refresh

@@ -1,0 +1,223 @@
+"""Full-text search over an owner's message contents and conversation titles.
+
+The indexes live in the database and are kept current by it (migration 0003): FTS5 tables
+with triggers on SQLite, generated tsvector columns with GIN indexes on PostgreSQL.
+User text never becomes query syntax: it is cut into plain words, each quoted and
+prefix-matched, so any input is a valid query.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlmodel import Session
+
+MARK_START = "\x02"
+MARK_END = "\x03"
+MAX_TERMS = 16
+MAX_TERM_CHARS = 64
+# Kept inside a term (between word characters) so that "example.com" or "foo-bar" stays one
+# term: PostgreSQL's parser indexes hosts, emails and hyphenated words as single lexemes.
+TERM_JOINERS = frozenset(".-_@/")
+
+# Full-text objects built by migration 0003 that the SQLModel tables do not describe.
+SEARCH_TABLES = frozenset({"message_fts", "conversation_fts"})
+FTS5_SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
+SEARCH_COLUMNS = frozenset({("message", "content_tsv"), ("conversation", "title_tsv")})
+SEARCH_INDEXES = frozenset({"ix_message_content_tsv", "ix_conversation_title_tsv"})
+
+
+def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
+    """Alembic hook: leave the full-text search objects out of schema comparison."""
+    if type_ == "table" and name is not None:
+        base = next((name.removesuffix(s) for s in FTS5_SHADOW_SUFFIXES if name.endswith(s)), name)
+        return base not in SEARCH_TABLES
+    if type_ == "column":
+        return (parent_names.get("table_name"), name) not in SEARCH_COLUMNS
+    if type_ == "index":
+        return name not in SEARCH_INDEXES
+    return True
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A matching message (message_id set) or conversation title (message_id None)."""
+
+    conversation_id: str
+    title: str
+    message_id: int | None
+    role: str | None
+    snippet: str  # matched words are wrapped in MARK_START ... MARK_END
+
+
+def _is_word_char(char: str) -> bool:
+    # Letters, digits and combining marks (so scripts such as Devanagari keep words whole).
+    return unicodedata.category(char)[0] in "LNM"
+
+
+def search_terms(query: str) -> list[str]:
+    """The words of `query` as safe terms: only letters, digits, marks and inner joiners.
+
+    No term contains a quote, backslash, operator or whitespace, so each can be quoted
+    verbatim in an FTS5 or tsquery expression.
+    """
+    query = unicodedata.normalize("NFKC", query)
+    kept = "".join(c if _is_word_char(c) or c in TERM_JOINERS else " " for c in query)
+    terms: list[str] = []
+    seen: set[str] = set()
+    for raw in kept.split():
+        # A term starts with a letter or digit and ends with a word character.
+        start = next((i for i, c in enumerate(raw) if unicodedata.category(c)[0] in "LN"), len(raw))
+        term = raw[start : MAX_TERM_CHARS + start].rstrip("".join(TERM_JOINERS))
+        if term and term.casefold() not in seen:
+            seen.add(term.casefold())
+            terms.append(term)
+        if len(terms) == MAX_TERMS:
+            break
+    return terms
+
+
+def fts5_query(terms: list[str]) -> str:
+    """All terms must match; each is a quoted phrase with a prefix match on its last token."""
+    return " ".join(f'"{term}"*' for term in terms)
+
+
+def tsquery(terms: list[str]) -> str:
+    """The same for to_tsquery: quoted lexemes (re-parsed by the 'simple' config), each a prefix."""
+    return " & ".join(f"'{term}':*" for term in terms)
+
+
+def search(session: Session, owner_id: str, query: str, limit: int = 20) -> list[SearchHit]:
+    """The owner's conversations whose title matches, then messages that match, best first."""
+    terms = search_terms(query)
+    if not terms or limit <= 0:
+        return []
+    if session.get_bind().dialect.name == "sqlite":
+        hits = _search_sqlite(session, owner_id, fts5_query(terms), limit)
+    else:
+        hits = _search_postgresql(session, owner_id, tsquery(terms), limit)
+    return [
+        SearchHit(
+            conversation_id=row.conversation_id,
+            title=row.title,
+            message_id=row.message_id,
+            role=row.role,
+            # One line for a result list; \x02 and \x03 are not whitespace, so marks survive.
+            snippet=" ".join(row.snippet.split()),
+        )
+        for row in hits
+    ]
+
+
+# Each search ranks and limits first, then builds snippets for the survivors only: snippet
+# and headline functions read the whole text, and a common word can match thousands of rows.
+# Titles come before messages: a conversation named after the query is the likeliest target.
+
+_SQLITE_TITLES = text(
+    """
+    WITH top AS (
+        SELECT f.rowid AS rid, f.rank AS rank
+        FROM conversation_fts AS f JOIN conversation AS c ON c.rowid = f.rowid
+        WHERE conversation_fts MATCH :query AND c.owner_id = :owner
+        ORDER BY f.rank
+        LIMIT :limit
+    )
+    SELECT c.id AS conversation_id, c.title AS title, NULL AS message_id, NULL AS role,
+           highlight(conversation_fts, 0, :start, :stop) AS snippet
+    FROM top
+    JOIN conversation_fts ON conversation_fts.rowid = top.rid
+    JOIN conversation AS c ON c.rowid = top.rid
+    WHERE conversation_fts MATCH :query
+    ORDER BY top.rank
+    """
+)
+
+_SQLITE_MESSAGES = text(
+    """
+    WITH top AS (
+        SELECT f.rowid AS rid, f.rank AS rank
+        FROM message_fts AS f
+        JOIN message AS m ON m.id = f.rowid
+        JOIN conversation AS c ON c.id = m.conversation_id
+        WHERE message_fts MATCH :query AND c.owner_id = :owner
+        ORDER BY f.rank
+        LIMIT :limit
+    )
+    SELECT m.conversation_id AS conversation_id, c.title AS title, m.id AS message_id, m.role AS role,
+           snippet(message_fts, 0, :start, :stop, '…', 16) AS snippet
+    FROM top
+    JOIN message_fts ON message_fts.rowid = top.rid
+    JOIN message AS m ON m.id = top.rid
+    JOIN conversation AS c ON c.id = m.conversation_id
+    WHERE message_fts MATCH :query
+    ORDER BY top.rank
+    """
+)
+
+
+def _search_sqlite(session: Session, owner_id: str, query: str, limit: int) -> list[Row[Any]]:
+    connection = session.connection()
+    params: dict[str, object] = {
+        "query": query,
+        "owner": owner_id,
+        "limit": limit,
+        "start": MARK_START,
+        "stop": MARK_END,
+    }
+    titles = list(connection.execute(_SQLITE_TITLES, params).all())
+    if len(titles) == limit:
+        return titles
+    params["limit"] = limit - len(titles)
+    return titles + list(connection.execute(_SQLITE_MESSAGES, params).all())
+
+
+# ShortWord=0 keeps short words at fragment edges; HighlightAll shows a whole title.
+_PG_TITLE_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true"
+_PG_MESSAGE_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=24, MinWords=10, ShortWord=0"
+
+_PG_TITLES = text(
+    """
+    WITH top AS (
+        SELECT c.id, ts_rank(c.title_tsv, to_tsquery('simple', :query)) AS rank
+        FROM conversation AS c
+        WHERE c.title_tsv @@ to_tsquery('simple', :query) AND c.owner_id = :owner
+        ORDER BY rank DESC, c.updated_at DESC
+        LIMIT :limit
+    )
+    SELECT c.id AS conversation_id, c.title AS title, NULL::integer AS message_id, NULL::text AS role,
+           ts_headline('simple', c.title, to_tsquery('simple', :query), :options) AS snippet
+    FROM top JOIN conversation AS c ON c.id = top.id
+    ORDER BY top.rank DESC, c.updated_at DESC
+    """
+)
+
+_PG_MESSAGES = text(
+    """
+    WITH top AS (
+        SELECT m.id, ts_rank(m.content_tsv, to_tsquery('simple', :query)) AS rank
+        FROM message AS m JOIN conversation AS c ON c.id = m.conversation_id
+        WHERE m.content_tsv @@ to_tsquery('simple', :query) AND c.owner_id = :owner
+        ORDER BY rank DESC, m.id DESC
+        LIMIT :limit
+    )
+    SELECT m.conversation_id AS conversation_id, c.title AS title, m.id AS message_id, m.role AS role,
+           ts_headline('simple', m.content, to_tsquery('simple', :query), :options) AS snippet
+    FROM top
+    JOIN message AS m ON m.id = top.id
+    JOIN conversation AS c ON c.id = m.conversation_id
+    ORDER BY top.rank DESC, top.id DESC
+    """
+)
+
+
+def _search_postgresql(session: Session, owner_id: str, query: str, limit: int) -> list[Row[Any]]:
+    connection = session.connection()
+    params: dict[str, object] = {"query": query, "owner": owner_id, "limit": limit, "options": _PG_TITLE_OPTIONS}
+    titles = list(connection.execute(_PG_TITLES, params).all())
+    if len(titles) == limit:
+        return titles
+    params.update(limit=limit - len(titles), options=_PG_MESSAGE_OPTIONS)
+    return titles + list(connection.execute(_PG_MESSAGES, params).all())

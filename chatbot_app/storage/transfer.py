@@ -1,0 +1,470 @@
+"""Export conversations (our JSON, Markdown) and import them (our JSON, ChatGPT's conversations.json).
+
+Imported files are untrusted: parse_import checks every field it keeps and raises
+ImportRejected, with a message a user can act on, for anything it cannot take as is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from chatbot_app.storage.conversations import latest_messages
+from chatbot_app.storage.models import Conversation, Message, MessageStatus
+
+FORMAT_NAME = "chatbot_app"
+FORMAT_VERSION = 1
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+ROLES = ("user", "assistant")
+SETTINGS_FIELDS = ("provider", "model", "temperature", "max_tokens", "top_p", "system_prompt")
+MESSAGE_FIELDS = (
+    "role",
+    "content",
+    "status",
+    "model",
+    "provider",
+    "created_at",
+    "prompt_tokens",
+    "completion_tokens",
+    "first_token_ms",
+    "duration_ms",
+    "error_kind",
+)
+# Column limits (VARCHAR lengths, 32-bit integers): PostgreSQL enforces them, so check first.
+TITLE_CHARS = 200
+SHORT_TEXT_CHARS = {"provider": 32, "model": 128, "error_kind": 32, "status": 16}
+MAX_INT = 2**31 - 1
+# ChatGPT roles that are not part of the visible dialogue.
+CHATGPT_SKIPPED_ROLES = ("system", "tool")
+
+
+class ImportRejected(ValueError):
+    """The file cannot be imported; str(error) says why, in words for the user."""
+
+
+@dataclass
+class ImportedMessage:
+    role: str
+    content: str
+    created_at: datetime
+    status: str = MessageStatus.COMPLETE
+    model: str | None = None
+    provider: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_token_ms: int | None = None
+    duration_ms: int | None = None
+    error_kind: str | None = None
+
+
+@dataclass
+class ImportedConversation:
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    messages: list[ImportedMessage] = field(default_factory=list)
+    summary: str | None = None
+    pinned: bool = False
+    provider: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    system_prompt: str | None = None
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def _conversation_dict(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
+    return {
+        "id": conversation.id,
+        "title": conversation.title,
+        "summary": conversation.summary,
+        "pinned": conversation.pinned,
+        "created_at": _iso(conversation.created_at),
+        "updated_at": _iso(conversation.updated_at),
+        "settings": {name: getattr(conversation, name) for name in SETTINGS_FIELDS},
+        "messages": [
+            {
+                name: _iso(message.created_at) if name == "created_at" else getattr(message, name)
+                for name in MESSAGE_FIELDS
+            }
+            for message in messages
+        ],
+    }
+
+
+def _envelope(conversations: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "conversations": conversations}
+
+
+def export_conversation(session: Session, conversation: Conversation) -> dict[str, Any]:
+    """One conversation in our JSON format (a dict ready for json.dumps)."""
+    return _envelope([_conversation_dict(conversation, latest_messages(session, conversation.id))])
+
+
+def export_all(session: Session, owner_id: str) -> dict[str, Any]:
+    """All of the owner's conversations, newest activity first, in our JSON format."""
+    conversations = session.exec(
+        select(Conversation)
+        .where(Conversation.owner_id == owner_id)
+        .order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
+    ).all()
+    # One query for all messages rather than one per conversation.
+    by_conversation: dict[str, list[Message]] = {c.id: [] for c in conversations}
+    messages = session.exec(
+        select(Message)
+        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+        .where(Conversation.owner_id == owner_id)
+        .order_by(col(Message.id))
+    )
+    for message in messages:
+        by_conversation[message.conversation_id].append(message)
+    return _envelope([_conversation_dict(c, by_conversation[c.id]) for c in conversations])
+
+
+def export_markdown(session: Session, conversation: Conversation) -> str:
+    """The conversation as a readable Markdown document."""
+    lines = [f"# {conversation.title}", ""]
+    if conversation.summary:
+        lines += [f"> {line}" if line else ">" for line in conversation.summary.splitlines()]
+        lines.append("")
+    for message in latest_messages(session, conversation.id):
+        when = message.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        heading = f"**{message.role.capitalize()}** · {when}"
+        if message.role == "assistant" and message.model:
+            heading += f" · {message.model}"
+        if message.status not in (MessageStatus.COMPLETE, MessageStatus.STREAMING):
+            heading += f" · {message.status}"
+        lines += [heading, "", message.content or "*(empty)*", ""]
+    return "\n".join(lines)
+
+
+# --- import -----------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> None:
+    raise ImportRejected(f"The file is not valid JSON: it contains {name}, which JSON does not allow.")
+
+
+def _load_json(data: bytes) -> Any:
+    if len(data) > MAX_IMPORT_BYTES:
+        size_mb, limit_mb = len(data) / 2**20, MAX_IMPORT_BYTES // 2**20
+        raise ImportRejected(f"The file is {size_mb:.1f} MB; imports are limited to {limit_mb} MB.")
+    try:
+        decoded = data.decode("utf-8-sig")  # tolerate a byte-order mark, as some editors write one
+    except UnicodeDecodeError:
+        raise ImportRejected("The file is not UTF-8 text, so it cannot be a JSON export.") from None
+    try:
+        return json.loads(decoded, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ImportRejected(f"The file is not valid JSON (line {exc.lineno}, column {exc.colno}).") from None
+    except RecursionError:
+        raise ImportRejected("The file is nested too deeply to be an export.") from None
+
+
+def _clean_text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and lone surrogates (legal in JSON escapes) cannot be
+    # encoded as UTF-8: drop the one, replace the other, rather than fail the whole import.
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+class _Fields:
+    """Typed reads from one JSON object; errors name where in the file the problem is."""
+
+    def __init__(self, data: object, where: str) -> None:
+        if not isinstance(data, dict):
+            raise ImportRejected(f"{where} should be an object.")
+        self.data: dict[str, Any] = data
+        self.where = where
+
+    def _fail(self, name: str, expected: str) -> ImportRejected:
+        return ImportRejected(f"{self.where}: '{name}' should be {expected}.")
+
+    def text(self, name: str, *, required: bool = False, max_chars: int | None = None) -> str | None:
+        value = self.data.get(name)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str):
+            raise self._fail(name, "text")
+        value = _clean_text(value)
+        if max_chars is not None and len(value) > max_chars:
+            raise self._fail(name, f"at most {max_chars} characters")
+        return value
+
+    def integer(self, name: str) -> int | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+            raise self._fail(name, f"a whole number from 0 to {MAX_INT}")
+        return value
+
+    def number(self, name: str) -> float | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise self._fail(name, "a number")
+        return float(value)
+
+    def flag(self, name: str) -> bool:
+        value = self.data.get(name, False)
+        if not isinstance(value, bool):
+            raise self._fail(name, "true or false")
+        return value
+
+    def moment(self, name: str, default: datetime | None = None) -> datetime:
+        value = self.data.get(name)
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, str):
+            raise self._fail(name, "an ISO 8601 date and time")
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise self._fail(name, "an ISO 8601 date and time") from None
+        # A time without an offset is taken as UTC, the zone every export is written in.
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+    def epoch(self, name: str) -> datetime | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._fail(name, "a time in seconds since 1970")
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (ValueError, OverflowError, OSError):
+            raise self._fail(name, "a time in seconds since 1970") from None
+
+
+def _title(value: str | None) -> str:
+    title = " ".join((value or "").split()) or "Imported chat"
+    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
+
+
+def _parse_ours(data: dict[str, Any]) -> list[ImportedConversation]:
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ImportRejected("The export's 'version' should be a whole number.")
+    if version > FORMAT_VERSION:
+        raise ImportRejected(
+            f"This export was made by a newer version of the app (format {version}); "
+            f"this one reads format {FORMAT_VERSION}."
+        )
+    items = data.get("conversations")
+    if not isinstance(items, list):
+        raise ImportRejected("The export's 'conversations' should be a list.")
+    return [_parse_our_conversation(item, f"Conversation {n}") for n, item in enumerate(items, 1)]
+
+
+def _parse_our_conversation(item: object, where: str) -> ImportedConversation:
+    fields = _Fields(item, where)
+    settings = _Fields(fields.data.get("settings") or {}, f"{where}, settings")
+    raw_messages = fields.data.get("messages", [])
+    if not isinstance(raw_messages, list):
+        raise ImportRejected(f"{where}: 'messages' should be a list.")
+    created_at = fields.moment("created_at")
+    messages = [_parse_our_message(raw, f"{where}, message {n}") for n, raw in enumerate(raw_messages, 1)]
+    return ImportedConversation(
+        title=_title(fields.text("title")),
+        created_at=created_at,
+        updated_at=fields.moment("updated_at", default=created_at),
+        messages=messages,
+        summary=fields.text("summary"),
+        pinned=fields.flag("pinned"),
+        provider=settings.text("provider", max_chars=SHORT_TEXT_CHARS["provider"]),
+        model=settings.text("model", max_chars=SHORT_TEXT_CHARS["model"]),
+        temperature=settings.number("temperature"),
+        max_tokens=settings.integer("max_tokens"),
+        top_p=settings.number("top_p"),
+        system_prompt=settings.text("system_prompt"),
+    )
+
+
+def _parse_our_message(raw: object, where: str) -> ImportedMessage:
+    fields = _Fields(raw, where)
+    role = fields.text("role", required=True)
+    if role not in ROLES:
+        raise ImportRejected(f"{where}: unknown role {role!r} (expected user or assistant).")
+    status = fields.text("status") or MessageStatus.COMPLETE
+    if status not in {s.value for s in MessageStatus}:
+        raise ImportRejected(f"{where}: unknown status {status!r}.")
+    if status == MessageStatus.STREAMING:
+        # Nothing will ever finish this reply in its new home.
+        status = MessageStatus.INTERRUPTED
+    return ImportedMessage(
+        role=role,
+        content=fields.text("content", required=True) or "",
+        created_at=fields.moment("created_at"),
+        status=status,
+        model=fields.text("model", max_chars=SHORT_TEXT_CHARS["model"]),
+        provider=fields.text("provider", max_chars=SHORT_TEXT_CHARS["provider"]),
+        prompt_tokens=fields.integer("prompt_tokens"),
+        completion_tokens=fields.integer("completion_tokens"),
+        first_token_ms=fields.integer("first_token_ms"),
+        duration_ms=fields.integer("duration_ms"),
+        error_kind=fields.text("error_kind", max_chars=SHORT_TEXT_CHARS["error_kind"]),
+    )
+
+
+def _chatgpt_thread(mapping: dict[str, Any], current: object, where: str) -> list[dict[str, Any]]:
+    """The nodes from the root to `current` (the branch the user last saw), in order."""
+    if any(not isinstance(node, dict) for node in mapping.values()):
+        raise ImportRejected(f"{where}: each entry of 'mapping' should be an object.")
+    if current is None:
+        # Old exports lack current_node: take the root, then the newest child at each fork.
+        roots = [key for key, node in mapping.items() if not node.get("parent")]
+        if len(roots) != 1:
+            raise ImportRejected(f"{where}: the message tree has no single starting point.")
+        current = roots[0]
+        seen_down = {current}
+        while isinstance(children := mapping[current].get("children"), list) and children:
+            child = children[-1]
+            if not isinstance(child, str) or child not in mapping or child in seen_down:
+                raise ImportRejected(f"{where}: the message tree is broken (a child is missing or loops).")
+            seen_down.add(child)
+            current = child
+    thread: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    node_id: object = current
+    while node_id is not None:
+        if not isinstance(node_id, str) or node_id not in mapping or node_id in seen:
+            raise ImportRejected(f"{where}: the message tree is broken (a parent is missing or loops).")
+        seen.add(node_id)
+        node = mapping[node_id]
+        thread.append(node)
+        node_id = node.get("parent")
+    thread.reverse()
+    return thread
+
+
+def _parse_chatgpt_conversation(item: object, where: str) -> ImportedConversation:
+    fields = _Fields(item, where)
+    mapping = fields.data.get("mapping")
+    if not isinstance(mapping, dict):
+        raise ImportRejected(f"{where}: 'mapping' should be an object of messages.")
+    created_at = fields.epoch("create_time") or datetime.now(UTC)
+    messages: list[ImportedMessage] = []
+    last_time = created_at
+    for node in _chatgpt_thread(mapping, fields.data.get("current_node"), where):
+        if node.get("message") is None:
+            continue  # the root, and other placeholders
+        message = _parse_chatgpt_message(node["message"], f"{where}, message {len(messages) + 1}", last_time)
+        if message is not None:
+            messages.append(message)
+            last_time = message.created_at
+    return ImportedConversation(
+        title=_title(fields.text("title")),
+        created_at=created_at,
+        updated_at=fields.epoch("update_time") or last_time,
+        messages=messages,
+    )
+
+
+def _parse_chatgpt_message(raw: object, where: str, default_time: datetime) -> ImportedMessage | None:
+    """One visible message, or None for hidden, system, tool or empty ones."""
+    fields = _Fields(raw, where)
+    author = _Fields(fields.data.get("author"), f"{where}, author")
+    role = author.text("role", required=True)
+    if role in CHATGPT_SKIPPED_ROLES:
+        return None
+    if role not in ROLES:
+        raise ImportRejected(f"{where}: unknown role {role!r} (expected user, assistant, system or tool).")
+    metadata = fields.data.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    recipient = fields.data.get("recipient")
+    if metadata.get("is_visually_hidden_from_conversation") or recipient not in (None, "all"):
+        return None  # context the UI never showed, or the assistant calling a tool
+    content = _Fields(fields.data.get("content"), f"{where}, content")
+    parts = content.data.get("parts", [])
+    if not isinstance(parts, list):
+        raise ImportRejected(f"{where}: 'content.parts' should be a list.")
+    # Images, files and other non-text parts are left out; they have no text to keep.
+    text = _clean_text("\n\n".join(part for part in parts if isinstance(part, str) and part.strip()))
+    if not text.strip():
+        return None
+    model = metadata.get("model_slug")
+    return ImportedMessage(
+        role=role,
+        content=text,
+        created_at=fields.epoch("create_time") or default_time,
+        model=model if isinstance(model, str) and len(model) <= SHORT_TEXT_CHARS["model"] else None,
+    )
+
+
+def parse_import(data: bytes) -> list[ImportedConversation]:
+    """Conversations from our JSON export or ChatGPT's conversations.json; raises ImportRejected."""
+    parsed = _load_json(data)
+    if isinstance(parsed, dict) and parsed.get("format") == FORMAT_NAME:
+        conversations = _parse_ours(parsed)
+    elif isinstance(parsed, list) and all(isinstance(item, dict) and "mapping" in item for item in parsed):
+        conversations = [_parse_chatgpt_conversation(item, f"Conversation {n}") for n, item in enumerate(parsed, 1)]
+    elif isinstance(parsed, dict) and "mapping" in parsed:
+        conversations = [_parse_chatgpt_conversation(parsed, "The conversation")]
+    else:
+        raise ImportRejected(
+            "This file is neither an export from this app nor ChatGPT's conversations.json "
+            "(found in the zip from ChatGPT's Settings > Data controls > Export)."
+        )
+    if not conversations:
+        raise ImportRejected("The file contains no conversations.")
+    return conversations
+
+
+def import_conversations(session: Session, owner_id: str, conversations: list[ImportedConversation]) -> list[str]:
+    """Store the conversations as new ones owned by `owner_id`; returns their new ids, in order.
+
+    Imported ids are never reused: they could be someone else's. Run inside one transaction
+    (session_scope) so that a failure part-way leaves nothing behind.
+    """
+    ids: list[str] = []
+    for imported in conversations:
+        conversation = Conversation(
+            owner_id=owner_id,
+            title=imported.title,
+            summary=imported.summary,
+            pinned=imported.pinned,
+            created_at=imported.created_at,
+            updated_at=imported.updated_at,
+            provider=imported.provider,
+            model=imported.model,
+            temperature=imported.temperature,
+            max_tokens=imported.max_tokens,
+            top_p=imported.top_p,
+            system_prompt=imported.system_prompt,
+        )
+        session.add(conversation)
+        session.add_all(
+            Message(
+                conversation_id=conversation.id,
+                role=m.role,
+                content=m.content,
+                status=m.status,
+                error_kind=m.error_kind,
+                provider=m.provider,
+                model=m.model,
+                prompt_tokens=m.prompt_tokens,
+                completion_tokens=m.completion_tokens,
+                first_token_ms=m.first_token_ms,
+                duration_ms=m.duration_ms,
+                created_at=m.created_at,
+                updated_at=m.created_at,
+            )
+            for m in imported.messages
+        )
+        # Batched INSERTs per conversation; message ids follow list order, which keeps the thread order.
+        session.flush()
+        ids.append(conversation.id)
+    return ids

@@ -1,0 +1,116 @@
+"""The sidebar, search, rename/pin/delete, summaries, and isolation between browser identities."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.live_app import LiveApp
+from tests.e2e.test_chat_in_browser import send, wait_for_conversation_url, wait_for_replies
+from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
+
+pytestmark = pytest.mark.e2e
+
+
+def sidebar_titles(page) -> list[str]:  # type: ignore[no-untyped-def]
+    return [el.inner_text().strip() for el in page.query_selector_all("[data-testid=conversation-item]")]
+
+
+def wait_for_sidebar(page, count: int) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_function(f"document.querySelectorAll('[data-testid=conversation-item]').length === {count}")
+
+
+def test_a_second_identity_sees_none_of_the_first_ones_conversations(  # type: ignore[no-untyped-def]
+    page, browser, app: LiveApp, fake: FakeLLMServer
+) -> None:
+    fake.enqueue(Behaviour(text="Reply one."), Behaviour(text="Secret Plans"))  # the reply, then its title
+    send(page, "My secret plan is ready.")
+    wait_for_replies(page, 1)
+    private_url = wait_for_conversation_url(page)
+    wait_for_sidebar(page, 1)
+
+    stranger = browser.new_context()
+    other = stranger.new_page()
+    other.goto(app.frontend_url)
+    other.wait_for_selector("#chat-input")
+    assert other.query_selector_all("[data-testid=conversation-item]") == []
+
+    other.goto(private_url)
+    other.wait_for_selector("#notice")
+    assert "not found" in other.inner_text("#notice")
+    assert other.query_selector_all("[data-testid=message]") == []
+    other.fill("#search-input", "secret")
+    other.wait_for_selector("text=No matches.")
+    stranger.close()
+
+
+def test_first_reply_titles_the_conversation_and_search_opens_it_at_the_hit(  # type: ignore[no-untyped-def]
+    page, fake: FakeLLMServer
+) -> None:
+    fake.enqueue(Behaviour(text="Sure, here is a haiku about pelicans."), Behaviour(text='"Pelican Haiku Request."'))
+    send(page, "Write a haiku about pelicans")
+    wait_for_replies(page, 1)
+    wait_for_conversation_url(page)
+    page.wait_for_function("document.querySelector('[data-testid=conversation-item]')?.innerText.includes('Pelican')")
+    assert sidebar_titles(page) == ["Pelican Haiku Request"]
+
+    page.click("#sidebar-new-chat")
+    page.wait_for_url(re.compile(r"/$"))
+    page.fill("#search-input", "pelic")
+    page.wait_for_selector("[data-testid=search-hit] mark")
+    page.click("[data-testid=search-hit]")
+    page.wait_for_url(re.compile(r"/c/[0-9a-f]{32}\?m=\d+$"))
+    page.wait_for_selector(".message-row.focused")
+    assert "pelicans" in page.inner_text(".message-row.focused").lower()
+
+
+def test_rename_pin_and_delete_with_confirmation(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
+    for text in ("first topic", "second topic"):
+        fake.enqueue(Behaviour(text="ok"), Behaviour(status=500))  # a failed title keeps the first words
+        page.click("#sidebar-new-chat")
+        page.wait_for_url(re.compile(r"/$"))
+        send(page, text)
+        wait_for_replies(page, 1)
+        wait_for_conversation_url(page)
+    wait_for_sidebar(page, 2)
+    assert sidebar_titles(page) == ["second topic", "first topic"]
+
+    first = page.query_selector_all("[data-testid=conversation-item]")[1]
+    first.query_selector("button[aria-label='Conversation actions']").click()
+    page.click("text=Pin")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=conversation-item]').innerText.includes('first topic')"
+    )
+
+    page.query_selector_all("[data-testid=conversation-item]")[0].query_selector("button").click()
+    page.click("text=Rename")
+    page.fill("#rename-input", "Pinned and renamed")
+    page.click("#rename-confirm")
+    page.wait_for_function(
+        "document.querySelector('[data-testid=conversation-item]').innerText.includes('Pinned and renamed')"
+    )
+
+    page.query_selector_all("[data-testid=conversation-item]")[1].query_selector("button").click()
+    page.click("text=Delete…")
+    page.wait_for_selector("#confirm-delete")
+    page.click("#confirm-delete")
+    wait_for_sidebar(page, 1)
+    assert sidebar_titles(page) == ["Pinned and renamed"]
+
+
+def test_summarize_shows_the_summary_at_the_top(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
+    fake.enqueue(Behaviour(text="Paris is the capital of France."), Behaviour(text="Capital of France"))
+    send(page, "What is the capital of France?")
+    wait_for_replies(page, 1)
+    wait_for_conversation_url(page)
+    page.wait_for_selector("#conversation-stats:has-text('2 messages')")
+
+    fake.enqueue(Behaviour(text="The user asked for the capital of France; it is Paris."))
+    page.click("#conversation-menu")
+    page.click("#summarize-item")
+    page.wait_for_selector("#summary")
+    assert "Paris" in page.inner_text("#summary")
+    page.reload()
+    page.wait_for_selector("#summary")
+    assert "Paris" in page.inner_text("#summary")

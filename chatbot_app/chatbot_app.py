@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import reflex as rx
 
+from chatbot_app.api import create_api
 from chatbot_app.pages.chat import chat_page
 from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.state.chat import CONVERSATION_ROUTE, ChatState
@@ -15,20 +17,32 @@ from chatbot_app.state.settings import SettingsState
 log = logging.getLogger("chatbot_app")
 
 
-async def _recover_interrupted_replies() -> None:
-    """Replies a dead process left `streaming` become `interrupted`, keeping their text."""
-    count = await get_chat_service().interrupt_stale_replies()
-    if count:
-        log.info("marked %d unfinished replies as interrupted", count)
+async def _background_upkeep() -> None:
+    """Warm the provider clients, then keep marking replies that a dead process left `streaming`.
+
+    A sweep (not a one-off at start-up) because with several workers no single start-up knows
+    which replies are orphaned; a reply counts as orphaned once its checkpoints stop.
+    """
+    service = get_chat_service()
+    try:
+        await service.model_menu()  # the first chat then skips client set-up and the model list call
+    except Exception:
+        log.exception("could not list models at start-up")
+    while True:
+        try:
+            if count := await service.interrupt_stale_replies():
+                log.info("marked %d unfinished replies as interrupted", count)
+        except Exception:
+            log.exception("sweep for interrupted replies failed")
+        await asyncio.sleep(max(1.0, service.settings.stale_reply_s / 2))
 
 
 app = rx.App(
     stylesheets=["/chat.css"],
     head_components=[rx.el.meta(name="color-scheme", content="light dark")],
+    api_transformer=create_api(),  # the REST API (/api, /v1, /docs) in the same backend
 )
 ON_LOAD = [ChatState.open_page, SettingsState.sync, LibraryState.refresh]
 app.add_page(chat_page, route="/", title="chatbot_app", on_load=ON_LOAD)
-app.add_page(
-    chat_page, route=CONVERSATION_ROUTE, title="chatbot_app", on_load=[ChatState.open_page, SettingsState.sync]
-)
-app.register_lifespan_task(_recover_interrupted_replies)
+app.add_page(chat_page, route=CONVERSATION_ROUTE, title="chatbot_app", on_load=ON_LOAD)
+app.register_lifespan_task(_background_upkeep)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -46,6 +47,14 @@ class Settings:
     max_reply_tokens: int = 1024
     frame_interval_ms: int = 50
     request_timeout_s: float = 60.0
+    retry_attempts: int = 3
+    # A reply still `streaming` this long after its last checkpoint belongs to a dead process.
+    stale_reply_s: int = 30
+    # --- REST API (chatbot_app/api) -----------------------------------------------------------
+    # Bearer keys the API accepts (CHATBOT_API_KEYS, comma-separated); none configured: the API answers 401.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    # Browser origins (scheme://host[:port]) allowed to call the API from another site (CHATBOT_CORS_ORIGINS).
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, dotenv_path: Path = PROJECT_ROOT / ".env") -> Settings:
@@ -85,6 +94,14 @@ class Settings:
         def names(name: str) -> tuple[str, ...]:
             return tuple(item.strip() for item in (text(name) or "").split(",") if item.strip())
 
+        # --- REST API (chatbot_app/api) -------------------------------------------------------
+        api_keys = names("CHATBOT_API_KEYS")
+        if any(len(key) < 16 for key in api_keys):  # the message never echoes a key
+            raise SettingsError("CHATBOT_API_KEYS: each key must be at least 16 characters")
+        cors_origins = tuple(origin.rstrip("/") for origin in names("CHATBOT_CORS_ORIGINS"))
+        if bad := [o for o in cors_origins if o != "*" and not re.fullmatch(r"https?://[^/\s]+", o)]:
+            raise SettingsError(f"CHATBOT_CORS_ORIGINS: expected origins like https://example.com, got {bad[0]!r}")
+
         provider = (text("CHATBOT_PROVIDER") or "auto").lower()
         if provider not in PROVIDER_CHOICES:
             raise SettingsError(f"CHATBOT_PROVIDER must be one of {', '.join(PROVIDER_CHOICES)}, got {provider!r}")
@@ -108,6 +125,10 @@ class Settings:
             max_reply_tokens=integer("CHATBOT_MAX_TOKENS", cls.max_reply_tokens, 1),
             frame_interval_ms=integer("CHATBOT_FRAME_MS", cls.frame_interval_ms, 0),
             request_timeout_s=float(integer("CHATBOT_REQUEST_TIMEOUT_S", int(cls.request_timeout_s), 1)),
+            retry_attempts=integer("CHATBOT_RETRY_ATTEMPTS", cls.retry_attempts, 1),
+            stale_reply_s=integer("CHATBOT_STALE_REPLY_S", cls.stale_reply_s, 1),
+            api_keys=api_keys,  # REST API
+            cors_origins=cors_origins,  # REST API
         )
 
 

@@ -21,6 +21,8 @@ down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# prefix='2 3' adds indexes of 2- and 3-letter prefixes: without them a short prefix such as
+# "th" must merge the entries of every word starting with it, on every query.
 # Both FTS5 tables read their text from the real tables (external content), so the text is
 # stored once. conversation has a string primary key, so its FTS rows are keyed by the
 # implicit rowid. Caution for later migrations: rebuilding `conversation` (batch mode on
@@ -28,10 +30,10 @@ depends_on: str | Sequence[str] | None = None
 # migration must recreate the triggers and run the 'rebuild' command below.
 SQLITE_UPGRADE = [
     """CREATE VIRTUAL TABLE message_fts USING fts5(
-        content, content='message', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+        content, content='message', content_rowid='id', tokenize='unicode61 remove_diacritics 2', prefix='2 3'
     )""",
     """CREATE VIRTUAL TABLE conversation_fts USING fts5(
-        title, content='conversation', content_rowid='rowid', tokenize='unicode61 remove_diacritics 2'
+        title, content='conversation', content_rowid='rowid', tokenize='unicode61 remove_diacritics 2', prefix='2 3'
     )""",
     # An external-content index must be told the old text to remove it, hence 'delete' with old values.
     """CREATE TRIGGER message_fts_insert AFTER INSERT ON message BEGIN

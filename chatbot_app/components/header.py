@@ -35,7 +35,6 @@ def header() -> rx.Component:
                     rx.icon("square-pen"),
                     id="new-chat-button",
                     on_click=ChatState.new_chat,
-                    disabled=ChatState.streaming,
                     variant="soft",
                     aria_label="New chat",
                 ),

@@ -1,10 +1,11 @@
-"""A chat message: the user's on the right, the assistant's as rendered Markdown."""
+"""A chat message: the user's on the right (editable), the assistant's as rendered Markdown."""
 
 from __future__ import annotations
 
 import reflex as rx
 
 from chatbot_app.components.markdown import markdown
+from chatbot_app.services.validation import MAX_MESSAGE_CHARS
 from chatbot_app.state.chat import ChatState
 from chatbot_app.state.views import MessageView
 
@@ -19,6 +20,12 @@ def _status_badge(status: rx.Var[str]) -> rx.Component:
     )
 
 
+def _action(icon: str, label: str | rx.Var[str], **props: object) -> rx.Component:
+    return rx.tooltip(
+        rx.icon_button(rx.icon(icon, size=14), variant="ghost", size="1", aria_label=label, **props), content=label
+    )
+
+
 def _assistant_bubble(content: rx.Var[str], footer: rx.Component, status: rx.Var[str] | str) -> rx.Component:
     return rx.box(
         markdown(content),
@@ -29,57 +36,103 @@ def _assistant_bubble(content: rx.Var[str], footer: rx.Component, status: rx.Var
     )
 
 
-def _user_bubble(content: rx.Var[str]) -> rx.Component:
+def _assistant_footer(message: MessageView) -> rx.Component:
+    is_last = message.id == ChatState.last_reply_id
+    return rx.vstack(
+        rx.cond(message.error != "", rx.callout(message.error, icon="triangle_alert", color_scheme="red", size="1")),
+        rx.hstack(
+            _status_badge(message.status),
+            _action("copy", "Copy", on_click=rx.set_clipboard(message.content)),
+            rx.cond(
+                is_last & ~ChatState.streaming,
+                _action(
+                    "rotate-ccw",
+                    rx.cond(message.status == "complete", "Regenerate", "Retry"),
+                    on_click=ChatState.regenerate,
+                    class_name="regenerate-button",
+                ),
+            ),
+            rx.text(message.details, size="1", color_scheme="gray", class_name="message-details"),
+            align="center",
+            spacing="2",
+        ),
+        spacing="1",
+        align="start",
+    )
+
+
+def _user_bubble(message: MessageView) -> rx.Component:
     return rx.flex(
+        rx.cond(
+            ~ChatState.streaming,
+            _action("pencil", "Edit", on_click=ChatState.start_edit(message.id), class_name="edit-button"),
+        ),
         rx.box(
-            rx.text(content, white_space="pre-wrap", class_name="user-text"),
+            rx.text(message.content, white_space="pre-wrap", class_name="user-text"),
             custom_attrs={"data-testid": "message", "data-role": "user"},
             class_name="message user-message",
         ),
         justify="end",
+        align="start",
+        gap="1",
+        width="100%",
+        class_name="user-row",
+    )
+
+
+def _edit_form(message: MessageView) -> rx.Component:
+    return rx.form(
+        rx.vstack(
+            rx.text_area(
+                name="message",
+                default_value=message.content,
+                id="edit-input",
+                auto_focus=True,
+                enter_key_submit=True,
+                max_length=MAX_MESSAGE_CHARS,
+                width="100%",
+            ),
+            rx.text("Saving answers this message again; the messages after it are removed.", size="1"),
+            rx.hstack(
+                rx.button("Cancel", type="button", variant="soft", color_scheme="gray", on_click=ChatState.cancel_edit),
+                rx.button("Save and resend", type="submit", id="edit-save"),
+                justify="end",
+                width="100%",
+            ),
+            width="100%",
+        ),
+        on_submit=ChatState.edit_message,
         width="100%",
     )
 
 
 def message_row(message: MessageView) -> rx.Component:
     return rx.box(
-        _message(message),
+        rx.cond(
+            message.role == "user",
+            rx.cond(message.id == ChatState.editing_id, _edit_form(message), _user_bubble(message)),
+            _assistant_bubble(message.content, _assistant_footer(message), message.status),
+        ),
         id="m-" + message.id.to_string(),
         class_name=rx.cond(message.id == ChatState.focus_message_id, "message-row focused", "message-row"),
         width="100%",
     )
 
 
-def _message(message: MessageView) -> rx.Component:
-    return rx.cond(
-        message.role == "user",
-        _user_bubble(message.content),
-        _assistant_bubble(
-            message.content,
-            rx.vstack(
-                rx.cond(
-                    message.error != "", rx.callout(message.error, icon="triangle_alert", color_scheme="red", size="1")
-                ),
-                rx.hstack(
-                    _status_badge(message.status),
-                    rx.text(message.details, size="1", color_scheme="gray", class_name="message-details"),
-                    align="center",
-                ),
-                spacing="1",
-                align="start",
-            ),
-            message.status,
-        ),
-    )
-
-
 def streaming_row() -> rx.Component:
-    """The reply being generated; it reads only `stream_text`, so frames stay small."""
+    """The reply being generated; it reads only the stream vars, so frames stay small."""
     return rx.cond(
         ChatState.streaming,
         _assistant_bubble(
             ChatState.stream_text,
-            rx.cond(ChatState.stream_text == "", rx.spinner(size="2", aria_label="Generating")),
+            rx.hstack(
+                rx.cond(ChatState.stream_text == "", rx.spinner(size="2", aria_label="Generating")),
+                rx.cond(
+                    ChatState.stream_notice != "",
+                    rx.text(ChatState.stream_notice, size="1", color_scheme="amber", id="retry-notice"),
+                ),
+                align="center",
+            ),
             "streaming",
         ),
     )

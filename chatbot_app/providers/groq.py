@@ -23,8 +23,8 @@ class GroqProvider(OpenAIStyleProvider):
         timeout_s: float = 60.0,
         fallback_models: Sequence[str] = (),
     ) -> None:
-        # The SDK retries (honouring retry-after) only before a stream starts.
-        client = groq.AsyncGroq(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=2)
+        # No SDK retries: ChatService retries with its own policy and tells the user it is retrying.
+        client = groq.AsyncGroq(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
         super().__init__(client, fallback_models)
 
     def _usage(self, chunk: Any) -> Usage | None:

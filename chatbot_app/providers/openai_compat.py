@@ -24,7 +24,8 @@ class OpenAICompatibleProvider(OpenAIStyleProvider):
         fallback_models: Sequence[str] = (),
     ) -> None:
         # Local servers (Ollama, llama.cpp) need no key, but the SDK insists on one.
-        client = openai.AsyncOpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout_s, max_retries=2)
+        # No SDK retries: ChatService retries with its own policy and tells the user it is retrying.
+        client = openai.AsyncOpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout_s, max_retries=0)
         super().__init__(client, fallback_models)
 
     def _stream_arguments(self) -> dict[str, Any]:

@@ -37,6 +37,8 @@ from chatbot_app.services.chat_settings import (
 from chatbot_app.services.coalesce import coalesce
 from chatbot_app.services.context import estimate_tokens, trim_to_budget
 from chatbot_app.services.database import Database
+from chatbot_app.services.error_messages import describe_retry
+from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import presets as presets_store
 from chatbot_app.storage.models import Conversation, Message, MessageStatus
@@ -47,8 +49,6 @@ log = logging.getLogger(__name__)
 HISTORY_WINDOW = 200
 #: A streaming reply's text is saved this often, so a crash loses at most this much.
 CHECKPOINT_INTERVAL_S = 2.0
-#: A reply still `streaming` after this long without a checkpoint belongs to a dead process.
-STALE_AFTER = timedelta(seconds=30)
 
 
 TITLE_INSTRUCTION = (
@@ -92,14 +92,19 @@ class ReplyFrame:
     completion_tokens: int | None = None
     first_token_ms: int | None = None
     duration_ms: int | None = None
+    #: A transient hint such as "retrying in 2 s…"; empty once tokens flow.
+    notice: str = ""
 
 
 class ChatService:
     """The chat flow, shared by the UI state and the REST API."""
 
-    def __init__(self, settings: Settings, engine: Engine, providers: ProviderRegistry) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, providers: ProviderRegistry, retry: RetryPolicy | None = None
+    ) -> None:
         self.settings = settings
         self.providers = providers
+        self.retry = retry or RetryPolicy(attempts=settings.retry_attempts)
         self._db = Database(engine).run
 
     # -- reading ----------------------------------------------------------------------------
@@ -110,15 +115,25 @@ class ChatService:
         """The conversation and its newest messages; raises ConversationNotFound."""
 
         def work(session: Session) -> tuple[Conversation, list[Message]]:
-            conversation = store.get_conversation(session, conversation_id, owner_id)
-            if conversation is None:
-                raise ConversationNotFound(conversation_id)
+            conversation = _owned(session, owner_id, conversation_id)
             return conversation, store.latest_messages(session, conversation_id, limit)
 
         return await self._db(work)
 
+    async def load_message(self, owner_id: str, conversation_id: str, message_id: int) -> Message | None:
+        """One message of the owner's conversation (None if it is gone); raises ConversationNotFound."""
+
+        def work(session: Session) -> Message | None:
+            conversation = _owned(session, owner_id, conversation_id)
+            message = session.get(Message, message_id)
+            return message if message is not None and message.conversation_id == conversation.id else None
+
+        return await self._db(work)
+
     async def interrupt_stale_replies(self) -> int:
-        return await self._db(lambda s: store.interrupt_stale_replies(s, STALE_AFTER))
+        """Mark replies that a dead process left `streaming` as interrupted (their text is kept)."""
+        stale_after = timedelta(seconds=self.settings.stale_reply_s)
+        return await self._db(lambda s: store.interrupt_stale_replies(s, stale_after))
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -130,24 +145,12 @@ class ChatService:
     async def conversation_settings(self, owner_id: str, conversation_id: str) -> ChatSettings:
         """The settings stored on a conversation; raises ConversationNotFound."""
 
-        def work(session: Session) -> ChatSettings:
-            conversation = store.get_conversation(session, conversation_id, owner_id)
-            if conversation is None:
-                raise ConversationNotFound(conversation_id)
-            return settings_of(conversation)
-
-        return await self._db(work)
+        return await self._db(lambda s: settings_of(_owned(s, owner_id, conversation_id)))
 
     async def save_settings(self, owner_id: str, conversation_id: str, chat: ChatSettings) -> None:
         """Store `chat` on the conversation; raises ConversationNotFound."""
 
-        def work(session: Session) -> None:
-            conversation = store.get_conversation(session, conversation_id, owner_id)
-            if conversation is None:
-                raise ConversationNotFound(conversation_id)
-            store.update_settings(session, conversation, **asdict(chat))
-
-        await self._db(work)
+        await self._db(lambda s: store.update_settings(s, _owned(s, owner_id, conversation_id), **asdict(chat)))
 
     async def presets(self, owner_id: str) -> dict[str, str]:
         """Built-in system-prompt presets, then the owner's own (name -> prompt)."""
@@ -241,25 +244,58 @@ class ChatService:
         def work(session: Session) -> Turn:
             if conversation_id is None:
                 conversation = store.create_conversation(session, owner_id, title=_title_from(text))
-            elif (conversation := store.get_conversation(session, conversation_id, owner_id)) is None:
-                raise ConversationNotFound(conversation_id)
+            else:
+                conversation = _owned(session, owner_id, conversation_id)
             if chat is not None:
                 store.update_settings(session, conversation, **asdict(chat))
-            history = store.latest_messages(session, conversation.id, HISTORY_WINDOW)
-            user = store.add_message(session, conversation, "user", text)
-            reply = store.add_message(session, conversation, "assistant", "", status=MessageStatus.STREAMING)
-            assert user.id is not None and reply.id is not None
-            return Turn(
-                conversation_id=conversation.id,
-                title=conversation.title,
-                created_conversation=conversation_id is None,
-                user_message_id=user.id,
-                reply_id=reply.id,
-                history=[*_as_context(history), ChatMessage("user", text)],
-                settings=settings_of(conversation),
-            )
+            store.add_message(session, conversation, "user", text)
+            return self._new_reply(session, conversation, created=conversation_id is None)
 
         return await self._db(work)
+
+    async def start_regeneration(self, owner_id: str, conversation_id: str) -> Turn:
+        """Answer the last user message again: the replies after it are replaced."""
+
+        def work(session: Session) -> Turn:
+            conversation = _owned(session, owner_id, conversation_id)
+            last_user = store.last_user_message(session, conversation.id)
+            if last_user is None or last_user.id is None:
+                raise ConversationNotFound(conversation_id)
+            store.delete_messages_after(session, conversation.id, last_user.id)
+            return self._new_reply(session, conversation, created=False)
+
+        return await self._db(work)
+
+    async def start_edit(self, owner_id: str, conversation_id: str, message_id: int, text: str) -> Turn:
+        """Replace a user message's text and answer it again; everything after it is discarded."""
+
+        def work(session: Session) -> Turn:
+            conversation = _owned(session, owner_id, conversation_id)
+            message = session.get(Message, message_id)
+            if message is None or message.conversation_id != conversation.id or message.role != "user":
+                raise ConversationNotFound(conversation_id)
+            message.content = text
+            session.add(message)
+            store.delete_messages_after(session, conversation.id, message_id)
+            return self._new_reply(session, conversation, created=False)
+
+        return await self._db(work)
+
+    def _new_reply(self, session: Session, conversation: Conversation, *, created: bool) -> Turn:
+        """An empty `streaming` reply to the conversation's last user message."""
+        history = store.latest_messages(session, conversation.id, HISTORY_WINDOW)
+        reply = store.add_message(session, conversation, "assistant", "", status=MessageStatus.STREAMING)
+        user_id = next((m.id for m in reversed(history) if m.role == "user"), None)
+        assert reply.id is not None and user_id is not None
+        return Turn(
+            conversation_id=conversation.id,
+            title=conversation.title,
+            created_conversation=created,
+            user_message_id=user_id,
+            reply_id=reply.id,
+            history=_as_context(history),
+            settings=settings_of(conversation),
+        )
 
     async def stream_reply(self, turn: Turn, *, batch: bool = False) -> AsyncIterator[ReplyFrame]:
         """Stream the reply as frames, then one final frame with its status and usage.
@@ -293,12 +329,19 @@ class ChatService:
             provider, options, resolved = await self._choose(turn.settings)
             provider_name, model = provider.name, options.model
             context = self._context(turn, provider, resolved)
-            source = _whole(provider, context, options) if batch else provider.stream(context, options)
+            source = with_retries(
+                (lambda: _whole(provider, context, options)) if batch else (lambda: provider.stream(context, options)),
+                self.retry,
+            )
             frames = coalesce(source, self.settings.frame_interval_ms / 1000)
             try:
-                async for batch in frames:
-                    deltas = [item for item in batch if isinstance(item, str)]
-                    usage = next((item for item in batch if isinstance(item, Usage)), usage)
+                async for items in frames:
+                    deltas = [item for item in items if isinstance(item, str)]
+                    usage = next((item for item in items if isinstance(item, Usage)), usage)
+                    if retry := next((item for item in items if isinstance(item, RetryNotice)), None):
+                        log.info("reply %s retrying after %s (try %d)", turn.reply_id, retry.kind, retry.next_attempt)
+                        notice = describe_retry(retry.kind, retry.delay_s, retry.next_attempt, retry.attempts)
+                        yield ReplyFrame(text=text, provider=provider_name, model=model, notice=notice)
                     if not deltas:
                         continue
                     if first_token_ms is None:
@@ -345,6 +388,13 @@ async def _whole(
     yield completion.text
     if completion.usage is not None:
         yield completion.usage
+
+
+def _owned(session: Session, owner_id: str, conversation_id: str) -> Conversation:
+    conversation = store.get_conversation(session, conversation_id, owner_id)
+    if conversation is None:
+        raise ConversationNotFound(conversation_id)
+    return conversation
 
 
 def settings_of(conversation: Conversation) -> ChatSettings:

@@ -27,3 +27,17 @@ _FALLBACK = "Something went wrong while generating the reply. Try again."
 def describe_error(kind: str | None) -> str:
     """A short, human sentence for an ErrorKind value (stored on messages as plain text)."""
     return _MESSAGES.get(kind or "", _FALLBACK)
+
+
+_RETRY_REASONS: dict[str, str] = {
+    ErrorKind.RATE_LIMIT: "The provider is rate-limiting requests",
+    ErrorKind.SERVER: "The provider had an error",
+    ErrorKind.TIMEOUT: "The provider is slow to answer",
+    ErrorKind.CONNECTION: "Could not reach the provider",
+}
+
+
+def describe_retry(kind: str, delay_s: float, next_attempt: int, attempts: int) -> str:
+    """The "retrying…" hint shown while a failed request waits for its next try."""
+    reason = _RETRY_REASONS.get(kind, "The request failed")
+    return f"{reason}; retrying in {delay_s:.0f} s (try {next_attempt} of {attempts})…"

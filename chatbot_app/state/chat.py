@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import secrets
@@ -9,7 +10,7 @@ from typing import Any
 
 import reflex as rx
 
-from chatbot_app.services.chat import ConversationNotFound
+from chatbot_app.services.chat import ConversationNotFound, Turn
 from chatbot_app.services.default_service import get_chat_service, get_library
 from chatbot_app.services.validation import InvalidInput, clean_message, is_conversation_id, is_identity
 from chatbot_app.state.views import MessageView, view_of_final_frame, view_of_message
@@ -19,6 +20,8 @@ from chatbot_app.storage.models import MessageStatus
 OPEN_WINDOW = 50
 #: The most messages one page holds at once; the rest stay in the database.
 MAX_LOADED = 2_000
+#: How often a reply written elsewhere (another tab, another worker) is re-read.
+WATCH_INTERVAL_S = 1.0
 CONVERSATION_ROUTE = "/c/[chat_id]"
 _CONVERSATION_PATH = re.compile(r"/c/([^/]+)/?")
 
@@ -59,9 +62,16 @@ class ChatState(rx.State):
     # The reply being streamed lives apart from `messages`, so a frame never re-sends the history.
     stream_text: str = ""
     streaming: bool = False
+    stream_notice: str = ""
     summarizing: bool = False
+    editing_id: int = 0
     notice: str = ""
     _stop_requested: bool = False
+
+    @rx.var
+    def last_reply_id(self) -> int:
+        """The newest assistant message, which gets Regenerate/Retry."""
+        return next((m.id for m in reversed(self.messages) if m.role == "assistant"), 0)
 
     def _owner_id(self) -> str:
         """The caller's identity, created on first use; the one place ownership comes from."""
@@ -70,8 +80,13 @@ class ChatState(rx.State):
         return self.identity
 
     def _show_new_chat(self) -> None:
+        """An empty conversation view; a notice (e.g. "not found") stays so the user can read it.
+
+        A reply still streaming elsewhere goes on into the database; this view just stops showing it.
+        """
         self.conversation_id, self.title, self.summary, self.stats_line = "", "", "", ""
-        self.messages, self.has_earlier, self.focus_message_id, self.notice = [], False, 0, ""
+        self.messages, self.has_earlier, self.focus_message_id = [], False, 0
+        self.streaming, self.stream_text, self.stream_notice, self.editing_id = False, "", "", 0
 
     async def _load_stats(self) -> None:
         self.stats_line = await _stats_line(self._owner_id(), self.conversation_id)
@@ -81,13 +96,10 @@ class ChatState(rx.State):
         """on_load: open the conversation named in the URL (at message ?m=<id> if given), or a new chat."""
         self._owner_id()
         requested = conversation_id_in(self.router.url.path)
-        if not requested:
-            if not self.streaming:
-                self._show_new_chat()
-            return None
-        if requested == self.conversation_id and self.streaming:
+        if requested and requested == self.conversation_id and self.streaming:
             return None  # already showing it: right after the first message of a new chat
-        if self.streaming:
+        if not requested:
+            self._show_new_chat()
             return None
         if not is_conversation_id(requested):
             return self._not_found()
@@ -105,7 +117,10 @@ class ChatState(rx.State):
         self.has_earlier = await self._has_older(messages)
         self.focus_message_id, self.notice = target, ""
         await self._load_stats()
-        return rx.scroll_to(f"m-{target}") if target else None
+        events: list[Any] = [rx.scroll_to(f"m-{target}")] if target else []
+        if messages and messages[-1].status == MessageStatus.STREAMING:
+            events.append(ChatState.watch_reply)  # being written by another tab or worker
+        return events
 
     async def _has_older(self, messages: list[Any]) -> bool:
         if not messages or not messages[0].id:
@@ -135,9 +150,8 @@ class ChatState(rx.State):
 
     @rx.event
     def new_chat(self) -> Any:
-        if self.streaming:
-            return None
         self._show_new_chat()
+        self.notice = ""
         return rx.redirect("/")
 
     @rx.event
@@ -164,7 +178,7 @@ class ChatState(rx.State):
             owner, conversation_id = self._owner_id(), self.conversation_id or None
             settings = await self.get_state(SettingsState)
             chat, batch = settings.chat_settings(), settings.batch_mode
-            self.notice, self.stream_text, self.streaming, self._stop_requested = "", "", True, False
+            self._begin_reply()
             self.messages.append(MessageView(id=0, role="user", content=text))
         try:
             turn = await service.start_turn(owner, conversation_id, text, chat)
@@ -180,31 +194,138 @@ class ChatState(rx.State):
         if turn.created_conversation:
             yield rx.redirect(conversation_url(turn.conversation_id))
             yield LibraryState.refresh
-
-        async with contextlib.aclosing(service.stream_reply(turn, batch=batch)) as frames:
-            async for frame in frames:
-                async with self:
-                    if self._stop_requested:
-                        break
-                    if not frame.done:
-                        self.stream_text = frame.text
-                        continue
-                    self.messages.append(view_of_final_frame(turn.reply_id, frame))
-                    self.stream_text, self.streaming = "", False
-        # Stopped: the service stored the text with status `stopped` when the stream closed.
-        async with self:
-            if self.streaming:
-                self.messages.append(
-                    MessageView(
-                        id=turn.reply_id, role="assistant", content=self.stream_text, status=MessageStatus.STOPPED
-                    )
-                )
-                self.stream_text, self.streaming = "", False
-        stats_line = await _stats_line(owner, turn.conversation_id)
-        async with self:
-            self.stats_line = stats_line
-        if turn.created_conversation and (title := await service.suggest_title(owner, turn.conversation_id)):
+        completed = await _stream_reply_into(self, turn, batch, owner)
+        if (
+            turn.created_conversation
+            and completed
+            and (title := await service.suggest_title(owner, turn.conversation_id))
+        ):
             async with self:
                 if self.conversation_id == turn.conversation_id:
                     self.title = title
             yield LibraryState.refresh
+
+    @rx.event(background=True)
+    async def regenerate(self) -> None:
+        """Answer the last message again (also the Retry of a failed or stopped reply)."""
+        from chatbot_app.state.settings import SettingsState
+
+        async with self:
+            if self.streaming or not self.conversation_id:
+                return
+            owner, conversation_id = self._owner_id(), self.conversation_id
+            batch = (await self.get_state(SettingsState)).batch_mode
+            self._begin_reply()
+        try:
+            turn = await get_chat_service().start_regeneration(owner, conversation_id)
+        except ConversationNotFound:
+            async with self:
+                self.streaming, self.notice = False, "There is no message to answer again."
+            return
+        async with self:
+            self.messages = [m for m in self.messages if m.id <= turn.user_message_id]
+        await _stream_reply_into(self, turn, batch, owner)
+
+    @rx.event
+    def start_edit(self, message_id: Any) -> None:
+        if self.streaming or not any(m.id == message_id and m.role == "user" for m in self.messages):
+            return
+        self.editing_id = message_id
+
+    @rx.event
+    def cancel_edit(self) -> None:
+        self.editing_id = 0
+
+    @rx.event(background=True)
+    async def edit_message(self, form_data: Any) -> None:
+        """Replace a user message and answer it again; the messages after it are discarded."""
+        from chatbot_app.state.settings import SettingsState
+
+        async with self:
+            message_id, self.editing_id = self.editing_id, 0
+            if self.streaming or not message_id or not self.conversation_id:
+                return
+            try:
+                text = clean_message(form_data.get("message") if isinstance(form_data, dict) else None)
+            except InvalidInput as exc:
+                self.notice = str(exc)
+                return
+            owner, conversation_id = self._owner_id(), self.conversation_id
+            batch = (await self.get_state(SettingsState)).batch_mode
+            self._begin_reply()
+        try:
+            turn = await get_chat_service().start_edit(owner, conversation_id, message_id, text)
+        except ConversationNotFound:
+            async with self:
+                self.streaming, self.notice = False, "That message can no longer be edited."
+            return
+        async with self:
+            kept = [m for m in self.messages if m.id < message_id]
+            self.messages = [*kept, MessageView(id=message_id, role="user", content=text)]
+        await _stream_reply_into(self, turn, batch, owner)
+
+    @rx.event(background=True)
+    async def watch_reply(self) -> None:
+        """Follow a reply that another session is writing, through its database checkpoints."""
+        service = get_chat_service()
+        async with self:
+            last = self.messages[-1] if self.messages else None
+            if self.streaming or last is None or last.status != MessageStatus.STREAMING:
+                return
+            owner, conversation_id, reply_id = self._owner_id(), self.conversation_id, last.id
+            self.messages = self.messages[:-1]
+            self._begin_reply()
+            self.stream_text = last.content
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)  # the writer checkpoints every couple of seconds
+            try:
+                message = await service.load_message(owner, conversation_id, reply_id)
+            except ConversationNotFound:
+                message = None
+            async with self:
+                if self.conversation_id != conversation_id or message is None or self._stop_requested:
+                    self.streaming, self.stream_text = False, ""
+                    return
+                if message.status == MessageStatus.STREAMING:
+                    self.stream_text = message.content
+                    continue
+                self.messages.append(view_of_message(message))
+                self.streaming, self.stream_text = False, ""
+                return
+
+    def _begin_reply(self) -> None:
+        self.notice, self.stream_text, self.stream_notice = "", "", ""
+        self.streaming, self._stop_requested = True, False
+
+
+async def _stream_reply_into(state: ChatState, turn: Turn, batch: bool, owner: str) -> bool:
+    """Show a reply's frames in `state` (a background task's proxy), taking the lock per frame only.
+
+    The reply is generated and stored to the end even if the user opens another conversation
+    meanwhile; the page is only updated while it still shows this one. True if it completed.
+    """
+    completed = False
+    async with contextlib.aclosing(get_chat_service().stream_reply(turn, batch=batch)) as frames:
+        async for frame in frames:
+            completed = frame.done and frame.status == MessageStatus.COMPLETE
+            async with state:
+                if state.conversation_id != turn.conversation_id or not state.streaming:
+                    continue
+                if state._stop_requested:
+                    break
+                if not frame.done:
+                    state.stream_text, state.stream_notice = frame.text, frame.notice
+                    continue
+                state.messages.append(view_of_final_frame(turn.reply_id, frame))
+                state.stream_text, state.streaming = "", False
+    stats_line = await _stats_line(owner, turn.conversation_id)
+    async with state:
+        if state.conversation_id != turn.conversation_id:
+            return completed
+        if state.streaming:  # stopped: the service stored the text with status `stopped`
+            state.messages.append(
+                MessageView(id=turn.reply_id, role="assistant", content=state.stream_text, status=MessageStatus.STOPPED)
+            )
+            state.stream_text, state.streaming = "", False
+        state.stats_line = stats_line
+    return completed

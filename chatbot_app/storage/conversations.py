@@ -184,3 +184,20 @@ def conversation_stats(session: Session, conversation_id: str) -> ConversationSt
     ).where(Message.conversation_id == conversation_id)
     count, prompt, completion = session.exec(query).one()
     return ConversationStats(message_count=count, prompt_tokens=int(prompt), completion_tokens=int(completion))
+
+
+def delete_messages_after(session: Session, conversation_id: str, message_id: int) -> None:
+    """Delete the conversation's messages newer than `message_id` (editing truncates what follows)."""
+    session.exec(
+        delete(Message).where(col(Message.conversation_id) == conversation_id).where(col(Message.id) > message_id)
+    )
+
+
+def last_user_message(session: Session, conversation_id: str) -> Message | None:
+    query = (
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.role == "user")
+        .order_by(col(Message.id).desc())
+        .limit(1)
+    )
+    return session.exec(query).first()

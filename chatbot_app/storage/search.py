@@ -12,13 +12,17 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import Connection, Row, TextClause, bindparam, text
 from sqlmodel import Session
 
 MARK_START = "\x02"
 MARK_END = "\x03"
 MAX_TERMS = 16
 MAX_TERM_CHARS = 64
+MIN_PREFIX_CHARS = 2
+# Only the newest CANDIDATES matches (per kind) are ranked: ranking every match of a common
+# word costs time in proportion to the whole history. Rarer queries are ranked in full.
+CANDIDATES = 500
 # Kept inside a term (between word characters) so that "example.com" or "foo-bar" stays one
 # term: PostgreSQL's parser indexes hosts, emails and hyphenated words as single lexemes.
 TERM_JOINERS = frozenset(".-_@/")
@@ -80,14 +84,20 @@ def search_terms(query: str) -> list[str]:
     return terms
 
 
+def _prefix(term: str) -> bool:
+    # A one-letter prefix matches nearly every row and is useless for finding anything; it would
+    # also be the slowest query there is. Longer terms match as prefixes ("pyth" finds "python").
+    return len(term) >= MIN_PREFIX_CHARS
+
+
 def fts5_query(terms: list[str]) -> str:
-    """All terms must match; each is a quoted phrase with a prefix match on its last token."""
-    return " ".join(f'"{term}"*' for term in terms)
+    """All terms must match; each is a quoted phrase, its last token matched as a prefix."""
+    return " ".join(f'"{term}"*' if _prefix(term) else f'"{term}"' for term in terms)
 
 
 def tsquery(terms: list[str]) -> str:
-    """The same for to_tsquery: quoted lexemes (re-parsed by the 'simple' config), each a prefix."""
-    return " & ".join(f"'{term}':*" for term in terms)
+    """The same for to_tsquery: quoted lexemes (re-parsed by the 'simple' config), prefixes with :*."""
+    return " & ".join(f"'{term}':*" if _prefix(term) else f"'{term}'" for term in terms)
 
 
 def search(session: Session, owner_id: str, query: str, limit: int = 20) -> list[SearchHit]:
@@ -112,50 +122,74 @@ def search(session: Session, owner_id: str, query: str, limit: int = 20) -> list
     ]
 
 
-# Each search ranks and limits first, then builds snippets for the survivors only: snippet
-# and headline functions read the whole text, and a common word can match thousands of rows.
-# Titles come before messages: a conversation named after the query is the likeliest target.
+# Title matches come first: a conversation named after the query is the likeliest target.
+# Each kind takes two statements: rank the newest candidates and keep the best `limit`, then
+# build snippets for those only (snippet functions read the whole text; one MATCH evaluation
+# over the rowid range of the survivors, rather than one per row, as FTS5 prefix queries set
+# up their doclists on every evaluation).
 
-_SQLITE_TITLES = text(
+_SQLITE_TITLES_TOP = text(
     """
-    WITH top AS (
-        SELECT f.rowid AS rid, f.rank AS rank
-        FROM conversation_fts AS f JOIN conversation AS c ON c.rowid = f.rowid
+    WITH candidates AS (
+        SELECT conversation_fts.rowid AS rid, conversation_fts.rank AS rank
+        FROM conversation_fts JOIN conversation AS c ON c.rowid = conversation_fts.rowid
         WHERE conversation_fts MATCH :query AND c.owner_id = :owner
-        ORDER BY f.rank
-        LIMIT :limit
+        ORDER BY conversation_fts.rowid DESC
+        LIMIT :candidates
     )
-    SELECT c.id AS conversation_id, c.title AS title, NULL AS message_id, NULL AS role,
-           highlight(conversation_fts, 0, :start, :stop) AS snippet
-    FROM top
-    JOIN conversation_fts ON conversation_fts.rowid = top.rid
-    JOIN conversation AS c ON c.rowid = top.rid
-    WHERE conversation_fts MATCH :query
-    ORDER BY top.rank
+    SELECT rid FROM candidates ORDER BY rank, rid DESC LIMIT :limit
     """
 )
 
-_SQLITE_MESSAGES = text(
+_SQLITE_TITLES_SNIPPETS = text(
     """
-    WITH top AS (
-        SELECT f.rowid AS rid, f.rank AS rank
-        FROM message_fts AS f
-        JOIN message AS m ON m.id = f.rowid
+    SELECT conversation_fts.rowid AS rid, c.id AS conversation_id, c.title AS title,
+           NULL AS message_id, NULL AS role, highlight(conversation_fts, 0, :start, :stop) AS snippet
+    FROM conversation_fts JOIN conversation AS c ON c.rowid = conversation_fts.rowid
+    WHERE conversation_fts MATCH :query AND conversation_fts.rowid BETWEEN :low AND :high
+      AND +conversation_fts.rowid IN :rids
+    """
+).bindparams(bindparam("rids", expanding=True))
+
+_SQLITE_MESSAGES_TOP = text(
+    """
+    WITH candidates AS (
+        SELECT message_fts.rowid AS rid, message_fts.rank AS rank
+        FROM message_fts
+        JOIN message AS m ON m.id = message_fts.rowid
         JOIN conversation AS c ON c.id = m.conversation_id
         WHERE message_fts MATCH :query AND c.owner_id = :owner
-        ORDER BY f.rank
-        LIMIT :limit
+        ORDER BY message_fts.rowid DESC
+        LIMIT :candidates
     )
-    SELECT m.conversation_id AS conversation_id, c.title AS title, m.id AS message_id, m.role AS role,
-           snippet(message_fts, 0, :start, :stop, '…', 16) AS snippet
-    FROM top
-    JOIN message_fts ON message_fts.rowid = top.rid
-    JOIN message AS m ON m.id = top.rid
-    JOIN conversation AS c ON c.id = m.conversation_id
-    WHERE message_fts MATCH :query
-    ORDER BY top.rank
+    SELECT rid FROM candidates ORDER BY rank, rid DESC LIMIT :limit
     """
 )
+
+# The unary + on rowid keeps the IN list a plain filter: as an index constraint, SQLite would
+# run the full-text query once per listed rowid.
+_SQLITE_MESSAGES_SNIPPETS = text(
+    """
+    SELECT message_fts.rowid AS rid, m.conversation_id AS conversation_id, c.title AS title,
+           m.id AS message_id, m.role AS role, snippet(message_fts, 0, :start, :stop, '…', 16) AS snippet
+    FROM message_fts
+    JOIN message AS m ON m.id = message_fts.rowid
+    JOIN conversation AS c ON c.id = m.conversation_id
+    WHERE message_fts MATCH :query AND message_fts.rowid BETWEEN :low AND :high
+      AND +message_fts.rowid IN :rids
+    """
+).bindparams(bindparam("rids", expanding=True))
+
+
+def _sqlite_kind(
+    connection: Connection, top: TextClause, snippets: TextClause, params: dict[str, object]
+) -> list[Row[Any]]:
+    rids = list(connection.execute(top, params).scalars())
+    if not rids:
+        return []
+    rows = connection.execute(snippets, {**params, "rids": rids, "low": min(rids), "high": max(rids)}).all()
+    order = {rid: n for n, rid in enumerate(rids)}
+    return sorted(rows, key=lambda row: order[row.rid])
 
 
 def _search_sqlite(session: Session, owner_id: str, query: str, limit: int) -> list[Row[Any]]:
@@ -164,14 +198,15 @@ def _search_sqlite(session: Session, owner_id: str, query: str, limit: int) -> l
         "query": query,
         "owner": owner_id,
         "limit": limit,
+        "candidates": CANDIDATES,
         "start": MARK_START,
         "stop": MARK_END,
     }
-    titles = list(connection.execute(_SQLITE_TITLES, params).all())
+    titles = _sqlite_kind(connection, _SQLITE_TITLES_TOP, _SQLITE_TITLES_SNIPPETS, params)
     if len(titles) == limit:
         return titles
     params["limit"] = limit - len(titles)
-    return titles + list(connection.execute(_SQLITE_MESSAGES, params).all())
+    return titles + _sqlite_kind(connection, _SQLITE_MESSAGES_TOP, _SQLITE_MESSAGES_SNIPPETS, params)
 
 
 # ShortWord=0 keeps short words at fragment edges; HighlightAll shows a whole title.
@@ -180,27 +215,37 @@ _PG_MESSAGE_OPTIONS = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=24, 
 
 _PG_TITLES = text(
     """
-    WITH top AS (
-        SELECT c.id, ts_rank(c.title_tsv, to_tsquery('simple', :query)) AS rank
+    WITH candidates AS (
+        SELECT c.id, c.updated_at, c.title_tsv
         FROM conversation AS c
         WHERE c.title_tsv @@ to_tsquery('simple', :query) AND c.owner_id = :owner
-        ORDER BY rank DESC, c.updated_at DESC
+        ORDER BY c.updated_at DESC
+        LIMIT :candidates
+    ), top AS (
+        SELECT id, updated_at, ts_rank(title_tsv, to_tsquery('simple', :query)) AS rank
+        FROM candidates
+        ORDER BY rank DESC, updated_at DESC
         LIMIT :limit
     )
     SELECT c.id AS conversation_id, c.title AS title, NULL::integer AS message_id, NULL::text AS role,
            ts_headline('simple', c.title, to_tsquery('simple', :query), :options) AS snippet
     FROM top JOIN conversation AS c ON c.id = top.id
-    ORDER BY top.rank DESC, c.updated_at DESC
+    ORDER BY top.rank DESC, top.updated_at DESC
     """
 )
 
 _PG_MESSAGES = text(
     """
-    WITH top AS (
-        SELECT m.id, ts_rank(m.content_tsv, to_tsquery('simple', :query)) AS rank
+    WITH candidates AS (
+        SELECT m.id, m.content_tsv
         FROM message AS m JOIN conversation AS c ON c.id = m.conversation_id
         WHERE m.content_tsv @@ to_tsquery('simple', :query) AND c.owner_id = :owner
-        ORDER BY rank DESC, m.id DESC
+        ORDER BY m.id DESC
+        LIMIT :candidates
+    ), top AS (
+        SELECT id, ts_rank(content_tsv, to_tsquery('simple', :query)) AS rank
+        FROM candidates
+        ORDER BY rank DESC, id DESC
         LIMIT :limit
     )
     SELECT m.conversation_id AS conversation_id, c.title AS title, m.id AS message_id, m.role AS role,
@@ -215,7 +260,13 @@ _PG_MESSAGES = text(
 
 def _search_postgresql(session: Session, owner_id: str, query: str, limit: int) -> list[Row[Any]]:
     connection = session.connection()
-    params: dict[str, object] = {"query": query, "owner": owner_id, "limit": limit, "options": _PG_TITLE_OPTIONS}
+    params: dict[str, object] = {
+        "query": query,
+        "owner": owner_id,
+        "limit": limit,
+        "candidates": CANDIDATES,
+        "options": _PG_TITLE_OPTIONS,
+    }
     titles = list(connection.execute(_PG_TITLES, params).all())
     if len(titles) == limit:
         return titles

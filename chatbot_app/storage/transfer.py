@@ -85,7 +85,7 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
-def _conversation_dict(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
+def _conversation_dict(conversation: Conversation, messages: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": conversation.id,
         "title": conversation.title,
@@ -94,14 +94,27 @@ def _conversation_dict(conversation: Conversation, messages: list[Message]) -> d
         "created_at": _iso(conversation.created_at),
         "updated_at": _iso(conversation.updated_at),
         "settings": {name: getattr(conversation, name) for name in SETTINGS_FIELDS},
-        "messages": [
-            {
-                name: _iso(message.created_at) if name == "created_at" else getattr(message, name)
-                for name in MESSAGE_FIELDS
-            }
-            for message in messages
-        ],
+        "messages": messages,
     }
+
+
+def _messages_by_conversation(session: Session, condition: Any) -> dict[str, list[dict[str, Any]]]:
+    """Exported message dicts of the messages matching `condition`, per conversation, oldest first."""
+    # Plain column rows, not Message objects: building ORM objects dominates the cost of
+    # exporting a long history, and export needs none of their behaviour.
+    columns = [getattr(Message, name) for name in MESSAGE_FIELDS]
+    query = (
+        select(Message.conversation_id, *columns)
+        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+        .where(condition)
+        .order_by(col(Message.id))
+    )
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for conversation_id, *values in session.exec(query):  # type: ignore[call-overload]
+        message = dict(zip(MESSAGE_FIELDS, values, strict=True))
+        message["created_at"] = _iso(message["created_at"])
+        grouped.setdefault(conversation_id, []).append(message)
+    return grouped
 
 
 def _envelope(conversations: list[dict[str, Any]]) -> dict[str, Any]:
@@ -110,7 +123,8 @@ def _envelope(conversations: list[dict[str, Any]]) -> dict[str, Any]:
 
 def export_conversation(session: Session, conversation: Conversation) -> dict[str, Any]:
     """One conversation in our JSON format (a dict ready for json.dumps)."""
-    return _envelope([_conversation_dict(conversation, latest_messages(session, conversation.id))])
+    messages = _messages_by_conversation(session, col(Conversation.id) == conversation.id)
+    return _envelope([_conversation_dict(conversation, messages.get(conversation.id, []))])
 
 
 def export_all(session: Session, owner_id: str) -> dict[str, Any]:
@@ -121,16 +135,8 @@ def export_all(session: Session, owner_id: str) -> dict[str, Any]:
         .order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
     ).all()
     # One query for all messages rather than one per conversation.
-    by_conversation: dict[str, list[Message]] = {c.id: [] for c in conversations}
-    messages = session.exec(
-        select(Message)
-        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
-        .where(Conversation.owner_id == owner_id)
-        .order_by(col(Message.id))
-    )
-    for message in messages:
-        by_conversation[message.conversation_id].append(message)
-    return _envelope([_conversation_dict(c, by_conversation[c.id]) for c in conversations])
+    messages = _messages_by_conversation(session, col(Conversation.owner_id) == owner_id)
+    return _envelope([_conversation_dict(c, messages.get(c.id, [])) for c in conversations])
 
 
 def export_markdown(session: Session, conversation: Conversation) -> str:

@@ -48,6 +48,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> It
         GROQ_API_KEY=TEST_API_KEY,
         GROQ_BASE_URL=fake_llm.base_url,
         CHATBOT_MODEL="fake-large",
+        CHATBOT_STALE_REPLY_S="2",  # so a reply orphaned by a killed backend is found quickly
     ) as running:
         yield running
 

@@ -58,21 +58,24 @@ def test_first_reply_titles_the_conversation_and_search_opens_it_at_the_hit(  # 
     page.click("#sidebar-new-chat")
     page.wait_for_url(re.compile(r"/$"))
     page.fill("#search-input", "pelic")
-    page.wait_for_selector("[data-testid=search-hit] mark")
-    page.click("[data-testid=search-hit]")
+    message_hit = "[data-testid=search-hit]:has-text('haiku about')"  # not the title hit
+    page.wait_for_selector(f"{message_hit} mark")
+    page.click(message_hit)
     page.wait_for_url(re.compile(r"/c/[0-9a-f]{32}\?m=\d+$"))
     page.wait_for_selector(".message-row.focused")
     assert "pelicans" in page.inner_text(".message-row.focused").lower()
 
 
 def test_rename_pin_and_delete_with_confirmation(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    for text in ("first topic", "second topic"):
-        fake.enqueue(Behaviour(text="ok"), Behaviour(status=500))  # a failed title keeps the first words
+    for number, text in enumerate(("first topic", "second topic"), start=1):
+        # A failed title request (401 is not retried) keeps the first words as the title.
+        fake.enqueue(Behaviour(text="ok"), Behaviour(status=401))
         page.click("#sidebar-new-chat")
         page.wait_for_url(re.compile(r"/$"))
         send(page, text)
         wait_for_replies(page, 1)
         wait_for_conversation_url(page)
+        fake.wait_for_chat_requests(2 * number)
     wait_for_sidebar(page, 2)
     assert sidebar_titles(page) == ["second topic", "first topic"]
 

@@ -33,7 +33,7 @@ def test_model_select_lists_groq_models_and_the_chosen_one_is_requested(page, fa
     send(page, "Which model are you?")
     wait_for_replies(page, 1)
 
-    assert fake.chat_requests()[-1].body["model"] == "fake-small"
+    assert fake.streamed_requests()[-1].body["model"] == "fake-small"
     assert "fake-small" in page.query_selector_all("[data-role=assistant]")[-1].inner_text()
 
 
@@ -47,7 +47,7 @@ def test_settings_reach_the_provider_and_stay_with_the_conversation(page, fake: 
 
     send(page, "Ahoy?")
     wait_for_replies(page, 1)
-    body = fake.chat_requests()[-1].body
+    body = fake.streamed_requests()[-1].body
     assert body["max_tokens"] == 321
     assert body["messages"][0] == {"role": "system", "content": "You answer like a pirate."}
 
@@ -67,7 +67,7 @@ def test_out_of_range_max_tokens_is_refused_and_changes_nothing(page, fake: Fake
 
     send(page, "Still fine?")
     wait_for_replies(page, 1)
-    assert fake.chat_requests()[-1].body["max_tokens"] == int(before)
+    assert fake.streamed_requests()[-1].body["max_tokens"] == int(before)
 
 
 @pytest.fixture

@@ -103,6 +103,18 @@ class FakeLLMServer:
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
+    def streamed_requests(self) -> list[RecordedRequest]:
+        """Chat requests that asked for a stream (replies; titles and summaries are batch requests)."""
+        return [r for r in self.chat_requests() if r.body.get("stream")]
+
+    def wait_for_chat_requests(self, count: int, timeout_s: float = 20.0) -> None:
+        """Block until `count` chat requests have arrived (the app makes some in the background)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.chat_requests()) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"expected {count} chat requests, got {len(self.chat_requests())}")
+            time.sleep(0.02)
+
     def _next(self) -> Behaviour:
         with self._lock:
             return self._queue.popleft() if self._queue else self.default

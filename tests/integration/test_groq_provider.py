@@ -15,8 +15,6 @@ from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 
 MESSAGES = [ChatMessage("system", "Be brief."), ChatMessage("user", "Say hello.")]
 OPTIONS = GenerationOptions(model="fake-large")
-# A retry-after the SDK honours (it ignores 0 and falls back to ~1.5 s of backoff), so retries cost nothing.
-QUICK_RETRY = "0.01"
 
 
 @pytest.fixture
@@ -99,40 +97,27 @@ async def test_bad_api_key_is_auth(provider: GroqProvider, fake: FakeLLMServer) 
     assert len(fake.chat_requests()) == 1  # a rejected key is not retried
 
 
-async def test_rate_limit_carries_retry_after_after_the_sdks_retries(
+async def test_rate_limit_carries_retry_after_and_is_not_retried_by_the_sdk(
     provider: GroqProvider, fake: FakeLLMServer
 ) -> None:
-    # The SDK retries twice before the stream starts, so it takes three refusals for the error to surface.
-    fake.enqueue(
-        Behaviour(status=429, retry_after=QUICK_RETRY),
-        Behaviour(status=429, retry_after=QUICK_RETRY),
-        Behaviour(status=429, retry_after="7", error_message="Rate limit reached for tokens per minute"),
-    )
+    # Retries belong to ChatService (which tells the user); the provider reports the first refusal.
+    fake.enqueue(Behaviour(status=429, retry_after="7", error_message="Rate limit reached for tokens per minute"))
 
     error = await failure_of(provider)
 
     assert error.kind is ErrorKind.RATE_LIMIT
     assert error.retry_after_s == 7.0
-    assert len(fake.chat_requests()) == 3
-
-
-async def test_a_failure_the_sdk_retries_past_is_invisible(provider: GroqProvider, fake: FakeLLMServer) -> None:
-    fake.enqueue(
-        Behaviour(status=503, retry_after=QUICK_RETRY),
-        Behaviour(status=429, retry_after=QUICK_RETRY),
-        Behaviour(text="Made it."),
-    )
-
-    assert (await drain(provider))[:-1] == ["Made", " it."]
+    assert len(fake.chat_requests()) == 1
 
 
 async def test_server_error_is_server(provider: GroqProvider, fake: FakeLLMServer) -> None:
-    fake.enqueue(*[Behaviour(status=500, retry_after=QUICK_RETRY, error_message="internal_server_error")] * 3)
+    fake.enqueue(Behaviour(status=500, error_message="internal_server_error"))
 
     error = await failure_of(provider)
 
     assert error.kind is ErrorKind.SERVER
     assert "HTTP 500" in error.detail
+    assert len(fake.chat_requests()) == 1
 
 
 async def test_unknown_model_is_model_not_found(provider: GroqProvider, fake: FakeLLMServer) -> None:
@@ -195,7 +180,7 @@ async def test_nothing_listening_is_connection(closed_port: int) -> None:
 
     error = await failure_of(unreachable)
 
-    assert error.kind is ErrorKind.CONNECTION  # after the SDK's two retries, about 1.5 s of its own backoff
+    assert error.kind is ErrorKind.CONNECTION
 
 
 async def test_closing_the_stream_early_closes_the_upstream_request(

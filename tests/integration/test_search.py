@@ -140,6 +140,17 @@ def test_a_long_message_gives_a_short_snippet_around_the_match(engine: Engine) -
     assert len(hit.snippet) < 400
 
 
+def test_a_huge_message_is_stored_and_found(engine: Engine) -> None:
+    # 1.3 MB of distinct words: PostgreSQL's tsvector of all of it would exceed its 1 MB limit
+    # and fail the INSERT; the index covers the first 200,000 characters instead.
+    conversation_id = new_conversation(engine)
+    content = "okapi " + " ".join(f"u{n:07x}" for n in range(130_000))
+
+    message_id = add(engine, conversation_id, content)
+
+    assert [h.message_id for h in find(engine, "okapi")] == [message_id]
+
+
 def test_the_limit_caps_the_hits(engine: Engine) -> None:
     conversation_id = new_conversation(engine, "quokka facts")
     for n in range(30):

@@ -1,0 +1,548 @@
+"""Streaming under load: N concurrent chats over real websockets, coalesced frames vs the naive baseline.
+
+For each design and each N in --clients, a fresh production backend (`reflex run --backend-only
+--env prod`, a single worker as the app is hosted without Redis) is started against the fake Groq
+server, which streams every reply as --tokens word tokens at --rate tokens/s. N websocket clients
+(bench/reflex_client.py: Socket.IO over one websocket, as the browser's state.js speaks it) each
+connect with a new tab token, hydrate, and then all send `ChatState.send_message` at once, each
+starting its own new conversation. One warm-up chat runs first so one-time costs stay out.
+
+Designs:
+  coalesced  the app as shipped: the reply is sent in frames at most every CHATBOT_FRAME_MS
+             (50 ms unless --frame-ms says otherwise), the first at once;
+  naive      the same app with CHATBOT_FRAME_MS=0: every arrival from upstream is flushed as its
+             own frame carrying the whole text so far (what Reflex's own chat example does).
+
+What each column means (p50/p99 are across the N chats of one scenario):
+  done        chats whose reply ended (streaming flipped off, the reply appended) within --timeout;
+  up tok/s    the rate the fake upstream actually achieved per stream (tokens over first..last
+              token), the p50: below --rate means the upstream side could not keep pace;
+  1st ms      the client's receipt of the first frame holding reply text, minus the fake's
+              monotonic time of its first token (the fake's first token is the empty string, so
+              this includes one token interval, 1/--rate);
+  bytes x     websocket bytes the client received from sending its message until the frame that
+              ended the reply (payload plus websocket frame header, every frame: stream frames, the
+              final `messages` frame, redirect and sidebar updates), divided by the reply's bytes;
+  fps         stream frames per second per client, between the first text frame and the end;
+  gap ms      the largest gap between consecutive frames while tokens flowed (p50 and max);
+  lag ms      the client's end frame minus the fake's last token;
+  cpu/1k      backend CPU seconds (utime+stime of the backend's process tree, from
+              /proc/<pid>/stat) per 1,000 reply tokens the clients were shown, measured from the
+              moment the messages are sent until every chat ended or the timeout;
+  be/fk/cl %  CPU use over that window of the backend tree, the bench process (which runs the
+              fake upstream in a thread) and the client process, in % of one core;
+  rss MB      peak resident memory of the backend tree: VmHWM summed over its processes.
+
+All times are time.monotonic() (CLOCK_MONOTONIC, one clock for every process on the machine): the
+fake runs in this process and the clients in a child process, so the client's event loop is not
+slowed by the fake's thread holding the GIL. Both share the machine's cores with the backend, as
+the table's CPU columns show.
+
+    .venv/bin/python bench/stream_bench.py [--clients 1,10,50,100] [--tokens 4000] [--rate 1000]
+    .venv/bin/python bench/stream_bench.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import importlib.metadata
+import itertools
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reflex.state import OnLoadInternalState, State, UpdateVarsInternalState
+from reflex_base.constants.state import FIELD_MARKER
+from reflex_client import ON_LOAD_INTERNAL, ROOT_STATE, UPDATE_VARS_INTERNAL, ReflexClient
+
+from chatbot_app.state.chat import ChatState
+from tests.conftest import TEST_API_KEY, migrate
+from tests.e2e.live_app import Backend, app_environment, free_port
+from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, reply_tokens
+
+CHAT_STATE = ChatState.get_full_name()
+STREAM_TEXT = f"stream_text{FIELD_MARKER}"
+STREAMING = f"streaming{FIELD_MARKER}"
+MESSAGES = f"messages{FIELD_MARKER}"
+IDENTITY = f"{CHAT_STATE}.identity{FIELD_MARKER}"
+SEND_MESSAGE = f"{CHAT_STATE}.send_message"
+REFLEX_VERSION = importlib.metadata.version("reflex")
+CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str
+    frame_ms: int | None  # CHATBOT_FRAME_MS; None leaves the app's default
+
+
+# -- process accounting (/proc) ------------------------------------------------------------
+
+
+def session_pids(session_id: int) -> list[int]:
+    """Live processes of a session: the backend runs in its own (Backend uses start_new_session)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int(_stat_fields(int(entry.name))[3]) == session_id:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat from field 3 on (after the parenthesised command name)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime of these processes."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = _stat_fields(pid)
+            total += int(fields[11]) + int(fields[12])
+    return total * CLOCK_TICK_S
+
+
+def peak_rss_mb(pids: Sequence[int]) -> float:
+    """VmHWM (peak resident set) summed over these processes."""
+    total_kb = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
+# -- the clients (run in a child process) ------------------------------------------------------
+
+
+@dataclass
+class ClientRecord:
+    """What one chat's client saw, in monotonic seconds and bytes."""
+
+    message: str
+    error: str = ""
+    sent_at: float | None = None
+    first_text_at: float | None = None
+    end_at: float | None = None
+    stream_frames: list[float] = field(default_factory=list)
+    reply_wire_bytes: int = 0
+    text_chars: int = 0  # the longest reply text shown
+    status: str = ""
+
+
+@dataclass
+class ClientRun:
+    records: list[ClientRecord]
+    window_s: float
+    backend_cpu_s: float
+    bench_cpu_s: float
+    client_cpu_s: float
+    compression: str
+
+
+class ChatTracker:
+    """Follows one chat's updates: the frames that carry the streamed text, and the one that ends it."""
+
+    def __init__(self, record: ClientRecord) -> None:
+        self.record = record
+        self.done = asyncio.Event()
+        self._streaming_seen = False
+
+    def on_update(self, at: float, size: int, update: dict[str, Any]) -> None:
+        record = self.record
+        if record.sent_at is None or record.end_at is not None:
+            return
+        record.reply_wire_bytes += size
+        chat = (update.get("delta") or {}).get(CHAT_STATE)
+        if not chat:
+            return
+        text = chat.get(STREAM_TEXT)
+        if text:
+            record.first_text_at = record.first_text_at or at
+            record.stream_frames.append(at)
+            record.text_chars = max(record.text_chars, len(text))
+        if chat.get(STREAMING) is True:
+            self._streaming_seen = True
+        elif chat.get(STREAMING) is False and self._streaming_seen:
+            messages = chat.get(MESSAGES) or []
+            if messages and messages[-1].get("role") == "assistant":
+                record.text_chars = max(record.text_chars, len(messages[-1].get("content") or ""))
+                record.status = str(messages[-1].get("status", ""))
+            record.first_text_at = record.first_text_at or at
+            record.end_at = at
+            self.done.set()
+
+
+def run_clients(backend_url: str, backend_sid: int, bench_pid: int, clients: int, timeout_s: float) -> ClientRun:
+    """In the client process: drive one scenario's chats and measure the CPU window around them."""
+    return asyncio.run(_drive(backend_url, backend_sid, bench_pid, clients, timeout_s))
+
+
+async def _open(backend_url: str, tracker: ChatTracker | None = None) -> ReflexClient:
+    client = ReflexClient(
+        backend_url,
+        REFLEX_VERSION,
+        synced_storage={IDENTITY},
+        on_update=tracker.on_update if tracker else None,
+    )
+    await client.connect()
+    await asyncio.wait_for(client.hydrated.wait(), 60)
+    return client
+
+
+async def _chat(client: ReflexClient, tracker: ChatTracker) -> None:
+    tracker.record.sent_at = time.monotonic()
+    await client.emit(SEND_MESSAGE, {"form_data": {"message": tracker.record.message}})
+    await tracker.done.wait()
+
+
+async def _drive(backend_url: str, backend_sid: int, bench_pid: int, clients: int, timeout_s: float) -> ClientRun:
+    warm = ChatTracker(ClientRecord("warm up"))
+    client = await _open(backend_url, warm)
+    await asyncio.wait_for(_chat(client, warm), 60)
+    await asyncio.sleep(0.5)  # its title and sidebar refresh
+    await client.close()
+
+    trackers = [ChatTracker(ClientRecord(f"stream bench chat {i}")) for i in range(clients)]
+    opened = await asyncio.gather(*(_open(backend_url, t) for t in trackers), return_exceptions=True)
+    connected: list[tuple[ReflexClient, ChatTracker]] = []
+    for tracker, result in zip(trackers, opened, strict=True):
+        if isinstance(result, BaseException):
+            tracker.record.error = f"connect: {type(result).__name__}: {result}"
+        else:
+            connected.append((result, tracker))
+    await asyncio.sleep(0.5)  # let the on_load events (sidebar, settings) finish
+
+    backend_pids = session_pids(backend_sid)
+    started, backend_before = time.monotonic(), cpu_seconds(backend_pids)
+    bench_before, client_before = cpu_seconds([bench_pid]), time.process_time()
+    chats = [asyncio.create_task(_chat(c, t)) for c, t in connected]
+    if chats:
+        await asyncio.wait(chats, timeout=timeout_s)
+    window = time.monotonic() - started
+    backend_cpu = cpu_seconds(backend_pids) - backend_before
+    bench_cpu, client_cpu = cpu_seconds([bench_pid]) - bench_before, time.process_time() - client_before
+    for task in chats:
+        task.cancel()
+    compression = connected[0][0].compression if connected else ""
+    await asyncio.gather(*(c.close() for c, _ in connected), return_exceptions=True)
+    return ClientRun([t.record for t in trackers], window, backend_cpu, bench_cpu, client_cpu, compression)
+
+
+# -- one scenario ------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    design: str
+    clients: int
+    done: int
+    upstream_rate: float | None
+    first_p50: float | None
+    first_p99: float | None
+    bytes_ratio: float | None
+    fps: float | None
+    gap_p50: float | None
+    gap_max: float | None
+    lag_p50: float | None
+    lag_p99: float | None
+    cpu_per_1k: float | None
+    backend_pct: float
+    bench_pct: float
+    client_pct: float
+    rss_mb: float
+    errors: list[str]
+
+
+def quantile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank quantile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+@dataclass
+class Bench:
+    """The fixed parts of a run: the fake upstream, the database, the client process."""
+
+    fake: FakeLLMServer
+    behaviour: Behaviour
+    database_url: str
+    workdir: Path
+    pool: ProcessPoolExecutor
+    timeout_s: float
+    token_ends: list[int]  # cumulative reply length after each token, to count tokens shown
+    reply_bytes: int
+
+    def scenario(self, design: Design, clients: int) -> Row:
+        self.fake.reset()
+        self.fake.default = self.behaviour
+        self.fake.enqueue(Behaviour(text="Warm up reply."))
+        overrides = {"CHATBOT_FRAME_MS": str(design.frame_ms)} if design.frame_ms is not None else {}
+        env = app_environment(
+            CHATBOT_DATABASE_URL=self.database_url,
+            GROQ_API_KEY=TEST_API_KEY,
+            GROQ_BASE_URL=self.fake.base_url,
+            CHATBOT_MODEL="fake-large",
+            CHATBOT_LOCAL_MODEL="off",
+            CHATBOT_MAX_TOKENS=str(len(self.token_ends)),
+            **overrides,
+        )
+        backend = Backend(free_port(), env, self.workdir / f"backend-{design.name}-{clients}.log")
+        backend.start()
+        try:
+            assert backend.process is not None
+            sid = backend.process.pid
+            future = self.pool.submit(run_clients, backend.url, sid, os.getpid(), clients, self.timeout_s)
+            run = future.result(timeout=self.timeout_s + 240)
+            rss = peak_rss_mb(session_pids(sid))
+        finally:
+            backend.stop()
+        return self._row(design, clients, run, rss)
+
+    def _row(self, design: Design, clients: int, run: ClientRun, rss_mb: float) -> Row:
+        streams: dict[str, int] = {}
+        for number, request in enumerate(self.fake.requests, start=1):
+            users = [m for m in request.body.get("messages", []) if m.get("role") == "user"]
+            if request.body.get("stream") and users:
+                streams[str(users[-1].get("content"))] = number
+        first, lag, ratio, fps, gaps, rates = [], [], [], [], [], []
+        tokens_shown = 0
+        for record in run.records:
+            tokens_shown += bisect.bisect_right(self.token_ends, record.text_chars)
+            times = self.fake.token_times.get(streams.get(record.message, -1))
+            if times is not None and times[1] > times[0]:
+                rates.append((len(self.token_ends) - 1) / (times[1] - times[0]))
+            if times is not None and record.first_text_at is not None:
+                first.append(record.first_text_at - times[0])
+            if record.end_at is None or record.first_text_at is None:
+                continue
+            if times is not None:
+                lag.append(record.end_at - times[1])
+            ratio.append(record.reply_wire_bytes / self.reply_bytes)
+            flowing = [*record.stream_frames, record.end_at]
+            if (span := record.end_at - record.first_text_at) > 0:
+                fps.append(len(record.stream_frames) / span)
+            gaps.append(max((b - a for a, b in itertools.pairwise(flowing)), default=0.0))
+        done = sum(r.end_at is not None for r in run.records)
+        errors = sorted({r.error for r in run.records if r.error})
+        errors += sorted({f"reply status {r.status}" for r in run.records if r.status and r.status != "complete"})
+        shown = {bisect.bisect_right(self.token_ends, r.text_chars) for r in run.records if r.end_at is not None}
+        errors += [
+            f"a reply ended with {n} of {len(self.token_ends)} tokens"
+            for n in sorted(shown)
+            if n != len(self.token_ends)
+        ]
+        window = max(run.window_s, 1e-9)
+        return Row(
+            design=design.name,
+            clients=clients,
+            done=done,
+            upstream_rate=quantile(rates, 0.5),
+            first_p50=quantile(first, 0.5),
+            first_p99=quantile(first, 0.99),
+            bytes_ratio=quantile(ratio, 0.5),
+            fps=quantile(fps, 0.5),
+            gap_p50=quantile(gaps, 0.5),
+            gap_max=max(gaps, default=None),
+            lag_p50=quantile(lag, 0.5),
+            lag_p99=quantile(lag, 0.99),
+            cpu_per_1k=run.backend_cpu_s / (tokens_shown / 1000) if tokens_shown else None,
+            backend_pct=100 * run.backend_cpu_s / window,
+            bench_pct=100 * run.bench_cpu_s / window,
+            client_pct=100 * run.client_cpu_s / window,
+            rss_mb=rss_mb,
+            errors=errors,
+        )
+
+
+# -- output ------------------------------------------------------------------------------------
+
+COLUMNS = [
+    ("design", 9),
+    ("N", 4),
+    ("done", 7),
+    ("up tok/s", 8),
+    ("1st ms p50/p99", 15),
+    ("bytes x", 8),
+    ("fps", 6),
+    ("gap ms p50/max", 15),
+    ("lag ms p50/p99", 15),
+    ("cpu/1k", 7),
+    ("be/fk/cl %", 12),
+    ("rss MB", 7),
+]
+
+
+def _num(value: float | None, scale: float = 1.0, digits: int = 0) -> str:
+    return "-" if value is None else f"{value * scale:,.{digits}f}"
+
+
+def _pair(a: float | None, b: float | None, scale: float = 1000.0) -> str:
+    return f"{_num(a, scale)}/{_num(b, scale)}"
+
+
+def format_row(row: Row) -> list[str]:
+    return [
+        row.design,
+        str(row.clients),
+        f"{row.done}/{row.clients}",
+        _num(row.upstream_rate),
+        _pair(row.first_p50, row.first_p99),
+        _num(row.bytes_ratio, digits=1),
+        _num(row.fps, digits=1),
+        _pair(row.gap_p50, row.gap_max),
+        _pair(row.lag_p50, row.lag_p99),
+        _num(row.cpu_per_1k, digits=3),
+        f"{row.backend_pct:.0f}/{row.bench_pct:.0f}/{row.client_pct:.0f}",
+        _num(row.rss_mb),
+    ]
+
+
+def _ratio(naive: float | None, coalesced: float | None) -> str:
+    if naive is None or coalesced is None or coalesced == 0:
+        return "-"
+    return f"{naive / coalesced:.1f}x"
+
+
+def print_table(rows: list[Row]) -> None:
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if i else cell.ljust(width)
+            for i, (cell, (_, width)) in enumerate(zip(cells, COLUMNS, strict=True))
+        )
+
+    print(line([name for name, _ in COLUMNS]))
+    print(line(["-" * width for _, width in COLUMNS]))
+    for row in rows:
+        print(line(format_row(row)))
+    by_key = {(r.design, r.clients): r for r in rows}
+    pairs = [(by_key.get(("naive", n)), by_key.get(("coalesced", n))) for n in sorted({r.clients for r in rows})]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if pairs:
+        print("\nnaive baseline ÷ coalesced (same N):")
+        print("   N  bytes x  frames/s  cpu/1k  1st p50  lag p50  peak RSS")
+        for naive, coalesced in pairs:
+            assert naive is not None and coalesced is not None
+            cells = [
+                _ratio(naive.bytes_ratio, coalesced.bytes_ratio),
+                _ratio(naive.fps, coalesced.fps),
+                _ratio(naive.cpu_per_1k, coalesced.cpu_per_1k),
+                _ratio(naive.first_p50, coalesced.first_p50),
+                _ratio(naive.lag_p50, coalesced.lag_p50),
+                _ratio(naive.rss_mb, coalesced.rss_mb),
+            ]
+            print(
+                f"{naive.clients:>4}  " + "  ".join(c.rjust(w) for c, w in zip(cells, (7, 8, 6, 7, 7, 8), strict=True))
+            )
+    for row in rows:
+        for error in row.errors:
+            print(f"  {row.design} N={row.clients}: {error}")
+
+
+def verdicts(rows: list[Row], rate: float) -> Iterator[str]:
+    """Where each design stops keeping pace: upstream slower than asked, replies lagging, or not finishing."""
+    for design in dict.fromkeys(r.design for r in rows):
+        broke = None
+        for row in (r for r in rows if r.design == design):
+            reasons = []
+            if row.done < row.clients:
+                reasons.append(f"only {row.done}/{row.clients} replies ended within the timeout")
+            if row.upstream_rate is not None and row.upstream_rate < 0.9 * rate:
+                who = "the bench process (fake upstream) is CPU-bound" if row.bench_pct > 85 else "shared CPU"
+                reasons.append(f"upstream reached {row.upstream_rate:,.0f} of {rate:,.0f} tok/s per stream ({who})")
+            if row.lag_p99 is not None and row.lag_p99 > 1.0:
+                reasons.append(f"replies ended {row.lag_p99:.1f} s (p99) after the upstream's last token")
+            if reasons:
+                if row.backend_pct > 85:
+                    reasons.append(f"backend at {row.backend_pct:.0f}% of a core (one worker process)")
+                broke = f"{design}: breaks at N={row.clients}: " + "; ".join(reasons)
+                break
+        yield broke or f"{design}: kept pace at every N measured"
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", default="1,10,50,100", help="comma-separated concurrent chat counts")
+    parser.add_argument("--tokens", type=int, default=4000, help="tokens per reply")
+    parser.add_argument("--rate", type=float, default=1000.0, help="upstream tokens per second, per stream")
+    parser.add_argument("--timeout", type=float, default=75.0, help="seconds each scenario's replies may take")
+    parser.add_argument("--frame-ms", type=int, default=None, help="CHATBOT_FRAME_MS for the coalesced design")
+    parser.add_argument("--designs", default="coalesced,naive", help="which designs to run")
+    parser.add_argument("--quick", action="store_true", help="a small run: --clients 1,5 --tokens 500 --timeout 30")
+    args = parser.parse_args()
+    if args.quick:
+        args.clients, args.tokens, args.timeout = "1,5", 500, 30.0
+    client_counts = [int(n) for n in args.clients.split(",") if n.strip()]
+    known = {"coalesced": Design("coalesced", args.frame_ms), "naive": Design("naive", 0)}
+    designs = [known[name.strip()] for name in args.designs.split(",") if name.strip()]
+
+    for expected, actual in [
+        (ROOT_STATE, State.get_full_name()),
+        (ON_LOAD_INTERNAL, f"{OnLoadInternalState.get_full_name()}.on_load_internal"),
+        (UPDATE_VARS_INTERNAL, f"{UpdateVarsInternalState.get_full_name()}.update_vars_internal"),
+    ]:
+        assert expected == actual, f"reflex_client names {expected}, Reflex has {actual}"
+
+    behaviour = Behaviour(text="", tokens=args.tokens, tokens_per_s=args.rate)
+    tokens = reply_tokens([], behaviour)
+    token_ends = list(itertools.accumulate(len(t) for t in tokens))
+    reply_bytes = len("".join(tokens).encode())
+    frame_ms = args.frame_ms if args.frame_ms is not None else "app default"
+    print(
+        f"{args.tokens} tokens per reply ({reply_bytes:,} bytes) at {args.rate:g} tok/s per stream"
+        f" ({args.tokens / args.rate:.1f} s upstream); coalesced frame interval: {frame_ms} ms;"
+        f" {os.cpu_count()} CPUs shared by backend, fake upstream and clients; timeout {args.timeout:g} s",
+        flush=True,
+    )
+    fake = FakeLLMServer(default=behaviour).start()
+    rows: list[Row] = []
+    started = time.monotonic()
+    spawn = multiprocessing.get_context("spawn")
+    try:
+        with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            workdir = Path(tmp)
+            database_url = f"sqlite:///{workdir / 'bench.db'}"
+            migrate(database_url)
+            bench = Bench(fake, behaviour, database_url, workdir, pool, args.timeout, token_ends, reply_bytes)
+            for design in designs:
+                for clients in client_counts:
+                    t0 = time.monotonic()
+                    row = bench.scenario(design, clients)
+                    rows.append(row)
+                    print(f"  ran {design.name} N={clients} in {time.monotonic() - t0:.0f} s", flush=True)
+    finally:
+        fake.stop()
+    print()
+    print_table(rows)
+    print()
+    for verdict in verdicts(rows, args.rate):
+        print(verdict)
+    print(f"\ntotal {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

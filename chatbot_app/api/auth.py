@@ -1,0 +1,177 @@
+"""Who is calling the API: a bearer key from CHATBOT_API_KEYS, and the owner id it stands for.
+
+`ApiGuard` checks every /api and /v1 request (except /api/health) before anything reads its body:
+the key, the browser origin (if any), and the body size. Routes then take the owner id from
+`current_owner`. Keys are compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatbot_app.api.errors import error_body
+from chatbot_app.config import get_settings
+
+#: Paths the guard protects, and the one it leaves open.
+GUARDED_PREFIXES = ("/api/", "/v1/")
+PUBLIC_PATHS = frozenset({"/api/health"})
+#: Larger request bodies get 413 before they are read into memory.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+#: Response headers a browser script on an allowed origin may read.
+EXPOSED_HEADERS = "X-Conversation-Id"
+
+NO_KEYS_CONFIGURED = (
+    "The REST API is disabled: no API keys are configured. "
+    "Set CHATBOT_API_KEYS (comma-separated keys) in the environment or .env, then restart the backend."
+)
+MISSING_KEY = "Send an API key as 'Authorization: Bearer <key>'."
+WRONG_KEY = "That API key is not valid."
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="One of the keys in CHATBOT_API_KEYS, as `Authorization: Bearer <key>`.",
+)
+
+
+def owner_id_for_key(key: str) -> str:
+    """The owner of everything created with `key`: the API's counterpart of the browser identity."""
+    return "key_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def matching_key(presented: str, keys: Iterable[str]) -> str | None:
+    """The configured key equal to `presented`, compared in constant time (digests, so length leaks nothing)."""
+    presented_digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
+    found: str | None = None
+    for key in keys:  # no early exit: every key is compared
+        if hmac.compare_digest(presented_digest, hashlib.sha256(key.encode("utf-8")).digest()):
+            found = key
+    return found
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    scheme, _, key = (authorization or "").strip().partition(" ")
+    return (key.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def origin_allowed(origin: str, headers: Headers, scheme: str, allowed: Iterable[str]) -> bool:
+    """The backend's own origin (e.g. /docs), or one listed in CHATBOT_CORS_ORIGINS."""
+    origin = origin.rstrip("/")
+    allowed = tuple(allowed)
+    if "*" in allowed or origin in allowed:
+        return True
+    host = headers.get("host", "")
+    return bool(host) and origin in (f"{scheme}://{host}", f"http://{host}", f"https://{host}")
+
+
+class ApiGuard:
+    """ASGI middleware: key, origin and body-size checks for the API's paths; other paths pass untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(GUARDED_PREFIXES) or path in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        settings = get_settings()
+        headers = Headers(scope=scope)
+
+        async def refuse(status: int, message: str, extra: dict[str, str] | None = None) -> None:
+            body = json.dumps(error_body(path, status, message)).encode()
+            response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            response_headers += [(k.lower().encode(), v.encode()) for k, v in (extra or {}).items()]
+            await send({"type": "http.response.start", "status": status, "headers": response_headers})
+            await send({"type": "http.response.body", "body": body})
+
+        origin = headers.get("origin")
+        if origin is not None and not origin_allowed(
+            origin, headers, scope.get("scheme", "http"), settings.cors_origins
+        ):
+            await refuse(403, "Requests from this web origin are not allowed. Add it to CHATBOT_CORS_ORIGINS.")
+            return
+
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if not settings.api_keys:
+            await refuse(401, NO_KEYS_CONFIGURED, challenge)
+            return
+        presented = bearer_key(headers.get("authorization"))
+        if presented is None:
+            await refuse(401, MISSING_KEY, challenge)
+            return
+        key = matching_key(presented, settings.api_keys)
+        if key is None:
+            await refuse(401, WRONG_KEY, challenge)
+            return
+
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            await refuse(413, f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB.")
+            return
+        body, replay = await _read_body(receive, MAX_BODY_BYTES)
+        if body is None:
+            await refuse(413, f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB.")
+            return
+
+        scope = {**scope, "state": {**scope.get("state", {}), "owner_id": owner_id_for_key(key)}}
+        if origin is not None:
+            send = _exposing(send)
+        await self.app(scope, replay, send)
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
+    """Read the whole body (None if it exceeds `limit`), and a `receive` that replays it first."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away: let the app see it
+            pending: list[Message] = [message]
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None, receive
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    else:
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return b"".join(chunks), replay
+
+
+def _exposing(send: Send) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            MutableHeaders(scope=message)["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        await send(message)
+
+    return wrapped
+
+
+def current_owner(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+) -> str:
+    """The owner id ApiGuard established (the Security parameter documents the key in OpenAPI)."""
+    owner = request.scope.get("state", {}).get("owner_id")
+    if not isinstance(owner, str):  # only reachable if ApiGuard is not installed
+        raise RuntimeError("ApiGuard did not run for this request")
+    return owner
+
+
+Owner = Annotated[str, Depends(current_owner)]

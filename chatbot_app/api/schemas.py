@@ -1,0 +1,160 @@
+"""Request and response bodies, as OpenAPI documents them.
+
+Types are checked strictly here ("0.5" is not a number); ranges and content are checked by the
+same functions the UI uses (services.validation, services.chat_settings), so the limits live in
+one place. The schema only repeats them as documentation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatbot_app.services.chat_settings import (
+    MAX_SYSTEM_PROMPT_CHARS,
+    MAX_TOKENS_RANGE,
+    TEMPERATURE_RANGE,
+    TOP_P_RANGE,
+)
+from chatbot_app.services.validation import MAX_MESSAGE_CHARS
+
+
+def _range(low: float, high: float) -> dict[str, Any]:
+    return {"minimum": low, "maximum": high}
+
+
+_TOP_P = {"exclusiveMinimum": TOP_P_RANGE[0], "maximum": TOP_P_RANGE[1]}
+
+
+MODEL_DESCRIPTION = (
+    'A model as "provider:model" (the ids GET /v1/models lists, e.g. "groq:llama-3.3-70b-versatile"), '
+    "or a bare model id of the default provider."
+)
+
+
+# --- /api ------------------------------------------------------------------------------------
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    message: str = Field(
+        description="The user's message.", json_schema_extra={"minLength": 1, "maxLength": MAX_MESSAGE_CHARS}
+    )
+    conversation_id: str | None = Field(
+        default=None,
+        description="Continue this conversation; leave it out to start one (its id is in X-Conversation-Id).",
+        json_schema_extra={"pattern": "^[0-9a-f]{32}$"},
+    )
+    model: str | None = Field(default=None, description=MODEL_DESCRIPTION)
+    temperature: float | None = Field(default=None, json_schema_extra=_range(*TEMPERATURE_RANGE))
+    max_tokens: int | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
+    top_p: float | None = Field(default=None, json_schema_extra=_TOP_P)
+    system_prompt: str | None = Field(default=None, json_schema_extra={"maxLength": MAX_SYSTEM_PROMPT_CHARS})
+
+
+class ConversationSettingsOut(BaseModel):
+    provider: str | None
+    model: str | None
+    temperature: float | None
+    max_tokens: int | None
+    top_p: float | None
+    system_prompt: str | None
+
+
+class ConversationSummaryOut(BaseModel):
+    id: str
+    title: str
+    pinned: bool
+    summary: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationPageOut(BaseModel):
+    page: int
+    has_more: bool
+    conversations: list[ConversationSummaryOut]
+
+
+class MessageOut(BaseModel):
+    id: int
+    role: str
+    content: str
+    status: str
+    error_kind: str | None
+    error: str | None = Field(description="The failure in words, for replies with status 'error'.")
+    provider: str | None
+    model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    first_token_ms: int | None
+    duration_ms: int | None
+    created_at: datetime
+
+
+class ConversationOut(ConversationSummaryOut):
+    settings: ConversationSettingsOut
+    messages: list[MessageOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    database: str = Field(description='"ok" or "error: ..."')
+    provider: str = Field(description='"ok" or "error: ..." (the default provider\'s model list)')
+
+
+# --- /v1 (OpenAI-compatible) -------------------------------------------------------------------
+
+
+class OpenAITextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description='Only "text" parts are supported.')
+    text: str | None = None
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[OpenAITextPart] | None = None
+
+
+class OpenAIStreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class OpenAIChatRequest(BaseModel):
+    """OpenAI's chat-completions body; parameters this API does not use are accepted and ignored."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    model: str = Field(description=MODEL_DESCRIPTION)
+    messages: list[OpenAIMessage] = Field(description="The whole context, oldest first. Nothing is stored.")
+    stream: bool | None = False
+    stream_options: OpenAIStreamOptions | None = None
+    temperature: float | None = Field(default=None, json_schema_extra=_range(*TEMPERATURE_RANGE))
+    top_p: float | None = Field(default=None, json_schema_extra=_TOP_P)
+    max_tokens: int | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
+    max_completion_tokens: int | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
+    n: int | None = Field(default=None, description="Only 1 is supported.")
+
+
+class OpenAIModel(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
+
+
+class OpenAIModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]

@@ -1,42 +1,46 @@
 """Streaming under load: N concurrent chats over real websockets, coalesced frames vs the naive baseline.
 
 For each design and each N in --clients, a fresh production backend (`reflex run --backend-only
---env prod`, a single worker as the app is hosted without Redis) is started against the fake Groq
+--env prod`: one worker process, as the app runs without Redis) is started against the fake Groq
 server, which streams every reply as --tokens word tokens at --rate tokens/s. N websocket clients
 (bench/reflex_client.py: Socket.IO over one websocket, as the browser's state.js speaks it) each
-connect with a new tab token, hydrate, and then all send `ChatState.send_message` at once, each
-starting its own new conversation. One warm-up chat runs first so one-time costs stay out.
+connect with a new tab token and hydrate; then all send `ChatState.send_message` at once, each
+starting its own new conversation, and follow the redirect to it as the browser does. One warm-up
+chat runs first, so one-time costs stay out. After --timeout the scenario ends whatever is left,
+and the backend is killed.
 
 Designs:
-  coalesced  the app as shipped: the reply is sent in frames at most every CHATBOT_FRAME_MS
-             (50 ms unless --frame-ms says otherwise), the first at once;
+  coalesced  the app as shipped: the reply goes out in frames at most every CHATBOT_FRAME_MS
+             (--frame-ms, else the app's default), the first at once;
   naive      the same app with CHATBOT_FRAME_MS=0: every arrival from upstream is flushed as its
              own frame carrying the whole text so far (what Reflex's own chat example does).
 
-What each column means (p50/p99 are across the N chats of one scenario):
-  done        chats whose reply ended (streaming flipped off, the reply appended) within --timeout;
-  up tok/s    the rate the fake upstream actually achieved per stream (tokens over first..last
-              token), the p50: below --rate means the upstream side could not keep pace;
-  1st ms      the client's receipt of the first frame holding reply text, minus the fake's
-              monotonic time of its first token (the fake's first token is the empty string, so
-              this includes one token interval, 1/--rate);
-  bytes x     websocket bytes the client received from sending its message until the frame that
-              ended the reply (payload plus websocket frame header, every frame: stream frames, the
-              final `messages` frame, redirect and sidebar updates), divided by the reply's bytes;
-  fps         stream frames per second per client, between the first text frame and the end;
-  gap ms      the largest gap between consecutive frames while tokens flowed (p50 and max);
-  lag ms      the client's end frame minus the fake's last token;
-  cpu/1k      backend CPU seconds (utime+stime of the backend's process tree, from
-              /proc/<pid>/stat) per 1,000 reply tokens the clients were shown, measured from the
-              moment the messages are sent until every chat ended or the timeout;
-  be/fk/cl %  CPU use over that window of the backend tree, the bench process (which runs the
-              fake upstream in a thread) and the client process, in % of one core;
-  rss MB      peak resident memory of the backend tree: VmHWM summed over its processes.
+The columns (p50/p99 are across the N chats of one scenario):
+  done         replies that ended (`streaming` flipped off, the reply appended) within --timeout;
+  up tok/s     the rate the fake upstream achieved per stream (tokens over first..last token), p50;
+               below --rate, the backend was not reading its streams fast enough (or the fake, in
+               this process, ran out of CPU: see fk %);
+  shown tok/s  reply tokens the clients were shown, all clients together, per second of the window;
+  1st ms       the client's receipt of the first frame holding reply text, minus the fake's time of
+               its first token (the fake's first token is empty, so this includes 1/--rate);
+  bytes x      websocket bytes received from sending the message until the reply ended (payload plus
+               frame header of every frame: stream frames, the final `messages` frame, the redirect's
+               and sidebar's updates) over the bytes of reply text shown: for a finished reply, the
+               whole reply;
+  fps          stream frames per second per client, from the first text frame to the end;
+  gap ms       the largest gap between consecutive frames while text flowed (p50 and max);
+  lag ms       the client's end frame minus the fake's last token;
+  cpu/1k       backend CPU seconds (utime+stime of its process tree, /proc/<pid>/stat) per 1,000
+               reply tokens shown;
+  be/fk/cl/oth CPU used during the window, in % of one core: the backend tree, this process (whose
+               thread runs the fake upstream), the client process, and everything else on the machine
+               (/proc/stat), since the machine may be shared;
+  rss MB       peak resident memory of the backend tree: VmHWM summed over its processes.
+The window runs from sending the messages until every reply ended or the timeout.
 
-All times are time.monotonic() (CLOCK_MONOTONIC, one clock for every process on the machine): the
-fake runs in this process and the clients in a child process, so the client's event loop is not
-slowed by the fake's thread holding the GIL. Both share the machine's cores with the backend, as
-the table's CPU columns show.
+All times are time.monotonic(), i.e. CLOCK_MONOTONIC, one clock for every process on the machine:
+the fake runs in this process and the clients in a child process, so the clients' event loop is
+not slowed by the fake's thread holding this process's GIL.
 
     .venv/bin/python bench/stream_bench.py [--clients 1,10,50,100] [--tokens 4000] [--rate 1000]
     .venv/bin/python bench/stream_bench.py --quick
@@ -50,9 +54,11 @@ import bisect
 import contextlib
 import importlib.metadata
 import itertools
+import logging
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -69,6 +75,7 @@ from reflex.state import OnLoadInternalState, State, UpdateVarsInternalState
 from reflex_base.constants.state import FIELD_MARKER
 from reflex_client import ON_LOAD_INTERNAL, ROOT_STATE, UPDATE_VARS_INTERNAL, ReflexClient
 
+from chatbot_app.config import Settings
 from chatbot_app.state.chat import ChatState
 from tests.conftest import TEST_API_KEY, migrate
 from tests.e2e.live_app import Backend, app_environment, free_port
@@ -111,13 +118,19 @@ def _stat_fields(pid: int) -> list[str]:
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
-    """utime + stime of these processes."""
+    """utime + stime of these processes (all their threads)."""
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = _stat_fields(pid)
             total += int(fields[11]) + int(fields[12])
     return total * CLOCK_TICK_S
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all CPUs, everything but idle and iowait), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) * CLOCK_TICK_S
 
 
 def peak_rss_mb(pids: Sequence[int]) -> float:
@@ -129,6 +142,36 @@ def peak_rss_mb(pids: Sequence[int]) -> float:
                 if line.startswith("VmHWM:"):
                     total_kb += int(line.split()[1])
     return total_kb / 1024
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds consumed so far by each party, and by the whole machine."""
+
+    at: float
+    backend: float
+    bench: float
+    client: float
+    machine: float
+
+    @classmethod
+    def take(cls, backend_pids: Sequence[int], bench_pid: int) -> CpuSample:
+        return cls(
+            time.monotonic(),
+            cpu_seconds(backend_pids),
+            cpu_seconds([bench_pid]),
+            cpu_seconds([os.getpid()]),
+            machine_busy_seconds(),
+        )
+
+    def __sub__(self, other: CpuSample) -> CpuSample:
+        return CpuSample(
+            self.at - other.at,
+            self.backend - other.backend,
+            self.bench - other.bench,
+            self.client - other.client,
+            self.machine - other.machine,
+        )
 
 
 # -- the clients (run in a child process) ------------------------------------------------------
@@ -152,10 +195,7 @@ class ClientRecord:
 @dataclass
 class ClientRun:
     records: list[ClientRecord]
-    window_s: float
-    backend_cpu_s: float
-    bench_cpu_s: float
-    client_cpu_s: float
+    cpu: CpuSample  # over the window from sending the messages until every reply ended (or the timeout)
     compression: str
 
 
@@ -233,19 +273,16 @@ async def _drive(backend_url: str, backend_sid: int, bench_pid: int, clients: in
     await asyncio.sleep(0.5)  # let the on_load events (sidebar, settings) finish
 
     backend_pids = session_pids(backend_sid)
-    started, backend_before = time.monotonic(), cpu_seconds(backend_pids)
-    bench_before, client_before = cpu_seconds([bench_pid]), time.process_time()
+    before = CpuSample.take(backend_pids, bench_pid)
     chats = [asyncio.create_task(_chat(c, t)) for c, t in connected]
     if chats:
         await asyncio.wait(chats, timeout=timeout_s)
-    window = time.monotonic() - started
-    backend_cpu = cpu_seconds(backend_pids) - backend_before
-    bench_cpu, client_cpu = cpu_seconds([bench_pid]) - bench_before, time.process_time() - client_before
+    cpu = CpuSample.take(backend_pids, bench_pid) - before
     for task in chats:
         task.cancel()
     compression = connected[0][0].compression if connected else ""
     await asyncio.gather(*(c.close() for c, _ in connected), return_exceptions=True)
-    return ClientRun([t.record for t in trackers], window, backend_cpu, bench_cpu, client_cpu, compression)
+    return ClientRun([t.record for t in trackers], cpu, compression)
 
 
 # -- one scenario ------------------------------------------------------------------------------
@@ -253,24 +290,28 @@ async def _drive(backend_url: str, backend_sid: int, bench_pid: int, clients: in
 
 @dataclass
 class Row:
+    """One design and N: the figures printed in the table (seconds, or None where nothing was measured)."""
+
     design: str
     clients: int
-    done: int
-    upstream_rate: float | None
-    first_p50: float | None
-    first_p99: float | None
-    bytes_ratio: float | None
-    fps: float | None
-    gap_p50: float | None
-    gap_max: float | None
-    lag_p50: float | None
-    lag_p99: float | None
-    cpu_per_1k: float | None
-    backend_pct: float
-    bench_pct: float
-    client_pct: float
-    rss_mb: float
-    errors: list[str]
+    done: int = 0
+    upstream_rate: float | None = None
+    shown_rate: float | None = None
+    first_p50: float | None = None
+    first_p99: float | None = None
+    bytes_ratio: float | None = None
+    fps: float | None = None
+    gap_p50: float | None = None
+    gap_max: float | None = None
+    lag_p50: float | None = None
+    lag_p99: float | None = None
+    cpu_per_1k: float | None = None
+    backend_pct: float = 0.0
+    bench_pct: float = 0.0
+    client_pct: float = 0.0
+    other_pct: float = 0.0
+    rss_mb: float = 0.0
+    errors: list[str] = field(default_factory=list)
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:
@@ -291,10 +332,11 @@ class Bench:
     workdir: Path
     pool: ProcessPoolExecutor
     timeout_s: float
-    token_ends: list[int]  # cumulative reply length after each token, to count tokens shown
-    reply_bytes: int
+    token_ends: list[int]  # cumulative reply length after each token, to count the tokens shown
+    compression: str = ""
 
     def scenario(self, design: Design, clients: int) -> Row:
+        """A fresh backend of this design, N chats through it, then the backend is killed."""
         self.fake.reset()
         self.fake.default = self.behaviour
         self.fake.enqueue(Behaviour(text="Warm up reply."))
@@ -314,11 +356,25 @@ class Bench:
             assert backend.process is not None
             sid = backend.process.pid
             future = self.pool.submit(run_clients, backend.url, sid, os.getpid(), clients, self.timeout_s)
-            run = future.result(timeout=self.timeout_s + 240)
+            try:
+                run = future.result(timeout=self.timeout_s + 300)
+            except Exception as exc:
+                return Row(design.name, clients, errors=[f"client process: {type(exc).__name__}: {exc}"])
             rss = peak_rss_mb(session_pids(sid))
+            self.compression = run.compression or self.compression
         finally:
-            backend.stop()
+            backend.stop(signal.SIGKILL)  # measured already: no need to wait for in-flight replies
+            self._wait_for_upstream_idle()
         return self._row(design, clients, run, rss)
+
+    def _wait_for_upstream_idle(self, timeout_s: float = 30.0) -> None:
+        """Let streams the killed backend left behind run out, so they do not load the next scenario."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            streamed = {n for n, r in enumerate(self.fake.requests, start=1) if r.body.get("stream")}
+            if streamed <= set(self.fake.token_times) | set(self.fake.aborted):
+                return
+            time.sleep(0.1)
 
     def _row(self, design: Design, clients: int, run: ClientRun, rss_mb: float) -> Row:
         streams: dict[str, int] = {}
@@ -326,39 +382,36 @@ class Bench:
             users = [m for m in request.body.get("messages", []) if m.get("role") == "user"]
             if request.body.get("stream") and users:
                 streams[str(users[-1].get("content"))] = number
+        tokens = len(self.token_ends)
         first, lag, ratio, fps, gaps, rates = [], [], [], [], [], []
         tokens_shown = 0
         for record in run.records:
             tokens_shown += bisect.bisect_right(self.token_ends, record.text_chars)
             times = self.fake.token_times.get(streams.get(record.message, -1))
             if times is not None and times[1] > times[0]:
-                rates.append((len(self.token_ends) - 1) / (times[1] - times[0]))
-            if times is not None and record.first_text_at is not None:
-                first.append(record.first_text_at - times[0])
-            if record.end_at is None or record.first_text_at is None:
+                rates.append((tokens - 1) / (times[1] - times[0]))
+            if record.first_text_at is None:
                 continue
             if times is not None:
-                lag.append(record.end_at - times[1])
-            ratio.append(record.reply_wire_bytes / self.reply_bytes)
-            flowing = [*record.stream_frames, record.end_at]
-            if (span := record.end_at - record.first_text_at) > 0:
+                first.append(record.first_text_at - times[0])
+                if record.end_at is not None:
+                    lag.append(record.end_at - times[1])
+            ratio.append(record.reply_wire_bytes / record.text_chars)
+            flowing = [*record.stream_frames, *([record.end_at] if record.end_at is not None else [])]
+            if (span := flowing[-1] - record.first_text_at) > 0:
                 fps.append(len(record.stream_frames) / span)
             gaps.append(max((b - a for a, b in itertools.pairwise(flowing)), default=0.0))
-        done = sum(r.end_at is not None for r in run.records)
         errors = sorted({r.error for r in run.records if r.error})
         errors += sorted({f"reply status {r.status}" for r in run.records if r.status and r.status != "complete"})
-        shown = {bisect.bisect_right(self.token_ends, r.text_chars) for r in run.records if r.end_at is not None}
-        errors += [
-            f"a reply ended with {n} of {len(self.token_ends)} tokens"
-            for n in sorted(shown)
-            if n != len(self.token_ends)
-        ]
-        window = max(run.window_s, 1e-9)
+        short = {bisect.bisect_right(self.token_ends, r.text_chars) for r in run.records if r.end_at is not None}
+        errors += [f"a reply ended with {n} of {tokens} tokens" for n in sorted(short) if n != tokens]
+        cpu, pct = run.cpu, 100 / max(run.cpu.at, 1e-9)
         return Row(
             design=design.name,
             clients=clients,
-            done=done,
+            done=sum(r.end_at is not None for r in run.records),
             upstream_rate=quantile(rates, 0.5),
+            shown_rate=tokens_shown / max(cpu.at, 1e-9),
             first_p50=quantile(first, 0.5),
             first_p99=quantile(first, 0.99),
             bytes_ratio=quantile(ratio, 0.5),
@@ -367,10 +420,11 @@ class Bench:
             gap_max=max(gaps, default=None),
             lag_p50=quantile(lag, 0.5),
             lag_p99=quantile(lag, 0.99),
-            cpu_per_1k=run.backend_cpu_s / (tokens_shown / 1000) if tokens_shown else None,
-            backend_pct=100 * run.backend_cpu_s / window,
-            bench_pct=100 * run.bench_cpu_s / window,
-            client_pct=100 * run.client_cpu_s / window,
+            cpu_per_1k=cpu.backend / (tokens_shown / 1000) if tokens_shown else None,
+            backend_pct=cpu.backend * pct,
+            bench_pct=cpu.bench * pct,
+            client_pct=cpu.client * pct,
+            other_pct=max(0.0, cpu.machine - cpu.backend - cpu.bench - cpu.client) * pct,
             rss_mb=rss_mb,
             errors=errors,
         )
@@ -383,14 +437,15 @@ COLUMNS = [
     ("N", 4),
     ("done", 7),
     ("up tok/s", 8),
+    ("shown tok/s", 11),
     ("1st ms p50/p99", 15),
-    ("bytes x", 8),
-    ("fps", 6),
+    ("bytes x", 7),
+    ("fps", 5),
     ("gap ms p50/max", 15),
     ("lag ms p50/p99", 15),
-    ("cpu/1k", 7),
-    ("be/fk/cl %", 12),
-    ("rss MB", 7),
+    ("cpu/1k", 6),
+    ("be/fk/cl/oth %", 15),
+    ("rss MB", 6),
 ]
 
 
@@ -408,77 +463,85 @@ def format_row(row: Row) -> list[str]:
         str(row.clients),
         f"{row.done}/{row.clients}",
         _num(row.upstream_rate),
+        _num(row.shown_rate),
         _pair(row.first_p50, row.first_p99),
         _num(row.bytes_ratio, digits=1),
         _num(row.fps, digits=1),
         _pair(row.gap_p50, row.gap_max),
         _pair(row.lag_p50, row.lag_p99),
-        _num(row.cpu_per_1k, digits=3),
-        f"{row.backend_pct:.0f}/{row.bench_pct:.0f}/{row.client_pct:.0f}",
+        _num(row.cpu_per_1k, digits=2),
+        f"{row.backend_pct:.0f}/{row.bench_pct:.0f}/{row.client_pct:.0f}/{row.other_pct:.0f}",
         _num(row.rss_mb),
     ]
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(
+        cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+    )
 
 
 def _ratio(naive: float | None, coalesced: float | None) -> str:
     if naive is None or coalesced is None or coalesced == 0:
         return "-"
-    return f"{naive / coalesced:.1f}x"
+    return f"{naive / coalesced:.2g}x"
 
 
 def print_table(rows: list[Row]) -> None:
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.rjust(width) if i else cell.ljust(width)
-            for i, (cell, (_, width)) in enumerate(zip(cells, COLUMNS, strict=True))
-        )
-
-    print(line([name for name, _ in COLUMNS]))
-    print(line(["-" * width for _, width in COLUMNS]))
+    widths = [w for _, w in COLUMNS]
+    print(_line([name for name, _ in COLUMNS], widths))
+    print(_line(["-" * w for w in widths], widths))
     for row in rows:
-        print(line(format_row(row)))
+        print(_line(format_row(row), widths))
     by_key = {(r.design, r.clients): r for r in rows}
-    pairs = [(by_key.get(("naive", n)), by_key.get(("coalesced", n))) for n in sorted({r.clients for r in rows})]
-    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-    if pairs:
-        print("\nnaive baseline ÷ coalesced (same N):")
-        print("   N  bytes x  frames/s  cpu/1k  1st p50  lag p50  peak RSS")
+    pairs = [(by_key.get(("naive", n)), by_key.get(("coalesced", n))) for n in dict.fromkeys(r.clients for r in rows)]
+    if any(naive and coalesced for naive, coalesced in pairs):
+        names = ["N", "shown tok/s", "1st p50", "bytes x", "fps", "lag p50", "cpu/1k", "rss"]
+        ratio_widths = [4, 11, 7, 7, 5, 7, 6, 5]
+        print("\nbaseline ratio, naive ÷ coalesced at the same N:")
+        print(_line(names, ratio_widths))
         for naive, coalesced in pairs:
-            assert naive is not None and coalesced is not None
+            if naive is None or coalesced is None:
+                continue
             cells = [
+                str(naive.clients),
+                _ratio(naive.shown_rate, coalesced.shown_rate),
+                _ratio(naive.first_p50, coalesced.first_p50),
                 _ratio(naive.bytes_ratio, coalesced.bytes_ratio),
                 _ratio(naive.fps, coalesced.fps),
-                _ratio(naive.cpu_per_1k, coalesced.cpu_per_1k),
-                _ratio(naive.first_p50, coalesced.first_p50),
                 _ratio(naive.lag_p50, coalesced.lag_p50),
+                _ratio(naive.cpu_per_1k, coalesced.cpu_per_1k),
                 _ratio(naive.rss_mb, coalesced.rss_mb),
             ]
-            print(
-                f"{naive.clients:>4}  " + "  ".join(c.rjust(w) for c, w in zip(cells, (7, 8, 6, 7, 7, 8), strict=True))
-            )
+            print(_line(cells, ratio_widths))
     for row in rows:
         for error in row.errors:
             print(f"  {row.design} N={row.clients}: {error}")
 
 
 def verdicts(rows: list[Row], rate: float) -> Iterator[str]:
-    """Where each design stops keeping pace: upstream slower than asked, replies lagging, or not finishing."""
+    """Per design, the first N that did not keep pace, and what was saturated there."""
+    cores = os.cpu_count() or 1
     for design in dict.fromkeys(r.design for r in rows):
-        broke = None
+        verdict = f"{design}: kept pace at every N measured"
         for row in (r for r in rows if r.design == design):
             reasons = []
             if row.done < row.clients:
-                reasons.append(f"only {row.done}/{row.clients} replies ended within the timeout")
-            if row.upstream_rate is not None and row.upstream_rate < 0.9 * rate:
-                who = "the bench process (fake upstream) is CPU-bound" if row.bench_pct > 85 else "shared CPU"
-                reasons.append(f"upstream reached {row.upstream_rate:,.0f} of {rate:,.0f} tok/s per stream ({who})")
+                reasons.append(f"{row.done}/{row.clients} replies ended within the timeout")
             if row.lag_p99 is not None and row.lag_p99 > 1.0:
-                reasons.append(f"replies ended {row.lag_p99:.1f} s (p99) after the upstream's last token")
-            if reasons:
-                if row.backend_pct > 85:
-                    reasons.append(f"backend at {row.backend_pct:.0f}% of a core (one worker process)")
-                broke = f"{design}: breaks at N={row.clients}: " + "; ".join(reasons)
-                break
-        yield broke or f"{design}: kept pace at every N measured"
+                reasons.append(f"replies ended up to {row.lag_p99:.1f} s (p99) after the upstream's last token")
+            if row.upstream_rate is not None and row.upstream_rate < 0.9 * rate:
+                reasons.append(f"upstream streams slowed to {row.upstream_rate:,.0f} tok/s (p50)")
+            if not reasons:
+                continue
+            load = row.backend_pct + row.bench_pct + row.client_pct + row.other_pct
+            verdict = (
+                f"{design}: falls behind at N={row.clients} ({'; '.join(reasons)}); clients were shown "
+                f"{_num(row.shown_rate)} tok/s in all against {row.clients * rate:,.0f} asked; backend at "
+                f"{row.backend_pct:.0f}% of one core (one worker process), machine at {load:.0f}% of {cores * 100}%"
+            )
+            break
+        yield verdict
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -489,7 +552,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,10,50,100", help="comma-separated concurrent chat counts")
     parser.add_argument("--tokens", type=int, default=4000, help="tokens per reply")
     parser.add_argument("--rate", type=float, default=1000.0, help="upstream tokens per second, per stream")
-    parser.add_argument("--timeout", type=float, default=75.0, help="seconds each scenario's replies may take")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds each scenario's replies may take")
     parser.add_argument("--frame-ms", type=int, default=None, help="CHATBOT_FRAME_MS for the coalesced design")
     parser.add_argument("--designs", default="coalesced,naive", help="which designs to run")
     parser.add_argument("--quick", action="store_true", help="a small run: --clients 1,5 --tokens 500 --timeout 30")
@@ -511,13 +574,15 @@ def main() -> None:
     tokens = reply_tokens([], behaviour)
     token_ends = list(itertools.accumulate(len(t) for t in tokens))
     reply_bytes = len("".join(tokens).encode())
-    frame_ms = args.frame_ms if args.frame_ms is not None else "app default"
+    frame_ms = args.frame_ms if args.frame_ms is not None else Settings.frame_interval_ms
     print(
         f"{args.tokens} tokens per reply ({reply_bytes:,} bytes) at {args.rate:g} tok/s per stream"
-        f" ({args.tokens / args.rate:.1f} s upstream); coalesced frame interval: {frame_ms} ms;"
-        f" {os.cpu_count()} CPUs shared by backend, fake upstream and clients; timeout {args.timeout:g} s",
+        f" ({args.tokens / args.rate:.1f} s upstream); coalesced frames every {frame_ms} ms; timeout"
+        f" {args.timeout:g} s per scenario.\n{os.cpu_count()} CPUs shared by the backend, the fake upstream,"
+        f" the clients and everything else; load average before the run: {os.getloadavg()[0]:.1f}",
         flush=True,
     )
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # the fake's writes to a killed backend
     fake = FakeLLMServer(default=behaviour).start()
     rows: list[Row] = []
     started = time.monotonic()
@@ -527,7 +592,7 @@ def main() -> None:
             workdir = Path(tmp)
             database_url = f"sqlite:///{workdir / 'bench.db'}"
             migrate(database_url)
-            bench = Bench(fake, behaviour, database_url, workdir, pool, args.timeout, token_ends, reply_bytes)
+            bench = Bench(fake, behaviour, database_url, workdir, pool, args.timeout, token_ends)
             for design in designs:
                 for clients in client_counts:
                     t0 = time.monotonic()
@@ -536,7 +601,7 @@ def main() -> None:
                     print(f"  ran {design.name} N={clients} in {time.monotonic() - t0:.0f} s", flush=True)
     finally:
         fake.stop()
-    print()
+    print(f"\nwebsocket compression negotiated: {bench.compression or 'none'}\n")
     print_table(rows)
     print()
     for verdict in verdicts(rows, args.rate):

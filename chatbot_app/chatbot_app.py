@@ -8,13 +8,17 @@ import logging
 import reflex as rx
 
 from chatbot_app.api import create_api
+from chatbot_app.config import get_settings
+from chatbot_app.logging_config import configure_logging
 from chatbot_app.pages.chat import chat_page
+from chatbot_app.security_headers import security_headers
 from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.state.chat import CONVERSATION_ROUTE, ChatState
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.settings import SettingsState
 
 log = logging.getLogger("chatbot_app")
+configure_logging(get_settings().log_level)
 
 
 async def _background_upkeep() -> None:
@@ -24,6 +28,14 @@ async def _background_upkeep() -> None:
     which replies are orphaned; a reply counts as orphaned once its checkpoints stop.
     """
     service = get_chat_service()
+    log.info(
+        "startup",
+        extra={
+            "providers": [p.name for p in service.providers.providers],
+            "default_provider": service.providers.default_name,
+            "database": service.settings.database_url.split(":", 1)[0],  # the dialect only: URLs hold passwords
+        },
+    )
     try:
         await service.model_menu()  # the first chat then skips client set-up and the model list call
     except Exception:
@@ -40,7 +52,8 @@ async def _background_upkeep() -> None:
 app = rx.App(
     stylesheets=["/chat.css"],
     head_components=[rx.el.meta(name="color-scheme", content="light dark")],
-    api_transformer=create_api(),  # the REST API (/api, /v1, /docs) in the same backend
+    # The REST API (/api, /v1, /docs) in the same backend, then security headers on every response.
+    api_transformer=[create_api(), security_headers],
 )
 ON_LOAD = [ChatState.open_page, SettingsState.sync, LibraryState.refresh]
 app.add_page(chat_page, route="/", title="chatbot_app", on_load=ON_LOAD)

@@ -48,6 +48,15 @@ class Settings:
     frame_interval_ms: int = 50
     request_timeout_s: float = 60.0
     retry_attempts: int = 3
+    max_message_chars: int = 32_000
+    log_level: str = "INFO"
+    # Message text in logs only when explicitly asked for (debugging on one's own machine).
+    log_content: bool = False
+    rate_limit_per_minute: int = 20
+    max_active_replies: int = 32
+    max_waiting_replies: int = 64
+    # Reflex's own setting; when set, limits are counted in Redis so that workers share them.
+    redis_url: str | None = field(default=None, repr=False)
     # A reply still `streaming` this long after its last checkpoint belongs to a dead process.
     stale_reply_s: int = 30
     # --- REST API (chatbot_app/api) -----------------------------------------------------------
@@ -126,6 +135,13 @@ class Settings:
             frame_interval_ms=integer("CHATBOT_FRAME_MS", cls.frame_interval_ms, 0),
             request_timeout_s=float(integer("CHATBOT_REQUEST_TIMEOUT_S", int(cls.request_timeout_s), 1)),
             retry_attempts=integer("CHATBOT_RETRY_ATTEMPTS", cls.retry_attempts, 1),
+            max_message_chars=integer("CHATBOT_MAX_MESSAGE_CHARS", cls.max_message_chars, 1),
+            log_level=(text("CHATBOT_LOG_LEVEL") or cls.log_level).upper(),
+            log_content=(text("CHATBOT_LOG_CONTENT") or "").lower() in ("1", "true", "yes"),
+            rate_limit_per_minute=integer("CHATBOT_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute, 1),
+            max_active_replies=integer("CHATBOT_MAX_ACTIVE_REPLIES", cls.max_active_replies, 1),
+            max_waiting_replies=integer("CHATBOT_MAX_WAITING_REPLIES", cls.max_waiting_replies, 0),
+            redis_url=text("REFLEX_REDIS_URL"),
             stale_reply_s=integer("CHATBOT_STALE_REPLY_S", cls.stale_reply_s, 1),
             api_keys=api_keys,  # REST API
             cors_origins=cors_origins,  # REST API

@@ -108,9 +108,7 @@ def openai_context(messages: list[OpenAIMessage]) -> list[ChatMessage]:
     total = 0
     for number, message in enumerate(messages, 1):
         if isinstance(message.content, list):
-            if any(part.type != "text" or part.text is None for part in message.content):
-                raise InvalidInput(f"messages[{number - 1}]: only text content parts are supported.")
-            text = "".join(part.text or "" for part in message.content)
+            text = "".join(part.text for part in message.content)
         else:
             text = message.content or ""
         if text.strip():

@@ -8,9 +8,9 @@ one place. The schema only repeats them as documentation.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from chatbot_app.services.chat_settings import (
     MAX_SYSTEM_PROMPT_CHARS,
@@ -19,6 +19,15 @@ from chatbot_app.services.chat_settings import (
     TOP_P_RANGE,
 )
 from chatbot_app.services.validation import MAX_MESSAGE_CHARS
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 2.0 as an integer, so the API does too; 2.5, "2" and true stay invalid."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: A whole number as JSON Schema defines it (2 or 2.0), checked strictly otherwise.
+WholeNumber = Annotated[int, BeforeValidator(_integral)]
 
 
 def _range(low: float, high: float) -> dict[str, Any]:
@@ -50,7 +59,7 @@ class ChatRequest(BaseModel):
     )
     model: str | None = Field(default=None, description=MODEL_DESCRIPTION)
     temperature: float | None = Field(default=None, json_schema_extra=_range(*TEMPERATURE_RANGE))
-    max_tokens: int | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
+    max_tokens: WholeNumber | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
     top_p: float | None = Field(default=None, json_schema_extra=_TOP_P)
     system_prompt: str | None = Field(default=None, json_schema_extra={"maxLength": MAX_SYSTEM_PROMPT_CHARS})
 
@@ -115,8 +124,8 @@ class ReadyOut(BaseModel):
 class OpenAITextPart(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field(description='Only "text" parts are supported.')
-    text: str | None = None
+    type: Literal["text"] = Field(description='Only "text" parts are supported.')
+    text: str
 
 
 class OpenAIMessage(BaseModel):
@@ -138,14 +147,16 @@ class OpenAIChatRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
     model: str = Field(description=MODEL_DESCRIPTION)
-    messages: list[OpenAIMessage] = Field(description="The whole context, oldest first. Nothing is stored.")
+    messages: list[OpenAIMessage] = Field(
+        description="The whole context, oldest first. Nothing is stored.", json_schema_extra={"minItems": 1}
+    )
     stream: bool | None = False
     stream_options: OpenAIStreamOptions | None = None
     temperature: float | None = Field(default=None, json_schema_extra=_range(*TEMPERATURE_RANGE))
     top_p: float | None = Field(default=None, json_schema_extra=_TOP_P)
-    max_tokens: int | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
-    max_completion_tokens: int | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
-    n: int | None = Field(default=None, description="Only 1 is supported.")
+    max_tokens: WholeNumber | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
+    max_completion_tokens: WholeNumber | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
+    n: WholeNumber | None = Field(default=None, description="Only 1 is supported.", json_schema_extra=_range(1, 1))
 
 
 class OpenAIModel(BaseModel):

@@ -18,7 +18,6 @@ def composer() -> rx.Component:
                 auto_height=True,
                 auto_focus=True,
                 rows="1",
-                max_length=32_000,
                 aria_label="Message",
                 class_name="chat-input",
                 flex="1",

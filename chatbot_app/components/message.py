@@ -5,7 +5,6 @@ from __future__ import annotations
 import reflex as rx
 
 from chatbot_app.components.markdown import markdown
-from chatbot_app.services.validation import MAX_MESSAGE_CHARS
 from chatbot_app.state.chat import ChatState
 from chatbot_app.state.views import MessageView
 
@@ -89,7 +88,6 @@ def _edit_form(message: MessageView) -> rx.Component:
                 id="edit-input",
                 auto_focus=True,
                 enter_key_submit=True,
-                max_length=MAX_MESSAGE_CHARS,
                 width="100%",
             ),
             rx.text("Saving answers this message again; the messages after it are removed.", size="1"),

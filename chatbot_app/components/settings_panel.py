@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from chatbot_app.services.chat_settings import MAX_SYSTEM_PROMPT_CHARS, MAX_TOKENS_RANGE, TEMPERATURE_RANGE
+from chatbot_app.services.chat_settings import MAX_TOKENS_RANGE, TEMPERATURE_RANGE
 from chatbot_app.state.settings import SettingsState
 
 
@@ -64,7 +64,6 @@ def _settings_form() -> rx.Component:
                     name="system_prompt",
                     id="system-prompt-input",
                     default_value=SettingsState.system_prompt,
-                    max_length=MAX_SYSTEM_PROMPT_CHARS,
                     rows="4",
                     width="100%",
                 ),

@@ -64,7 +64,7 @@ def _rename_dialog() -> rx.Component:
             rx.dialog.title("Rename conversation"),
             rx.form(
                 rx.flex(
-                    rx.input(name="title", id="rename-input", placeholder="New title", auto_focus=True, max_length=200),
+                    rx.input(name="title", id="rename-input", placeholder="New title", auto_focus=True),
                     rx.flex(
                         rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
                         rx.button("Rename", type="submit", id="rename-confirm"),

@@ -38,6 +38,7 @@ from chatbot_app.services.coalesce import coalesce
 from chatbot_app.services.context import estimate_tokens, trim_to_budget
 from chatbot_app.services.database import Database
 from chatbot_app.services.error_messages import describe_retry
+from chatbot_app.services.limits import GenerationSlots, make_rate_limiter
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import presets as presets_store
@@ -105,6 +106,8 @@ class ChatService:
         self.settings = settings
         self.providers = providers
         self.retry = retry or RetryPolicy(attempts=settings.retry_attempts)
+        self.slots = GenerationSlots(settings.max_active_replies, settings.max_waiting_replies)
+        self._rate_limiter = make_rate_limiter(settings.rate_limit_per_minute, settings.redis_url)
         self._db = Database(engine).run
 
     # -- reading ----------------------------------------------------------------------------
@@ -119,6 +122,10 @@ class ChatService:
             return conversation, store.latest_messages(session, conversation_id, limit)
 
         return await self._db(work)
+
+    async def allow_message(self, owner_id: str) -> bool:
+        """Count a message against the owner's per-minute limit; False if it is over."""
+        return await self._rate_limiter.allow(owner_id)
 
     async def load_message(self, owner_id: str, conversation_id: str, message_id: int) -> Message | None:
         """One message of the owner's conversation (None if it is gone); raises ConversationNotFound."""
@@ -333,50 +340,53 @@ class ChatService:
                 (lambda: _whole(provider, context, options)) if batch else (lambda: provider.stream(context, options)),
                 self.retry,
             )
-            frames = coalesce(source, self.settings.frame_interval_ms / 1000)
-            try:
-                async for items in frames:
-                    deltas = [item for item in items if isinstance(item, str)]
-                    usage = next((item for item in items if isinstance(item, Usage)), usage)
-                    if retry := next((item for item in items if isinstance(item, RetryNotice)), None):
-                        log.info("reply %s retrying after %s (try %d)", turn.reply_id, retry.kind, retry.next_attempt)
-                        notice = describe_retry(retry.kind, retry.delay_s, retry.next_attempt, retry.attempts)
-                        yield ReplyFrame(text=text, provider=provider_name, model=model, notice=notice)
-                    if not deltas:
-                        continue
-                    if first_token_ms is None:
-                        first_token_ms = int((time.monotonic() - started) * 1000)
-                    text += "".join(deltas)
-                    yield ReplyFrame(text=text, provider=provider_name, model=model, first_token_ms=first_token_ms)
-                    if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
-                        last_checkpoint = time.monotonic()
-                        await self._db(partial(store.save_reply, message_id=turn.reply_id, content=text, status=status))
-            finally:
-                await frames.aclose()
+            async with self.slots.slot():
+                frames = coalesce(source, self.settings.frame_interval_ms / 1000)
+                try:
+                    async for items in frames:
+                        deltas = [item for item in items if isinstance(item, str)]
+                        usage = next((item for item in items if isinstance(item, Usage)), usage)
+                        if retry := next((item for item in items if isinstance(item, RetryNotice)), None):
+                            log.info(
+                                "reply %s retrying after %s (try %d)", turn.reply_id, retry.kind, retry.next_attempt
+                            )
+                            notice = describe_retry(retry.kind, retry.delay_s, retry.next_attempt, retry.attempts)
+                            yield ReplyFrame(text=text, provider=provider_name, model=model, notice=notice)
+                        if not deltas:
+                            continue
+                        if first_token_ms is None:
+                            first_token_ms = int((time.monotonic() - started) * 1000)
+                        text += "".join(deltas)
+                        yield ReplyFrame(text=text, provider=provider_name, model=model, first_token_ms=first_token_ms)
+                        if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                            last_checkpoint = time.monotonic()
+                            await self._db(
+                                partial(store.save_reply, message_id=turn.reply_id, content=text, status=status)
+                            )
+                finally:
+                    await frames.aclose()
             status = MessageStatus.COMPLETE
         except ProviderError as exc:
             status, error = MessageStatus.ERROR, exc
-            log.warning("reply %s failed: %s", turn.reply_id, exc)
+            log.warning(
+                "provider_error",
+                extra={"request_id": f"reply-{turn.reply_id}", "kind": str(exc.kind), "detail": exc.detail},
+            )
         except (GeneratorExit, asyncio.CancelledError):
             # Closed by the consumer (stop) or cancelled (shutdown): keep what was shown.
             stopped = {"message_id": turn.reply_id, "content": text, "status": MessageStatus.STOPPED}
             await self._db(partial(store.save_reply, **stopped, **final_fields()))
             raise
         except Exception:
-            log.exception("reply %s failed unexpectedly", turn.reply_id)
+            log.exception("reply_failed", extra={"request_id": f"reply-{turn.reply_id}"})
             status, error = MessageStatus.ERROR, ProviderError(ErrorKind.SERVER, "internal error")
 
         fields = final_fields()
         await self._db(partial(store.save_reply, message_id=turn.reply_id, content=text, status=status, **fields))
-        log.info(
-            "reply %s %s model=%s first_token_ms=%s duration_ms=%s completion_tokens=%s",
-            turn.reply_id,
-            status,
-            model,
-            first_token_ms,
-            fields["duration_ms"],
-            fields["completion_tokens"],
-        )
+        record = {"request_id": f"reply-{turn.reply_id}", "status": str(status), **fields}
+        if self.settings.log_content:
+            record["content"] = text
+        log.info("provider_call", extra=record)
         yield ReplyFrame(text=text, done=True, status=status, **fields)  # type: ignore[arg-type]
 
 

@@ -19,7 +19,7 @@ _MESSAGES: dict[str, str] = {
     ErrorKind.CONTENT_REFUSED: "The provider declined to answer this request.",
     ErrorKind.BAD_REQUEST: "The provider could not process this request.",
     ErrorKind.SERVER: "The provider had an internal error. Try again in a moment.",
-    ErrorKind.BUSY: "The local model is busy with other requests. Try again in a moment, or choose another model.",
+    ErrorKind.BUSY: "Too many replies are being generated right now. Try again in a moment, or choose another model.",
 }
 _FALLBACK = "Something went wrong while generating the reply. Try again."
 

@@ -9,6 +9,8 @@ _IDENTITY = re.compile(r"[A-Za-z0-9_-]{22,64}")
 _CONVERSATION_ID = re.compile(r"[0-9a-f]{32}")
 # NUL and lone surrogates can arrive in JSON but neither database stores them: refuse them here, not on insert.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Control characters other than tab and line breaks: invisible, and a way to smuggle terminal escapes.
+_CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class InvalidInput(ValueError):
@@ -24,6 +26,8 @@ def clean_message(raw: object, max_chars: int = MAX_MESSAGE_CHARS) -> str:
         raise InvalidInput("Type a message first.")
     if _UNSTORABLE.search(text):
         raise InvalidInput("That message contains characters that cannot be sent.")
+    if _CONTROL.search(text):
+        raise InvalidInput("That message contains control characters; remove them and send it again.")
     if len(text) > max_chars:
         raise InvalidInput(f"That message is {len(text):,} characters; the limit is {max_chars:,}.")
     return text

@@ -36,6 +36,17 @@ async def _stats_line(owner_id: str, conversation_id: str) -> str:
     return f"{stats.message_count:,} messages · {tokens:,} tokens"
 
 
+def _too_fast(service: Any) -> str:
+    limit = service.settings.rate_limit_per_minute
+    return f"You are sending messages faster than {limit} a minute. Wait a moment, then try again."
+
+
+def _message_from(form_data: Any) -> str:
+    """The message text from a submitted form; raises InvalidInput."""
+    raw = form_data.get("message") if isinstance(form_data, dict) else None
+    return clean_message(raw, get_chat_service().settings.max_message_chars)
+
+
 def _message_id(raw: object) -> int:
     """A message id from the URL's ?m=, or 0 when absent or malformed."""
     return int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 12 else 0
@@ -171,11 +182,14 @@ class ChatState(rx.State):
             if self.streaming:
                 return
             try:
-                text = clean_message(form_data.get("message") if isinstance(form_data, dict) else None)
+                text = _message_from(form_data)
             except InvalidInput as exc:
                 self.notice = str(exc)
                 return
             owner, conversation_id = self._owner_id(), self.conversation_id or None
+            if not await service.allow_message(owner):
+                self.notice = _too_fast(service)
+                return
             settings = await self.get_state(SettingsState)
             chat, batch = settings.chat_settings(), settings.batch_mode
             self._begin_reply()
@@ -214,6 +228,9 @@ class ChatState(rx.State):
             if self.streaming or not self.conversation_id:
                 return
             owner, conversation_id = self._owner_id(), self.conversation_id
+            if not await get_chat_service().allow_message(owner):
+                self.notice = _too_fast(get_chat_service())
+                return
             batch = (await self.get_state(SettingsState)).batch_mode
             self._begin_reply()
         try:
@@ -246,11 +263,14 @@ class ChatState(rx.State):
             if self.streaming or not message_id or not self.conversation_id:
                 return
             try:
-                text = clean_message(form_data.get("message") if isinstance(form_data, dict) else None)
+                text = _message_from(form_data)
             except InvalidInput as exc:
                 self.notice = str(exc)
                 return
             owner, conversation_id = self._owner_id(), self.conversation_id
+            if not await get_chat_service().allow_message(owner):
+                self.notice = _too_fast(get_chat_service())
+                return
             batch = (await self.get_state(SettingsState)).batch_mode
             self._begin_reply()
         try:

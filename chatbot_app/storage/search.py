@@ -3,7 +3,7 @@
 The indexes live in the database and are kept current by it (migration 0003): FTS5 tables
 with triggers on SQLite, generated tsvector columns with GIN indexes on PostgreSQL.
 User text never becomes query syntax: it is cut into plain words, each quoted and
-prefix-matched, so any input is a valid query.
+prefix-matched (from two letters on), so any input is a valid query.
 """
 
 from __future__ import annotations

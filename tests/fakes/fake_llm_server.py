@@ -63,6 +63,8 @@ class FakeLLMServer:
 
     models: tuple[str, ...] = DEFAULT_MODELS
     default: Behaviour = field(default_factory=Behaviour)
+    # When set, unscripted requests take their behaviour from this (e.g. random faults for a soak test).
+    chooser: Callable[[], Behaviour] | None = None
     host: str = "127.0.0.1"
     port: int = 0
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -99,6 +101,7 @@ class FakeLLMServer:
             self.aborted.clear()
             self.abort_seen.clear()
         self.default = Behaviour()
+        self.chooser = None
 
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
@@ -117,7 +120,9 @@ class FakeLLMServer:
 
     def _next(self) -> Behaviour:
         with self._lock:
-            return self._queue.popleft() if self._queue else self.default
+            if self._queue:
+                return self._queue.popleft()
+            return self.chooser() if self.chooser is not None else self.default
 
     def start(self) -> FakeLLMServer:
         if not self.port:

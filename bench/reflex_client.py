@@ -26,7 +26,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +57,7 @@ class ReflexClient:
     backend_url: str
     reflex_version: str
     #: Full var names ("<state>.<var>_rx_state_") of synced LocalStorage vars to remember and send.
-    synced_storage: Iterable[str] = ()
+    synced_storage: frozenset[str] = frozenset()
     on_update: UpdateCallback | None = None
     token: str = field(default_factory=lambda: str(uuid.uuid4()))
     pathname: str = "/"
@@ -127,9 +127,11 @@ class ReflexClient:
                 self.bytes_received += size
                 self.messages_received += 1
                 await self._handle(raw, at, size)
-        except websockets.ConnectionClosed as exc:
+        except Exception as exc:  # closed, or a malformed packet: connect() reports it if still waiting
             if not self._connected.done():
-                self._connected.set_exception(ConnectionError(f"closed before connect: {exc}"))
+                self._connected.set_exception(ConnectionError(f"{type(exc).__name__}: {exc}"))
+            if not isinstance(exc, websockets.ConnectionClosed):
+                raise
 
     async def _handle(self, raw: bytes, at: float, size: int) -> None:
         assert self._ws is not None and self._connected is not None

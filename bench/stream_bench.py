@@ -241,7 +241,7 @@ async def _open(backend_url: str, tracker: ChatTracker | None = None) -> ReflexC
     client = ReflexClient(
         backend_url,
         REFLEX_VERSION,
-        synced_storage={IDENTITY},
+        synced_storage=frozenset({IDENTITY}),
         on_update=tracker.on_update if tracker else None,
     )
     await client.connect()

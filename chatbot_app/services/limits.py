@@ -70,6 +70,10 @@ class GenerationSlots:
         self._max_waiting = waiting
         self._waiting = 0
 
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold a slot; raises ProviderError(BUSY) at once when the queue is full."""

@@ -340,6 +340,16 @@ def test_a_provider_failure_ends_the_stream_with_its_description(client_a: httpx
     assert event == "done" and done["status"] == "error" and done["error"] == describe_error(done["error_kind"])
 
 
+def test_sse_says_when_a_failed_request_is_retried(client_a: httpx.Client, fake: FakeLLMServer) -> None:
+    fake.enqueue(Behaviour(status=429, retry_after="1"))  # then the default: an answer
+    response = client_a.post("/api/chat", json={"message": "Busy?"}, headers={"Accept": "text/event-stream"})
+    events = parse_sse(response.text)
+    notices = [data["notice"] for event, data in events if event == "notice"]
+    assert len(notices) == 1 and "retrying" in notices[0]
+    assert "".join(d["delta"] for e, d in events if e == "message") == "You said: Busy?"
+    assert events[-1][0] == "done" and events[-1][1]["status"] == "complete"
+
+
 def test_a_provider_failure_in_batch_is_502_with_its_description(client_a: httpx.Client, fake: FakeLLMServer) -> None:
     fake.enqueue(Behaviour(status=401))
     response = client_a.post("/api/chat_batch", json={"message": "Will fail"})

@@ -1,0 +1,78 @@
+"""Every operation on a conversation checks its owner: a foreign id behaves exactly like an unknown one."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from chatbot_app.services.chat import ChatService, ConversationNotFound
+from chatbot_app.services.chat_settings import ChatSettings
+from chatbot_app.services.library import ConversationLibrary
+from chatbot_app.storage.models import Conversation, Message
+from tests.fakes.fake_llm_server import FakeLLMServer
+
+ALICE = "alice-" + "a" * 20
+MALLORY = "mallory-" + "m" * 20
+UNKNOWN = "0" * 32
+
+Operation = Callable[[ChatService, ConversationLibrary, str, str, int], Awaitable[Any]]
+
+OPERATIONS: dict[str, Operation] = {
+    "load": lambda chat, lib, owner, cid, mid: chat.load_conversation(owner, cid, 50),
+    "send": lambda chat, lib, owner, cid, mid: chat.start_turn(owner, cid, "hi"),
+    "regenerate": lambda chat, lib, owner, cid, mid: chat.start_regeneration(owner, cid),
+    "edit": lambda chat, lib, owner, cid, mid: chat.start_edit(owner, cid, mid, "edited"),
+    "settings": lambda chat, lib, owner, cid, mid: chat.conversation_settings(owner, cid),
+    "save settings": lambda chat, lib, owner, cid, mid: chat.save_settings(owner, cid, ChatSettings(temperature=2)),
+    "summarize": lambda chat, lib, owner, cid, mid: chat.summarize(owner, cid),
+    "title": lambda chat, lib, owner, cid, mid: chat.suggest_title(owner, cid),
+    "message": lambda chat, lib, owner, cid, mid: chat.load_message(owner, cid, mid),
+    "rename": lambda chat, lib, owner, cid, mid: lib.rename(owner, cid, "pwned"),
+    "pin": lambda chat, lib, owner, cid, mid: lib.set_pinned(owner, cid, True),
+    "delete": lambda chat, lib, owner, cid, mid: lib.delete(owner, cid),
+    "clear": lambda chat, lib, owner, cid, mid: lib.clear(owner, cid),
+    "older": lambda chat, lib, owner, cid, mid: lib.older_messages(owner, cid, mid + 1, 10),
+    "stats": lambda chat, lib, owner, cid, mid: lib.stats(owner, cid),
+    "export json": lambda chat, lib, owner, cid, mid: lib.export_json(owner, cid),
+    "export md": lambda chat, lib, owner, cid, mid: lib.export_markdown(owner, cid),
+}
+
+
+def snapshot(engine: Engine) -> list[tuple[Any, ...]]:
+    with Session(engine) as session:
+        conversations = [tuple(c.model_dump().values()) for c in session.exec(select(Conversation)).all()]
+        messages = [tuple(m.model_dump().values()) for m in session.exec(select(Message).order_by(Message.id)).all()]
+    return sorted(map(str, conversations)) + sorted(map(str, messages))
+
+
+@pytest.mark.parametrize("name", list(OPERATIONS))
+async def test_a_foreign_or_unknown_conversation_is_not_found_and_nothing_changes(
+    name: str, service: ChatService, engine: Engine, fake: FakeLLMServer
+) -> None:
+    library = ConversationLibrary(engine)
+    turn = await service.start_turn(ALICE, None, "Alice's private message")
+    [_ async for _ in service.stream_reply(turn)]
+    before = snapshot(engine)
+    requests_before = len(fake.chat_requests())
+
+    for conversation_id in (turn.conversation_id, UNKNOWN):
+        with pytest.raises(ConversationNotFound):
+            await OPERATIONS[name](service, library, MALLORY, conversation_id, turn.user_message_id)
+
+    assert snapshot(engine) == before
+    assert len(fake.chat_requests()) == requests_before  # and no provider call was made for Mallory
+
+
+async def test_search_and_lists_show_only_the_callers_conversations(service: ChatService, engine: Engine) -> None:
+    library = ConversationLibrary(engine)
+    turn = await service.start_turn(ALICE, None, "pelican secrets")
+    [_ async for _ in service.stream_reply(turn)]
+
+    assert (await library.page(MALLORY, 0)).conversations == []
+    assert await library.search(MALLORY, "pelican") == []
+    assert '"conversations": []' in await library.export_all(MALLORY)
+    assert [c.id for c in (await library.page(ALICE, 0)).conversations] == [turn.conversation_id]

@@ -26,7 +26,6 @@ def run_migrations_offline() -> None:
         url=database_url(),
         target_metadata=target_metadata,
         literal_binds=True,
-        render_as_batch=True,
         include_name=include_name,
     )
     with context.begin_transaction():
@@ -36,14 +35,10 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(database_url())
     with engine.connect() as connection:
-        # Batch mode lets ALTER TABLE work on SQLite. include_name keeps the full-text search
-        # objects (built by hand in 0003, absent from the models) out of autogenerate.
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=True,
-            include_name=include_name,
-        )
+        # No batch mode in drafts: on SQLite a batch rebuild drops the table, and with foreign keys
+        # on that cascade-deletes every message. Write plain ALTERs (SQLite >= 3.35 has DROP COLUMN).
+        # include_name keeps the full-text search objects (built by hand in 0003) out of autogenerate.
+        context.configure(connection=connection, target_metadata=target_metadata, include_name=include_name)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -227,7 +227,8 @@ class ChatTracker:
             if messages and messages[-1].get("role") == "assistant":
                 record.text_chars = max(record.text_chars, len(messages[-1].get("content") or ""))
                 record.status = str(messages[-1].get("status", ""))
-            record.first_text_at = record.first_text_at or at
+            if record.text_chars:
+                record.first_text_at = record.first_text_at or at
             record.end_at = at
             self.done.set()
 
@@ -396,7 +397,8 @@ class Bench:
                 first.append(record.first_text_at - times[0])
                 if record.end_at is not None:
                     lag.append(record.end_at - times[1])
-            ratio.append(record.reply_wire_bytes / record.text_chars)
+            if record.text_chars:
+                ratio.append(record.reply_wire_bytes / record.text_chars)
             flowing = [*record.stream_frames, *([record.end_at] if record.end_at is not None else [])]
             if (span := flowing[-1] - record.first_text_at) > 0:
                 fps.append(len(record.stream_frames) / span)
@@ -585,6 +587,7 @@ def main() -> None:
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # the fake's writes to a killed backend
     fake = FakeLLMServer(default=behaviour).start()
     rows: list[Row] = []
+    bench: Bench | None = None
     started = time.monotonic()
     spawn = multiprocessing.get_context("spawn")
     try:
@@ -596,17 +599,17 @@ def main() -> None:
             for design in designs:
                 for clients in client_counts:
                     t0 = time.monotonic()
-                    row = bench.scenario(design, clients)
-                    rows.append(row)
+                    rows.append(bench.scenario(design, clients))
                     print(f"  ran {design.name} N={clients} in {time.monotonic() - t0:.0f} s", flush=True)
     finally:
         fake.stop()
-    print(f"\nwebsocket compression negotiated: {bench.compression or 'none'}\n")
-    print_table(rows)
-    print()
-    for verdict in verdicts(rows, args.rate):
-        print(verdict)
-    print(f"\ntotal {time.monotonic() - started:.0f} s")
+        if rows:  # also what was measured before a failure or ^C
+            print(f"\nwebsocket compression negotiated: {(bench and bench.compression) or 'none'}\n")
+            print_table(rows)
+            print()
+            for verdict in verdicts(rows, args.rate):
+                print(verdict)
+            print(f"\ntotal {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

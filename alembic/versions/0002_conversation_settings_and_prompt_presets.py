@@ -21,14 +21,14 @@ UTCDateTime = sqlmodel.sql.sqltypes.UTCDateTime
 
 
 def upgrade() -> None:
-    # Nullable: existing conversations keep following the app's defaults.
-    with op.batch_alter_table("conversation") as batch_op:
-        batch_op.add_column(sa.Column("provider", AutoString(length=32), nullable=True))
-        batch_op.add_column(sa.Column("model", AutoString(length=128), nullable=True))
-        batch_op.add_column(sa.Column("temperature", sa.Float(), nullable=True))
-        batch_op.add_column(sa.Column("max_tokens", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("top_p", sa.Float(), nullable=True))
-        batch_op.add_column(sa.Column("system_prompt", sa.Text(), nullable=True))
+    # Nullable: existing conversations keep following the app's defaults. Plain ALTER TABLE, not
+    # batch mode: a SQLite batch rebuild would drop `conversation` and cascade-delete its messages.
+    op.add_column("conversation", sa.Column("provider", AutoString(length=32), nullable=True))
+    op.add_column("conversation", sa.Column("model", AutoString(length=128), nullable=True))
+    op.add_column("conversation", sa.Column("temperature", sa.Float(), nullable=True))
+    op.add_column("conversation", sa.Column("max_tokens", sa.Integer(), nullable=True))
+    op.add_column("conversation", sa.Column("top_p", sa.Float(), nullable=True))
+    op.add_column("conversation", sa.Column("system_prompt", sa.Text(), nullable=True))
 
     op.create_table(
         "prompt_preset",
@@ -46,6 +46,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_prompt_preset_owner_id", table_name="prompt_preset")
     op.drop_table("prompt_preset")
-    with op.batch_alter_table("conversation") as batch_op:
-        for column in ("system_prompt", "top_p", "max_tokens", "temperature", "model", "provider"):
-            batch_op.drop_column(column)
+    for column in ("system_prompt", "top_p", "max_tokens", "temperature", "model", "provider"):
+        op.drop_column("conversation", column)  # SQLite >= 3.35 drops columns in place

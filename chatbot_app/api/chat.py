@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -23,7 +22,6 @@ from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.validation import InvalidInput, clean_message
 from chatbot_app.storage.models import MessageStatus
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat"])
 
 CONVERSATION_HEADER = "X-Conversation-Id"
@@ -34,19 +32,23 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No key, a wrong key, or no keys configured."},
     404: {"description": "Conversation not found (unknown, or another key's)."},
     422: {"description": "The body is invalid; `detail` says how."},
+    429: {"description": "Too many messages from this key in the last minute."},
 }
 
 
 async def start(service: ChatService, owner: str, body: ChatRequest) -> Turn:
     """Check the body like the UI checks its form, then commit the user's message and an empty reply."""
     try:
-        text = clean_message(body.message)
+        text = clean_message(body.message, service.settings.max_message_chars)
         existing = conversation_id(body.conversation_id)
         overrides = chat_overrides(body)
         if body.model is not None:
             overrides["provider"], overrides["model"] = await resolve_model(service, body.model)
     except InvalidInput as exc:
         raise ApiError(422, str(exc)) from None
+    if not await service.allow_message(owner):  # the same per-identity limit as the UI
+        limit = service.settings.rate_limit_per_minute
+        raise ApiError(429, f"Too many messages: the limit is {limit} a minute. Wait a moment, then try again.")
     try:
         chat: ChatSettings | None = None
         if overrides:  # the conversation's settings change for this turn and the next ones

@@ -87,7 +87,7 @@ def _number(raw: object, name: str) -> float:
         raw = raw[0]
     try:
         value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer like 10**400
         raise InvalidInput(f"{name} must be a number.") from None
     if not math.isfinite(value):
         raise InvalidInput(f"{name} must be a number.")

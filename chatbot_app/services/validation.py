@@ -34,7 +34,8 @@ def clean_message(raw: object, max_chars: int = MAX_MESSAGE_CHARS) -> str:
 
 
 def is_identity(value: object) -> bool:
-    return isinstance(value, str) and bool(_IDENTITY.fullmatch(value))
+    """A browser identity; API-key owners ("key_…") are a separate namespace a browser cannot claim."""
+    return isinstance(value, str) and bool(_IDENTITY.fullmatch(value)) and not value.startswith("key_")
 
 
 def is_conversation_id(value: object) -> bool:

@@ -39,14 +39,17 @@ class Api:
 def _start_backend(workdir: Path, fake: FakeLLMServer, **env: str) -> Backend:
     database_url = f"sqlite:///{workdir / 'api.db'}"
     migrate(database_url)
+    # Empty values win over a developer's .env, which the backend also reads.
+    blank = {"CHATBOT_API_KEYS": "", "CHATBOT_CORS_ORIGINS": "", "OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""}
     environment = app_environment(
         GROQ_API_KEY=TEST_API_KEY,
         GROQ_BASE_URL=fake.base_url,
+        CHATBOT_PROVIDER="auto",
         CHATBOT_MODEL="fake-large",
         CHATBOT_LOCAL_MODEL="off",
         CHATBOT_DATABASE_URL=database_url,
         CHATBOT_FRAME_MS="20",
-        **env,
+        **(blank | env),
     )
     backend = Backend(free_port(), environment, workdir / "backend.log")
     backend.start()

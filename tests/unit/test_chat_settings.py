@@ -195,3 +195,8 @@ def test_with_choice_sets_provider_and_model_and_keeps_the_rest() -> None:
 def test_with_choice_refuses_a_malformed_choice() -> None:
     with pytest.raises(InvalidInput, match="Choose a model"):
         ChatSettings().with_choice("no-provider")
+
+
+def test_an_integer_too_large_for_a_float_is_refused_with_a_message() -> None:
+    with pytest.raises(InvalidInput, match="must be a number"):
+        check_temperature(10**400)

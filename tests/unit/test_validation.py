@@ -111,3 +111,20 @@ def test_malformed_conversation_ids_are_refused(value: str) -> None:
 @pytest.mark.parametrize("value", [None, 0, 1.5, [GOOD_CONVERSATION_ID], {"id": GOOD_CONVERSATION_ID}])
 def test_conversation_ids_of_the_wrong_type_are_refused(value: object) -> None:
     assert not is_conversation_id(value)
+
+
+def test_a_browser_cannot_claim_an_api_key_owner_identity() -> None:
+    assert not is_identity("key_" + "0123456789abcdef" * 2)
+
+
+def test_control_characters_are_refused_but_tabs_and_newlines_are_kept() -> None:
+    assert clean_message("line one\n\tline two") == "line one\n\tline two"
+    with pytest.raises(InvalidInput, match="control characters"):
+        clean_message("ring the bell \x07")
+    with pytest.raises(InvalidInput, match="control characters"):
+        clean_message("escape \x1b[31mred")
+
+
+def test_a_huge_emoji_run_is_refused_by_the_length_limit_with_a_clear_message() -> None:
+    with pytest.raises(InvalidInput, match="the limit is 32,000"):
+        clean_message("🦜" * 40_000)

@@ -7,19 +7,25 @@ server, which streams every reply as --tokens word tokens at --rate tokens/s. N 
 connect with a new tab token and hydrate; then all send `ChatState.send_message` at once, each
 starting its own new conversation, and follow the redirect to it as the browser does. One warm-up
 chat runs first, so one-time costs stay out. After --timeout the scenario ends whatever is left,
-and the backend is killed.
+and the backend is killed. The app's own limits apply as shipped (CHATBOT_MAX_ACTIVE_REPLIES and
+CHATBOT_MAX_WAITING_REPLIES): replies it refuses are listed under the table.
 
 Designs:
   coalesced  the app as shipped: the reply goes out in frames at most every CHATBOT_FRAME_MS
-             (--frame-ms, else the app's default), the first at once;
-  naive      the same app with CHATBOT_FRAME_MS=0: every arrival from upstream is flushed as its
-             own frame carrying the whole text so far (what Reflex's own chat example does).
+             (--frame-ms, else the app's default), the first at once, each frame carrying only
+             the newest of the reply's parts (chatbot_app/state/stream_parts.py);
+  naive      the same app with CHATBOT_FRAME_MS=0 and CHATBOT_STREAM_PARTS=1: every arrival from
+             upstream is flushed as its own frame carrying the whole text so far (what Reflex's
+             own chat example does).
 
 The columns (p50/p99 are across the N chats of one scenario):
   done         replies that ended (`streaming` flipped off, the reply appended) within --timeout;
   up tok/s     the rate the fake upstream achieved per stream (tokens over first..last token), p50;
                below --rate, the backend was not reading its streams fast enough (or the fake, in
-               this process, ran out of CPU: see fk %);
+               this process, ran out of CPU: see fk %); the socket buffers on loopback hold a whole
+               reply, so the fake keeps its pace even while the backend falls behind reading;
+  up conc      the most upstream streams in flight at once (fewer than N when the backend is too
+               busy to start every request together);
   shown tok/s  reply tokens the clients were shown, all clients together, per second of the window;
   1st ms       the client's receipt of the first frame holding reply text, minus the fake's time of
                its first token (the fake's first token is empty, so this includes 1/--rate);
@@ -36,7 +42,10 @@ The columns (p50/p99 are across the N chats of one scenario):
                thread runs the fake upstream), the client process, and everything else on the machine
                (/proc/stat), since the machine may be shared;
   rss MB       peak resident memory of the backend tree: VmHWM summed over its processes.
-The window runs from sending the messages until every reply ended or the timeout.
+The window runs from sending the messages until every reply ended or the timeout. A design "falls
+behind" at the first N where a reply did not end in time, ended over 1 s after the upstream's last
+token (p99), or the upstream streams slowed below 90% of --rate; the verdict under the table says
+which, and how busy the backend and the machine were.
 
 All times are time.monotonic(), i.e. CLOCK_MONOTONIC, one clock for every process on the machine:
 the fake runs in this process and the clients in a child process, so the clients' event loop is
@@ -51,6 +60,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import collections
 import contextlib
 import importlib.metadata
 import itertools
@@ -77,12 +87,13 @@ from reflex_client import ON_LOAD_INTERNAL, ROOT_STATE, UPDATE_VARS_INTERNAL, Re
 
 from chatbot_app.config import Settings
 from chatbot_app.state.chat import ChatState
+from chatbot_app.state.stream_parts import PART_NAMES
 from tests.conftest import TEST_API_KEY, migrate
 from tests.e2e.live_app import Backend, app_environment, free_port
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, reply_tokens
 
 CHAT_STATE = ChatState.get_full_name()
-STREAM_TEXT = f"stream_text{FIELD_MARKER}"
+STREAM_PARTS = [f"{name}{FIELD_MARKER}" for name in PART_NAMES]
 STREAMING = f"streaming{FIELD_MARKER}"
 MESSAGES = f"messages{FIELD_MARKER}"
 IDENTITY = f"{CHAT_STATE}.identity{FIELD_MARKER}"
@@ -95,6 +106,7 @@ CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 class Design:
     name: str
     frame_ms: int | None  # CHATBOT_FRAME_MS; None leaves the app's default
+    stream_parts: int | None = None  # CHATBOT_STREAM_PARTS; None leaves the app's default
 
 
 # -- process accounting (/proc) ------------------------------------------------------------
@@ -206,6 +218,7 @@ class ChatTracker:
         self.record = record
         self.done = asyncio.Event()
         self._streaming_seen = False
+        self._parts: dict[str, str] = {}  # the streamed reply's parts, as the browser holds them
 
     def on_update(self, at: float, size: int, update: dict[str, Any]) -> None:
         record = self.record
@@ -215,11 +228,12 @@ class ChatTracker:
         chat = (update.get("delta") or {}).get(CHAT_STATE)
         if not chat:
             return
-        text = chat.get(STREAM_TEXT)
-        if text:
+        parts = {key: value for key, value in chat.items() if key in STREAM_PARTS}
+        self._parts.update(parts)
+        if any(parts.values()):
             record.first_text_at = record.first_text_at or at
             record.stream_frames.append(at)
-            record.text_chars = max(record.text_chars, len(text))
+            record.text_chars = max(record.text_chars, sum(len(v) for v in self._parts.values()))
         if chat.get(STREAMING) is True:
             self._streaming_seen = True
         elif chat.get(STREAMING) is False and self._streaming_seen:
@@ -227,6 +241,8 @@ class ChatTracker:
             if messages and messages[-1].get("role") == "assistant":
                 record.text_chars = max(record.text_chars, len(messages[-1].get("content") or ""))
                 record.status = str(messages[-1].get("status", ""))
+                if record.status != "complete":
+                    record.status += f" ({messages[-1].get('error') or messages[-1].get('details') or 'no detail'})"
             if record.text_chars:
                 record.first_text_at = record.first_text_at or at
             record.end_at = at
@@ -245,8 +261,12 @@ async def _open(backend_url: str, tracker: ChatTracker | None = None) -> ReflexC
         synced_storage=frozenset({IDENTITY}),
         on_update=tracker.on_update if tracker else None,
     )
-    await client.connect()
-    await asyncio.wait_for(client.hydrated.wait(), 60)
+    try:
+        await client.connect()
+        await asyncio.wait_for(client.hydrated.wait(), 60)
+    except BaseException:
+        await client.close()
+        raise
     return client
 
 
@@ -297,6 +317,7 @@ class Row:
     clients: int
     done: int = 0
     upstream_rate: float | None = None
+    upstream_peak: int = 0
     shown_rate: float | None = None
     first_p50: float | None = None
     first_p99: float | None = None
@@ -323,6 +344,12 @@ def quantile(values: Sequence[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def peak_overlap(intervals: Sequence[tuple[float, float]]) -> int:
+    """The most intervals that overlap at any moment."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    return max(itertools.accumulate(step for _, step in edges), default=0)
+
+
 @dataclass
 class Bench:
     """The fixed parts of a run: the fake upstream, the database, the client process."""
@@ -342,6 +369,8 @@ class Bench:
         self.fake.default = self.behaviour
         self.fake.enqueue(Behaviour(text="Warm up reply."))
         overrides = {"CHATBOT_FRAME_MS": str(design.frame_ms)} if design.frame_ms is not None else {}
+        if design.stream_parts is not None:
+            overrides["CHATBOT_STREAM_PARTS"] = str(design.stream_parts)
         env = app_environment(
             CHATBOT_DATABASE_URL=self.database_url,
             GROQ_API_KEY=TEST_API_KEY,
@@ -404,7 +433,8 @@ class Bench:
                 fps.append(len(record.stream_frames) / span)
             gaps.append(max((b - a for a, b in itertools.pairwise(flowing)), default=0.0))
         errors = sorted({r.error for r in run.records if r.error})
-        errors += sorted({f"reply status {r.status}" for r in run.records if r.status and r.status != "complete"})
+        failed = collections.Counter(r.status for r in run.records if r.status and r.status != "complete")
+        errors += [f"{count} replies ended with status {status}" for status, count in sorted(failed.items())]
         short = {bisect.bisect_right(self.token_ends, r.text_chars) for r in run.records if r.end_at is not None}
         errors += [f"a reply ended with {n} of {tokens} tokens" for n in sorted(short) if n != tokens]
         cpu, pct = run.cpu, 100 / max(run.cpu.at, 1e-9)
@@ -413,6 +443,9 @@ class Bench:
             clients=clients,
             done=sum(r.end_at is not None for r in run.records),
             upstream_rate=quantile(rates, 0.5),
+            upstream_peak=peak_overlap(
+                [self.fake.token_times[n] for n in streams.values() if n in self.fake.token_times]
+            ),
             shown_rate=tokens_shown / max(cpu.at, 1e-9),
             first_p50=quantile(first, 0.5),
             first_p99=quantile(first, 0.99),
@@ -439,6 +472,7 @@ COLUMNS = [
     ("N", 4),
     ("done", 7),
     ("up tok/s", 8),
+    ("up conc", 7),
     ("shown tok/s", 11),
     ("1st ms p50/p99", 15),
     ("bytes x", 7),
@@ -465,6 +499,7 @@ def format_row(row: Row) -> list[str]:
         str(row.clients),
         f"{row.done}/{row.clients}",
         _num(row.upstream_rate),
+        str(row.upstream_peak),
         _num(row.shown_rate),
         _pair(row.first_p50, row.first_p99),
         _num(row.bytes_ratio, digits=1),
@@ -562,7 +597,7 @@ def main() -> None:
     if args.quick:
         args.clients, args.tokens, args.timeout = "1,5", 500, 30.0
     client_counts = [int(n) for n in args.clients.split(",") if n.strip()]
-    known = {"coalesced": Design("coalesced", args.frame_ms), "naive": Design("naive", 0)}
+    known = {"coalesced": Design("coalesced", args.frame_ms), "naive": Design("naive", 0, stream_parts=1)}
     designs = [known[name.strip()] for name in args.designs.split(",") if name.strip()]
 
     for expected, actual in [

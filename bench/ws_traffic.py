@@ -45,6 +45,7 @@ def main() -> None:
                 GROQ_API_KEY=TEST_API_KEY,
                 GROQ_BASE_URL=fake.base_url,
                 CHATBOT_MODEL="fake-large",
+                CHATBOT_MAX_TOKENS=str(args.tokens),  # the default (1,024) would cut the reply short
             ) as app,
             sync_playwright() as playwright,
         ):

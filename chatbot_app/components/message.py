@@ -118,13 +118,13 @@ def message_row(message: MessageView) -> rx.Component:
 
 
 def streaming_row() -> rx.Component:
-    """The reply being generated; it reads only the stream vars, so frames stay small."""
+    """The reply being generated: its parts joined in the browser, so a frame carries only new text."""
     return rx.cond(
         ChatState.streaming,
         _assistant_bubble(
-            ChatState.stream_text,
+            ChatState.joined_stream(),
             rx.hstack(
-                rx.cond(ChatState.stream_text == "", rx.spinner(size="2", aria_label="Generating")),
+                rx.cond(ChatState.stream_part_0 == "", rx.spinner(size="2", aria_label="Generating")),
                 rx.cond(
                     ChatState.stream_notice != "",
                     rx.text(ChatState.stream_notice, size="1", color_scheme="amber", id="retry-notice"),

@@ -13,6 +13,7 @@ import reflex as rx
 from chatbot_app.services.chat import ConversationNotFound, Turn
 from chatbot_app.services.default_service import get_chat_service, get_library
 from chatbot_app.services.validation import InvalidInput, clean_message, is_conversation_id, is_identity
+from chatbot_app.state.stream_parts import StreamParts
 from chatbot_app.state.views import MessageView, view_of_final_frame, view_of_message
 from chatbot_app.storage.models import MessageStatus
 
@@ -58,7 +59,7 @@ def conversation_id_in(path: str) -> str:
     return match.group(1) if match else ""
 
 
-class ChatState(rx.State):
+class ChatState(StreamParts, rx.State):
     """One browser tab's view of one conversation."""
 
     # An anonymous, unguessable identity that owns this browser's conversations.
@@ -70,8 +71,8 @@ class ChatState(rx.State):
     messages: list[MessageView] = []
     has_earlier: bool = False
     focus_message_id: int = 0
-    # The reply being streamed lives apart from `messages`, so a frame never re-sends the history.
-    stream_text: str = ""
+    # The reply being streamed lives in the StreamParts vars, apart from `messages`, so a frame
+    # never re-sends the history, nor all of the reply so far.
     streaming: bool = False
     stream_notice: str = ""
     summarizing: bool = False
@@ -97,7 +98,8 @@ class ChatState(rx.State):
         """
         self.conversation_id, self.title, self.summary, self.stats_line = "", "", "", ""
         self.messages, self.has_earlier, self.focus_message_id = [], False, 0
-        self.streaming, self.stream_text, self.stream_notice, self.editing_id = False, "", "", 0
+        self.streaming, self.stream_notice, self.editing_id = False, "", 0
+        self._clear_stream()
 
     async def _load_stats(self) -> None:
         self.stats_line = await _stats_line(self._owner_id(), self.conversation_id)
@@ -295,7 +297,7 @@ class ChatState(rx.State):
             owner, conversation_id, reply_id = self._owner_id(), self.conversation_id, last.id
             self.messages = self.messages[:-1]
             self._begin_reply()
-            self.stream_text = last.content
+            self._show_stream(last.content)
         while True:
             await asyncio.sleep(WATCH_INTERVAL_S)  # the writer checkpoints every couple of seconds
             try:
@@ -304,18 +306,22 @@ class ChatState(rx.State):
                 message = None
             async with self:
                 if self.conversation_id != conversation_id or message is None or self._stop_requested:
-                    self.streaming, self.stream_text = False, ""
+                    self.streaming = False
+                    self._clear_stream()
                     return
                 if message.status == MessageStatus.STREAMING:
-                    self.stream_text = message.content
+                    self._show_stream(message.content)
                     continue
                 self.messages.append(view_of_message(message))
-                self.streaming, self.stream_text = False, ""
+                self.streaming = False
+                self._clear_stream()
                 return
 
     def _begin_reply(self) -> None:
-        self.notice, self.stream_text, self.stream_notice = "", "", ""
+        self.notice, self.stream_notice = "", ""
         self.streaming, self._stop_requested = True, False
+        self._clear_stream()
+        self._stream_parts = get_chat_service().settings.stream_parts
 
 
 async def _stream_reply_into(state: ChatState, turn: Turn, batch: bool, owner: str) -> bool:
@@ -334,18 +340,23 @@ async def _stream_reply_into(state: ChatState, turn: Turn, batch: bool, owner: s
                 if state._stop_requested:
                     break
                 if not frame.done:
-                    state.stream_text, state.stream_notice = frame.text, frame.notice
+                    state._show_stream(frame.text)
+                    state.stream_notice = frame.notice
                     continue
                 state.messages.append(view_of_final_frame(turn.reply_id, frame))
-                state.stream_text, state.streaming = "", False
+                state.streaming = False
+                state._clear_stream()
     stats_line = await _stats_line(owner, turn.conversation_id)
     async with state:
         if state.conversation_id != turn.conversation_id:
             return completed
         if state.streaming:  # stopped: the service stored the text with status `stopped`
             state.messages.append(
-                MessageView(id=turn.reply_id, role="assistant", content=state.stream_text, status=MessageStatus.STOPPED)
+                MessageView(
+                    id=turn.reply_id, role="assistant", content=state._stream_text, status=MessageStatus.STOPPED
+                )
             )
-            state.stream_text, state.streaming = "", False
+            state.streaming = False
+            state._clear_stream()
         state.stats_line = stats_line
     return completed

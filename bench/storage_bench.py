@@ -25,7 +25,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,7 +43,7 @@ from chatbot_app.storage.database import make_engine, session_scope
 from chatbot_app.storage.models import new_conversation_id
 from chatbot_app.storage.search import search
 from chatbot_app.storage.transfer import export_conversation
-from tests.conftest import POSTGRES_ADMIN_URL, migrate
+from tests.conftest import migrate, new_database
 
 Row = tuple[Any, ...]
 OWNER = "bench-owner-" + "0" * 20
@@ -210,20 +209,8 @@ def fill_postgresql(engine: Engine, conversations: list[Row], messages: list[Row
 
 @contextmanager
 def fresh_database(kind: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            yield f"sqlite:///{Path(tmp) / 'bench.db'}"
-        return
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"chatbot_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with tempfile.TemporaryDirectory() as tmp, new_database(kind, Path(tmp), "chatbot_bench") as url:
+        yield url
 
 
 def timed(engine: Engine, work: Callable[..., object], repeat: int) -> list[float]:

@@ -6,6 +6,7 @@ HTTP server on loopback that the real `groq` SDK talks to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -56,23 +57,34 @@ def fake(fake_llm: FakeLLMServer) -> Iterator[FakeLLMServer]:
     fake_llm.reset()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, migrated to head, dropped afterwards."""
+@contextlib.contextmanager
+def new_database(kind: str, directory: Path, prefix: str = "chatbot_test") -> Iterator[str]:
+    """A new, empty database: a SQLite file in `directory`, or a PostgreSQL database dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / f'{prefix}.db'}"
+        return
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"chatbot_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
+    except Exception as exc:  # any failure to connect means "no PostgreSQL here"
         admin.dispose()
         skip_or_fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}")
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    migrate(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to head, dropped afterwards."""
+    with new_database("postgresql", tmp_path_factory.getbasetemp()) as url:
+        migrate(url)
+        yield url
 
 
 def _empty_tables(engine: Engine) -> None:

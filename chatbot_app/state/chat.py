@@ -37,11 +37,6 @@ async def _stats_line(owner_id: str, conversation_id: str) -> str:
     return f"{stats.message_count:,} messages · {tokens:,} tokens"
 
 
-def _too_fast(service: Any) -> str:
-    limit = service.settings.rate_limit_per_minute
-    return f"You are sending messages faster than {limit} a minute. Wait a moment, then try again."
-
-
 def _message_from(form_data: Any) -> str:
     """The message text from a submitted form; raises InvalidInput."""
     raw = form_data.get("message") if isinstance(form_data, dict) else None
@@ -175,9 +170,7 @@ class ChatState(StreamParts, rx.State):
     @rx.event(background=True)
     async def send_message(self, form_data: Any) -> Any:
         """Store the user's message, then stream the reply in coalesced frames."""
-        # Substates of this state, imported here because they import this module.
-        from chatbot_app.state.library import LibraryState
-        from chatbot_app.state.settings import SettingsState
+        from chatbot_app.state.library import LibraryState  # a substate of this one
 
         service = get_chat_service()
         async with self:
@@ -189,12 +182,9 @@ class ChatState(StreamParts, rx.State):
                 self.notice = str(exc)
                 return
             owner, conversation_id = self._owner_id(), self.conversation_id or None
-            if not await service.allow_message(owner):
-                self.notice = _too_fast(service)
+            if (settings := await self._admit_reply()) is None:
                 return
-            settings = await self.get_state(SettingsState)
             chat, batch = settings.chat_settings(), settings.batch_mode
-            self._begin_reply()
             self.messages.append(MessageView(id=0, role="user", content=text))
         try:
             turn = await service.start_turn(owner, conversation_id, text, chat)
@@ -224,17 +214,13 @@ class ChatState(StreamParts, rx.State):
     @rx.event(background=True)
     async def regenerate(self) -> None:
         """Answer the last message again (also the Retry of a failed or stopped reply)."""
-        from chatbot_app.state.settings import SettingsState
-
         async with self:
             if self.streaming or not self.conversation_id:
                 return
             owner, conversation_id = self._owner_id(), self.conversation_id
-            if not await get_chat_service().allow_message(owner):
-                self.notice = _too_fast(get_chat_service())
+            if (settings := await self._admit_reply()) is None:
                 return
-            batch = (await self.get_state(SettingsState)).batch_mode
-            self._begin_reply()
+            batch = settings.batch_mode
         try:
             turn = await get_chat_service().start_regeneration(owner, conversation_id)
         except ConversationNotFound:
@@ -258,8 +244,6 @@ class ChatState(StreamParts, rx.State):
     @rx.event(background=True)
     async def edit_message(self, form_data: Any) -> None:
         """Replace a user message and answer it again; the messages after it are discarded."""
-        from chatbot_app.state.settings import SettingsState
-
         async with self:
             message_id, self.editing_id = self.editing_id, 0
             if self.streaming or not message_id or not self.conversation_id:
@@ -270,11 +254,9 @@ class ChatState(StreamParts, rx.State):
                 self.notice = str(exc)
                 return
             owner, conversation_id = self._owner_id(), self.conversation_id
-            if not await get_chat_service().allow_message(owner):
-                self.notice = _too_fast(get_chat_service())
+            if (settings := await self._admit_reply()) is None:
                 return
-            batch = (await self.get_state(SettingsState)).batch_mode
-            self._begin_reply()
+            batch = settings.batch_mode
         try:
             turn = await get_chat_service().start_edit(owner, conversation_id, message_id, text)
         except ConversationNotFound:
@@ -316,6 +298,22 @@ class ChatState(StreamParts, rx.State):
                 self.streaming = False
                 self._clear_stream()
                 return
+
+    async def _admit_reply(self) -> Any:
+        """Inside `async with self`: count a message against the rate limit and start showing a reply.
+
+        Returns the tab's SettingsState, or None when refused (the notice says why).
+        """
+        from chatbot_app.state.settings import SettingsState  # a substate of this one
+
+        service = get_chat_service()
+        if not await service.allow_message(self._owner_id()):
+            limit = service.settings.rate_limit_per_minute
+            self.notice = f"You are sending messages faster than {limit} a minute. Wait a moment, then try again."
+            return None
+        settings = await self.get_state(SettingsState)
+        self._begin_reply()
+        return settings
 
     def _begin_reply(self) -> None:
         self.notice, self.stream_notice = "", ""

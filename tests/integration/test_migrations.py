@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 import chatbot_app.storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -19,7 +18,7 @@ from alembic import command
 from chatbot_app.config import PROJECT_ROOT
 from chatbot_app.storage.database import make_engine
 from chatbot_app.storage.search import include_name
-from tests.conftest import POSTGRES_ADMIN_URL, skip_or_fail
+from tests.conftest import new_database
 
 APP_TABLES = set(SQLModel.metadata.tables)
 HEAD = ScriptDirectory.from_config(Config(str(PROJECT_ROOT / "alembic.ini"))).get_current_head()
@@ -28,23 +27,8 @@ HEAD = ScriptDirectory.from_config(Config(str(PROJECT_ROOT / "alembic.ini"))).ge
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database with no tables at all: a new SQLite file, or a new PostgreSQL database dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"chatbot_migrate_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        skip_or_fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}")
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with new_database(request.param, tmp_path, "chatbot_migrate") as url:
+        yield url
 
 
 def alembic_config(url: str) -> Config:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from alembic import command
 from chatbot_app.config import PROJECT_ROOT
@@ -16,7 +15,7 @@ from chatbot_app.storage import conversations as store
 from chatbot_app.storage.database import make_engine, session_scope
 from chatbot_app.storage.models import Conversation, MessageStatus
 from chatbot_app.storage.search import MARK_END, MARK_START, SearchHit, search, search_terms
-from tests.conftest import POSTGRES_ADMIN_URL, skip_or_fail
+from tests.conftest import new_database
 
 OWNER = "owner-" + "a" * 20
 STRANGER = "stranger-" + "b" * 20
@@ -323,30 +322,12 @@ def test_pinning_does_not_disturb_the_title_index(engine: Engine) -> None:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_at_0002(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Config]]:
     """A new database migrated to 0002 only, with its alembic config."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-        admin = None
-    else:
-        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        name = f"chatbot_search_{uuid.uuid4().hex[:10]}"
-        try:
-            with admin.connect() as connection:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-        except Exception as exc:
-            admin.dispose()
-            skip_or_fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}")
-        url = admin.url.set(database=name).render_as_string(hide_password=False)
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.attributes["database_url"] = url
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "0002")
-    try:
+    with new_database(request.param, tmp_path, "chatbot_search") as url:
+        config = Config(str(PROJECT_ROOT / "alembic.ini"))
+        config.attributes["database_url"] = url
+        config.attributes["configure_logger"] = False
+        command.upgrade(config, "0002")
         yield url, config
-    finally:
-        if admin is not None:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
 
 
 def test_upgrading_keeps_existing_rows_and_makes_them_searchable(database_at_0002: tuple[str, Config]) -> None:

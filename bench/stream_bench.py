@@ -3,7 +3,7 @@
 For each design and each N in --clients, a fresh production backend (`reflex run --backend-only
 --env prod`: one worker process, as the app runs without Redis) is started against the fake Groq
 server, which streams every reply as --tokens word tokens at --rate tokens/s. N websocket clients
-(bench/reflex_client.py: Socket.IO over one websocket, as the browser's state.js speaks it) each
+(tests/e2e/reflex_client.py: Socket.IO over one websocket, as the browser's state.js speaks it) each
 connect with a new tab token and hydrate; then all send `ChatState.send_message` at once, each
 starting its own new conversation, and follow the redirect to it as the browser does. One warm-up
 chat runs first, so one-time costs stay out. After --timeout the scenario ends whatever is left,
@@ -83,13 +83,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reflex.state import OnLoadInternalState, State, UpdateVarsInternalState
 from reflex_base.constants.state import FIELD_MARKER
-from reflex_client import ON_LOAD_INTERNAL, ROOT_STATE, UPDATE_VARS_INTERNAL, ReflexClient
 
 from chatbot_app.config import Settings
 from chatbot_app.state.chat import ChatState
 from chatbot_app.state.stream_parts import PART_NAMES
 from tests.conftest import TEST_API_KEY, migrate
 from tests.e2e.live_app import Backend, app_environment, free_port
+from tests.e2e.reflex_client import ON_LOAD_INTERNAL, ROOT_STATE, UPDATE_VARS_INTERNAL, ReflexClient
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, reply_tokens
 
 CHAT_STATE = ChatState.get_full_name()

@@ -45,7 +45,8 @@ def _message_from(form_data: Any) -> str:
 
 def _message_id(raw: object) -> int:
     """A message id from the URL's ?m=, or 0 when absent or malformed."""
-    return int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 12 else 0
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    return int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 12 else 0
 
 
 def conversation_id_in(path: str) -> str:

@@ -247,7 +247,7 @@ class LibraryState(ChatState):
 
     @rx.event
     async def import_file(self, files: list[rx.UploadFile]) -> Any:
-        if not isinstance(files, list) or len(files) != 1:
+        if not isinstance(files, list) or len(files) != 1 or not isinstance(files[0], rx.UploadFile):
             self.library_notice = "Choose one JSON file to import."
             return None
         data = await files[0].read(MAX_IMPORT_BYTES + 1)

@@ -79,14 +79,15 @@ def test_rename_pin_and_delete_with_confirmation(page, fake: FakeLLMServer) -> N
     wait_for_sidebar(page, 2)
     assert sidebar_titles(page) == ["second topic", "first topic"]
 
-    first = page.query_selector_all("[data-testid=conversation-item]")[1]
-    first.query_selector("button[aria-label='Conversation actions']").click()
+    # Locators, not element handles: the list re-renders as it refreshes, and a locator finds it again.
+    items = page.locator("[data-testid=conversation-item]")
+    items.nth(1).locator("button[aria-label='Conversation actions']").click()
     page.click("text=Pin")
     page.wait_for_function(
         "document.querySelector('[data-testid=conversation-item]').innerText.includes('first topic')"
     )
 
-    page.query_selector_all("[data-testid=conversation-item]")[0].query_selector("button").click()
+    items.nth(0).locator("button[aria-label='Conversation actions']").click()
     page.click("text=Rename")
     page.fill("#rename-input", "Pinned and renamed")
     page.click("#rename-confirm")
@@ -94,7 +95,7 @@ def test_rename_pin_and_delete_with_confirmation(page, fake: FakeLLMServer) -> N
         "document.querySelector('[data-testid=conversation-item]').innerText.includes('Pinned and renamed')"
     )
 
-    page.query_selector_all("[data-testid=conversation-item]")[1].query_selector("button").click()
+    items.nth(1).locator("button[aria-label='Conversation actions']").click()
     page.click("text=Delete…")
     page.wait_for_selector("#confirm-delete")
     page.click("#confirm-delete")

@@ -99,7 +99,7 @@ def test_editing_a_message_truncates_what_follows_and_answers_again(page, fake: 
     send(page, "second question")
     wait_for_replies(page, 2)
 
-    page.query_selector_all(".edit-button")[0].click()
+    page.locator(".edit-button").first.click()  # a locator: the list may re-render before the click
     page.fill("#edit-input", "a better first question")
     page.click("#edit-save")
     page.wait_for_function("document.body.innerText.includes('Edited answer.')")

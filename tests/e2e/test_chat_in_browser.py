@@ -49,7 +49,7 @@ def message_texts(page) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def
 
 
 def test_reply_streams_remembers_and_survives_reload(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(Behaviour(text="Nice to meet you, Alice.", tokens=80, tokens_per_s=100))
+    fake.enqueue_stream(Behaviour(text="Nice to meet you, Alice.", tokens=80, tokens_per_s=100))
     page.evaluate(RECORD_REPLY_GROWTH)
 
     send(page, "My name is Alice.")
@@ -97,7 +97,7 @@ def test_new_chat_button_starts_an_empty_conversation(page, fake: FakeLLMServer)
 
 
 def test_markdown_renders_without_raw_html_and_code_has_copy_button(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(
+    fake.enqueue_stream(
         Behaviour(
             text=(
                 '**bold** <img src=x onerror="window.__xss=1"> <script>window.__xss=2</script>\n\n'

@@ -24,7 +24,8 @@ def wait_for_sidebar(page, count: int) -> None:  # type: ignore[no-untyped-def]
 def test_a_second_identity_sees_none_of_the_first_ones_conversations(  # type: ignore[no-untyped-def]
     page, browser, app: LiveApp, fake: FakeLLMServer
 ) -> None:
-    fake.enqueue(Behaviour(text="Reply one."), Behaviour(text="Secret Plans"))  # the reply, then its title
+    fake.enqueue_stream(Behaviour(text="Reply one."))
+    fake.enqueue_batch(Behaviour(text="Secret Plans"))  # its title
     send(page, "My secret plan is ready.")
     wait_for_replies(page, 1)
     private_url = wait_for_conversation_url(page)
@@ -48,7 +49,8 @@ def test_a_second_identity_sees_none_of_the_first_ones_conversations(  # type: i
 def test_first_reply_titles_the_conversation_and_search_opens_it_at_the_hit(  # type: ignore[no-untyped-def]
     page, fake: FakeLLMServer
 ) -> None:
-    fake.enqueue(Behaviour(text="Sure, here is a haiku about pelicans."), Behaviour(text='"Pelican Haiku Request."'))
+    fake.enqueue_stream(Behaviour(text="Sure, here is a haiku about pelicans."))
+    fake.enqueue_batch(Behaviour(text='"Pelican Haiku Request."'))
     send(page, "Write a haiku about pelicans")
     wait_for_replies(page, 1)
     wait_for_conversation_url(page)
@@ -69,7 +71,8 @@ def test_first_reply_titles_the_conversation_and_search_opens_it_at_the_hit(  # 
 def test_rename_pin_and_delete_with_confirmation(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
     for number, text in enumerate(("first topic", "second topic"), start=1):
         # A failed title request (401 is not retried) keeps the first words as the title.
-        fake.enqueue(Behaviour(text="ok"), Behaviour(status=401))
+        fake.enqueue_stream(Behaviour(text="ok"))
+        fake.enqueue_batch(Behaviour(status=401))
         page.click("#sidebar-new-chat")
         page.wait_for_url(re.compile(r"/$"))
         send(page, text)
@@ -104,13 +107,14 @@ def test_rename_pin_and_delete_with_confirmation(page, fake: FakeLLMServer) -> N
 
 
 def test_summarize_shows_the_summary_at_the_top(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(Behaviour(text="Paris is the capital of France."), Behaviour(text="Capital of France"))
+    fake.enqueue_stream(Behaviour(text="Paris is the capital of France."))
+    fake.enqueue_batch(Behaviour(text="Capital of France"))
     send(page, "What is the capital of France?")
     wait_for_replies(page, 1)
     wait_for_conversation_url(page)
     page.wait_for_selector("#conversation-stats:has-text('2 messages')")
 
-    fake.enqueue(Behaviour(text="The user asked for the capital of France; it is Paris."))
+    fake.enqueue_batch(Behaviour(text="The user asked for the capital of France; it is Paris."))
     page.click("#conversation-menu")
     page.click("#summarize-item")
     page.wait_for_selector("#summary")

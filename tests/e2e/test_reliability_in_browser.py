@@ -26,7 +26,7 @@ def last_reply(page):  # type: ignore[no-untyped-def]
 
 
 def test_stop_closes_the_upstream_and_keeps_the_partial_text(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(SLOW)
+    fake.enqueue_stream(SLOW)
     send(page, "Tell me a long story")
     wait_for_streaming_text(page)
 
@@ -41,7 +41,7 @@ def test_stop_closes_the_upstream_and_keeps_the_partial_text(page, fake: FakeLLM
 
 
 def test_a_rate_limit_shows_a_retrying_hint_then_the_reply(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(Behaviour(status=429, retry_after="2"), Behaviour(text="Made it after waiting."))
+    fake.enqueue_stream(Behaviour(status=429, retry_after="2"), Behaviour(text="Made it after waiting."))
     send(page, "Hello?")
 
     page.wait_for_selector("#retry-notice:has-text('retrying in 2 s (try 2 of 3)')")
@@ -59,7 +59,7 @@ def test_a_rate_limit_shows_a_retrying_hint_then_the_reply(page, fake: FakeLLMSe
     ],
 )
 def test_provider_faults_are_said_in_human_words(page, fake: FakeLLMServer, behaviour: Behaviour, words: str) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(behaviour)
+    fake.enqueue_stream(behaviour)
     send(page, "Hello?")
 
     page.wait_for_selector("[data-role=assistant][data-status=error]")
@@ -69,7 +69,7 @@ def test_provider_faults_are_said_in_human_words(page, fake: FakeLLMServer, beha
 
 
 def test_a_cut_mid_stream_keeps_the_text_and_retry_completes_it(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(Behaviour(text="", tokens=60, cut_after_tokens=20), Behaviour(text="The complete answer."))
+    fake.enqueue_stream(Behaviour(text="", tokens=60, cut_after_tokens=20), Behaviour(text="The complete answer."))
     send(page, "Hello?")
     page.wait_for_selector("[data-role=assistant][data-status=error]")
     assert "alpha" in last_reply(page).inner_text()
@@ -81,7 +81,8 @@ def test_a_cut_mid_stream_keeps_the_text_and_retry_completes_it(page, fake: Fake
 
 
 def test_regenerate_replaces_the_last_reply(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(Behaviour(text="First answer."), Behaviour(status=401), Behaviour(text="Second answer."))
+    fake.enqueue_stream(Behaviour(text="First answer."), Behaviour(text="Second answer."))
+    fake.enqueue_batch(Behaviour(status=401))  # the title request fails: no effect on the replies
     send(page, "Question")
     wait_for_replies(page, 1)
 
@@ -91,9 +92,8 @@ def test_regenerate_replaces_the_last_reply(page, fake: FakeLLMServer) -> None: 
 
 
 def test_editing_a_message_truncates_what_follows_and_answers_again(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(
-        Behaviour(text="One."), Behaviour(status=401), Behaviour(text="Two."), Behaviour(text="Edited answer.")
-    )
+    fake.enqueue_stream(Behaviour(text="One."), Behaviour(text="Two."), Behaviour(text="Edited answer."))
+    fake.enqueue_batch(Behaviour(status=401))  # the title request
     send(page, "first question")
     wait_for_replies(page, 1)
     send(page, "second question")
@@ -109,7 +109,7 @@ def test_editing_a_message_truncates_what_follows_and_answers_again(page, fake: 
 
 
 def test_links_and_images_in_model_output_cannot_run_script_or_load(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(
+    fake.enqueue_stream(
         Behaviour(
             text=(
                 "[js](javascript:window.__xss=1) [data](data:text/html,<script>window.__xss=2</script>) "
@@ -128,7 +128,7 @@ def test_links_and_images_in_model_output_cannot_run_script_or_load(page, fake: 
 
 
 def test_a_reload_mid_reply_shows_it_continuing_and_complete(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(Behaviour(text="", tokens=160, tokens_per_s=40))
+    fake.enqueue_stream(Behaviour(text="", tokens=160, tokens_per_s=40))
     send(page, "Stream for a while")
     wait_for_conversation_url(page)
     wait_for_streaming_text(page)
@@ -139,7 +139,7 @@ def test_a_reload_mid_reply_shows_it_continuing_and_complete(page, fake: FakeLLM
 
 
 def test_a_second_tab_follows_a_reply_that_is_still_streaming(page, browser, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue(Behaviour(text="", tokens=200, tokens_per_s=40))
+    fake.enqueue_stream(Behaviour(text="", tokens=200, tokens_per_s=40))
     send(page, "Stream for a while")
     url = wait_for_conversation_url(page)
     wait_for_streaming_text(page)
@@ -158,7 +158,7 @@ def test_a_second_tab_follows_a_reply_that_is_still_streaming(page, browser, fak
 def test_a_backend_killed_mid_reply_leaves_it_interrupted_with_its_text(  # type: ignore[no-untyped-def]
     page, app: LiveApp, fake: FakeLLMServer
 ) -> None:
-    fake.enqueue(Behaviour(text="", tokens=2000, tokens_per_s=40))
+    fake.enqueue_stream(Behaviour(text="", tokens=2000, tokens_per_s=40))
     send(page, "A very long answer please")
     url = wait_for_conversation_url(page)
     page.wait_for_function(  # past the first checkpoint (every 2 s), so some text is stored

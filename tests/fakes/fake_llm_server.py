@@ -74,6 +74,8 @@ class FakeLLMServer:
     aborted: list[int] = field(default_factory=list)
     abort_seen: threading.Event = field(default_factory=threading.Event)
     _queue: deque[Behaviour] = field(default_factory=deque)
+    _stream_queue: deque[Behaviour] = field(default_factory=deque)
+    _batch_queue: deque[Behaviour] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
@@ -93,9 +95,25 @@ class FakeLLMServer:
         with self._lock:
             self._queue.extend(behaviours)
 
+    def enqueue_stream(self, *behaviours: Behaviour) -> None:
+        """Script the next *streamed* requests (replies) only.
+
+        The app makes batch requests of its own in the background (titles, summaries); scripting
+        replies and those separately keeps a late title request from taking a reply's script.
+        """
+        with self._lock:
+            self._stream_queue.extend(behaviours)
+
+    def enqueue_batch(self, *behaviours: Behaviour) -> None:
+        """Script the next non-streamed requests (titles, summaries, batch replies) only."""
+        with self._lock:
+            self._batch_queue.extend(behaviours)
+
     def reset(self) -> None:
         with self._lock:
             self._queue.clear()
+            self._stream_queue.clear()
+            self._batch_queue.clear()
             self.requests.clear()
             self.token_times.clear()
             self.aborted.clear()
@@ -118,8 +136,10 @@ class FakeLLMServer:
                 raise TimeoutError(f"expected {count} chat requests, got {len(self.chat_requests())}")
             time.sleep(0.02)
 
-    def _next(self) -> Behaviour:
+    def _next(self, stream: bool) -> Behaviour:
         with self._lock:
+            if kind_queue := (self._stream_queue if stream else self._batch_queue):
+                return kind_queue.popleft()
             if self._queue:
                 return self._queue.popleft()
             return self.chooser() if self.chooser is not None else self.default
@@ -166,7 +186,7 @@ class FakeLLMServer:
         body = await request.json()
         self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
         number = len(self.requests)
-        behaviour = self._next()
+        behaviour = self._next(bool(body.get("stream")))
         if behaviour.on_request is not None:
             behaviour.on_request(body)
         if behaviour.status is not None:

@@ -40,7 +40,7 @@ def wait_for_replies(page, count: int) -> None:  # type: ignore[no-untyped-def]
 
 def wait_for_conversation_url(page) -> str:  # type: ignore[no-untyped-def]
     """After the first message the page moves to the new conversation's own URL."""
-    page.wait_for_url(re.compile(r"/c/[0-9a-f]{32}$"))
+    page.wait_for_url(re.compile(r"/c/[0-9a-f]{32}$"), wait_until="commit")
     return page.url
 
 
@@ -88,7 +88,7 @@ def test_new_chat_button_starts_an_empty_conversation(page, fake: FakeLLMServer)
     first_url = wait_for_conversation_url(page)
 
     page.click("#new-chat-button")
-    page.wait_for_url(re.compile(r"/$"))
+    page.wait_for_url(re.compile(r"/$"), wait_until="commit")
     page.wait_for_function("document.querySelectorAll('[data-testid=message]').length === 0")
     send(page, "Second conversation")
     wait_for_replies(page, 1)

@@ -58,12 +58,12 @@ def test_first_reply_titles_the_conversation_and_search_opens_it_at_the_hit(  # 
     assert sidebar_titles(page) == ["Pelican Haiku Request"]
 
     page.click("#sidebar-new-chat")
-    page.wait_for_url(re.compile(r"/$"))
+    page.wait_for_url(re.compile(r"/$"), wait_until="commit")
     page.fill("#search-input", "pelic")
     message_hit = "[data-testid=search-hit]:has-text('haiku about')"  # not the title hit
     page.wait_for_selector(f"{message_hit} mark")
     page.click(message_hit)
-    page.wait_for_url(re.compile(r"/c/[0-9a-f]{32}\?m=\d+$"))
+    page.wait_for_url(re.compile(r"/c/[0-9a-f]{32}\?m=\d+$"), wait_until="commit")
     page.wait_for_selector(".message-row.focused")
     assert "pelicans" in page.inner_text(".message-row.focused").lower()
 
@@ -74,7 +74,7 @@ def test_rename_pin_and_delete_with_confirmation(page, fake: FakeLLMServer) -> N
         fake.enqueue_stream(Behaviour(text="ok"))
         fake.enqueue_batch(Behaviour(status=401))
         page.click("#sidebar-new-chat")
-        page.wait_for_url(re.compile(r"/$"))
+        page.wait_for_url(re.compile(r"/$"), wait_until="commit")
         send(page, text)
         wait_for_replies(page, 1)
         wait_for_conversation_url(page)

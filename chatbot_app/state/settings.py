@@ -63,16 +63,14 @@ class SettingsState(ChatState):
         return "No model available"
 
     def chat_settings(self) -> ChatSettings:
-        """What the next message is sent with."""
-        provider, model = self.model_choice.partition(":")[::2] if self.model_choice else (None, None)
-        return ChatSettings(
-            provider=provider or None,
-            model=model or None,
+        """What the next message is sent with (no model chosen yet: the provider's default)."""
+        chat = ChatSettings(
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             top_p=self.top_p,
             system_prompt=self.system_prompt or None,
         )
+        return chat.with_choice(self.model_choice) if self.model_choice else chat
 
     def _show(self, chat: ChatSettings, default_choice: str) -> None:
         service = get_chat_service()

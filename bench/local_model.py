@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chatbot_app.providers.base import ChatMessage, GenerationOptions, Usage
+from chatbot_app.providers.base import ChatMessage, GenerationOptions, TextDelta, Usage
 from chatbot_app.providers.local import LocalProvider, bundled_model_path
 
 PROMPTS = [
@@ -47,11 +47,12 @@ async def main() -> None:
         sent = time.perf_counter()
         first = None
         tokens = 0
-        async for item in provider.stream(messages, options):
-            if isinstance(item, Usage):
-                tokens = item.completion_tokens or tokens
-            elif first is None:
-                first = time.perf_counter()
+        async for event in provider.stream(messages, options):
+            match event:
+                case Usage(completion_tokens=count):
+                    tokens = count or tokens
+                case TextDelta() if first is None:
+                    first = time.perf_counter()
         done = time.perf_counter()
         assert first is not None
         first_ms.append((first - sent) * 1000)

@@ -85,7 +85,7 @@ from reflex.state import OnLoadInternalState, State, UpdateVarsInternalState
 from reflex_base.constants.state import FIELD_MARKER
 
 from chatbot_app.config import Settings
-from chatbot_app.state.chat import ChatState
+from chatbot_app.state.conversation import ChatState
 from chatbot_app.state.stream_parts import PART_NAMES
 from tests.conftest import TEST_API_KEY, migrate
 from tests.e2e.live_app import Backend, app_environment, free_port

@@ -10,10 +10,10 @@ import reflex as rx
 from chatbot_app.api import create_api
 from chatbot_app.config import get_settings
 from chatbot_app.logging_config import configure_logging
-from chatbot_app.pages.chat import chat_page
+from chatbot_app.pages.chat_page import chat_page
 from chatbot_app.security_headers import security_headers
 from chatbot_app.services.default_service import get_chat_service
-from chatbot_app.state.chat import CONVERSATION_ROUTE, ChatState
+from chatbot_app.state.conversation import CONVERSATION_ROUTE, ChatState
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.settings import SettingsState
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, text
 from alembic import command
 from chatbot_app.config import PROJECT_ROOT, Settings
 from chatbot_app.providers import ProviderRegistry
-from chatbot_app.services.chat import ChatService
+from chatbot_app.services.chat_service import ChatService
 from chatbot_app.storage.database import make_engine
 from tests.fakes.fake_llm_server import FakeLLMServer
 

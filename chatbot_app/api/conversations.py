@@ -17,7 +17,7 @@ from chatbot_app.api.schemas import (
     ConversationSummaryOut,
     MessageOut,
 )
-from chatbot_app.services.chat import ConversationNotFound
+from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.default_service import get_chat_service, get_library
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.library import MAX_PAGE, PAGE_SIZE, check_page

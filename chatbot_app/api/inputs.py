@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from chatbot_app.api.schemas import ChatRequest, OpenAIMessage
 from chatbot_app.providers.base import ChatMessage, ProviderError
-from chatbot_app.services.chat import ChatService
+from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.chat_settings import (
     check_max_tokens,
     check_system_prompt,

@@ -7,7 +7,7 @@ import reflex as rx
 from chatbot_app.components.conversation_menu import conversation_menu
 from chatbot_app.components.model_picker import model_picker
 from chatbot_app.components.settings_panel import settings_panel
-from chatbot_app.state.chat import ChatState
+from chatbot_app.state.conversation import ChatState
 from chatbot_app.state.library import LibraryState
 
 

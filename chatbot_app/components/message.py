@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from chatbot_app.components.markdown import markdown
-from chatbot_app.state.chat import ChatState
+from chatbot_app.state.conversation import ChatState
 from chatbot_app.state.views import MessageView
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from chatbot_app.state.chat import ChatState
+from chatbot_app.state.conversation import ChatState
 from chatbot_app.state.library import ConversationItem, LibraryState, SearchHitView, Segment
 from chatbot_app.storage.transfer import MAX_IMPORT_BYTES
 

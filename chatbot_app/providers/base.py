@@ -1,4 +1,4 @@
-"""The one interface every provider implements: stream text deltas, then usage.
+"""The one interface every provider implements: stream events (text, reasoning, usage).
 
 Providers know nothing of Reflex or the database. Batch completion is derived from
 the stream, so a provider only has to implement `stream` and `list_models`.
@@ -33,12 +33,30 @@ class GenerationOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of a reasoning model's thinking, shown apart from the answer and never sent back."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts and timings, as reported by the provider (None where it gives none)."""
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     completion_time_s: float | None = None
+
+
+#: What a provider's stream yields; consumers `match` on the class.
+ProviderEvent = TextDelta | ReasoningDelta | Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +120,8 @@ class ChatProvider(abc.ABC):
     context_tokens: int | None = None
 
     @abc.abstractmethod
-    def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[str | Usage]:
-        """Yield text deltas as they arrive, then at most one Usage.
+    def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[ProviderEvent]:
+        """Yield text (and reasoning) deltas as they arrive, then at most one Usage.
 
         Raises ProviderError. Closing the iterator early closes the upstream request,
         so no more tokens are generated (or paid for).
@@ -117,9 +135,10 @@ class ChatProvider(abc.ABC):
         """The whole reply at once, derived from the stream."""
         parts: list[str] = []
         usage: Usage | None = None
-        async for item in self.stream(messages, options):
-            if isinstance(item, Usage):
-                usage = item
-            else:
-                parts.append(item)
+        async for event in self.stream(messages, options):
+            match event:
+                case TextDelta(text):
+                    parts.append(text)
+                case Usage():
+                    usage = event
         return Completion("".join(parts), usage)

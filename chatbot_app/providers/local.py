@@ -17,7 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from chatbot_app.providers.base import ChatMessage, ChatProvider, ErrorKind, GenerationOptions, ProviderError, Usage
+from chatbot_app.providers.base import (
+    ChatMessage,
+    ChatProvider,
+    ErrorKind,
+    GenerationOptions,
+    ProviderError,
+    ProviderEvent,
+    TextDelta,
+    Usage,
+)
 
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -68,7 +77,7 @@ class LocalProvider(ChatProvider):
             )
         return self._llama
 
-    async def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[str | Usage]:
+    async def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[ProviderEvent]:
         if options.model != self.model_name:
             raise ProviderError(ErrorKind.MODEL_NOT_FOUND, f"the local provider has no model {options.model!r}")
         if self._admitted >= self._max_waiting + 1:
@@ -86,7 +95,7 @@ class LocalProvider(ChatProvider):
 
     async def _generate(
         self, messages: Sequence[ChatMessage], options: GenerationOptions
-    ) -> AsyncIterator[str | Usage]:
+    ) -> AsyncIterator[ProviderEvent]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | _Done | BaseException] = asyncio.Queue()
         cancelled = threading.Event()
@@ -116,7 +125,7 @@ class LocalProvider(ChatProvider):
                 if isinstance(item, BaseException):
                     raise _translate(item)
                 tokens += 1
-                yield item
+                yield TextDelta(item)
             yield Usage(completion_tokens=tokens)
         finally:
             # Stop generating (the user pressed stop, or the stream failed), and wait for the

@@ -20,6 +20,8 @@ from chatbot_app.providers.base import (
     ErrorKind,
     GenerationOptions,
     ProviderError,
+    ProviderEvent,
+    TextDelta,
     Usage,
     classify_status,
 )
@@ -57,7 +59,7 @@ class OpenAIStyleProvider(ChatProvider):
             "top_p": options.top_p,
         }
 
-    async def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[str | Usage]:
+    async def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[ProviderEvent]:
         try:
             response = await self._client.chat.completions.create(
                 **self._request(messages, options), stream=True, **self._stream_arguments()
@@ -65,7 +67,7 @@ class OpenAIStyleProvider(ChatProvider):
             async with response:
                 async for chunk in response:
                     if chunk.choices and (delta := chunk.choices[0].delta.content):
-                        yield delta
+                        yield TextDelta(delta)
                     if (usage := self._usage(chunk)) is not None:
                         yield usage
         except (self.sdk.APIError, httpx.HTTPError) as exc:

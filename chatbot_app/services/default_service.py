@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from chatbot_app.config import get_settings
 from chatbot_app.providers import ProviderRegistry
-from chatbot_app.services.chat import ChatService
+from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.library import ConversationLibrary
 from chatbot_app.storage.database import get_engine
 

@@ -14,8 +14,8 @@ from typing import TypeVar
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from chatbot_app.services.chat import ConversationNotFound
-from chatbot_app.services.database import Database
+from chatbot_app.services.chat_service import ConversationNotFound
+from chatbot_app.storage.database import Database
 from chatbot_app.services.validation import InvalidInput
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import search as search_store

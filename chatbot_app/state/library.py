@@ -9,12 +9,12 @@ from typing import Any
 import reflex as rx
 
 from chatbot_app.providers.base import ProviderError
-from chatbot_app.services.chat import ConversationNotFound
+from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.default_service import get_chat_service, get_library
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.library import check_page, check_title
 from chatbot_app.services.validation import InvalidInput, is_conversation_id
-from chatbot_app.state.chat import ChatState, conversation_url
+from chatbot_app.state.conversation import ChatState, conversation_url
 from chatbot_app.storage.transfer import MAX_IMPORT_BYTES, ImportRejected
 
 _NOT_FOUND = "That conversation was not found."

@@ -7,7 +7,7 @@ from typing import Any
 
 import reflex as rx
 
-from chatbot_app.services.chat import ConversationNotFound
+from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.chat_settings import (
     ChatSettings,
     check_max_tokens,
@@ -22,7 +22,7 @@ from chatbot_app.services.chat_settings import (
 from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.validation import InvalidInput
-from chatbot_app.state.chat import ChatState
+from chatbot_app.state.conversation import ChatState
 
 
 @dataclasses.dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from chatbot_app.services.chat import ReplyFrame
+from chatbot_app.services.chat_service import ReplyFrame
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.storage.models import Message, MessageStatus
 

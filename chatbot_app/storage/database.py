@@ -1,10 +1,12 @@
-"""The engine, and a session scope that commits or rolls back as one unit."""
+"""The engine, a session scope that commits or rolls back as one unit, and a runner for async callers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TypeVar
 
 from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
@@ -42,3 +44,22 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+R = TypeVar("R")
+
+
+class Database:
+    """Blocking database work, run off the event loop: each call is one transaction on a worker thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def run(self, work: Callable[[Session], R]) -> R:
+        """Run `work(session)` in one transaction (commit on success, rollback on error)."""
+
+        def run() -> R:
+            with session_scope(self.engine) as session:
+                return work(session)
+
+        return await asyncio.to_thread(run)

@@ -17,7 +17,7 @@ from reflex_base.constants.state import FIELD_MARKER
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from chatbot_app.state.chat import ChatState
+from chatbot_app.state.conversation import ChatState
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.settings import SettingsState
 from chatbot_app.storage.database import make_engine

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, event
 from sqlmodel import Session, col, select
 
 from chatbot_app.config import Settings
-from chatbot_app.services.chat import ChatService, ConversationNotFound, ReplyFrame, Turn
+from chatbot_app.services.chat_service import ChatService, ConversationNotFound, ReplyFrame, Turn
 from chatbot_app.storage.models import Message
 from tests.conftest import make_service
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from chatbot_app.services.chat import ChatService, ConversationNotFound, ReplyFrame, Turn
+from chatbot_app.services.chat_service import ChatService, ConversationNotFound, ReplyFrame, Turn
 from chatbot_app.services.chat_settings import BUILTIN_PRESETS, ChatSettings
 from chatbot_app.storage.models import Conversation, Message, PromptPreset
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer

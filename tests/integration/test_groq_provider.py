@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatbot_app.providers.base import ChatMessage, ErrorKind, GenerationOptions, ProviderError, Usage
+from chatbot_app.providers.base import ChatMessage, ErrorKind, GenerationOptions, ProviderError, ProviderEvent, TextDelta, Usage
 from chatbot_app.providers.groq import GroqProvider
 from tests.conftest import TEST_API_KEY
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
@@ -22,7 +22,7 @@ def provider(fake: FakeLLMServer) -> GroqProvider:
     return GroqProvider(TEST_API_KEY, fake.base_url, timeout_s=10)
 
 
-async def drain(provider: GroqProvider, options: GenerationOptions = OPTIONS) -> list[str | Usage]:
+async def drain(provider: GroqProvider, options: GenerationOptions = OPTIONS) -> list[ProviderEvent]:
     return [item async for item in provider.stream(MESSAGES, options)]
 
 
@@ -37,7 +37,7 @@ async def test_streams_text_deltas_then_usage(provider: GroqProvider, fake: Fake
 
     items = await drain(provider)
 
-    assert items[:-1] == ["Hello", " there,", " friend."]
+    assert items[:-1] == [TextDelta("Hello"), TextDelta(" there,"), TextDelta(" friend.")]
     usage = items[-1]
     assert isinstance(usage, Usage)
     expected_prompt_tokens = sum(len(m.content) // 4 + 4 for m in MESSAGES)
@@ -150,14 +150,14 @@ async def test_connection_cut_mid_stream_is_connection_after_the_first_deltas(
     provider: GroqProvider, fake: FakeLLMServer
 ) -> None:
     fake.enqueue(Behaviour(text="one two three four five six", cut_after_tokens=3))
-    received: list[str | Usage] = []
+    received: list[ProviderEvent] = []
 
     with pytest.raises(ProviderError) as caught:
         async for item in provider.stream(MESSAGES, OPTIONS):
             received.append(item)
 
     assert caught.value.kind is ErrorKind.CONNECTION
-    assert received == ["one", " two", " three"]
+    assert received == [TextDelta("one"), TextDelta(" two"), TextDelta(" three")]
 
 
 async def test_slow_first_token_is_timeout(fake: FakeLLMServer) -> None:
@@ -189,7 +189,7 @@ async def test_closing_the_stream_early_closes_the_upstream_request(
     fake.enqueue(Behaviour(tokens=400, tokens_per_s=40))
     stream = provider.stream(MESSAGES, OPTIONS)
 
-    assert isinstance(await anext(stream), str)
+    assert isinstance(await anext(stream), TextDelta)
     await stream.aclose()
 
     # The server runs in its own thread: wait (bounded) for it to see the client go.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot_app.providers.base import ChatMessage, ErrorKind, GenerationOptions, ProviderError, Usage
+from chatbot_app.providers.base import ChatMessage, ErrorKind, GenerationOptions, ProviderError, ProviderEvent, TextDelta, Usage
 from chatbot_app.providers.local import LocalProvider, bundled_model_path
 
 MESSAGES = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Count from one to twenty.")]
@@ -27,7 +27,7 @@ def options(provider: LocalProvider, max_tokens: int = 8) -> GenerationOptions:
     return GenerationOptions(model=provider.model_name, temperature=0.0, max_tokens=max_tokens)
 
 
-async def drain(provider: LocalProvider, max_tokens: int = 8) -> list[str | Usage]:
+async def drain(provider: LocalProvider, max_tokens: int = 8) -> list[ProviderEvent]:
     return [item async for item in provider.stream(MESSAGES, options(provider, max_tokens))]
 
 
@@ -38,8 +38,8 @@ async def test_streams_several_text_deltas_then_usage(model_path: Path) -> None:
 
     *deltas, usage = items
     assert len(deltas) >= 2
-    assert all(isinstance(d, str) and d for d in deltas)
-    assert "".join(deltas).strip()  # some visible text, not only whitespace
+    assert all(isinstance(d, TextDelta) and d.text for d in deltas)
+    assert "".join(d.text for d in deltas).strip()  # some visible text, not only whitespace
     assert isinstance(usage, Usage)
     assert usage.completion_tokens == len(deltas) <= 8
 
@@ -66,7 +66,7 @@ async def test_with_no_room_to_wait_a_second_request_is_busy_while_one_runs(mode
     provider = LocalProvider(model_path, max_waiting=0)
     running = provider.stream(MESSAGES, options(provider, max_tokens=12))
     async with contextlib.aclosing(running):
-        assert isinstance(await anext(running), str)
+        assert isinstance(await anext(running), TextDelta)
 
         with pytest.raises(ProviderError) as caught:
             await anext(provider.stream(MESSAGES, options(provider)))
@@ -82,7 +82,7 @@ async def test_closing_a_stream_early_lets_the_next_request_run(model_path: Path
     provider = LocalProvider(model_path, max_waiting=0)
     abandoned = provider.stream(MESSAGES, options(provider, max_tokens=200))
 
-    assert isinstance(await anext(abandoned), str)
+    assert isinstance(await anext(abandoned), TextDelta)
     await abandoned.aclose()  # the user pressed stop
     items = await drain(provider)
 

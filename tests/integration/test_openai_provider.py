@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatbot_app.providers.base import ChatMessage, ErrorKind, GenerationOptions, ProviderError, Usage
+from chatbot_app.providers.base import ChatMessage, ErrorKind, GenerationOptions, ProviderError, ProviderEvent, TextDelta, Usage
 from chatbot_app.providers.openai_compat import OpenAICompatibleProvider
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 
@@ -30,7 +30,7 @@ def closed_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-async def drain(provider: OpenAICompatibleProvider, options: GenerationOptions = OPTIONS) -> list[str | Usage]:
+async def drain(provider: OpenAICompatibleProvider, options: GenerationOptions = OPTIONS) -> list[ProviderEvent]:
     return [item async for item in provider.stream(MESSAGES, options)]
 
 
@@ -45,7 +45,7 @@ async def test_streams_text_deltas_then_usage(provider: OpenAICompatibleProvider
 
     items = await drain(provider)
 
-    assert items == ["Hello", " there,", " friend.", Usage(PROMPT_TOKENS, 3)]
+    assert items == [TextDelta("Hello"), TextDelta(" there,"), TextDelta(" friend."), Usage(PROMPT_TOKENS, 3)]
 
 
 async def test_request_carries_the_options_messages_key_and_asks_for_usage(
@@ -69,7 +69,7 @@ async def test_without_a_key_the_request_still_goes_out(fake: FakeLLMServer) -> 
     keyless = OpenAICompatibleProvider(None, fake.openai_base_url, timeout_s=10)  # Ollama, llama.cpp server
     fake.enqueue(Behaviour(text="Hi."))
 
-    assert await drain(keyless) == ["Hi.", Usage(PROMPT_TOKENS, 1)]
+    assert await drain(keyless) == [TextDelta("Hi."), Usage(PROMPT_TOKENS, 1)]
     assert fake.chat_requests()[0].headers["authorization"] == "Bearer unused"
 
 
@@ -127,14 +127,14 @@ async def test_connection_cut_mid_stream_is_connection_after_the_first_deltas(
     provider: OpenAICompatibleProvider, fake: FakeLLMServer
 ) -> None:
     fake.enqueue(Behaviour(text="one two three four five six", cut_after_tokens=3))
-    received: list[str | Usage] = []
+    received: list[ProviderEvent] = []
 
     with pytest.raises(ProviderError) as caught:
         async for item in provider.stream(MESSAGES, OPTIONS):
             received.append(item)
 
     assert caught.value.kind is ErrorKind.CONNECTION
-    assert received == ["one", " two", " three"]
+    assert received == [TextDelta("one"), TextDelta(" two"), TextDelta(" three")]
 
 
 async def test_slow_first_token_is_timeout(fake: FakeLLMServer) -> None:

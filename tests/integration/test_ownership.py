@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from chatbot_app.services.chat import ChatService, ConversationNotFound
+from chatbot_app.services.chat_service import ChatService, ConversationNotFound
 from chatbot_app.services.chat_settings import ChatSettings
 from chatbot_app.services.library import ConversationLibrary
 from chatbot_app.storage.models import Conversation, Message

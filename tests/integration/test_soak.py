@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from chatbot_app.config import Settings
 from chatbot_app.providers import ProviderRegistry
-from chatbot_app.services.chat import ChatService
+from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.retry import RetryPolicy
 from chatbot_app.storage.models import Message
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer

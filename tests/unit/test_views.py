@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot_app.services.chat import ReplyFrame
+from chatbot_app.services.chat_service import ReplyFrame
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.state.views import MessageView, reply_details, view_of_final_frame, view_of_message
 from chatbot_app.storage.models import Message, MessageStatus

@@ -20,7 +20,7 @@ from chatbot_app.api.errors import ApiError, openai_error_event, provider_error
 from chatbot_app.api.inputs import UnknownModel, openai_context, resolve_model, sampling
 from chatbot_app.api.schemas import OpenAIChatRequest, OpenAIModel, OpenAIModelList
 from chatbot_app.api.streaming import STREAM_HEADERS, ClosingStreamingResponse, detached, sse
-from chatbot_app.providers.base import GenerationOptions, ProviderError, Usage
+from chatbot_app.providers.base import GenerationOptions, ProviderError, ProviderEvent, TextDelta, Usage
 from chatbot_app.services.chat_settings import model_choice
 from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.services.validation import InvalidInput
@@ -133,8 +133,8 @@ async def chat_completions(body: OpenAIChatRequest, _owner: Owner) -> Response:
 
 
 async def _chunks(
-    first: list[str | Usage],
-    rest: AsyncGenerator[str | Usage, None],
+    first: list[ProviderEvent],
+    rest: AsyncGenerator[ProviderEvent, None],
     completion_id: str,
     created: int,
     model: str,
@@ -159,16 +159,12 @@ async def _chunks(
     try:
         yield chunk({"role": "assistant", "content": ""})
         try:
-            for item in first:
-                if isinstance(item, Usage):
-                    usage = item
-                elif item:
-                    yield chunk({"content": item})
-            async for item in rest:
-                if isinstance(item, Usage):
-                    usage = item
-                elif item:
-                    yield chunk({"content": item})
+            async for event in _chained(first, rest):
+                match event:
+                    case TextDelta(text) if text:
+                        yield chunk({"content": text})
+                    case Usage():
+                        usage = event
         except ProviderError as exc:  # after the response started: OpenAI's in-stream error event
             log.info("v1 stream failed mid-way: kind=%s", exc.kind)
             yield sse(openai_error_event(exc))
@@ -180,3 +176,10 @@ async def _chunks(
         yield sse("[DONE]")
     finally:
         await rest.aclose()
+
+
+async def _chained(first: list[ProviderEvent], rest: AsyncIterator[ProviderEvent]) -> AsyncIterator[ProviderEvent]:
+    for event in first:
+        yield event
+    async for event in rest:
+        yield event

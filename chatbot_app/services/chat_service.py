@@ -25,6 +25,8 @@ from chatbot_app.providers.base import (
     ErrorKind,
     GenerationOptions,
     ProviderError,
+    ProviderEvent,
+    TextDelta,
     Usage,
 )
 from chatbot_app.services.chat_settings import (
@@ -36,7 +38,7 @@ from chatbot_app.services.chat_settings import (
 )
 from chatbot_app.services.coalesce import coalesce
 from chatbot_app.services.context import estimate_tokens, trim_to_budget
-from chatbot_app.services.database import Database
+from chatbot_app.storage.database import Database
 from chatbot_app.services.error_messages import describe_retry
 from chatbot_app.services.limits import GenerationSlots, make_rate_limiter
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
@@ -344,7 +346,7 @@ class ChatService:
                 frames = coalesce(source, self.settings.frame_interval_ms / 1000)
                 try:
                     async for items in frames:
-                        deltas = [item for item in items if isinstance(item, str)]
+                        deltas = [item.text for item in items if isinstance(item, TextDelta)]
                         usage = next((item for item in items if isinstance(item, Usage)), usage)
                         if retry := next((item for item in items if isinstance(item, RetryNotice)), None):
                             log.info(
@@ -392,10 +394,10 @@ class ChatService:
 
 async def _whole(
     provider: ChatProvider, context: list[ChatMessage], options: GenerationOptions
-) -> AsyncIterator[str | Usage]:
+) -> AsyncIterator[ProviderEvent]:
     """A batch completion in the shape of a stream: the whole text, then its usage."""
     completion = await provider.complete(context, options)
-    yield completion.text
+    yield TextDelta(completion.text)
     if completion.usage is not None:
         yield completion.usage
 

@@ -15,7 +15,7 @@ from chatbot_app.api.errors import ApiError
 from chatbot_app.api.inputs import chat_overrides, conversation_id, resolve_model
 from chatbot_app.api.schemas import ChatRequest
 from chatbot_app.api.streaming import STREAM_HEADERS, ClosingStreamingResponse, detached, sse
-from chatbot_app.services.chat import ChatService, ConversationNotFound, ReplyFrame, Turn
+from chatbot_app.services.chat_service import ChatService, ConversationNotFound, ReplyFrame, Turn
 from chatbot_app.services.chat_settings import ChatSettings
 from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.services.error_messages import describe_error

@@ -10,7 +10,7 @@ from typing import Any
 
 import reflex as rx
 
-from chatbot_app.services.chat import ConversationNotFound, Turn
+from chatbot_app.services.chat_service import ConversationNotFound, Turn
 from chatbot_app.services.default_service import get_chat_service, get_library
 from chatbot_app.services.validation import InvalidInput, clean_message, is_conversation_id, is_identity
 from chatbot_app.state.stream_parts import StreamParts

@@ -9,7 +9,7 @@ from chatbot_app.components.conversation_menu import conversation_info
 from chatbot_app.components.header import header
 from chatbot_app.components.message import message_row, streaming_row
 from chatbot_app.components.sidebar import sidebar
-from chatbot_app.state.chat import ChatState
+from chatbot_app.state.conversation import ChatState
 
 
 def _empty_state() -> rx.Component:

@@ -1,0 +1,24 @@
+"""accounts
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-25
+
+A reserved step in the chain (filled in by the change that needs it), so parallel work on later
+migrations keeps one linear history.
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,24 @@
+"""attachments and reasoning
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-25
+
+A reserved step in the chain (filled in by the change that needs it), so parallel work on later
+migrations keeps one linear history.
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

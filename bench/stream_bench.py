@@ -4,7 +4,7 @@ For each design and each N in --clients, a fresh production backend (`reflex run
 --env prod`: one worker process, as the app runs without Redis) is started against the fake Groq
 server, which streams every reply as --tokens word tokens at --rate tokens/s. N websocket clients
 (tests/e2e/reflex_client.py: Socket.IO over one websocket, as the browser's state.js speaks it) each
-connect with a new tab token and hydrate; then all send `ChatState.send_message` at once, each
+connect with a new tab token and hydrate; then all send `ReplyState.send_message` at once, each
 starting its own new conversation, and follow the redirect to it as the browser does. One warm-up
 chat runs first, so one-time costs stay out. After --timeout the scenario ends whatever is left,
 and the backend is killed. The app's own limits apply as shipped (CHATBOT_MAX_ACTIVE_REPLIES and
@@ -85,19 +85,23 @@ from reflex.state import OnLoadInternalState, State, UpdateVarsInternalState
 from reflex_base.constants.state import FIELD_MARKER
 
 from chatbot_app.config import Settings
-from chatbot_app.state.conversation import ChatState
+from chatbot_app.state.conversation import ConversationState
+from chatbot_app.state.reply import ReplyState
+from chatbot_app.state.session import SessionState
 from chatbot_app.state.stream_parts import PART_NAMES
 from tests.conftest import TEST_API_KEY, migrate
 from tests.e2e.live_app import Backend, app_environment, free_port
 from tests.e2e.reflex_client import ON_LOAD_INTERNAL, ROOT_STATE, UPDATE_VARS_INTERNAL, ReflexClient
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, reply_tokens
 
-CHAT_STATE = ChatState.get_full_name()
+# The Reflex names the benchmark speaks: events it sends and vars it reads, in one place.
+REPLY_STATE = ReplyState.get_full_name()
+CONVERSATION_STATE = ConversationState.get_full_name()
 STREAM_PARTS = [f"{name}{FIELD_MARKER}" for name in PART_NAMES]
 STREAMING = f"streaming{FIELD_MARKER}"
 MESSAGES = f"messages{FIELD_MARKER}"
-IDENTITY = f"{CHAT_STATE}.identity{FIELD_MARKER}"
-SEND_MESSAGE = f"{CHAT_STATE}.send_message"
+IDENTITY = f"{SessionState.get_full_name()}.identity{FIELD_MARKER}"
+SEND_MESSAGE = f"{REPLY_STATE}.send_message"
 REFLEX_VERSION = importlib.metadata.version("reflex")
 CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
@@ -225,7 +229,8 @@ class ChatTracker:
         if record.sent_at is None or record.end_at is not None:
             return
         record.reply_wire_bytes += size
-        chat = (update.get("delta") or {}).get(CHAT_STATE)
+        delta = update.get("delta") or {}
+        chat, conversation = delta.get(REPLY_STATE) or {}, delta.get(CONVERSATION_STATE) or {}
         if not chat:
             return
         parts = {key: value for key, value in chat.items() if key in STREAM_PARTS}
@@ -237,7 +242,7 @@ class ChatTracker:
         if chat.get(STREAMING) is True:
             self._streaming_seen = True
         elif chat.get(STREAMING) is False and self._streaming_seen:
-            messages = chat.get(MESSAGES) or []
+            messages = conversation.get(MESSAGES) or []
             if messages and messages[-1].get("role") == "assistant":
                 record.text_chars = max(record.text_chars, len(messages[-1].get("content") or ""))
                 record.status = str(messages[-1].get("status", ""))

@@ -13,8 +13,9 @@ from chatbot_app.logging_config import configure_logging
 from chatbot_app.pages.chat_page import chat_page
 from chatbot_app.security_headers import security_headers
 from chatbot_app.services.default_service import get_chat_service
-from chatbot_app.state.conversation import CONVERSATION_ROUTE, ChatState
+from chatbot_app.state.conversation import CONVERSATION_ROUTE, ConversationState
 from chatbot_app.state.library import LibraryState
+from chatbot_app.state.reply import ReplyState
 from chatbot_app.state.settings import SettingsState
 
 log = logging.getLogger("chatbot_app")
@@ -55,7 +56,8 @@ app = rx.App(
     # The REST API (/api, /v1, /docs) in the same backend, then security headers on every response.
     api_transformer=[create_api(), security_headers],
 )
-ON_LOAD = [ChatState.open_page, SettingsState.sync, LibraryState.refresh]
+# open_page first: resume follows a reply that open_page found still being written.
+ON_LOAD = [ConversationState.open_page, ReplyState.resume, SettingsState.sync, LibraryState.refresh]
 app.add_page(chat_page, route="/", title="chatbot_app", on_load=ON_LOAD)
 app.add_page(chat_page, route=CONVERSATION_ROUTE, title="chatbot_app", on_load=ON_LOAD)
 app.register_lifespan_task(_background_upkeep)

@@ -57,8 +57,11 @@ class Settings:
     rate_limit_per_minute: int = 20
     max_active_replies: int = 32
     max_waiting_replies: int = 64
-    # Reflex's own setting; when set, limits are counted in Redis so that workers share them.
+    # CHATBOT_REDIS_URL, defaulting to Reflex's REFLEX_REDIS_URL: when set, limits and reply logs live in
+    # Redis, so that backend processes share them.
     redis_url: str | None = field(default=None, repr=False)
+    # How long a finished reply's log is kept for late followers (CHATBOT_REPLY_LOG_TTL_S).
+    reply_log_ttl_s: int = 300
     # A reply still `streaming` this long after its last checkpoint belongs to a dead process.
     stale_reply_s: int = 30
     # --- REST API (chatbot_app/api) -----------------------------------------------------------
@@ -144,7 +147,8 @@ class Settings:
             rate_limit_per_minute=integer("CHATBOT_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute, 1),
             max_active_replies=integer("CHATBOT_MAX_ACTIVE_REPLIES", cls.max_active_replies, 1),
             max_waiting_replies=integer("CHATBOT_MAX_WAITING_REPLIES", cls.max_waiting_replies, 0),
-            redis_url=text("REFLEX_REDIS_URL"),
+            redis_url=text("CHATBOT_REDIS_URL") or text("REFLEX_REDIS_URL"),
+            reply_log_ttl_s=integer("CHATBOT_REPLY_LOG_TTL_S", cls.reply_log_ttl_s, 1),
             stale_reply_s=integer("CHATBOT_STALE_REPLY_S", cls.stale_reply_s, 1),
             api_keys=api_keys,  # REST API
             cors_origins=cors_origins,  # REST API

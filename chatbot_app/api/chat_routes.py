@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -14,11 +13,13 @@ from chatbot_app.api.auth import Owner
 from chatbot_app.api.errors import ApiError
 from chatbot_app.api.inputs import chat_overrides, conversation_id, resolve_model
 from chatbot_app.api.schemas import ChatRequest
-from chatbot_app.api.streaming import STREAM_HEADERS, ClosingStreamingResponse, detached, sse
-from chatbot_app.services.chat_service import ChatService, ConversationNotFound, ReplyFrame, Turn
+from chatbot_app.api.streaming import STREAM_HEADERS, ClosingStreamingResponse, sse
+from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
 from chatbot_app.services.chat_settings import ChatSettings
-from chatbot_app.services.default_service import get_chat_service
+from chatbot_app.services.default_service import get_reply_jobs
 from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.reply_jobs import ReplyJobs, ReplyResult, apply
+from chatbot_app.services.reply_log import Finished
 from chatbot_app.services.validation import InvalidInput, clean_message
 from chatbot_app.storage.models import MessageStatus
 
@@ -59,49 +60,58 @@ async def start(service: ChatService, owner: str, body: ChatRequest) -> Turn:
         raise ApiError(404, "Conversation not found") from None
 
 
-def done_event(turn: Turn, frame: ReplyFrame) -> dict[str, Any]:
-    failed = frame.status == MessageStatus.ERROR
+def done_event(turn: Turn, finished: Finished) -> dict[str, Any]:
+    failed = finished.status == MessageStatus.ERROR
     return {
-        "status": frame.status,
+        "status": finished.status,
         "conversation_id": turn.conversation_id,
         "message_id": turn.reply_id,
-        "provider": frame.provider,
-        "model": frame.model,
-        "usage": {"prompt_tokens": frame.prompt_tokens, "completion_tokens": frame.completion_tokens},
-        "first_token_ms": frame.first_token_ms,
-        "duration_ms": frame.duration_ms,
-        "error_kind": frame.error_kind,
-        "error": describe_error(frame.error_kind) if failed else None,
+        "provider": finished.provider,
+        "model": finished.model,
+        "usage": {"prompt_tokens": finished.prompt_tokens, "completion_tokens": finished.completion_tokens},
+        "first_token_ms": finished.first_token_ms,
+        "duration_ms": finished.duration_ms,
+        "error_kind": finished.error_kind,
+        "error": describe_error(finished.error_kind) if failed else None,
     }
 
 
-async def text_chunks(frames: AsyncGenerator[ReplyFrame, None]) -> AsyncIterator[str]:
-    """The reply as plain text: each frame's new suffix; a failure's description ends it."""
-    sent = 0
-    async with contextlib.aclosing(frames):
-        async for frame in frames:
-            if len(frame.text) > sent:
-                yield frame.text[sent:]
-                sent = len(frame.text)
-            if frame.done and frame.status == MessageStatus.ERROR:
-                yield ("\n\n" if sent else "") + describe_error(frame.error_kind)
+async def followed(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[tuple[str, ReplyResult]]:
+    """(new text, reply so far) per log batch until the reply ends; a client that leaves stops its reply."""
+    result = ReplyResult()
+    try:
+        async for _, events in jobs.follow(turn.reply_id, until_finished=True):
+            sent = len(result.text)
+            apply(result, events)
+            yield result.text[sent:], result
+    finally:
+        if result.finished is None:
+            jobs.stop_here(turn.reply_id)
 
 
-async def sse_events(turn: Turn, frames: AsyncGenerator[ReplyFrame, None]) -> AsyncIterator[str]:
+async def text_chunks(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[str]:
+    """The reply as plain text: each frame's new text; a failure's description ends it."""
+    async for new, reply in followed(jobs, turn):
+        if new:
+            yield new
+        if reply.finished is not None and reply.finished.status == MessageStatus.ERROR:
+            yield ("\n\n" if reply.text else "") + describe_error(reply.finished.error_kind)
+
+
+async def sse_events(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[str]:
     """`data: {"delta": ...}` per frame, then `event: done` with status and usage.
 
     While a failed request waits to be retried, `event: notice` says so (as the UI shows it).
     """
-    sent = 0
-    async with contextlib.aclosing(frames):
-        async for frame in frames:
-            if frame.notice and not frame.done:
-                yield sse({"notice": frame.notice}, event="notice")
-            if len(frame.text) > sent:
-                yield sse({"delta": frame.text[sent:]})
-                sent = len(frame.text)
-            if frame.done:
-                yield sse(done_event(turn, frame), event="done")
+    notice = ""
+    async for new, reply in followed(jobs, turn):
+        if reply.notice and reply.notice != notice:
+            yield sse({"notice": reply.notice}, event="notice")
+        notice = reply.notice
+        if new:
+            yield sse({"delta": new})
+        if reply.finished is not None:
+            yield sse(done_event(turn, reply.finished), event="done")
 
 
 @router.post(
@@ -123,13 +133,13 @@ async def sse_events(turn: Turn, frames: AsyncGenerator[ReplyFrame, None]) -> As
     },
 )
 async def chat(body: ChatRequest, request: Request, owner: Owner) -> Response:
-    service = get_chat_service()
-    turn = await start(service, owner, body)
-    frames = detached(service.stream_reply(turn), latest_only=True)
+    jobs = get_reply_jobs()
+    turn = await start(jobs.service, owner, body)
+    await jobs.start(turn)
     headers = {**STREAM_HEADERS, CONVERSATION_HEADER: turn.conversation_id}
     if "text/event-stream" in request.headers.get("accept", ""):
-        return ClosingStreamingResponse(sse_events(turn, frames), media_type="text/event-stream", headers=headers)
-    return ClosingStreamingResponse(text_chunks(frames), media_type="text/plain; charset=utf-8", headers=headers)
+        return ClosingStreamingResponse(sse_events(jobs, turn), media_type="text/event-stream", headers=headers)
+    return ClosingStreamingResponse(text_chunks(jobs, turn), media_type="text/plain; charset=utf-8", headers=headers)
 
 
 @router.post(
@@ -143,14 +153,14 @@ async def chat(body: ChatRequest, request: Request, owner: Owner) -> Response:
     },
 )
 async def chat_batch(body: ChatRequest, owner: Owner) -> PlainTextResponse:
-    service = get_chat_service()
-    turn = await start(service, owner, body)
-    final: ReplyFrame | None = None
-    async with contextlib.aclosing(service.stream_reply(turn, batch=True)) as frames:
-        async for frame in frames:
-            final = frame
-    assert final is not None and final.done
+    jobs = get_reply_jobs()
+    turn = await start(jobs.service, owner, body)
+    await jobs.start(turn, batch=True)
+    reply = ReplyResult()
+    async for _, reply in followed(jobs, turn):  # noqa: B007  (the last one is the whole reply)
+        pass
+    assert reply.finished is not None
     headers = {CONVERSATION_HEADER: turn.conversation_id}
-    if final.status == MessageStatus.ERROR:
-        return PlainTextResponse(describe_error(final.error_kind), status_code=502, headers=headers)
-    return PlainTextResponse(final.text, headers=headers)
+    if reply.finished.status == MessageStatus.ERROR:
+        return PlainTextResponse(describe_error(reply.finished.error_kind), status_code=502, headers=headers)
+    return PlainTextResponse(reply.text, headers=headers)

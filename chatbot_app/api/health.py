@@ -13,10 +13,9 @@ from chatbot_app.api.auth import Owner
 from chatbot_app.api.schemas import HealthOut, ReadyOut
 from chatbot_app.config import get_settings
 from chatbot_app.providers.base import ProviderError
-from chatbot_app.storage.database import Database
 from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.services.error_messages import describe_error
-from chatbot_app.storage.database import get_engine
+from chatbot_app.storage.database import Database, get_engine
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["health"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from chatbot_app.state.conversation import ChatState
+from chatbot_app.state.reply import ReplyState
 
 
 def composer() -> rx.Component:
@@ -25,12 +25,12 @@ def composer() -> rx.Component:
                 variant="surface",
             ),
             rx.cond(
-                ChatState.streaming,
+                ReplyState.streaming,
                 rx.icon_button(
                     rx.icon("square"),
                     id="stop-button",
                     type="button",
-                    on_click=ChatState.stop,
+                    on_click=ReplyState.stop,
                     aria_label="Stop generating",
                     color_scheme="gray",
                     size="3",
@@ -42,10 +42,10 @@ def composer() -> rx.Component:
             width="100%",
         ),
         rx.cond(
-            ChatState.notice != "",
-            rx.text(ChatState.notice, id="notice", size="2", color_scheme="red", margin_top="0.5em"),
+            ReplyState.notice != "",
+            rx.text(ReplyState.notice, id="notice", size="2", color_scheme="red", margin_top="0.5em"),
         ),
-        on_submit=ChatState.send_message,
+        on_submit=ReplyState.send_message,
         reset_on_submit=True,
         width="100%",
     )

@@ -4,30 +4,34 @@ from __future__ import annotations
 
 import reflex as rx
 
-from chatbot_app.state.library import LibraryState
+from chatbot_app.state.conversation import ConversationState
 
 
 def conversation_menu() -> rx.Component:
-    has_conversation = LibraryState.conversation_id != ""
+    has_conversation = ConversationState.conversation_id != ""
     return rx.dropdown_menu.root(
         rx.dropdown_menu.trigger(
             rx.icon_button(rx.icon("ellipsis-vertical"), variant="soft", id="conversation-menu", aria_label="More")
         ),
         rx.dropdown_menu.content(
             rx.dropdown_menu.item(
-                "Summarize", on_click=LibraryState.summarize, disabled=~has_conversation, id="summarize-item"
+                "Summarize", on_click=ConversationState.summarize, disabled=~has_conversation, id="summarize-item"
             ),
             rx.dropdown_menu.item(
                 "End session (summarize, then start fresh)",
-                on_click=LibraryState.end_session,
+                on_click=ConversationState.end_session,
                 disabled=~has_conversation,
             ),
             rx.dropdown_menu.item(
-                "Clear conversation", on_click=LibraryState.clear_conversation, disabled=~has_conversation
+                "Clear conversation", on_click=ConversationState.clear_conversation, disabled=~has_conversation
             ),
             rx.dropdown_menu.separator(),
-            rx.dropdown_menu.item("Export as Markdown", on_click=LibraryState.export("md"), disabled=~has_conversation),
-            rx.dropdown_menu.item("Export as JSON", on_click=LibraryState.export("json"), disabled=~has_conversation),
+            rx.dropdown_menu.item(
+                "Export as Markdown", on_click=ConversationState.export("md"), disabled=~has_conversation
+            ),
+            rx.dropdown_menu.item(
+                "Export as JSON", on_click=ConversationState.export("json"), disabled=~has_conversation
+            ),
         ),
     )
 
@@ -35,17 +39,17 @@ def conversation_menu() -> rx.Component:
 def conversation_info() -> rx.Component:
     """The summary (when there is one) and the running totals, at the top of a conversation."""
     return rx.cond(
-        LibraryState.conversation_id != "",
+        ConversationState.conversation_id != "",
         rx.vstack(
-            rx.cond(LibraryState.summarizing, rx.hstack(rx.spinner(size="1"), rx.text("Summarizing…", size="2"))),
+            rx.cond(ConversationState.summarizing, rx.hstack(rx.spinner(size="1"), rx.text("Summarizing…", size="2"))),
             rx.cond(
-                LibraryState.summary != "",
-                rx.callout(LibraryState.summary, icon="notebook-text", size="1", id="summary", width="100%"),
+                ConversationState.summary != "",
+                rx.callout(ConversationState.summary, icon="notebook-text", size="1", id="summary", width="100%"),
             ),
-            rx.text(LibraryState.stats_line, size="1", color_scheme="gray", id="conversation-stats"),
+            rx.text(ConversationState.stats_line, size="1", color_scheme="gray", id="conversation-stats"),
             rx.cond(
-                LibraryState.has_earlier,
-                rx.button("Load earlier messages", on_click=LibraryState.load_earlier, variant="ghost", size="1"),
+                ConversationState.has_earlier,
+                rx.button("Load earlier messages", on_click=ConversationState.load_earlier, variant="ghost", size="1"),
             ),
             width="100%",
             align="center",

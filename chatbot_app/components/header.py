@@ -7,7 +7,7 @@ import reflex as rx
 from chatbot_app.components.conversation_menu import conversation_menu
 from chatbot_app.components.model_picker import model_picker
 from chatbot_app.components.settings_panel import settings_panel
-from chatbot_app.state.conversation import ChatState
+from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.library import LibraryState
 
 
@@ -22,7 +22,11 @@ def header() -> rx.Component:
                 class_name="mobile-only",
             ),
             rx.icon("message-circle", size=20, class_name="desktop-only"),
-            rx.heading(rx.cond(ChatState.title != "", ChatState.title, "chatbot_app"), size="4", class_name="title"),
+            rx.heading(
+                rx.cond(ConversationState.title != "", ConversationState.title, "chatbot_app"),
+                size="4",
+                class_name="title",
+            ),
             align="center",
             min_width="0",
         ),
@@ -34,7 +38,7 @@ def header() -> rx.Component:
                 rx.icon_button(
                     rx.icon("square-pen"),
                     id="new-chat-button",
-                    on_click=ChatState.new_chat,
+                    on_click=ConversationState.new_chat,
                     variant="soft",
                     aria_label="New chat",
                 ),

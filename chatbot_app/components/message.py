@@ -5,7 +5,8 @@ from __future__ import annotations
 import reflex as rx
 
 from chatbot_app.components.markdown import markdown
-from chatbot_app.state.conversation import ChatState
+from chatbot_app.state.conversation import ConversationState
+from chatbot_app.state.reply import ReplyState
 from chatbot_app.state.views import MessageView
 
 
@@ -36,18 +37,18 @@ def _assistant_bubble(content: rx.Var[str], footer: rx.Component, status: rx.Var
 
 
 def _assistant_footer(message: MessageView) -> rx.Component:
-    is_last = message.id == ChatState.last_reply_id
+    is_last = message.id == ConversationState.last_reply_id
     return rx.vstack(
         rx.cond(message.error != "", rx.callout(message.error, icon="triangle_alert", color_scheme="red", size="1")),
         rx.hstack(
             _status_badge(message.status),
             _action("copy", "Copy", on_click=rx.set_clipboard(message.content)),
             rx.cond(
-                is_last & ~ChatState.streaming,
+                is_last & ~ReplyState.streaming,
                 _action(
                     "rotate-ccw",
                     rx.cond(message.status == "complete", "Regenerate", "Retry"),
-                    on_click=ChatState.regenerate,
+                    on_click=ReplyState.regenerate,
                     class_name="regenerate-button",
                 ),
             ),
@@ -63,8 +64,8 @@ def _assistant_footer(message: MessageView) -> rx.Component:
 def _user_bubble(message: MessageView) -> rx.Component:
     return rx.flex(
         rx.cond(
-            ~ChatState.streaming,
-            _action("pencil", "Edit", on_click=ChatState.start_edit(message.id), class_name="edit-button"),
+            ~ReplyState.streaming,
+            _action("pencil", "Edit", on_click=ConversationState.start_edit(message.id), class_name="edit-button"),
         ),
         rx.box(
             rx.text(message.content, white_space="pre-wrap", class_name="user-text"),
@@ -92,14 +93,16 @@ def _edit_form(message: MessageView) -> rx.Component:
             ),
             rx.text("Saving answers this message again; the messages after it are removed.", size="1"),
             rx.hstack(
-                rx.button("Cancel", type="button", variant="soft", color_scheme="gray", on_click=ChatState.cancel_edit),
+                rx.button(
+                    "Cancel", type="button", variant="soft", color_scheme="gray", on_click=ConversationState.cancel_edit
+                ),
                 rx.button("Save and resend", type="submit", id="edit-save"),
                 justify="end",
                 width="100%",
             ),
             width="100%",
         ),
-        on_submit=ChatState.edit_message,
+        on_submit=ReplyState.edit_message,
         width="100%",
     )
 
@@ -108,11 +111,11 @@ def message_row(message: MessageView) -> rx.Component:
     return rx.box(
         rx.cond(
             message.role == "user",
-            rx.cond(message.id == ChatState.editing_id, _edit_form(message), _user_bubble(message)),
+            rx.cond(message.id == ConversationState.editing_id, _edit_form(message), _user_bubble(message)),
             _assistant_bubble(message.content, _assistant_footer(message), message.status),
         ),
         id="m-" + message.id.to_string(),
-        class_name=rx.cond(message.id == ChatState.focus_message_id, "message-row focused", "message-row"),
+        class_name=rx.cond(message.id == ConversationState.focus_message_id, "message-row focused", "message-row"),
         width="100%",
     )
 
@@ -120,14 +123,14 @@ def message_row(message: MessageView) -> rx.Component:
 def streaming_row() -> rx.Component:
     """The reply being generated: its parts joined in the browser, so a frame carries only new text."""
     return rx.cond(
-        ChatState.streaming,
+        ReplyState.streaming,
         _assistant_bubble(
-            ChatState.joined_stream(),
+            ReplyState.joined_stream(),
             rx.hstack(
-                rx.cond(ChatState.stream_part_0 == "", rx.spinner(size="2", aria_label="Generating")),
+                rx.cond(ReplyState.stream_part_0 == "", rx.spinner(size="2", aria_label="Generating")),
                 rx.cond(
-                    ChatState.stream_notice != "",
-                    rx.text(ChatState.stream_notice, size="1", color_scheme="amber", id="retry-notice"),
+                    ReplyState.stream_notice != "",
+                    rx.text(ReplyState.stream_notice, size="1", color_scheme="amber", id="retry-notice"),
                 ),
                 align="center",
             ),

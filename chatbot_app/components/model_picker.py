@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from chatbot_app.state.reply import ReplyState
 from chatbot_app.state.settings import ModelGroupView, SettingsState
 
 
@@ -21,7 +22,7 @@ def model_picker() -> rx.Component:
         id="model-select",
         value=SettingsState.model_choice,
         on_change=SettingsState.choose_model,
-        disabled=SettingsState.streaming,
+        disabled=ReplyState.streaming,
         aria_label="Model",
         title=SettingsState.answering_label,
         class_name="model-select",

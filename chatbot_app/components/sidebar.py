@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from chatbot_app.state.conversation import ChatState
+from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.library import ConversationItem, LibraryState, SearchHitView, Segment
 from chatbot_app.storage.transfer import MAX_IMPORT_BYTES
 
@@ -54,7 +54,7 @@ def _conversation_item(item: ConversationItem) -> rx.Component:
         align="center",
         spacing="2",
         custom_attrs={"data-testid": "conversation-item", "data-id": item.id},
-        class_name=rx.cond(item.id == ChatState.conversation_id, "sidebar-row active", "sidebar-row"),
+        class_name=rx.cond(item.id == ConversationState.conversation_id, "sidebar-row active", "sidebar-row"),
     )
 
 
@@ -143,7 +143,7 @@ def sidebar() -> rx.Component:
                 rx.icon("square-pen", size=16),
                 "New chat",
                 id="sidebar-new-chat",
-                on_click=ChatState.new_chat,
+                on_click=ConversationState.new_chat,
                 variant="soft",
                 flex="1",
             ),

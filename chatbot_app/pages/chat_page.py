@@ -9,7 +9,8 @@ from chatbot_app.components.conversation_menu import conversation_info
 from chatbot_app.components.header import header
 from chatbot_app.components.message import message_row, streaming_row
 from chatbot_app.components.sidebar import sidebar
-from chatbot_app.state.conversation import ChatState
+from chatbot_app.state.conversation import ConversationState
+from chatbot_app.state.reply import ReplyState
 
 
 def _empty_state() -> rx.Component:
@@ -33,8 +34,11 @@ def _chat_column() -> rx.Component:
         rx.auto_scroll(
             rx.vstack(
                 conversation_info(),
-                rx.cond(ChatState.messages.length() == 0, rx.cond(ChatState.streaming, rx.fragment(), _empty_state())),
-                rx.foreach(ChatState.messages, message_row),
+                rx.cond(
+                    ConversationState.messages.length() == 0,
+                    rx.cond(ReplyState.streaming, rx.fragment(), _empty_state()),
+                ),
+                rx.foreach(ConversationState.messages, message_row),
                 streaming_row(),
                 spacing="5",
                 width="100%",

@@ -1,14 +1,13 @@
-"""One chat turn: store the user's message, stream the reply in frames, store the reply.
+"""Conversations and turns: store the user's message, prepare the provider request, store the reply.
 
-Database work runs in a worker thread so the event loop never blocks on I/O, and the reply
-is written when it ends (plus a checkpoint every few seconds), never per token.
+Running the reply itself is a job (services.reply_jobs). Database work runs in a worker thread so
+the event loop never blocks on I/O, and the reply is written when it ends (plus a checkpoint every
+few seconds), never per token.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
@@ -27,7 +26,6 @@ from chatbot_app.providers.base import (
     ProviderError,
     ProviderEvent,
     TextDelta,
-    Usage,
 )
 from chatbot_app.services.chat_settings import (
     BUILTIN_PRESETS,
@@ -36,22 +34,18 @@ from chatbot_app.services.chat_settings import (
     model_choice,
     resolve,
 )
-from chatbot_app.services.coalesce import coalesce
 from chatbot_app.services.context import estimate_tokens, trim_to_budget
-from chatbot_app.storage.database import Database
-from chatbot_app.services.error_messages import describe_retry
 from chatbot_app.services.limits import GenerationSlots, make_rate_limiter
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import presets as presets_store
+from chatbot_app.storage.database import Database
 from chatbot_app.storage.models import Conversation, Message, MessageStatus
 
 log = logging.getLogger(__name__)
 
 #: How much history is read from the database before trimming to the token budget.
 HISTORY_WINDOW = 200
-#: A streaming reply's text is saved this often, so a crash loses at most this much.
-CHECKPOINT_INTERVAL_S = 2.0
 
 
 TITLE_INSTRUCTION = (
@@ -72,6 +66,7 @@ class ConversationNotFound(LookupError):
 class Turn:
     """A user message that has been stored, and the reply row that will hold the answer."""
 
+    owner_id: str
     conversation_id: str
     title: str
     created_conversation: bool
@@ -82,21 +77,28 @@ class Turn:
 
 
 @dataclass(frozen=True, slots=True)
-class ReplyFrame:
-    """What the UI shows at one moment of a reply; the last frame has `done=True`."""
+class ReplyRequest:
+    """The provider, options and context a reply is generated with."""
 
-    text: str
-    done: bool = False
-    status: str = MessageStatus.STREAMING
-    error_kind: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    first_token_ms: int | None = None
-    duration_ms: int | None = None
-    #: A transient hint such as "retrying in 2 s…"; empty once tokens flow.
-    notice: str = ""
+    provider: ChatProvider
+    options: GenerationOptions
+    context: list[ChatMessage]
+
+    def events(self, *, batch: bool, retry: RetryPolicy) -> AsyncIterator[ProviderEvent | RetryNotice]:
+        """The provider's events (in batch mode: one whole-text event), retried before the first one."""
+        if batch:
+            return with_retries(lambda: _whole(self.provider, self.context, self.options), retry)
+        return with_retries(lambda: self.provider.stream(self.context, self.options), retry)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedConversation:
+    """What a page shows when it opens a conversation."""
+
+    conversation: Conversation
+    messages: list[Message]
+    has_earlier: bool
+    stats: store.ConversationStats
 
 
 class ChatService:
@@ -122,6 +124,26 @@ class ChatService:
         def work(session: Session) -> tuple[Conversation, list[Message]]:
             conversation = _owned(session, owner_id, conversation_id)
             return conversation, store.latest_messages(session, conversation_id, limit)
+
+        return await self._db(work)
+
+    async def open_conversation(
+        self, owner_id: str, conversation_id: str, *, window: int, at_message: int = 0, cap: int = 2_000
+    ) -> OpenedConversation:
+        """A conversation as a page opens it, in one transaction and a fixed number of queries.
+
+        It shows the newest `window` messages, reaching back to `at_message` when that is one of its
+        own (at most `cap` messages). Raises ConversationNotFound.
+        """
+
+        def work(session: Session) -> OpenedConversation:
+            conversation = _owned(session, owner_id, conversation_id)
+            messages = store.messages_from(session, conversation.id, at_message, window, cap)
+            first_id = messages[0].id if messages else None
+            has_earlier = bool(first_id and store.messages_before(session, conversation.id, first_id, 1))
+            return OpenedConversation(
+                conversation, messages, has_earlier, store.conversation_stats(session, conversation.id)
+            )
 
         return await self._db(work)
 
@@ -297,6 +319,7 @@ class ChatService:
         user_id = next((m.id for m in reversed(history) if m.role == "user"), None)
         assert reply.id is not None and user_id is not None
         return Turn(
+            owner_id=conversation.owner_id,
             conversation_id=conversation.id,
             title=conversation.title,
             created_conversation=created,
@@ -306,90 +329,22 @@ class ChatService:
             settings=settings_of(conversation),
         )
 
-    async def stream_reply(self, turn: Turn, *, batch: bool = False) -> AsyncIterator[ReplyFrame]:
-        """Stream the reply as frames, then one final frame with its status and usage.
+    async def prepare_reply(self, turn: Turn) -> ReplyRequest:
+        """The provider request for a turn's reply; raises ProviderError."""
+        provider, options, resolved = await self._choose(turn.settings)
+        return ReplyRequest(provider, options, self._context(turn, provider, resolved))
 
-        With `batch`, the provider is asked for the whole reply in one response instead.
-        If the consumer closes this iterator early (the user pressed stop), the upstream
-        request is closed and the text so far is stored with status `stopped`.
-        """
-        started = time.monotonic()
-        text = ""
-        provider_name: str | None = None
-        model: str | None = None
-        usage: Usage | None = None
-        first_token_ms: int | None = None
-        status = MessageStatus.STREAMING
-        error: ProviderError | None = None
-        last_checkpoint = started
+    async def checkpoint_reply(self, reply_id: int, text: str | None) -> bool:
+        """Heartbeat a reply being written (saving its text if given); False if its row was removed."""
+        return await self._db(partial(store.checkpoint_reply, message_id=reply_id, content=text))
 
-        def final_fields() -> dict[str, object]:
-            return {
-                "provider": provider_name,
-                "model": model,
-                "error_kind": error.kind.value if error else None,
-                "prompt_tokens": usage.prompt_tokens if usage else None,
-                "completion_tokens": usage.completion_tokens if usage else None,
-                "first_token_ms": first_token_ms,
-                "duration_ms": int((time.monotonic() - started) * 1000),
-            }
+    async def save_final_reply(self, reply_id: int, text: str, status: MessageStatus, **fields: object) -> bool:
+        """Store a reply's end; False if its row was removed meanwhile."""
+        return await self._db(partial(store.save_reply, message_id=reply_id, content=text, status=status, **fields))
 
-        try:
-            provider, options, resolved = await self._choose(turn.settings)
-            provider_name, model = provider.name, options.model
-            context = self._context(turn, provider, resolved)
-            source = with_retries(
-                (lambda: _whole(provider, context, options)) if batch else (lambda: provider.stream(context, options)),
-                self.retry,
-            )
-            async with self.slots.slot():
-                frames = coalesce(source, self.settings.frame_interval_ms / 1000)
-                try:
-                    async for items in frames:
-                        deltas = [item.text for item in items if isinstance(item, TextDelta)]
-                        usage = next((item for item in items if isinstance(item, Usage)), usage)
-                        if retry := next((item for item in items if isinstance(item, RetryNotice)), None):
-                            log.info(
-                                "reply %s retrying after %s (try %d)", turn.reply_id, retry.kind, retry.next_attempt
-                            )
-                            notice = describe_retry(retry.kind, retry.delay_s, retry.next_attempt, retry.attempts)
-                            yield ReplyFrame(text=text, provider=provider_name, model=model, notice=notice)
-                        if not deltas:
-                            continue
-                        if first_token_ms is None:
-                            first_token_ms = int((time.monotonic() - started) * 1000)
-                        text += "".join(deltas)
-                        yield ReplyFrame(text=text, provider=provider_name, model=model, first_token_ms=first_token_ms)
-                        if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
-                            last_checkpoint = time.monotonic()
-                            await self._db(
-                                partial(store.save_reply, message_id=turn.reply_id, content=text, status=status)
-                            )
-                finally:
-                    await frames.aclose()
-            status = MessageStatus.COMPLETE
-        except ProviderError as exc:
-            status, error = MessageStatus.ERROR, exc
-            log.warning(
-                "provider_error",
-                extra={"request_id": f"reply-{turn.reply_id}", "kind": str(exc.kind), "detail": exc.detail},
-            )
-        except (GeneratorExit, asyncio.CancelledError):
-            # Closed by the consumer (stop) or cancelled (shutdown): keep what was shown.
-            stopped = {"message_id": turn.reply_id, "content": text, "status": MessageStatus.STOPPED}
-            await self._db(partial(store.save_reply, **stopped, **final_fields()))
-            raise
-        except Exception:
-            log.exception("reply_failed", extra={"request_id": f"reply-{turn.reply_id}"})
-            status, error = MessageStatus.ERROR, ProviderError(ErrorKind.SERVER, "internal error")
-
-        fields = final_fields()
-        await self._db(partial(store.save_reply, message_id=turn.reply_id, content=text, status=status, **fields))
-        record = {"request_id": f"reply-{turn.reply_id}", "status": str(status), **fields}
-        if self.settings.log_content:
-            record["content"] = text
-        log.info("provider_call", extra=record)
-        yield ReplyFrame(text=text, done=True, status=status, **fields)  # type: ignore[arg-type]
+    async def streaming_replies(self, owner_id: str, conversation_id: str) -> list[int]:
+        """The conversation's replies still being written; raises ConversationNotFound."""
+        return await self._db(lambda s: store.streaming_replies(s, _owned(s, owner_id, conversation_id).id))
 
 
 async def _whole(

@@ -1,49 +1,38 @@
-"""The chat page's state. Handlers validate what the client sent, then call ChatService."""
+"""The open conversation as this tab shows it: its history, summary and totals, and its menu.
+
+Replies are started, followed and stopped by ReplyState (state/reply.py), which adds each
+finished reply to this history; this state never reaches into it.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import secrets
 from typing import Any
 
 import reflex as rx
 
-from chatbot_app.services.chat_service import ConversationNotFound, Turn
-from chatbot_app.services.default_service import get_chat_service, get_library
-from chatbot_app.services.validation import InvalidInput, clean_message, is_conversation_id, is_identity
-from chatbot_app.state.stream_parts import StreamParts
-from chatbot_app.state.views import MessageView, view_of_final_frame, view_of_message
+from chatbot_app.providers.base import ProviderError
+from chatbot_app.services.chat_service import ConversationNotFound
+from chatbot_app.services.default_service import get_chat_service, get_library, get_reply_jobs
+from chatbot_app.services.error_messages import describe_error
+from chatbot_app.state.session import SessionState
+from chatbot_app.state.views import MessageView, view_of_message
 from chatbot_app.storage.models import MessageStatus
 
 #: How many of the newest messages a conversation opens with, and "load earlier" adds.
 OPEN_WINDOW = 50
 #: The most messages one page holds at once; the rest stay in the database.
 MAX_LOADED = 2_000
-#: How often a reply written elsewhere (another tab, another worker) is re-read.
-WATCH_INTERVAL_S = 1.0
 CONVERSATION_ROUTE = "/c/[chat_id]"
 _CONVERSATION_PATH = re.compile(r"/c/([^/]+)/?")
+NOT_FOUND = "That conversation was not found."
 
 
 def conversation_url(conversation_id: str) -> str:
     return f"/c/{conversation_id}"
 
 
-async def _stats_line(owner_id: str, conversation_id: str) -> str:
-    stats = await get_library().stats(owner_id, conversation_id)
-    tokens = stats.prompt_tokens + stats.completion_tokens
-    return f"{stats.message_count:,} messages · {tokens:,} tokens"
-
-
-def _message_from(form_data: Any) -> str:
-    """The message text from a submitted form; raises InvalidInput."""
-    raw = form_data.get("message") if isinstance(form_data, dict) else None
-    return clean_message(raw, get_chat_service().settings.max_message_chars)
-
-
-def _message_id(raw: object) -> int:
+def message_id_in(raw: object) -> int:
     """A message id from the URL's ?m=, or 0 when absent or malformed."""
     # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
     return int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 12 else 0
@@ -55,307 +44,213 @@ def conversation_id_in(path: str) -> str:
     return match.group(1) if match else ""
 
 
-class ChatState(StreamParts, rx.State):
-    """One browser tab's view of one conversation."""
+def stats_line(message_count: int, tokens: int) -> str:
+    return f"{message_count:,} messages · {tokens:,} tokens"
 
-    # An anonymous, unguessable identity that owns this browser's conversations.
-    identity: str = rx.LocalStorage("", name="chatbot_identity", sync=True)
-    conversation_id: str = ""
+
+class ConversationState(SessionState):
     title: str = ""
     summary: str = ""
     stats_line: str = ""
     messages: list[MessageView] = []
     has_earlier: bool = False
     focus_message_id: int = 0
-    # The reply being streamed lives in the StreamParts vars, apart from `messages`, so a frame
-    # never re-sends the history, nor all of the reply so far.
-    streaming: bool = False
-    stream_notice: str = ""
-    summarizing: bool = False
     editing_id: int = 0
-    notice: str = ""
-    _stop_requested: bool = False
+    summarizing: bool = False
+    # A reply found still being written when the page opened; ReplyState.resume follows it.
+    _running_reply_id: int = 0
+    # The conversation a first message just created: its page is already showing, nothing to load.
+    _just_created: str = ""
+    # Bumped whenever the history shown is replaced: a reply watched under an older view is not added.
+    _view: int = 0
 
     @rx.var
     def last_reply_id(self) -> int:
         """The newest assistant message, which gets Regenerate/Retry."""
         return next((m.id for m in reversed(self.messages) if m.role == "assistant"), 0)
 
-    def _owner_id(self) -> str:
-        """The caller's identity, created on first use; the one place ownership comes from."""
-        if not is_identity(self.identity):
-            self.identity = secrets.token_urlsafe(24)
-        return self.identity
+    # -- called by sibling states, inside their lock -------------------------------------------
 
-    def _show_new_chat(self) -> None:
-        """An empty conversation view; a notice (e.g. "not found") stays so the user can read it.
-
-        A reply still streaming elsewhere goes on into the database; this view just stops showing it.
-        """
+    def show_new_chat(self) -> None:
+        """An empty conversation view; a notice (e.g. "not found") stays so the user can read it."""
         self.conversation_id, self.title, self.summary, self.stats_line = "", "", "", ""
-        self.messages, self.has_earlier, self.focus_message_id = [], False, 0
-        self.streaming, self.stream_notice, self.editing_id = False, "", 0
-        self._clear_stream()
+        self.messages, self.has_earlier, self.focus_message_id, self.editing_id = [], False, 0, 0
+        self._running_reply_id = 0
+        self._view += 1
 
-    async def _load_stats(self) -> None:
-        self.stats_line = await _stats_line(self._owner_id(), self.conversation_id)
+    def current_view(self) -> int:
+        """Which history is shown; a reply is added only to the view it was watched under."""
+        return self._view
+
+    def show_reply(self, view: MessageView, watched_under: int) -> None:
+        """Add a finished reply to the history (once), if that history is still the one shown."""
+        if watched_under == self._view and not any(m.id == view.id for m in self.messages):
+            self.messages.append(view)
+
+    def take_running_reply(self) -> int:
+        running, self._running_reply_id = self._running_reply_id, 0
+        return running
+
+    async def load_stats(self) -> None:
+        if self.conversation_id:
+            stats = await get_library().stats(self.owner_id(), self.conversation_id)
+            self.stats_line = stats_line(stats.message_count, stats.prompt_tokens + stats.completion_tokens)
+
+    # -- opening ----------------------------------------------------------------------------
 
     @rx.event
     async def open_page(self) -> Any:
-        """on_load: open the conversation named in the URL (at message ?m=<id> if given), or a new chat."""
-        self._owner_id()
+        """on_load: open the conversation in the URL (at message ?m=<id> if given), or a new chat.
+
+        A fixed number of queries whatever ?m= holds. A reply still being written is left for
+        ReplyState.resume (the next on_load event) to follow.
+        """
+        owner = self.owner_id()
         requested = conversation_id_in(self.router.url.path)
-        if requested and requested == self.conversation_id and self.streaming:
-            return None  # already showing it: right after the first message of a new chat
+        self._running_reply_id = 0
+        if requested and requested == self._just_created:
+            self._just_created = ""
+            return None  # the first message of a new chat created it: already on the page
+        self._just_created = ""
         if not requested:
-            self._show_new_chat()
+            self.show_new_chat()
             return None
-        if not is_conversation_id(requested):
-            return self._not_found()
-        target = _message_id(self.router.url.query_parameters.get("m"))
-        service, library, owner = get_chat_service(), get_library(), self._owner_id()
+        target = message_id_in(self.router.url.query_parameters.get("m"))
         try:
-            conversation, messages = await service.load_conversation(owner, requested, OPEN_WINDOW)
-            # Opening at a search hit: page back until that message is loaded (bounded).
-            while target and messages and messages[0].id and messages[0].id > target and len(messages) < MAX_LOADED:
-                messages = await library.older_messages(owner, requested, messages[0].id, OPEN_WINDOW) + messages
+            opened = await get_chat_service().open_conversation(
+                owner, requested, window=OPEN_WINDOW, at_message=target, cap=MAX_LOADED
+            )
         except ConversationNotFound:
             return self._not_found()
+        messages = opened.messages
+        if messages and messages[-1].role == "assistant" and messages[-1].status == MessageStatus.STREAMING:
+            self._running_reply_id = messages.pop().id or 0
+        conversation = opened.conversation
+        self._view += 1
         self.conversation_id, self.title, self.summary = conversation.id, conversation.title, conversation.summary or ""
         self.messages = [view_of_message(m) for m in messages]
-        self.has_earlier = await self._has_older(messages)
-        self.focus_message_id, self.notice = target, ""
-        await self._load_stats()
-        events: list[Any] = [rx.scroll_to(f"m-{target}")] if target else []
-        if messages and messages[-1].status == MessageStatus.STREAMING:
-            events.append(ChatState.watch_reply)  # being written by another tab or worker
-        return events
-
-    async def _has_older(self, messages: list[Any]) -> bool:
-        if not messages or not messages[0].id:
-            return False
-        older = await get_library().older_messages(self._owner_id(), self.conversation_id, messages[0].id, 1)
-        return bool(older)
+        self.has_earlier = opened.has_earlier
+        found = any(m.id == target for m in messages)
+        self.focus_message_id, self.notice, self.editing_id = target if found else 0, "", 0
+        tokens = opened.stats.prompt_tokens + opened.stats.completion_tokens
+        self.stats_line = stats_line(opened.stats.message_count, tokens)
+        return rx.scroll_to(f"m-{target}") if found else None
 
     @rx.event
     async def load_earlier(self) -> None:
         """Prepend the next page of older messages."""
         if not self.conversation_id or not self.messages or len(self.messages) >= MAX_LOADED:
             return
+        library, owner = get_library(), self.owner_id()
         try:
-            older = await get_library().older_messages(
-                self._owner_id(), self.conversation_id, self.messages[0].id, OPEN_WINDOW
-            )
+            older = await library.older_messages(owner, self.conversation_id, self.messages[0].id, OPEN_WINDOW + 1)
         except ConversationNotFound:
-            self.notice = "That conversation was not found."
+            self.notice = NOT_FOUND
             return
-        self.messages = [view_of_message(m) for m in older] + self.messages
-        self.has_earlier = await self._has_older(older)
+        self.has_earlier = len(older) > OPEN_WINDOW
+        self.messages = [view_of_message(m) for m in older[-OPEN_WINDOW:]] + self.messages
 
     def _not_found(self) -> Any:
-        self._show_new_chat()
-        self.notice = "That conversation was not found. Here is a new chat instead."
+        self.show_new_chat()
+        self.notice = f"{NOT_FOUND} Here is a new chat instead."
         return rx.redirect("/", replace=True)
 
     @rx.event
     def new_chat(self) -> Any:
-        self._show_new_chat()
+        self.show_new_chat()
         self.notice = ""
         return rx.redirect("/")
 
-    @rx.event
-    def stop(self) -> None:
-        if self.streaming:
-            self._stop_requested = True
-
-    @rx.event(background=True)
-    async def send_message(self, form_data: Any) -> Any:
-        """Store the user's message, then stream the reply in coalesced frames."""
-        from chatbot_app.state.library import LibraryState  # a substate of this one
-
-        service = get_chat_service()
-        async with self:
-            if self.streaming:
-                return
-            try:
-                text = _message_from(form_data)
-            except InvalidInput as exc:
-                self.notice = str(exc)
-                return
-            owner, conversation_id = self._owner_id(), self.conversation_id or None
-            if (settings := await self._admit_reply()) is None:
-                return
-            chat, batch = settings.chat_settings(), settings.batch_mode
-            self.messages.append(MessageView(id=0, role="user", content=text))
-        try:
-            turn = await service.start_turn(owner, conversation_id, text, chat)
-        except ConversationNotFound:
-            async with self:
-                self.streaming = False
-                self._show_new_chat()
-                self.notice = "That conversation was not found. Start a new chat."
-            return
-        async with self:
-            self.conversation_id, self.title = turn.conversation_id, turn.title
-            self.messages[-1] = MessageView(id=turn.user_message_id, role="user", content=text)
-        if turn.created_conversation:
-            yield rx.redirect(conversation_url(turn.conversation_id))
-            yield LibraryState.refresh
-        completed = await _stream_reply_into(self, turn, batch, owner)
-        if (
-            turn.created_conversation
-            and completed
-            and (title := await service.suggest_title(owner, turn.conversation_id))
-        ):
-            async with self:
-                if self.conversation_id == turn.conversation_id:
-                    self.title = title
-            yield LibraryState.refresh
-
-    @rx.event(background=True)
-    async def regenerate(self) -> None:
-        """Answer the last message again (also the Retry of a failed or stopped reply)."""
-        async with self:
-            if self.streaming or not self.conversation_id:
-                return
-            owner, conversation_id = self._owner_id(), self.conversation_id
-            if (settings := await self._admit_reply()) is None:
-                return
-            batch = settings.batch_mode
-        try:
-            turn = await get_chat_service().start_regeneration(owner, conversation_id)
-        except ConversationNotFound:
-            async with self:
-                self.streaming, self.notice = False, "There is no message to answer again."
-            return
-        async with self:
-            self.messages = [m for m in self.messages if m.id <= turn.user_message_id]
-        await _stream_reply_into(self, turn, batch, owner)
+    # -- editing a message ------------------------------------------------------------------
 
     @rx.event
     def start_edit(self, message_id: Any) -> None:
-        if self.streaming or not any(m.id == message_id and m.role == "user" for m in self.messages):
-            return
-        self.editing_id = message_id
+        if any(m.id == message_id and m.role == "user" for m in self.messages):
+            self.editing_id = message_id
 
     @rx.event
     def cancel_edit(self) -> None:
         self.editing_id = 0
 
-    @rx.event(background=True)
-    async def edit_message(self, form_data: Any) -> None:
-        """Replace a user message and answer it again; the messages after it are discarded."""
-        async with self:
-            message_id, self.editing_id = self.editing_id, 0
-            if self.streaming or not message_id or not self.conversation_id:
-                return
-            try:
-                text = _message_from(form_data)
-            except InvalidInput as exc:
-                self.notice = str(exc)
-                return
-            owner, conversation_id = self._owner_id(), self.conversation_id
-            if (settings := await self._admit_reply()) is None:
-                return
-            batch = settings.batch_mode
-        try:
-            turn = await get_chat_service().start_edit(owner, conversation_id, message_id, text)
-        except ConversationNotFound:
-            async with self:
-                self.streaming, self.notice = False, "That message can no longer be edited."
-            return
-        async with self:
-            kept = [m for m in self.messages if m.id < message_id]
-            self.messages = [*kept, MessageView(id=message_id, role="user", content=text)]
-        await _stream_reply_into(self, turn, batch, owner)
+    # -- the conversation's menu -------------------------------------------------------------
 
-    @rx.event(background=True)
-    async def watch_reply(self) -> None:
-        """Follow a reply that another session is writing, through its database checkpoints."""
-        service = get_chat_service()
-        async with self:
-            last = self.messages[-1] if self.messages else None
-            if self.streaming or last is None or last.status != MessageStatus.STREAMING:
-                return
-            owner, conversation_id, reply_id = self._owner_id(), self.conversation_id, last.id
-            self.messages = self.messages[:-1]
-            self._begin_reply()
-            self._show_stream(last.content)
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL_S)  # the writer checkpoints every couple of seconds
-            try:
-                message = await service.load_message(owner, conversation_id, reply_id)
-            except ConversationNotFound:
-                message = None
-            async with self:
-                if self.conversation_id != conversation_id or message is None or self._stop_requested:
-                    self.streaming = False
-                    self._clear_stream()
-                    return
-                if message.status == MessageStatus.STREAMING:
-                    self._show_stream(message.content)
-                    continue
-                self.messages.append(view_of_message(message))
-                self.streaming = False
-                self._clear_stream()
-                return
-
-    async def _admit_reply(self) -> Any:
-        """Inside `async with self`: count a message against the rate limit and start showing a reply.
-
-        Returns the tab's SettingsState, or None when refused (the notice says why).
-        """
-        from chatbot_app.state.settings import SettingsState  # a substate of this one
-
-        service = get_chat_service()
-        if not await service.allow_message(self._owner_id()):
-            limit = service.settings.rate_limit_per_minute
-            self.notice = f"You are sending messages faster than {limit} a minute. Wait a moment, then try again."
+    @rx.event
+    async def clear_conversation(self) -> Any:
+        """Delete the messages; a reply still being written is stopped first (and the notice says so)."""
+        if not self.conversation_id:
             return None
-        settings = await self.get_state(SettingsState)
-        self._begin_reply()
-        return settings
+        owner, conversation_id = self.owner_id(), self.conversation_id
+        try:
+            stopped = await stop_running_replies(owner, conversation_id)
+            await get_library().clear(owner, conversation_id)
+        except ConversationNotFound:
+            self.notice = NOT_FOUND
+            return None
+        self.messages, self.summary, self.has_earlier = [], "", False
+        self._view += 1
+        await self.load_stats()
+        self.notice = STOPPED_FIRST if stopped else ""
+        return None
 
-    def _begin_reply(self) -> None:
-        self.notice, self.stream_notice = "", ""
-        self.streaming, self._stop_requested = True, False
-        self._clear_stream()
-        self._stream_parts = get_chat_service().settings.stream_parts
+    async def _summarize(self) -> bool:
+        try:
+            self.summary = await get_chat_service().summarize(self.owner_id(), self.conversation_id)
+        except ConversationNotFound:
+            self.notice = NOT_FOUND
+        except ProviderError as exc:
+            self.notice = f"Could not summarize: {describe_error(exc.kind)}"
+        else:
+            return True
+        finally:
+            self.summarizing = False
+        return False
+
+    @rx.event
+    async def summarize(self) -> Any:
+        """Ask the model for a summary; it is stored and shown at the top of the conversation."""
+        if not self.conversation_id:
+            self.notice = "Send a message first: there is nothing to summarize yet."
+            return
+        self.summarizing = True
+        yield  # show the spinner while the model works
+        await self._summarize()
+
+    @rx.event
+    async def end_session(self) -> Any:
+        """The original design's "End session": summarize this conversation, then start fresh."""
+        if not self.conversation_id:
+            return
+        self.summarizing = True
+        yield
+        if await self._summarize():
+            yield ConversationState.new_chat
+
+    @rx.event
+    async def export(self, format: Any) -> Any:
+        if not self.conversation_id or format not in ("md", "json"):
+            self.notice = "Open a conversation to export it."
+            return None
+        library, owner = get_library(), self.owner_id()
+        try:
+            if format == "md":
+                data = await library.export_markdown(owner, self.conversation_id)
+            else:
+                data = await library.export_json(owner, self.conversation_id)
+        except ConversationNotFound:
+            self.notice = NOT_FOUND
+            return None
+        return rx.download(data=data, filename=f"conversation-{self.conversation_id[:8]}.{format}")
 
 
-async def _stream_reply_into(state: ChatState, turn: Turn, batch: bool, owner: str) -> bool:
-    """Show a reply's frames in `state` (a background task's proxy), taking the lock per frame only.
+STOPPED_FIRST = "The reply that was still being written was stopped first."
 
-    The reply is generated and stored to the end even if the user opens another conversation
-    meanwhile; the page is only updated while it still shows this one. True if it completed.
+
+async def stop_running_replies(owner_id: str, conversation_id: str) -> bool:
+    """Stop the conversation's replies still being written, and wait until they have stored their end.
+
+    Raises ConversationNotFound. True if there was one.
     """
-    completed = False
-    async with contextlib.aclosing(get_chat_service().stream_reply(turn, batch=batch)) as frames:
-        async for frame in frames:
-            completed = frame.done and frame.status == MessageStatus.COMPLETE
-            async with state:
-                if state.conversation_id != turn.conversation_id or not state.streaming:
-                    continue
-                if state._stop_requested:
-                    break
-                if not frame.done:
-                    state._show_stream(frame.text)
-                    state.stream_notice = frame.notice
-                    continue
-                state.messages.append(view_of_final_frame(turn.reply_id, frame))
-                state.streaming = False
-                state._clear_stream()
-    stats_line = await _stats_line(owner, turn.conversation_id)
-    async with state:
-        if state.conversation_id != turn.conversation_id:
-            return completed
-        if state.streaming:  # stopped: the service stored the text with status `stopped`
-            state.messages.append(
-                MessageView(
-                    id=turn.reply_id, role="assistant", content=state._stream_text, status=MessageStatus.STOPPED
-                )
-            )
-            state.streaming = False
-            state._clear_stream()
-        state.stats_line = stats_line
-    return completed
+    running = await get_chat_service().streaming_replies(owner_id, conversation_id)
+    if running:
+        await get_reply_jobs().stop_and_wait(running)
+    return bool(running)

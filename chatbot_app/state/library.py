@@ -1,4 +1,4 @@
-"""The sidebar and the conversation menu: list, search, rename, pin, delete, summarize, export, import."""
+"""The sidebar: the conversation list, search, rename, pin, delete, export of everything, import."""
 
 from __future__ import annotations
 
@@ -8,16 +8,19 @@ from typing import Any
 
 import reflex as rx
 
-from chatbot_app.providers.base import ProviderError
 from chatbot_app.services.chat_service import ConversationNotFound
-from chatbot_app.services.default_service import get_chat_service, get_library
-from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.default_service import get_library
 from chatbot_app.services.library import check_page, check_title
 from chatbot_app.services.validation import InvalidInput, is_conversation_id
-from chatbot_app.state.conversation import ChatState, conversation_url
+from chatbot_app.state.conversation import (
+    NOT_FOUND,
+    STOPPED_FIRST,
+    ConversationState,
+    conversation_url,
+    stop_running_replies,
+)
+from chatbot_app.state.session import SessionState
 from chatbot_app.storage.transfer import MAX_IMPORT_BYTES, ImportRejected
-
-_NOT_FOUND = "That conversation was not found."
 
 
 @dataclasses.dataclass
@@ -52,7 +55,7 @@ def snippet_segments(snippet: str) -> list[Segment]:
     return segments
 
 
-class LibraryState(ChatState):
+class LibraryState(SessionState):
     conversations: list[ConversationItem] = []
     has_more: bool = False
     page: int = 0
@@ -62,6 +65,7 @@ class LibraryState(ChatState):
     library_notice: str = ""
     pending_delete_id: str = ""
     renaming_id: str = ""
+    _stopped_first: bool = False
 
     # -- sidebar ------------------------------------------------------------------------------
 
@@ -69,7 +73,7 @@ class LibraryState(ChatState):
     async def refresh(self) -> None:
         """Reload the sidebar's pages shown so far (after a change, or on page load)."""
         async with self:
-            owner, pages = self._owner_id(), self.page + 1
+            owner, pages = self.owner_id(), self.page + 1
         page = await get_library().page(owner, 0, page_size=30 * pages)
         async with self:
             self.conversations = [ConversationItem(c.id, c.title, c.pinned) for c in page.conversations]
@@ -83,7 +87,7 @@ class LibraryState(ChatState):
         except InvalidInput as exc:
             self.library_notice = str(exc)
             return
-        result = await get_library().page(self._owner_id(), page)
+        result = await get_library().page(self.owner_id(), page)
         self.page = page
         self.conversations += [ConversationItem(c.id, c.title, c.pinned) for c in result.conversations]
         self.has_more = result.has_more
@@ -101,7 +105,7 @@ class LibraryState(ChatState):
         if not query.strip():
             self.search_hits = []
             return
-        hits = await get_library().search(self._owner_id(), query)
+        hits = await get_library().search(self.owner_id(), query)
         self.search_hits = [
             SearchHitView(h.conversation_id, h.title, h.message_id or 0, snippet_segments(h.snippet)) for h in hits
         ]
@@ -109,7 +113,7 @@ class LibraryState(ChatState):
     @rx.event
     def open_hit(self, conversation_id: Any, message_id: Any) -> Any:
         if not is_conversation_id(conversation_id) or not isinstance(message_id, int):
-            self.library_notice = _NOT_FOUND
+            self.library_notice = NOT_FOUND
             return None
         self.search_query, self.search_hits, self.sidebar_open = "", [], False
         target = conversation_url(conversation_id)
@@ -120,12 +124,12 @@ class LibraryState(ChatState):
     async def _change(self, conversation_id: Any, change: Any) -> bool:
         """Apply an owned-conversation change; say so plainly if the id is not the caller's."""
         if not is_conversation_id(conversation_id):
-            self.library_notice = _NOT_FOUND
+            self.library_notice = NOT_FOUND
             return False
         try:
-            await change(self._owner_id(), conversation_id)
+            await change(self.owner_id(), conversation_id)
         except ConversationNotFound:
-            self.library_notice = _NOT_FOUND
+            self.library_notice = NOT_FOUND
             return False
         self.library_notice = ""
         return True
@@ -145,7 +149,8 @@ class LibraryState(ChatState):
             return None
         if await self._change(conversation_id, lambda owner, cid: get_library().rename(owner, cid, title)):
             if conversation_id == self.conversation_id:
-                self.title = title
+                conversation = await self.get_state(ConversationState)
+                conversation.title = title
             return LibraryState.refresh
         return None
 
@@ -167,76 +172,29 @@ class LibraryState(ChatState):
 
     @rx.event
     async def confirm_delete(self) -> Any:
+        """Delete; a reply still being written there is stopped first (and the notice says so)."""
         conversation_id, self.pending_delete_id = self.pending_delete_id, ""
-        if not await self._change(conversation_id, get_library().delete):
+
+        async def delete(owner: str, cid: str) -> None:
+            self._stopped_first = await stop_running_replies(owner, cid)
+            await get_library().delete(owner, cid)
+
+        self._stopped_first = False
+        if not await self._change(conversation_id, delete):
             return None
+        if self._stopped_first:
+            self.library_notice = STOPPED_FIRST
         if conversation_id == self.conversation_id:
-            self._show_new_chat()
+            conversation = await self.get_state(ConversationState)
+            conversation.show_new_chat()
             return [LibraryState.refresh, rx.redirect("/")]
         return LibraryState.refresh
-
-    @rx.event
-    async def clear_conversation(self) -> None:
-        if self.streaming or not self.conversation_id:
-            return
-        if await self._change(self.conversation_id, get_library().clear):
-            self.messages, self.summary, self.has_earlier = [], "", False
-            await self._load_stats()
-
-    async def _summarize(self) -> bool:
-        try:
-            self.summary = await get_chat_service().summarize(self._owner_id(), self.conversation_id)
-        except ConversationNotFound:
-            self.library_notice = _NOT_FOUND
-        except ProviderError as exc:
-            self.library_notice = f"Could not summarize: {describe_error(exc.kind)}"
-        else:
-            return True
-        finally:
-            self.summarizing = False
-        return False
-
-    @rx.event
-    async def summarize(self) -> Any:
-        """Ask the model for a summary; it is stored and shown at the top of the conversation."""
-        if self.streaming or not self.conversation_id:
-            self.library_notice = "Send a message first: there is nothing to summarize yet."
-            return
-        self.summarizing = True
-        yield  # show the spinner while the model works
-        await self._summarize()
-
-    @rx.event
-    async def end_session(self) -> Any:
-        """The original design's "End session": summarize this conversation, then start fresh."""
-        if self.streaming or not self.conversation_id:
-            return
-        self.summarizing = True
-        yield
-        if await self._summarize():
-            yield ChatState.new_chat
 
     # -- export and import ---------------------------------------------------------------------
 
     @rx.event
-    async def export(self, format: Any) -> Any:
-        if not self.conversation_id or format not in ("md", "json"):
-            self.library_notice = "Open a conversation to export it."
-            return None
-        library, owner = get_library(), self._owner_id()
-        try:
-            if format == "md":
-                data = await library.export_markdown(owner, self.conversation_id)
-            else:
-                data = await library.export_json(owner, self.conversation_id)
-        except ConversationNotFound:
-            self.library_notice = _NOT_FOUND
-            return None
-        return rx.download(data=data, filename=f"conversation-{self.conversation_id[:8]}.{format}")
-
-    @rx.event
     async def export_everything(self) -> Any:
-        data = await get_library().export_all(self._owner_id())
+        data = await get_library().export_all(self.owner_id())
         return rx.download(data=data, filename="conversations.json")
 
     @rx.event
@@ -252,7 +210,7 @@ class LibraryState(ChatState):
             return None
         data = await files[0].read(MAX_IMPORT_BYTES + 1)
         try:
-            ids = await get_library().import_file(self._owner_id(), data)
+            ids = await get_library().import_file(self.owner_id(), data)
         except ImportRejected as exc:
             self.library_notice = f"Nothing was imported: {exc}"
             return None

@@ -22,7 +22,7 @@ from chatbot_app.services.chat_settings import (
 from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.validation import InvalidInput
-from chatbot_app.state.conversation import ChatState
+from chatbot_app.state.session import SessionState
 
 
 @dataclasses.dataclass
@@ -37,7 +37,7 @@ class ModelGroupView:
     options: list[ModelOption]
 
 
-class SettingsState(ChatState):
+class SettingsState(SessionState):
     """The settings the next message is sent with; stored on the conversation."""
 
     model_groups: list[ModelGroupView] = []
@@ -85,7 +85,7 @@ class SettingsState(ChatState):
         """Load the model menu, presets, and the settings of the open (or a new) conversation."""
         service = get_chat_service()
         async with self:
-            owner, conversation_id = self._owner_id(), self.conversation_id
+            owner, conversation_id = self.owner_id(), self.conversation_id
         groups, default_choice = await service.model_menu()
         presets = await service.presets(owner)
         if conversation_id:
@@ -113,7 +113,7 @@ class SettingsState(ChatState):
         """Persist the settings on the open conversation (a new chat stores them with its first message)."""
         if self.conversation_id:
             try:
-                await get_chat_service().save_settings(self._owner_id(), self.conversation_id, self.chat_settings())
+                await get_chat_service().save_settings(self.owner_id(), self.conversation_id, self.chat_settings())
             except ConversationNotFound:
                 self.settings_notice = "This conversation no longer exists."
 
@@ -166,7 +166,7 @@ class SettingsState(ChatState):
         except InvalidInput as exc:
             self.settings_notice = str(exc)
             return
-        await get_chat_service().save_preset(self._owner_id(), name, self.system_prompt)
+        await get_chat_service().save_preset(self.owner_id(), name, self.system_prompt)
         self._presets[name] = self.system_prompt
         self.preset_names = list(self._presets)
         self.settings_notice = f"Saved the current prompt as “{name}”."

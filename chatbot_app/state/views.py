@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from chatbot_app.services.chat_service import ReplyFrame
 from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.reply_log import Finished
 from chatbot_app.storage.models import Message, MessageStatus
 
 
@@ -55,14 +55,15 @@ def view_of_message(message: Message) -> MessageView:
     )
 
 
-def view_of_final_frame(reply_id: int, frame: ReplyFrame) -> MessageView:
+def view_of_reply(reply_id: int, text: str, finished: Finished) -> MessageView:
+    """A reply as its job ended it: the text its followers assembled, and the end's details."""
     return MessageView(
         id=reply_id,
         role="assistant",
-        content=frame.text,
-        status=frame.status,
-        error=describe_error(frame.error_kind) if frame.status == MessageStatus.ERROR else "",
+        content=text,
+        status=finished.status,
+        error=describe_error(finished.error_kind) if finished.status == MessageStatus.ERROR else "",
         details=reply_details(
-            frame.provider, frame.model, frame.completion_tokens, frame.first_token_ms, frame.duration_ms
+            finished.provider, finished.model, finished.completion_tokens, finished.first_token_ms, finished.duration_ms
         ),
     )

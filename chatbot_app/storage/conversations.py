@@ -63,17 +63,40 @@ def save_reply(
     content: str,
     status: MessageStatus,
     **fields: object,
-) -> None:
-    """Write a reply's text and status (and usage fields) in one statement."""
-    session.exec(
+) -> bool:
+    """Write a reply's final text and status (and usage fields) in one statement.
+
+    Only a reply still being written (or one a sweep took for dead) is written: False if the row was
+    removed meanwhile (a conflict the caller reports).
+    """
+    result = session.exec(
         update(Message)
         .where(col(Message.id) == message_id)
+        .where(col(Message.status).in_([MessageStatus.STREAMING, MessageStatus.INTERRUPTED]))
         .values(content=content, status=status, updated_at=utcnow(), **fields)
     )
+    return bool(result.rowcount)
+
+
+def checkpoint_reply(session: Session, message_id: int, content: str | None) -> bool:
+    """Heartbeat a streaming reply (and save its text so far, if given); False if its row is gone.
+
+    A reply that is no longer `streaming` is left as it is, so a checkpoint never undoes an end.
+    """
+    values: dict[str, object] = {"updated_at": utcnow()}
+    if content is not None:
+        values["content"] = content
+    result = session.exec(
+        update(Message)
+        .where(col(Message.id) == message_id)
+        .where(col(Message.status) == MessageStatus.STREAMING)
+        .values(**values)
+    )
+    return bool(result.rowcount) or session.get(Message, message_id) is not None
 
 
 def interrupt_stale_replies(session: Session, older_than: timedelta) -> int:
-    """Mark replies left `streaming` by a dead process as interrupted; their text is kept."""
+    """Mark replies whose job stopped heartbeating (its process died) as interrupted; their text is kept."""
     result = session.exec(
         update(Message)
         .where(col(Message.status) == MessageStatus.STREAMING)
@@ -81,6 +104,35 @@ def interrupt_stale_replies(session: Session, older_than: timedelta) -> int:
         .values(status=MessageStatus.INTERRUPTED)
     )
     return result.rowcount or 0
+
+
+def streaming_replies(session: Session, conversation_id: str) -> list[int]:
+    """Ids of the conversation's replies that are still being written."""
+    query = select(Message.id).where(
+        Message.conversation_id == conversation_id, Message.status == MessageStatus.STREAMING
+    )
+    return [message_id for message_id in session.exec(query).all() if message_id is not None]
+
+
+def messages_from(session: Session, conversation_id: str, target_id: int, window: int, cap: int) -> list[Message]:
+    """The newest `window` messages, extended back to message `target_id` (at most `cap` in all).
+
+    At most three queries whatever `target_id` is: one that is unknown, in another conversation,
+    or older than the first message simply gives the newest `window`.
+    """
+    newest = latest_messages(session, conversation_id, window)
+    if not newest or newest[0].id is None or target_id >= newest[0].id:
+        return newest
+    target = session.get(Message, target_id)
+    if target is None or target.conversation_id != conversation_id:
+        return newest
+    query = (
+        select(Message)
+        .where(Message.conversation_id == conversation_id, col(Message.id) >= target_id)
+        .order_by(col(Message.id).desc())
+        .limit(cap)
+    )
+    return list(reversed(session.exec(query).all()))
 
 
 def latest_conversation(session: Session, owner_id: str) -> Conversation | None:

@@ -17,8 +17,10 @@ from reflex_base.constants.state import FIELD_MARKER
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from chatbot_app.state.conversation import ChatState
+from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.library import LibraryState
+from chatbot_app.state.reply import ReplyState
+from chatbot_app.state.session import SessionState
 from chatbot_app.state.settings import SettingsState
 from chatbot_app.storage.database import make_engine
 from chatbot_app.storage.models import Conversation
@@ -27,21 +29,26 @@ from tests.e2e.reflex_client import ReflexClient
 
 pytestmark = pytest.mark.e2e
 
-CHAT, SETTINGS, LIBRARY = ChatState.get_full_name(), SettingsState.get_full_name(), LibraryState.get_full_name()
-NOTICE = (CHAT, f"notice{FIELD_MARKER}")
+SESSION, REPLY = SessionState.get_full_name(), ReplyState.get_full_name()
+CONVERSATION, SETTINGS, LIBRARY = (
+    ConversationState.get_full_name(),
+    SettingsState.get_full_name(),
+    LibraryState.get_full_name(),
+)
+NOTICE = (SESSION, f"notice{FIELD_MARKER}")
 SETTINGS_NOTICE = (SETTINGS, f"settings_notice{FIELD_MARKER}")
 LIBRARY_NOTICE = (LIBRARY, f"library_notice{FIELD_MARKER}")
 
 # (handler, payload, the var that answers, words it must contain). Consecutive calls answered
 # by the same var expect different words, so each wait can only be satisfied by its own call.
 BAD_CALLS: list[tuple[str, dict[str, Any], tuple[str, str], str]] = [
-    (f"{CHAT}.send_message", {"form_data": None}, NOTICE, "must be text"),
-    (f"{CHAT}.send_message", {"form_data": {"message": "   "}}, NOTICE, "Type a message first"),
-    (f"{CHAT}.send_message", {"form_data": 42}, NOTICE, "must be text"),
-    (f"{CHAT}.send_message", {"form_data": {"message": "x" * 40_000}}, NOTICE, "the limit is 32,000"),
-    (f"{CHAT}.send_message", {"form_data": {"message": ["a", "list"]}}, NOTICE, "must be text"),
-    (f"{CHAT}.send_message", {"form_data": {"message": "ring \x07 bell"}}, NOTICE, "control characters"),
-    (f"{CHAT}.send_message", {"form_data": {"message": "half \ud800 pair"}}, NOTICE, "cannot be sent"),
+    (f"{REPLY}.send_message", {"form_data": None}, NOTICE, "must be text"),
+    (f"{REPLY}.send_message", {"form_data": {"message": "   "}}, NOTICE, "Type a message first"),
+    (f"{REPLY}.send_message", {"form_data": 42}, NOTICE, "must be text"),
+    (f"{REPLY}.send_message", {"form_data": {"message": "x" * 40_000}}, NOTICE, "the limit is 32,000"),
+    (f"{REPLY}.send_message", {"form_data": {"message": ["a", "list"]}}, NOTICE, "must be text"),
+    (f"{REPLY}.send_message", {"form_data": {"message": "ring \x07 bell"}}, NOTICE, "control characters"),
+    (f"{REPLY}.send_message", {"form_data": {"message": "half \ud800 pair"}}, NOTICE, "cannot be sent"),
     (f"{SETTINGS}.choose_model", {"value": "nope:no-such-model"}, NOTICE, "not available"),
     (f"{SETTINGS}.choose_model", {"value": 123}, NOTICE, "Choose a model from the list"),
     (f"{SETTINGS}.apply_settings", {"form_data": "not a form"}, SETTINGS_NOTICE, "settings form"),
@@ -56,7 +63,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], tuple[str, str], str]] = [
     (f"{LIBRARY}.open_hit", {"conversation_id": "../../etc", "message_id": "1"}, LIBRARY_NOTICE, "not found"),
     (f"{LIBRARY}.rename", {"form_data": 5}, LIBRARY_NOTICE, "title cannot be empty"),
     (f"{LIBRARY}.toggle_pin", {"conversation_id": {"a": 1}}, LIBRARY_NOTICE, "not found"),
-    (f"{LIBRARY}.export", {"format": "exe"}, LIBRARY_NOTICE, "Open a conversation"),
+    (f"{CONVERSATION}.export", {"format": "exe"}, NOTICE, "Open a conversation"),
     (f"{LIBRARY}.search", {"query": 5}, LIBRARY_NOTICE, "must be text"),
     (f"{LIBRARY}.import_file", {"files": [{"name": "x.json"}]}, LIBRARY_NOTICE, "Choose one JSON file"),
 ]
@@ -73,7 +80,7 @@ async def call_each_badly(backend_url: str) -> tuple[list[str], str]:
                 values[(state_name, var)] = value
         changed.set()
 
-    identity_var = f"{CHAT}.identity{FIELD_MARKER}"
+    identity_var = f"{SESSION}.identity{FIELD_MARKER}"
     client = ReflexClient(
         backend_url,
         importlib.metadata.version("reflex"),

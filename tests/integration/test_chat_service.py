@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import re
 
@@ -12,19 +11,22 @@ from sqlalchemy import Engine, event
 from sqlmodel import Session, col, select
 
 from chatbot_app.config import Settings
-from chatbot_app.services.chat_service import ChatService, ConversationNotFound, ReplyFrame, Turn
+from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
+from chatbot_app.services.reply_jobs import ReplyJobs, ReplyResult
+from chatbot_app.services.reply_log import Finished, MemoryReplyLog
 from chatbot_app.storage.models import Message
 from tests.conftest import make_service
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
+from tests.replies import frames, run_reply
 
 OWNER = "owner-" + "a" * 20
 STRANGER = "stranger-" + "b" * 20
 
 
-async def collect(service: ChatService, conversation_id: str | None, text: str) -> tuple[Turn, list[ReplyFrame]]:
+async def collect(service: ChatService, conversation_id: str | None, text: str) -> tuple[Turn, ReplyResult]:
     turn = await service.start_turn(OWNER, conversation_id, text)
-    frames = [frame async for frame in service.stream_reply(turn)]
-    return turn, frames
+    result, _ = await run_reply(service, turn)
+    return turn, result
 
 
 async def reply_row(service: ChatService, turn: Turn) -> Message:
@@ -35,10 +37,10 @@ async def reply_row(service: ChatService, turn: Turn) -> Message:
 
 async def test_remembers_earlier_turns(service: ChatService, fake: FakeLLMServer) -> None:
     first, _ = await collect(service, None, "My name is Alice.")
-    _, frames = await collect(service, first.conversation_id, "What is my name?")
+    _, reply = await collect(service, first.conversation_id, "What is my name?")
 
-    assert frames[-1].done and frames[-1].status == "complete"
-    assert "Alice" in frames[-1].text
+    assert reply.finished is not None and reply.finished.status == "complete"
+    assert "Alice" in reply.text
     sent = fake.chat_requests()[-1].body["messages"]
     assert sent[0]["role"] == "system"
     assert [m["content"] for m in sent if m["role"] == "user"] == ["My name is Alice.", "What is my name?"]
@@ -49,10 +51,10 @@ async def test_without_an_api_key_the_reply_says_not_configured_and_the_message_
 ) -> None:
     service = make_service(Settings(groq_api_key=None, database_url=database_url, local_model="off"), engine)
 
-    turn, frames = await collect(service, None, "Hello?")
+    turn, reply = await collect(service, None, "Hello?")
 
-    assert len(frames) == 1
-    assert (frames[-1].done, frames[-1].status, frames[-1].error_kind) == (True, "error", "not_configured")
+    assert reply.frames == 0 and reply.finished is not None
+    assert (reply.finished.status, reply.finished.error_kind) == ("error", "not_configured")
     _, stored = await service.load_conversation(OWNER, turn.conversation_id)
     assert [(m.role, m.content, m.status) for m in stored] == [
         ("user", "Hello?", "complete"),
@@ -85,30 +87,33 @@ async def test_a_connection_cut_mid_stream_keeps_the_partial_text_as_an_error(
 ) -> None:
     fake.enqueue(Behaviour(text="one two three four five", cut_after_tokens=2))
 
-    turn, frames = await collect(service, None, "Count to five.")
+    turn, reply = await collect(service, None, "Count to five.")
 
-    final = frames[-1]
-    assert (final.status, final.error_kind, final.text) == ("error", "connection", "one two")
-    assert [f.text for f in frames[:-1]][-1] == "one two"
+    assert reply.finished is not None
+    assert (reply.finished.status, reply.finished.error_kind, reply.text) == ("error", "connection", "one two")
     stored = await reply_row(service, turn)
     assert (stored.status, stored.error_kind, stored.content) == ("error", "connection", "one two")
 
 
-async def test_closing_the_reply_early_stores_it_as_stopped_and_closes_the_upstream(
+async def test_stopping_the_job_stores_the_reply_as_stopped_and_closes_the_upstream(
     service: ChatService, fake: FakeLLMServer
 ) -> None:
     fake.enqueue(Behaviour(tokens=400, tokens_per_s=40))
     turn = await service.start_turn(OWNER, None, "Tell me a long story.")
+    jobs = ReplyJobs(service, MemoryReplyLog())
+    await jobs.start(turn)
 
-    first: ReplyFrame | None = None
-    async with contextlib.aclosing(service.stream_reply(turn)) as frames:
-        async for frame in frames:
-            first = frame
-            break  # the user pressed stop: the page leaves its loop and aclosing closes the stream
+    shown = ""
+    async for _, events in jobs.follow(turn.reply_id):
+        shown += "".join(f.text for f in frames(events))
+        if shown:
+            await jobs.stop(turn.reply_id)  # the user pressed stop
+        ends = [e for e in events if isinstance(e, Finished)]
+        if ends:
+            assert ends[0].status == "stopped"
 
-    assert first is not None and first.text and not first.done
     stored = await reply_row(service, turn)
-    assert (stored.status, stored.content, stored.error_kind) == ("stopped", first.text, None)
+    assert (stored.status, stored.content, stored.error_kind) == ("stopped", shown, None)
     assert stored.model == "fake-large"
     # The server runs in its own thread: wait (bounded) for it to see the client go.
     assert await asyncio.to_thread(fake.abort_seen.wait, 10)
@@ -122,15 +127,15 @@ async def test_many_fast_tokens_arrive_in_far_fewer_frames(
     words = [f"w{i}" for i in range(300)]
     fake.enqueue(Behaviour(text=" ".join(words)))
 
-    _, frames = await collect(service, None, "Go fast.")
+    turn = await service.start_turn(OWNER, None, "Go fast.")
+    reply, events = await run_reply(service, turn)
 
-    progress = frames[:-1]
+    progress = frames(events)
     # One frame per 200 ms: thirty frames would take the fake six seconds to stream 300 tokens.
     assert 1 <= len(progress) <= 30
     assert progress[0].text.startswith("w0")
-    assert [f.text for f in progress] == sorted(f.text for f in progress)  # each frame extends the last
-    assert frames[-1].text == " ".join(words)
-    assert frames[-1].status == "complete"
+    assert "".join(f.text for f in progress) == reply.text == " ".join(words)  # each frame carries only new text
+    assert reply.finished is not None and reply.finished.status == "complete"
 
 
 async def test_the_reply_row_is_not_written_per_token(
@@ -146,12 +151,12 @@ async def test_the_reply_row_is_not_written_per_token(
 
     event.listen(engine, "before_cursor_execute", count_message_updates)
     try:
-        frames = [frame async for frame in service.stream_reply(turn)]
+        reply, _ = await run_reply(service, turn)
     finally:
         event.remove(engine, "before_cursor_execute", count_message_updates)
 
-    assert frames[-1].status == "complete"
-    assert frames[-1].completion_tokens == 300
+    assert reply.finished is not None and reply.finished.status == "complete"
+    assert reply.finished.completion_tokens == 300
     # The final save, plus at most a checkpoint or two on a very slow machine.
     assert 1 <= len(message_updates) <= 3
 
@@ -173,7 +178,7 @@ async def test_an_unknown_or_foreign_conversation_is_not_found(service: ChatServ
 async def test_usage_and_model_are_stored_on_the_reply(service: ChatService, fake: FakeLLMServer) -> None:
     fake.enqueue(Behaviour(text="Four words right here."))
 
-    turn, frames = await collect(service, None, "Answer in four words.")
+    turn, reply = await collect(service, None, "Answer in four words.")
 
     sent = fake.chat_requests()[-1].body["messages"]
     prompt_tokens = sum(len(m["content"]) // 4 + 4 for m in sent)
@@ -182,7 +187,8 @@ async def test_usage_and_model_are_stored_on_the_reply(service: ChatService, fak
     assert (stored.prompt_tokens, stored.completion_tokens) == (prompt_tokens, 4)
     assert stored.first_token_ms is not None and stored.duration_ms is not None
     assert stored.duration_ms >= stored.first_token_ms
-    final = frames[-1]
+    final = reply.finished
+    assert final is not None
     assert (final.model, final.prompt_tokens, final.completion_tokens) == ("fake-large", prompt_tokens, 4)
     assert (final.first_token_ms, final.duration_ms) == (stored.first_token_ms, stored.duration_ms)
 

@@ -6,10 +6,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from chatbot_app.services.chat_service import ChatService, ConversationNotFound, ReplyFrame, Turn
+from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
 from chatbot_app.services.chat_settings import BUILTIN_PRESETS, ChatSettings
+from chatbot_app.services.reply_jobs import ReplyResult
 from chatbot_app.storage.models import Conversation, Message, PromptPreset
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
+from tests.replies import frames, run_reply
 
 OWNER = "owner-" + "a" * 20
 STRANGER = "stranger-" + "b" * 20
@@ -37,9 +39,10 @@ def conversation_row(engine: Engine, conversation_id: str) -> Conversation:
 
 async def reply_to(
     service: ChatService, conversation_id: str | None, text: str, chat: ChatSettings | None = None
-) -> tuple[Turn, list[ReplyFrame]]:
+) -> tuple[Turn, ReplyResult]:
     turn = await service.start_turn(OWNER, conversation_id, text, chat)
-    return turn, [frame async for frame in service.stream_reply(turn)]
+    reply, _ = await run_reply(service, turn)
+    return turn, reply
 
 
 async def reply_row(service: ChatService, turn: Turn) -> Message:
@@ -75,9 +78,9 @@ async def test_a_new_chat_starts_from_the_owners_latest_conversations_settings(
 
 
 async def test_the_chosen_settings_reach_the_provider(service: ChatService, fake: FakeLLMServer) -> None:
-    _, frames = await reply_to(service, None, "Hello.", CHOSEN)
+    _, reply = await reply_to(service, None, "Hello.", CHOSEN)
 
-    assert frames[-1].status == "complete"
+    assert reply.finished is not None and reply.finished.status == "complete"
     [request] = fake.chat_requests()  # a chosen model needs no model list
     body = request.body
     assert (body["model"], body["temperature"], body["max_tokens"], body["top_p"]) == ("fake-small", 1.3, 77, 0.9)
@@ -156,24 +159,24 @@ async def test_batch_mode_makes_one_non_streaming_request_and_shows_the_whole_re
     fake.enqueue(Behaviour(text=whole))
     turn = await service.start_turn(OWNER, None, "Count.", CHOSEN)
 
-    frames = [frame async for frame in service.stream_reply(turn, batch=True)]
+    reply, events = await run_reply(service, turn, batch=True)
 
     [request] = fake.chat_requests()
     assert not request.body.get("stream")
-    assert [f.text for f in frames] == [whole] * len(frames)  # never a partial reply
-    [final] = [f for f in frames if f.done]
-    assert final is frames[-1]
-    assert (final.status, final.text, final.completion_tokens) == ("complete", whole, 8)
+    assert [f.text for f in frames(events)] == [whole]  # never a partial reply
+    final = reply.finished
+    assert final is not None and events[-1] is final
+    assert (final.status, reply.text, final.completion_tokens) == ("complete", whole, 8)
     stored = await reply_row(service, turn)
     assert (stored.status, stored.content) == ("complete", whole)
 
 
 async def test_an_unknown_model_gives_a_model_not_found_error(service: ChatService, fake: FakeLLMServer) -> None:
-    turn, frames = await reply_to(service, None, "Hello?", ChatSettings(model="retired-model"))
+    turn, reply = await reply_to(service, None, "Hello?", ChatSettings(model="retired-model"))
 
-    final = frames[-1]
-    assert (final.done, final.status, final.error_kind, final.model) == (
-        True,
+    final = reply.finished
+    assert final is not None
+    assert (final.status, final.error_kind, final.model) == (
         "error",
         "model_not_found",
         "retired-model",
@@ -184,8 +187,9 @@ async def test_an_unknown_model_gives_a_model_not_found_error(service: ChatServi
 
 
 async def test_the_reply_row_stores_the_provider_and_model(service: ChatService, fake: FakeLLMServer) -> None:
-    turn, frames = await reply_to(service, None, "Hello.", CHOSEN)
+    turn, reply = await reply_to(service, None, "Hello.", CHOSEN)
 
     stored = await reply_row(service, turn)
     assert (stored.status, stored.provider, stored.model) == ("complete", "groq", "fake-small")
-    assert (frames[-1].provider, frames[-1].model) == ("groq", "fake-small")
+    assert reply.finished is not None
+    assert (reply.finished.provider, reply.finished.model) == ("groq", "fake-small")

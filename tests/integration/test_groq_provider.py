@@ -8,7 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatbot_app.providers.base import ChatMessage, ErrorKind, GenerationOptions, ProviderError, ProviderEvent, TextDelta, Usage
+from chatbot_app.providers.base import (
+    ChatMessage,
+    ErrorKind,
+    GenerationOptions,
+    ProviderError,
+    ProviderEvent,
+    TextDelta,
+    Usage,
+)
 from chatbot_app.providers.groq import GroqProvider
 from tests.conftest import TEST_API_KEY
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer

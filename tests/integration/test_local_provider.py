@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from chatbot_app.providers.base import ChatMessage, ErrorKind, GenerationOptions, ProviderError, ProviderEvent, TextDelta, Usage
+from chatbot_app.providers.base import (
+    ChatMessage,
+    ErrorKind,
+    GenerationOptions,
+    ProviderError,
+    ProviderEvent,
+    TextDelta,
+    Usage,
+)
 from chatbot_app.providers.local import LocalProvider, bundled_model_path
 
 MESSAGES = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Count from one to twenty.")]

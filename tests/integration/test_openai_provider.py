@@ -7,7 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatbot_app.providers.base import ChatMessage, ErrorKind, GenerationOptions, ProviderError, ProviderEvent, TextDelta, Usage
+from chatbot_app.providers.base import (
+    ChatMessage,
+    ErrorKind,
+    GenerationOptions,
+    ProviderError,
+    ProviderEvent,
+    TextDelta,
+    Usage,
+)
 from chatbot_app.providers.openai_compat import OpenAICompatibleProvider
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 

@@ -14,6 +14,7 @@ from chatbot_app.services.chat_settings import ChatSettings
 from chatbot_app.services.library import ConversationLibrary
 from chatbot_app.storage.models import Conversation, Message
 from tests.fakes.fake_llm_server import FakeLLMServer
+from tests.replies import run_reply
 
 ALICE = "alice-" + "a" * 20
 MALLORY = "mallory-" + "m" * 20
@@ -55,7 +56,7 @@ async def test_a_foreign_or_unknown_conversation_is_not_found_and_nothing_change
 ) -> None:
     library = ConversationLibrary(engine)
     turn = await service.start_turn(ALICE, None, "Alice's private message")
-    [_ async for _ in service.stream_reply(turn)]
+    await run_reply(service, turn)
     before = snapshot(engine)
     requests_before = len(fake.chat_requests())
 
@@ -70,7 +71,7 @@ async def test_a_foreign_or_unknown_conversation_is_not_found_and_nothing_change
 async def test_search_and_lists_show_only_the_callers_conversations(service: ChatService, engine: Engine) -> None:
     library = ConversationLibrary(engine)
     turn = await service.start_turn(ALICE, None, "pelican secrets")
-    [_ async for _ in service.stream_reply(turn)]
+    await run_reply(service, turn)
 
     assert (await library.page(MALLORY, 0)).conversations == []
     assert await library.search(MALLORY, "pelican") == []

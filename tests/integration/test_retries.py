@@ -8,10 +8,12 @@ from sqlmodel import Session
 
 from chatbot_app.config import Settings
 from chatbot_app.providers import ProviderRegistry
-from chatbot_app.services.chat_service import ChatService, ReplyFrame
+from chatbot_app.services.chat_service import ChatService
+from chatbot_app.services.reply_jobs import ReplyResult
 from chatbot_app.services.retry import RetryPolicy
 from chatbot_app.storage.models import Message
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
+from tests.replies import notices, run_reply
 
 OWNER = "owner-" + "r" * 20
 FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.02)
@@ -22,9 +24,12 @@ def retrying(settings: Settings, engine: Engine) -> ChatService:
     return ChatService(settings, engine, ProviderRegistry.from_settings(settings), retry=FAST)
 
 
-async def reply(service: ChatService, text: str = "Hello") -> tuple[list[ReplyFrame], int]:
+async def reply(service: ChatService, text: str = "Hello") -> tuple[ReplyResult, list[str], int]:
+    """The reply as a follower saw it, the retry hints it showed, and its id."""
     turn = await service.start_turn(OWNER, None, text)
-    return [frame async for frame in service.stream_reply(turn)], turn.reply_id
+    result, events = await run_reply(service, turn)
+    assert result.finished is not None
+    return result, notices(events), turn.reply_id
 
 
 async def test_a_rate_limit_is_retried_after_retry_after_with_a_hint(
@@ -32,11 +37,10 @@ async def test_a_rate_limit_is_retried_after_retry_after_with_a_hint(
 ) -> None:
     fake.enqueue(Behaviour(status=429, retry_after="0.05"), Behaviour(text="Made it."))
 
-    frames, _ = await reply(retrying)
+    result, hints, _ = await reply(retrying)
 
-    hints = [f.notice for f in frames if f.notice]
     assert hints == ["The provider is rate-limiting requests; retrying in 0 s (try 2 of 3)…"]
-    assert frames[-1].status == "complete" and frames[-1].text == "Made it."
+    assert result.finished.status == "complete" and result.text == "Made it."
     assert len(fake.chat_requests()) == 2
 
 
@@ -45,11 +49,11 @@ async def test_server_errors_are_retried_a_bounded_number_of_times(
 ) -> None:
     fake.enqueue(*[Behaviour(status=503)] * 5)
 
-    frames, reply_id = await reply(retrying)
+    result, hints, reply_id = await reply(retrying)
 
     assert len(fake.chat_requests()) == 3
-    assert [f.notice.split(";")[0] for f in frames if f.notice] == ["The provider had an error"] * 2
-    assert (frames[-1].status, frames[-1].error_kind) == ("error", "server")
+    assert [hint.split(";")[0] for hint in hints] == ["The provider had an error"] * 2
+    assert (result.finished.status, result.finished.error_kind) == ("error", "server")
     with Session(engine) as session:
         assert session.get(Message, reply_id).status == "error"
 
@@ -58,10 +62,10 @@ async def test_a_connection_refused_is_retried_then_reported(settings: Settings,
     closed = Settings(groq_api_key="gsk-x", groq_base_url="http://127.0.0.1:9", model="fake-large", local_model="off")
     service = ChatService(closed, engine, ProviderRegistry.from_settings(closed), retry=FAST)
 
-    frames, _ = await reply(service)
+    result, hints, _ = await reply(service)
 
-    assert sum(1 for f in frames if f.notice) == 2
-    assert frames[-1].error_kind == "connection"
+    assert len(hints) == 2
+    assert result.finished.error_kind == "connection"
 
 
 @pytest.mark.parametrize(
@@ -77,11 +81,11 @@ async def test_failures_that_a_retry_cannot_fix_are_reported_at_once(
 ) -> None:
     fake.enqueue(behaviour)
 
-    frames, _ = await reply(retrying)
+    result, hints, _ = await reply(retrying)
 
     assert len(fake.chat_requests()) == 1
-    assert not any(f.notice for f in frames)
-    assert frames[-1].error_kind == kind
+    assert hints == []
+    assert result.finished.error_kind == kind
 
 
 async def test_a_cut_after_tokens_were_shown_is_not_retried_and_keeps_the_text(
@@ -89,10 +93,10 @@ async def test_a_cut_after_tokens_were_shown_is_not_retried_and_keeps_the_text(
 ) -> None:
     fake.enqueue(Behaviour(tokens=50, cut_after_tokens=10))
 
-    frames, reply_id = await reply(retrying)
+    result, _, reply_id = await reply(retrying)
 
     assert len(fake.chat_requests()) == 1
-    assert frames[-1].status == "error" and frames[-1].error_kind == "connection"
+    assert result.finished.status == "error" and result.finished.error_kind == "connection"
     with Session(engine) as session:
         stored = session.get(Message, reply_id)
-        assert stored.status == "error" and stored.content == frames[-1].text != ""
+        assert stored.status == "error" and stored.content == result.text != ""

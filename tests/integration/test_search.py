@@ -26,11 +26,17 @@ def new_conversation(engine: Engine, title: str = "New chat", owner: str = OWNER
         return store.create_conversation(session, owner, title=title).id
 
 
-def add(engine: Engine, conversation_id: str, content: str, role: str = "user") -> int:
+def add(
+    engine: Engine,
+    conversation_id: str,
+    content: str,
+    role: str = "user",
+    status: MessageStatus = MessageStatus.COMPLETE,
+) -> int:
     with session_scope(engine) as session:
         conversation = session.get(Conversation, conversation_id)
         assert conversation is not None
-        message_id = store.add_message(session, conversation, role, content).id
+        message_id = store.add_message(session, conversation, role, content, status=status).id
         assert message_id is not None
         return message_id
 
@@ -266,9 +272,9 @@ def test_a_query_with_no_words_finds_nothing(engine: Engine, library: dict[str, 
 
 def test_an_edited_message_is_found_by_its_new_text_only(engine: Engine) -> None:
     conversation_id = new_conversation(engine)
-    message_id = add(engine, conversation_id, "", role="assistant")
+    message_id = add(engine, conversation_id, "", role="assistant", status=MessageStatus.STREAMING)
     with session_scope(engine) as session:
-        store.save_reply(session, message_id, "The capybara is the largest rodent", MessageStatus.STREAMING)
+        store.checkpoint_reply(session, message_id, "The capybara is the largest rodent")
     with session_scope(engine) as session:
         store.save_reply(session, message_id, "The axolotl is an amphibian", MessageStatus.COMPLETE)
 

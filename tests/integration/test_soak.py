@@ -17,9 +17,12 @@ from sqlmodel import Session, select
 from chatbot_app.config import Settings
 from chatbot_app.providers import ProviderRegistry
 from chatbot_app.services.chat_service import ChatService
+from chatbot_app.services.reply_jobs import ReplyJobs
+from chatbot_app.services.reply_log import MemoryReplyLog
 from chatbot_app.services.retry import RetryPolicy
 from chatbot_app.storage.models import Message
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
+from tests.replies import run_reply
 
 SESSIONS = 20
 MESSAGES = 1_000
@@ -51,6 +54,7 @@ async def test_soak_stores_every_message_and_finishes_every_reply(
         retry=RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.02),
     )
     finals: Counter[str] = Counter()
+    jobs = ReplyJobs(service, MemoryReplyLog())
 
     async def session(number: int) -> None:
         owner = f"soak-owner-{number:02d}-" + "x" * 16
@@ -58,9 +62,9 @@ async def test_soak_stores_every_message_and_finishes_every_reply(
         for turn_number in range(MESSAGES // SESSIONS):
             turn = await service.start_turn(owner, conversation_id, f"message {turn_number} from session {number}")
             conversation_id = turn.conversation_id
-            async for frame in service.stream_reply(turn):
-                if frame.done:
-                    finals[f"{frame.status}:{frame.error_kind or '-'}"] += 1
+            reply, _ = await run_reply(service, turn, jobs=jobs)
+            assert reply.finished is not None
+            finals[f"{reply.finished.status}:{reply.finished.error_kind or '-'}"] += 1
 
     await asyncio.gather(*(session(n) for n in range(SESSIONS)))
 

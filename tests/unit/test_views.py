@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot_app.services.chat_service import ReplyFrame
 from chatbot_app.services.error_messages import describe_error
-from chatbot_app.state.views import MessageView, reply_details, view_of_final_frame, view_of_message
+from chatbot_app.services.reply_log import Finished
+from chatbot_app.state.views import MessageView, reply_details, view_of_message, view_of_reply
 from chatbot_app.storage.models import Message, MessageStatus
 
 CONVERSATION = "ab" * 16
@@ -100,20 +100,18 @@ def test_unsaved_message_gets_id_zero() -> None:
     assert view_of_message(Message(conversation_id=CONVERSATION, role="user", content="x")).id == 0
 
 
-def test_final_frame_view_of_a_failed_reply() -> None:
-    frame = ReplyFrame(text="half", done=True, status=MessageStatus.ERROR, error_kind="connection", model="m")
+def test_view_of_a_failed_reply() -> None:
+    finished = Finished(status=MessageStatus.ERROR, error_kind="connection", model="m")
 
-    view = view_of_final_frame(42, frame)
+    view = view_of_reply(42, "half", finished)
 
     assert view == MessageView(
         id=42, role="assistant", content="half", status="error", error=describe_error("connection"), details="m"
     )
 
 
-def test_final_frame_view_of_a_complete_reply() -> None:
-    frame = ReplyFrame(
-        text="all",
-        done=True,
+def test_view_of_a_complete_reply() -> None:
+    finished = Finished(
         status=MessageStatus.COMPLETE,
         model="m",
         completion_tokens=20,
@@ -121,6 +119,6 @@ def test_final_frame_view_of_a_complete_reply() -> None:
         duration_ms=1000,
     )
 
-    view = view_of_final_frame(43, frame)
+    view = view_of_reply(43, "all", finished)
 
     assert (view.status, view.error, view.details) == ("complete", "", "m · 20 tokens · 20 tok/s · first token 0 ms")

@@ -1,0 +1,352 @@
+"""Replies as jobs that the server owns, not the tab that asked.
+
+A job streams from the provider, appends its frames to the reply's log (services.reply_log),
+checkpoints the text to the database every few seconds and writes the final row when it ends.
+It runs to its end whether or not anyone follows it. Stop is a command to the job: its task is
+cancelled wherever it waits (first token, a retry's pause, a batch request, the local model's
+queue), which closes the upstream request. A running job also heartbeats its row, so the sweep
+marks a reply `interrupted` only when the process that ran it has died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import OperationalError
+
+from chatbot_app.providers.base import ErrorKind, ProviderError, ProviderEvent, ReasoningDelta, TextDelta, Usage
+from chatbot_app.services.chat_service import ChatService, Turn
+from chatbot_app.services.coalesce import coalesce
+from chatbot_app.services.error_messages import describe_retry
+from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, ReplyLog, Snapshot, Titled, follow
+from chatbot_app.services.retry import RetryNotice
+from chatbot_app.storage.models import MessageStatus
+
+log = logging.getLogger(__name__)
+
+#: A streaming reply's text is saved this often, so a crash loses at most this much.
+CHECKPOINT_INTERVAL_S = 2.0
+#: After this many frames the log is compacted behind a snapshot: a reply's log never holds more entries.
+LOG_COMPACT_EVERY = 512
+#: Final saves are retried this often (a busy database), with a short pause between.
+FINAL_SAVE_ATTEMPTS = 4
+
+
+@dataclass(slots=True)
+class ReplyProgress:
+    """What a reply has produced so far; `add` turns one coalesced batch into a frame."""
+
+    started: float = field(default_factory=time.monotonic)
+    text: str = ""
+    reasoning: str = ""
+    notice: str = ""
+    usage: Usage | None = None
+    first_token_ms: int | None = None
+
+    def add(self, items: list[ProviderEvent | RetryNotice]) -> Frame | None:
+        text: list[str] = []
+        reasoning: list[str] = []
+        notice = self.notice
+        for item in items:
+            match item:
+                case TextDelta(delta):
+                    text.append(delta)
+                case ReasoningDelta(delta):
+                    reasoning.append(delta)
+                case Usage():
+                    self.usage = item
+                case RetryNotice(kind, next_attempt, attempts, delay_s):
+                    notice = describe_retry(kind, delay_s, next_attempt, attempts)
+        if text or reasoning:
+            notice = ""  # tokens flow again
+            if self.first_token_ms is None:
+                self.first_token_ms = self.elapsed_ms()
+        if not text and not reasoning and notice == self.notice:
+            return None
+        frame = Frame("".join(text), "".join(reasoning), notice)
+        self.text += frame.text
+        self.reasoning += frame.reasoning
+        self.notice = notice
+        return frame
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+
+@dataclass(slots=True)
+class ReplyJob:
+    turn: Turn
+    batch: bool
+    #: Ask the model for a title once a new conversation's first reply is complete.
+    suggest_title: bool
+    progress: ReplyProgress = field(default_factory=ReplyProgress)
+    task: asyncio.Task[None] | None = None
+    #: Why the task was cancelled: "stop" (a user's command), "conflict" (the row was removed), or None.
+    cancel_reason: str | None = None
+    #: Set once the job is storing its end: a late stop must not interrupt that.
+    finishing: bool = False
+    frames: int = 0
+
+
+class ReplyJobs:
+    """This process's running reply jobs, and the way to start, stop and follow any job."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        reply_log: ReplyLog,
+        frame_interval: Callable[[], float] | None = None,
+    ) -> None:
+        self.service = service
+        self.log = reply_log
+        settings = service.settings
+        self._frame_interval = frame_interval or (lambda: settings.frame_interval_ms / 1000)
+        # Heartbeat well inside the stale window, so a live job is never taken for a dead one.
+        self._heartbeat_s = min(CHECKPOINT_INTERVAL_S, settings.stale_reply_s / 3)
+        self._jobs: dict[int, ReplyJob] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    # -- commands ---------------------------------------------------------------------------
+
+    async def start(self, turn: Turn, *, batch: bool = False, suggest_title: bool = False) -> None:
+        """Run the reply to `turn` as a job of this process (titling a new conversation, if asked).
+
+        Its log exists when this returns, so a follower never finds it missing.
+        """
+        self._listen_for_stops()
+        job = ReplyJob(turn, batch, suggest_title and turn.created_conversation)
+        self._jobs[turn.reply_id] = job
+        await self._append(turn.reply_id, Frame())
+        job.task = asyncio.get_running_loop().create_task(self._run(job), name=f"reply-{turn.reply_id}")
+
+    async def stop(self, reply_id: int) -> None:
+        """Stop a reply wherever its job runs (this process, or another one through the log)."""
+        if not self.stop_here(reply_id):
+            await self.log.request_stop(reply_id)
+
+    def stop_here(self, reply_id: int) -> bool:
+        """Stop a job of this process at once; False if it does not run here."""
+        return self._stop_here(reply_id, "stop")
+
+    async def stop_and_wait(self, reply_ids: list[int], timeout_s: float = 10.0) -> None:
+        """Stop these replies and wait (bounded) until each has stored its end."""
+        for reply_id in reply_ids:
+            await self.stop(reply_id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                for reply_id in reply_ids:
+                    async for _ in self.follow(reply_id, until_finished=True):
+                        pass
+
+    def is_running_here(self, reply_id: int) -> bool:
+        return reply_id in self._jobs
+
+    async def follow(
+        self, reply_id: int, cursor: str = START, *, until_finished: bool = False
+    ) -> AsyncIterator[tuple[str, list[ReplyEvent]]]:
+        """(cursor, events) batches of a reply's log; see reply_log.follow. Empty batches mean "no news"."""
+        async for batch in follow(self.log, reply_id, cursor):
+            yield batch.cursor, batch.events
+            if until_finished and any(isinstance(e, Finished) for e in batch.events):
+                return
+
+    def _stop_here(self, reply_id: int, reason: str) -> bool:
+        job = self._jobs.get(reply_id)
+        if job is None or job.task is None:
+            return False
+        if job.cancel_reason is None and not job.finishing:
+            job.cancel_reason = reason
+            job.task.cancel()
+        return True
+
+    def _listen_for_stops(self) -> None:
+        """With a shared log, stops may come from other processes: listen (once per process)."""
+        if self.log.shared and (self._listener is None or self._listener.done()):
+            self._listener = asyncio.get_running_loop().create_task(self._stop_listener(), name="reply-stop-listener")
+
+    async def _stop_listener(self) -> None:
+        while True:
+            try:
+                await self.log.listen_for_stops(self.stop_here)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # e.g. Redis restarted: listen again shortly
+                log.warning("stop listener lost its connection; listening again", exc_info=True)
+            await asyncio.sleep(1.0)
+
+    async def aclose(self) -> None:
+        """Stop listening for stops (the jobs themselves run on)."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+    # -- the job ----------------------------------------------------------------------------
+
+    async def _run(self, job: ReplyJob) -> None:
+        progress, reply_id = job.progress, job.turn.reply_id
+        status, error, provider, model = MessageStatus.COMPLETE, None, None, None
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        cancelled = False
+        try:
+            request = await self.service.prepare_reply(job.turn)
+            provider, model = request.provider.name, request.options.model
+            async with self.service.slots.slot():
+                source = request.events(batch=job.batch, retry=self.service.retry)
+                async with contextlib.aclosing(coalesce(source, self._frame_interval)) as batches:
+                    async for items in batches:
+                        if (frame := progress.add(items)) is not None:
+                            await self._append_frame(job, frame)
+        except ProviderError as exc:
+            status, error = MessageStatus.ERROR, exc
+            log.warning("provider_error", extra={"request_id": f"reply-{reply_id}", "kind": str(exc.kind)})
+        except asyncio.CancelledError:
+            cancelled = job.cancel_reason is None  # shutdown, not a command: re-raised once stored
+            status = MessageStatus.INTERRUPTED if cancelled else MessageStatus.STOPPED
+        except Exception:
+            log.exception("reply_failed", extra={"request_id": f"reply-{reply_id}"})
+            status, error = MessageStatus.ERROR, ProviderError(ErrorKind.SERVER, "internal error")
+        finally:
+            job.finishing = True
+            heartbeat.cancel()
+        try:
+            finished = await self._finish(job, status, error, provider, model)
+            if finished.title_pending:
+                title = await self.service.suggest_title(job.turn.owner_id, job.turn.conversation_id)
+                await self._append(reply_id, Titled(title or ""))
+            await self._expire(reply_id)
+        finally:
+            self._jobs.pop(reply_id, None)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _append_frame(self, job: ReplyJob, frame: Frame) -> None:
+        job.frames += 1
+        if job.frames % LOG_COMPACT_EVERY == 0:
+            progress = job.progress
+            event = Snapshot(progress.text, progress.reasoning, progress.notice)
+            await self._append(job.turn.reply_id, event, compact=True)
+        else:
+            await self._append(job.turn.reply_id, frame)
+
+    async def _append(self, reply_id: int, event: ReplyEvent, *, compact: bool = False) -> None:
+        """Append to the log; if the log's engine is down, the job goes on (the database has the reply)."""
+        try:
+            await self.log.append(reply_id, event, compact=compact)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("could not append to the reply log of %s", reply_id, exc_info=True)
+
+    async def _expire(self, reply_id: int) -> None:
+        with contextlib.suppress(Exception):
+            await self.log.expire(reply_id)
+
+    async def _heartbeat(self, job: ReplyJob) -> None:
+        """Checkpoint the text and mark the row alive; stop the job if its row was removed."""
+        saved = None
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            text = job.progress.text
+            try:
+                alive = await self.service.checkpoint_reply(job.turn.reply_id, text if text != saved else None)
+            except OperationalError:
+                log.warning("checkpoint of reply %s failed; trying again", job.turn.reply_id)
+                continue
+            saved = text
+            if not alive:
+                log.warning("reply_conflict", extra={"request_id": f"reply-{job.turn.reply_id}"})
+                self._stop_here(job.turn.reply_id, "conflict")
+                return
+
+    async def _finish(
+        self,
+        job: ReplyJob,
+        status: MessageStatus,
+        error: ProviderError | None,
+        provider: str | None,
+        model: str | None,
+    ) -> Finished:
+        """Store the final row (retried while the database is busy), then append the log's last entry."""
+        progress, reply_id = job.progress, job.turn.reply_id
+        usage = progress.usage
+        fields = {
+            "provider": provider,
+            "model": model,
+            "error_kind": error.kind.value if error else None,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "first_token_ms": progress.first_token_ms,
+            "duration_ms": progress.elapsed_ms(),
+        }
+        stored = await self._save_final(reply_id, progress, status, fields)
+        conflict = job.cancel_reason == "conflict" or not stored
+        record = {"request_id": f"reply-{reply_id}", "status": str(status), "conflict": conflict, **fields}
+        if self.service.settings.log_content:
+            record["content"] = progress.text
+        log.info("provider_call", extra=record)
+        finished = Finished(
+            status=status,
+            conflict=conflict,
+            title_pending=job.suggest_title and status == MessageStatus.COMPLETE and not conflict,
+            **fields,  # type: ignore[arg-type]
+        )
+        await self._append(reply_id, finished)
+        return finished
+
+    async def _save_final(
+        self, reply_id: int, progress: ReplyProgress, status: MessageStatus, fields: dict[str, object]
+    ) -> bool:
+        for attempt in range(1, FINAL_SAVE_ATTEMPTS + 1):
+            try:
+                return await self.service.save_final_reply(reply_id, progress.text, status, **fields)
+            except OperationalError:
+                if attempt == FINAL_SAVE_ATTEMPTS:
+                    log.exception("final save of reply %s failed", reply_id)
+                    return False
+                await asyncio.sleep(0.2 * attempt)
+        return False
+
+
+@dataclass(slots=True)
+class ReplyResult:
+    """A whole reply as a follower saw it: its text and its end."""
+
+    text: str = ""
+    reasoning: str = ""
+    notice: str = ""
+    finished: Finished | None = None
+    title: str | None = None
+    frames: int = 0
+
+
+def apply(result: ReplyResult, events: list[ReplyEvent]) -> None:
+    """Fold log events into `result` (as every follower does)."""
+    for event in events:
+        match event:
+            case Frame(text, reasoning, notice):
+                result.text += text
+                result.reasoning += reasoning
+                result.notice = notice
+                result.frames += bool(text or reasoning or notice)
+            case Snapshot(text, reasoning, notice):
+                result.text, result.reasoning, result.notice = text, reasoning, notice
+                result.frames += 1
+            case Finished():
+                result.finished = event
+            case Titled(title):
+                result.title = title
+
+
+async def run_to_end(jobs: ReplyJobs, turn: Turn, *, batch: bool = False) -> ReplyResult:
+    """Start a job and follow it to its end (and its title, if one comes): for the API and tests."""
+    await jobs.start(turn, batch=batch)
+    result = ReplyResult()
+    async for _, events in jobs.follow(turn.reply_id):
+        apply(result, events)
+    return result

@@ -1,0 +1,297 @@
+"""Replies in this tab: start one (send, regenerate, edit), follow one, stop one.
+
+The reply itself is a job that the server owns (services.reply_jobs). A tab subscribes to its log
+from a cursor: it gets the text so far at once, then each frame's new text. Switching
+conversations, "New chat" or closing the tab only ends the subscription; the job runs on.
+This state holds only what a frame changes, so each frame touches little state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import reflex as rx
+
+from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
+from chatbot_app.services.chat_settings import ChatSettings
+from chatbot_app.services.default_service import get_chat_service, get_reply_jobs
+from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, Snapshot, Titled
+from chatbot_app.services.validation import InvalidInput, clean_message
+from chatbot_app.state.conversation import STOPPED_FIRST, ConversationState, conversation_url, stop_running_replies
+from chatbot_app.state.library import LibraryState
+from chatbot_app.state.session import SessionState
+from chatbot_app.state.settings import SettingsState
+from chatbot_app.state.stream_parts import StreamParts
+from chatbot_app.state.views import MessageView, view_of_message, view_of_reply
+from chatbot_app.storage.models import MessageStatus
+
+#: How often a reply whose log is gone (its process died) is re-read until the sweep ends it.
+SETTLE_POLL_S = 1.0
+
+#: Starts a turn in the database (given the service and the tab's settings) and returns it.
+TurnStarter = Callable[[ChatService, ChatSettings], Awaitable[Turn]]
+#: Updates the shown history once the turn is stored.
+HistoryUpdate = Callable[[ConversationState, Turn], None]
+
+
+def _message_from(form_data: Any) -> str:
+    """The message text from a submitted form; raises InvalidInput."""
+    raw = form_data.get("message") if isinstance(form_data, dict) else None
+    return clean_message(raw, get_chat_service().settings.max_message_chars)
+
+
+class ReplyState(StreamParts, SessionState):
+    # True from the moment a reply is asked for (or found running) until its end is shown.
+    streaming: bool = False
+    stream_notice: str = ""
+    _reply_id: int = 0
+    # The conversation history view the reply belongs to (ConversationState.current_view).
+    _reply_view: int = -1
+    _cursor: str = START
+    # Each subscription takes a new number; an older one that sees a newer number ends itself.
+    _subscription: int = 0
+    # Stop was pressed before the job had started: stop it as soon as it has.
+    _stop_pending: bool = False
+
+    def _begin(self) -> None:
+        """A reply has been asked for: show it as coming (its job starts a moment later)."""
+        self._leave()
+        self.streaming, self.notice = True, ""
+        self._stream_parts = get_chat_service().settings.stream_parts
+
+    def _watch(self, reply_id: int, view: int) -> bool:
+        """Follow reply `reply_id` from its start (ReplyState.follow does the work).
+
+        Returns whether Stop was pressed meanwhile, in which case the caller stops the job.
+        """
+        stop_pending = self._stop_pending
+        self._leave()
+        self.streaming, self._reply_id, self._reply_view, self._cursor = True, reply_id, view, START
+        self._stream_parts = get_chat_service().settings.stream_parts
+        return stop_pending
+
+    def _leave(self) -> None:
+        """Stop showing any reply; a running job goes on, only this subscription ends."""
+        self.streaming, self.stream_notice, self._reply_id, self._stop_pending = False, "", 0, False
+        self._subscription += 1
+        self._clear_stream()
+
+    # -- starting a reply: one path for send, regenerate and edit ------------------------------
+
+    async def _start_reply(
+        self, start: TurnStarter, show: HistoryUpdate, not_found: str, *, user_text: str | None = None
+    ) -> AsyncIterator[Any]:
+        """Admit, store the turn, start its job, then follow it (a background handler's body)."""
+        service, jobs = get_chat_service(), get_reply_jobs()
+        async with self:
+            if self.streaming:
+                return
+            owner = self.owner_id()
+            if not await service.allow_message(owner):
+                limit = service.settings.rate_limit_per_minute
+                self.notice = f"You are sending messages faster than {limit} a minute. Wait a moment, then try again."
+                return
+            settings = await self.get_state(SettingsState)
+            chat, batch = settings.chat_settings(), settings.batch_mode
+            self._begin()
+            if user_text is not None:  # shown at once; its id comes with the stored turn
+                conversation = await self.get_state(ConversationState)
+                conversation.messages.append(MessageView(id=0, role="user", content=user_text))
+        try:
+            turn = await start(service, chat)
+        except ConversationNotFound:
+            async with self:
+                self._leave()
+                conversation = await self.get_state(ConversationState)
+                conversation.messages = [m for m in conversation.messages if m.id]
+                self.notice = not_found
+            return
+        await jobs.start(turn, batch=batch, suggest_title=True)
+        async with self:
+            conversation = await self.get_state(ConversationState)
+            show(conversation, turn)
+            if turn.created_conversation:
+                conversation.conversation_id, conversation.title = turn.conversation_id, turn.title
+                conversation._just_created = turn.conversation_id
+            stop_now = self._watch(turn.reply_id, conversation.current_view())
+        if stop_now:
+            await jobs.stop(turn.reply_id)
+        if turn.created_conversation:
+            yield rx.redirect(conversation_url(turn.conversation_id))
+            yield LibraryState.refresh
+        yield ReplyState.follow
+
+    @rx.event(background=True)
+    async def send_message(self, form_data: Any) -> Any:
+        """Store the user's message, then stream the reply."""
+        async with self:
+            try:
+                text = _message_from(form_data)
+            except InvalidInput as exc:
+                self.notice = str(exc)
+                return
+            owner, conversation_id = self.owner_id(), self.conversation_id or None
+
+        def show(conversation: ConversationState, turn: Turn) -> None:
+            conversation.messages = [m for m in conversation.messages if m.id] + [
+                MessageView(id=turn.user_message_id, role="user", content=text)
+            ]
+
+        async def start(service: ChatService, chat: ChatSettings) -> Turn:
+            return await service.start_turn(owner, conversation_id, text, chat)
+
+        async for event in self._start_reply(start, show, "That conversation was not found. Start a new chat."):
+            yield event
+
+    @rx.event(background=True)
+    async def regenerate(self) -> Any:
+        """Answer the last message again (also the Retry of a failed or stopped reply)."""
+        async with self:
+            owner, conversation_id = self.owner_id(), self.conversation_id
+        if not conversation_id:
+            return
+
+        async def start(service: ChatService, _chat: ChatSettings) -> Turn:
+            await self._stop_others(owner, conversation_id)
+            return await service.start_regeneration(owner, conversation_id)
+
+        def show(conversation: ConversationState, turn: Turn) -> None:
+            conversation.messages = [m for m in conversation.messages if m.id <= turn.user_message_id]
+
+        async for event in self._start_reply(start, show, "There is no message to answer again."):
+            yield event
+
+    @rx.event(background=True)
+    async def edit_message(self, form_data: Any) -> Any:
+        """Replace a user message and answer it again; the messages after it are discarded."""
+        async with self:
+            conversation = await self.get_state(ConversationState)
+            message_id, conversation.editing_id = conversation.editing_id, 0
+            try:
+                text = _message_from(form_data)
+            except InvalidInput as exc:
+                self.notice = str(exc)
+                return
+            owner, conversation_id = self.owner_id(), self.conversation_id
+        if not message_id or not conversation_id:
+            return
+
+        async def start(service: ChatService, _chat: ChatSettings) -> Turn:
+            await self._stop_others(owner, conversation_id)
+            return await service.start_edit(owner, conversation_id, message_id, text)
+
+        def show(conversation: ConversationState, turn: Turn) -> None:
+            kept = [m for m in conversation.messages if m.id < message_id]
+            conversation.messages = [*kept, MessageView(id=message_id, role="user", content=text)]
+
+        async for event in self._start_reply(start, show, "That message can no longer be edited."):
+            yield event
+
+    async def _stop_others(self, owner: str, conversation_id: str) -> None:
+        """Another tab's reply in this conversation is stopped before its history changes."""
+        if await stop_running_replies(owner, conversation_id):
+            async with self:
+                self.notice = STOPPED_FIRST
+
+    # -- following and stopping ------------------------------------------------------------
+
+    @rx.event
+    async def resume(self) -> Any:
+        """on_load, after ConversationState.open_page: follow the open conversation's running reply."""
+        conversation = await self.get_state(ConversationState)
+        if running := conversation.take_running_reply():
+            self._watch(running, conversation.current_view())
+            return ReplyState.follow
+        if not (self.streaming and self._reply_view == conversation.current_view()):
+            self._leave()  # a reply of another conversation: its job goes on without this tab
+        return None
+
+    @rx.event
+    async def stop(self) -> None:
+        """Stop the reply this tab shows, wherever its job runs."""
+        if not self.streaming:
+            return
+        if not self._reply_id:
+            self._stop_pending = True
+            return
+        await get_reply_jobs().stop(self._reply_id)
+
+    @rx.event(background=True)
+    async def follow(self) -> Any:
+        """Show the watched reply's log from the cursor to its end; then it joins the history."""
+        async with self:
+            reply_id, start, owner = self._reply_id, self._cursor, self.owner_id()
+            conversation_id = self.conversation_id
+            if not reply_id or not self.streaming:
+                return
+            self._subscription += 1
+            subscription = self._subscription
+        finished = False
+        async for cursor, events in get_reply_jobs().follow(reply_id, start):
+            if not events:
+                if self._subscription != subscription:  # read without the lock, only to end early
+                    return
+                continue
+            async with self:
+                if self._subscription != subscription:
+                    return
+                self._cursor = cursor
+                for event in events:
+                    finished = await self._apply(event, reply_id) or finished
+            if any(isinstance(e, Titled) for e in events):
+                yield LibraryState.refresh
+        if not finished:  # no log (its process died, or it expired): the database has the end
+            await self._settle_from_database(owner, conversation_id, reply_id, subscription)
+
+    async def _apply(self, event: ReplyEvent, reply_id: int) -> bool:
+        """Show one log event (inside the lock); True for the reply's end."""
+        match event:
+            case Frame(text, _, notice):
+                if text:
+                    self._show_stream(self._stream_text + text)
+                if notice != self.stream_notice:
+                    self.stream_notice = notice
+            case Snapshot(text, _, notice):
+                self._show_stream(text)
+                self.stream_notice = notice
+            case Finished():
+                await self._end(view_of_reply(reply_id, self._stream_text, event))
+                return True
+            case Titled(title) if title:
+                conversation = await self.get_state(ConversationState)
+                if conversation.current_view() == self._reply_view:
+                    conversation.title = title
+        return False
+
+    async def _end(self, view: MessageView) -> None:
+        """The reply ended: it joins the history it belongs to, and the composer is free again."""
+        conversation = await self.get_state(ConversationState)
+        conversation.show_reply(view, self._reply_view)
+        self.streaming, self.stream_notice = False, ""
+        self._clear_stream()
+        await conversation.load_stats()
+
+    async def _settle_from_database(self, owner: str, conversation_id: str, reply_id: int, subscription: int) -> None:
+        service = get_chat_service()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * service.settings.stale_reply_s + 5
+        message = None
+        while loop.time() < deadline:
+            with contextlib.suppress(ConversationNotFound):
+                message = await service.load_message(owner, conversation_id, reply_id)
+            if message is None or message.status != MessageStatus.STREAMING:
+                break
+            await asyncio.sleep(SETTLE_POLL_S)  # the sweep ends a dead job's reply within its window
+        async with self:
+            if self._subscription != subscription:
+                return
+            if message is None:
+                self._leave()
+                return
+            view = view_of_message(message)
+            if view.status == MessageStatus.STREAMING:  # past the sweep's window: it will say so too
+                view.status = MessageStatus.INTERRUPTED
+            await self._end(view)

@@ -88,6 +88,8 @@ class ReplyJob:
     task: asyncio.Task[None] | None = None
     #: Why the task was cancelled: "stop" (a user's command), "conflict" (the row was removed), or None.
     cancel_reason: str | None = None
+    #: Set when the task begins: a task cancelled before that never runs its handlers.
+    begun: bool = False
     #: Set once the job is storing its end: a late stop must not interrupt that.
     finishing: bool = False
     frames: int = 0
@@ -101,9 +103,11 @@ class ReplyJobs:
         service: ChatService,
         reply_log: ReplyLog,
         frame_interval: Callable[[], float] | None = None,
+        compact_every: int = LOG_COMPACT_EVERY,
     ) -> None:
         self.service = service
         self.log = reply_log
+        self.compact_every = compact_every
         settings = service.settings
         self._frame_interval = frame_interval or (lambda: settings.frame_interval_ms / 1000)
         # Heartbeat well inside the stale window, so a live job is never taken for a dead one.
@@ -121,7 +125,8 @@ class ReplyJobs:
         self._listen_for_stops()
         job = ReplyJob(turn, batch, suggest_title and turn.created_conversation)
         self._jobs[turn.reply_id] = job
-        await self._append(turn.reply_id, Frame())
+        # compact: a log left by an earlier reply under the same id (SQLite reuses ids) is dropped.
+        await self._append(turn.reply_id, Frame(), compact=True)
         job.task = asyncio.get_running_loop().create_task(self._run(job), name=f"reply-{turn.reply_id}")
 
     async def stop(self, reply_id: int) -> None:
@@ -161,7 +166,8 @@ class ReplyJobs:
             return False
         if job.cancel_reason is None and not job.finishing:
             job.cancel_reason = reason
-            job.task.cancel()
+            if job.begun:  # otherwise _run sees the reason as it begins
+                job.task.cancel()
         return True
 
     def _listen_for_stops(self) -> None:
@@ -180,20 +186,27 @@ class ReplyJobs:
             await asyncio.sleep(1.0)
 
     async def aclose(self) -> None:
-        """Stop listening for stops (the jobs themselves run on)."""
+        """Shut down: stop listening, and let each job that is still finishing store its end."""
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
+        tasks = [job.task for job in self._jobs.values() if job.task is not None]
+        for task in tasks:
+            task.cancel()  # a running job stores its text as `interrupted`
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- the job ----------------------------------------------------------------------------
 
     async def _run(self, job: ReplyJob) -> None:
+        job.begun = True
         progress, reply_id = job.progress, job.turn.reply_id
         status, error, provider, model = MessageStatus.COMPLETE, None, None, None
         heartbeat = asyncio.create_task(self._heartbeat(job))
         cancelled = False
         try:
+            if job.cancel_reason is not None:  # stopped before it began
+                raise asyncio.CancelledError
             request = await self.service.prepare_reply(job.turn)
             provider, model = request.provider.name, request.options.model
             async with self.service.slots.slot():
@@ -227,7 +240,7 @@ class ReplyJobs:
 
     async def _append_frame(self, job: ReplyJob, frame: Frame) -> None:
         job.frames += 1
-        if job.frames % LOG_COMPACT_EVERY == 0:
+        if job.frames % self.compact_every == 0:
             progress = job.progress
             event = Snapshot(progress.text, progress.reasoning, progress.notice)
             await self._append(job.turn.reply_id, event, compact=True)

@@ -90,7 +90,7 @@ class ReplyLog(Protocol):
     shared: bool
 
     async def append(self, reply_id: int, event: ReplyEvent, *, compact: bool = False) -> None:
-        """Add an entry; with `compact`, drop every entry before it (it must be a Snapshot)."""
+        """Add an entry; with `compact`, drop every entry before it (it must hold all that they did)."""
 
     async def read(self, reply_id: int, cursor: str, wait_s: float) -> Batch | None:
         """Entries after `cursor`, waiting up to `wait_s` for one; None if there is no such log."""
@@ -194,26 +194,31 @@ class MemoryReplyLog:
 class RedisReplyLog:
     """The log in Redis Streams, shared by every backend process; stops travel over Pub/Sub."""
 
-    STOP_CHANNEL = "chatbot:reply-stop"
     shared = True
 
-    def __init__(self, url: str, retention_s: float = 300.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, url: str, retention_s: float = 300.0, max_entries: int = 10_000, prefix: str = "chatbot"
+    ) -> None:
         import redis.asyncio as redis
 
         self.retention_s = retention_s
         self.max_entries = max_entries
+        self.prefix = prefix
         self._redis = redis.from_url(url)
 
-    @staticmethod
-    def key(reply_id: int) -> str:
-        return f"chatbot:reply:{reply_id}"
+    def key(self, reply_id: int) -> str:
+        return f"{self.prefix}:reply:{reply_id}"
+
+    @property
+    def stop_channel(self) -> str:
+        return f"{self.prefix}:reply-stop"
 
     async def append(self, reply_id: int, event: ReplyEvent, *, compact: bool = False) -> None:
         key = self.key(reply_id)
         # MAXLEN is a backstop only: the job compacts long before it (see ReplyJobs).
         entry_id = await self._redis.xadd(key, {"e": encode(event)}, maxlen=self.max_entries, approximate=True)
         if compact:
-            await self._redis.xtrim(key, minid=entry_id)
+            await self._redis.xtrim(key, minid=entry_id, approximate=False)
         # A log outlives a dead job by the retention time at most.
         await self._redis.expire(key, int(self.retention_s), nx=True)
 
@@ -233,12 +238,12 @@ class RedisReplyLog:
         await self._redis.expire(self.key(reply_id), int(self.retention_s))
 
     async def request_stop(self, reply_id: int) -> None:
-        await self._redis.publish(self.STOP_CHANNEL, str(reply_id))
+        await self._redis.publish(self.stop_channel, str(reply_id))
 
     async def listen_for_stops(self, on_stop: Callable[[int], object]) -> None:
         pubsub = self._redis.pubsub()
         try:
-            await pubsub.subscribe(self.STOP_CHANNEL)
+            await pubsub.subscribe(self.stop_channel)
             async for message in pubsub.listen():
                 if message.get("type") == "message":
                     with contextlib.suppress(ValueError):

@@ -46,6 +46,8 @@ class Settings:
     context_budget_tokens: int = 6000
     max_reply_tokens: int = 1024
     frame_interval_ms: int = 50
+    # The process's frame budget: past it, replies' frames are spaced further apart (up to 250 ms); 0 = fixed.
+    frames_per_s: int = 200
     # Vars a streamed reply is spread over (1 = the whole text in one var: the naive pattern).
     stream_parts: int = 48
     request_timeout_s: float = 60.0
@@ -135,6 +137,7 @@ class Settings:
             context_budget_tokens=integer("CHATBOT_CONTEXT_TOKENS", cls.context_budget_tokens, 256),
             max_reply_tokens=integer("CHATBOT_MAX_TOKENS", cls.max_reply_tokens, 1),
             frame_interval_ms=integer("CHATBOT_FRAME_MS", cls.frame_interval_ms, 0),
+            frames_per_s=integer("CHATBOT_FRAMES_PER_S", cls.frames_per_s, 0),
             stream_parts=min(integer("CHATBOT_STREAM_PARTS", cls.stream_parts, 1), cls.stream_parts),
             request_timeout_s=float(integer("CHATBOT_REQUEST_TIMEOUT_S", int(cls.request_timeout_s), 1)),
             retry_attempts=integer("CHATBOT_RETRY_ATTEMPTS", cls.retry_attempts, 1),

@@ -38,12 +38,13 @@ from chatbot_app.services.chat_settings import (
 )
 from chatbot_app.services.coalesce import coalesce
 from chatbot_app.services.context import estimate_tokens, trim_to_budget
-from chatbot_app.storage.database import Database
 from chatbot_app.services.error_messages import describe_retry
+from chatbot_app.services.frame_pacing import DEFAULT_MAX_MS, FramePacer
 from chatbot_app.services.limits import GenerationSlots, make_rate_limiter
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import presets as presets_store
+from chatbot_app.storage.database import Database
 from chatbot_app.storage.models import Conversation, Message, MessageStatus
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class ChatService:
         self.providers = providers
         self.retry = retry or RetryPolicy(attempts=settings.retry_attempts)
         self.slots = GenerationSlots(settings.max_active_replies, settings.max_waiting_replies)
+        ms = settings.frame_interval_ms
+        self.pacer = FramePacer(ms, max(ms, DEFAULT_MAX_MS), frames_per_s=settings.frames_per_s or None)
         self._rate_limiter = make_rate_limiter(settings.rate_limit_per_minute, settings.redis_url)
         self._db = Database(engine).run
 
@@ -343,30 +346,33 @@ class ChatService:
                 self.retry,
             )
             async with self.slots.slot():
-                frames = coalesce(source, self.settings.frame_interval_ms / 1000)
-                try:
-                    async for items in frames:
-                        deltas = [item.text for item in items if isinstance(item, TextDelta)]
-                        usage = next((item for item in items if isinstance(item, Usage)), usage)
-                        if retry := next((item for item in items if isinstance(item, RetryNotice)), None):
-                            log.info(
-                                "reply %s retrying after %s (try %d)", turn.reply_id, retry.kind, retry.next_attempt
+                with self.pacer.stream() as interval_s:
+                    frames = coalesce(source, interval_s)
+                    try:
+                        async for items in frames:
+                            deltas = [item.text for item in items if isinstance(item, TextDelta)]
+                            usage = next((item for item in items if isinstance(item, Usage)), usage)
+                            if retry := next((item for item in items if isinstance(item, RetryNotice)), None):
+                                log.info(
+                                    "reply %s retrying after %s (try %d)", turn.reply_id, retry.kind, retry.next_attempt
+                                )
+                                notice = describe_retry(retry.kind, retry.delay_s, retry.next_attempt, retry.attempts)
+                                yield ReplyFrame(text=text, provider=provider_name, model=model, notice=notice)
+                            if not deltas:
+                                continue
+                            if first_token_ms is None:
+                                first_token_ms = int((time.monotonic() - started) * 1000)
+                            text += "".join(deltas)
+                            yield ReplyFrame(
+                                text=text, provider=provider_name, model=model, first_token_ms=first_token_ms
                             )
-                            notice = describe_retry(retry.kind, retry.delay_s, retry.next_attempt, retry.attempts)
-                            yield ReplyFrame(text=text, provider=provider_name, model=model, notice=notice)
-                        if not deltas:
-                            continue
-                        if first_token_ms is None:
-                            first_token_ms = int((time.monotonic() - started) * 1000)
-                        text += "".join(deltas)
-                        yield ReplyFrame(text=text, provider=provider_name, model=model, first_token_ms=first_token_ms)
-                        if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
-                            last_checkpoint = time.monotonic()
-                            await self._db(
-                                partial(store.save_reply, message_id=turn.reply_id, content=text, status=status)
-                            )
-                finally:
-                    await frames.aclose()
+                            if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                                last_checkpoint = time.monotonic()
+                                await self._db(
+                                    partial(store.save_reply, message_id=turn.reply_id, content=text, status=status)
+                                )
+                    finally:
+                        await frames.aclose()
             status = MessageStatus.COMPLETE
         except ProviderError as exc:
             status, error = MessageStatus.ERROR, exc

@@ -115,6 +115,7 @@ def main() -> None:
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     fake = FakeLLMServer().start()
     capacity: list[tuple[float, int, Row | None, str]] = []
+    compared: list[Row] = []
     started = time.monotonic()
     try:
         with (
@@ -131,25 +132,35 @@ def main() -> None:
                     row = runner.run(shipped, rate, clients)
                     if reasons := missed(row, rate):
                         failed = f"N={clients}: {'; '.join(reasons)}"
+                        kept_row = kept_row or row  # nothing kept: show the figures of the first miss
                         break
                     kept, kept_row = clients, row
                 capacity.append((rate, kept, kept_row, failed))
             if args.compare:
                 rate_text, clients_text = args.compare.split(":")
                 for design in by_name.values():
-                    runner.run(design, float(rate_text), int(clients_text))
+                    compared.append(runner.run(design, float(rate_text), int(clients_text)))
     finally:
         fake.stop()
-        print_report(capacity, runner.rows if "runner" in locals() else [], args)
+        print_report(capacity, compared, runner.rows if "runner" in locals() else [], args)
         print(
             f"\nload average after the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())};"
             f" total {time.monotonic() - started:.0f} s"
         )
 
 
-def print_report(capacity: list[tuple[float, int, Row | None, str]], rows: list[tuple[float, Row]], args) -> None:
+def one_core_streams(row: Row, rate: float) -> str:
+    """Streams one worker could carry at this rate with a whole core to itself, from its CPU per token."""
+    return "-" if not row.cpu_per_1k else f"{1000 / (row.cpu_per_1k * rate):.0f}"
+
+
+def print_report(
+    capacity: list[tuple[float, int, Row | None, str]], compared: list[Row], rows: list[tuple[float, Row]], args
+) -> None:
     if capacity:
-        print("\nCapacity of one worker (raw parser, load-paced frames):")
+        print(
+            "\nCapacity of one worker (raw parser, load-paced frames); figures at the largest N kept (else the miss):"
+        )
         names = [
             "tok/s",
             "streams kept",
@@ -158,23 +169,58 @@ def print_report(capacity: list[tuple[float, int, Row | None, str]], rows: list[
             "gap ms max",
             "cpu/1k",
             "be/fk %",
-            "first miss",
+            "1-core est",
         ]
-        widths = [6, 12, 14, 10, 10, 6, 8, 0]
-        print(_line(names[:-1], widths[:-1]) + "  " + names[-1])
+        widths = [6, 12, 14, 10, 10, 6, 8, 10]
+        print(_line(names, widths) + "  first miss")
         for rate, kept, row, failed in capacity:
-            cells = [f"{rate:g}", f">= {kept}" if failed == "" and kept else str(kept)]
+            cells = [f"{rate:g}", f">= {kept}" if not failed and kept else str(kept)]
             if row is None:
-                cells += ["-"] * 5
+                cells += ["-"] * 6
             else:
                 cells += [
                     f"{_num(row.first_p50)}/{_num(row.first_p99)}",
                     _num(row.lag_p99),
                     _num(row.gap_max),
-                    f"{row.cpu_per_1k:.2f}" if row.cpu_per_1k is not None else "-",
+                    f"{row.cpu_per_1k:.3f}" if row.cpu_per_1k is not None else "-",
                     f"{row.backend_pct:.0f}/{row.bench_pct:.0f}",
+                    one_core_streams(row, rate),
                 ]
-            print(_line(cells, widths[:-1]) + "  " + (failed or "none (the largest N tried)"))
+            print(_line(cells, widths) + "  " + (failed or "none (the largest N tried)"))
+        print(
+            "  (1-core est: 1 s / (backend CPU per token x rate), the streams a worker with a whole core would carry)"
+        )
+    if compared:
+        rate = float(args.compare.split(":")[0])
+        print(
+            f"\nParsers x pacing at {args.compare.replace(':', ' tok/s, N=')} (cpu/1k: backend CPU s per 1,000 tokens):"
+        )
+        names = [
+            "design",
+            "done",
+            "shown tok/s",
+            "fps",
+            "lag ms p99",
+            "gap ms max",
+            "cpu/1k",
+            "be/fk/oth %",
+            "1-core est",
+        ]
+        widths = [9, 7, 11, 5, 10, 10, 6, 11, 10]
+        print(_line(names, widths))
+        for row in compared:
+            cells = [
+                row.design,
+                f"{row.done}/{row.clients}",
+                f"{row.shown_rate or 0:,.0f}",
+                f"{row.fps or 0:.1f}",
+                _num(row.lag_p99),
+                _num(row.gap_max),
+                f"{row.cpu_per_1k:.3f}" if row.cpu_per_1k is not None else "-",
+                f"{row.backend_pct:.0f}/{row.bench_pct:.0f}/{row.other_pct:.0f}",
+                one_core_streams(row, rate),
+            ]
+            print(_line(cells, widths))
     if rows:
         print("\nEvery scenario:")
         widths = [w for _, w in COLUMNS]

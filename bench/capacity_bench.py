@@ -221,6 +221,20 @@ def print_report(
                 one_core_streams(row, rate),
             ]
             print(_line(cells, widths))
+    if model := cost_model([row for _, row in rows if row.design.startswith("raw") and row.done == row.clients]):
+        per_frame, per_token = model
+        print(
+            f"\nBackend CPU, fitted over the raw-parser scenarios that finished (least squares, no intercept):"
+            f" {per_frame * 1000:.2f} ms per frame + {per_token * 1e6:.1f} µs per token. So per worker core:"
+        )
+        for rate, streams in ((1000, 30), (500, 60)):
+            tokens = rate * streams
+            for policy, frames in (
+                ("fixed 50 ms", streams * 20),
+                ("load-paced", min(streams * 20, max(200, streams * 4))),
+            ):
+                need = frames * per_frame + tokens * per_token
+                print(f"  {streams} streams x {rate} tok/s, {policy} ({frames} frames/s): {need:.2f} of a core")
     if rows:
         print("\nEvery scenario:")
         widths = [w for _, w in COLUMNS]
@@ -229,6 +243,22 @@ def print_report(
             print(f"{rate:<6g} " + _line(format_row(row), widths))
             for error in row.errors:
                 print(f"         {row.design} N={row.clients}: {error}")
+
+
+def cost_model(rows: list[Row]) -> tuple[float, float] | None:
+    """(CPU s per frame, CPU s per token) fitted to backend core use = a x frames/s + b x tokens/s."""
+    points = [
+        ((r.fps or 0) * r.clients, r.shown_rate or 0, r.backend_pct / 100) for r in rows if r.fps and r.shown_rate
+    ]
+    xx = sum(f * f for f, _, _ in points)
+    xy = sum(f * t for f, t, _ in points)
+    yy = sum(t * t for _, t, _ in points)
+    xc = sum(f * c for f, _, c in points)
+    yc = sum(t * c for _, t, c in points)
+    det = xx * yy - xy * xy
+    if len(points) < 2 or det <= 0:
+        return None
+    return (xc * yy - yc * xy) / det, (yc * xx - xc * xy) / det
 
 
 def _num(seconds: float | None) -> str:

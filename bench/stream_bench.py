@@ -4,7 +4,7 @@ For each design and each N in --clients, a fresh production backend (`reflex run
 --env prod`: one worker process, as the app runs without Redis) is started against the fake Groq
 server, which streams every reply as --tokens word tokens at --rate tokens/s. N websocket clients
 (tests/e2e/reflex_client.py: Socket.IO over one websocket, as the browser's state.js speaks it) each
-connect with a new tab token and hydrate; then all send `ReplyState.send_message` at once, each
+connect with a new tab token and hydrate; then all send `ChatState.send_message` at once, each
 starting its own new conversation, and follow the redirect to it as the browser does. One warm-up
 chat runs first, so one-time costs stay out. After --timeout the scenario ends whatever is left,
 and the backend is killed. The app's own limits apply as shipped (CHATBOT_MAX_ACTIVE_REPLIES and
@@ -81,27 +81,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from app_names import IDENTITY, MESSAGES, SEND_MESSAGE, STREAM_PARTS, STREAMING
 from reflex.state import OnLoadInternalState, State, UpdateVarsInternalState
-from reflex_base.constants.state import FIELD_MARKER
 
 from chatbot_app.config import Settings
-from chatbot_app.state.conversation import ConversationState
-from chatbot_app.state.reply import ReplyState
-from chatbot_app.state.session import SessionState
-from chatbot_app.state.stream_parts import PART_NAMES
 from tests.conftest import TEST_API_KEY, migrate
 from tests.e2e.live_app import Backend, app_environment, free_port
 from tests.e2e.reflex_client import ON_LOAD_INTERNAL, ROOT_STATE, UPDATE_VARS_INTERNAL, ReflexClient
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, reply_tokens
 
-# The Reflex names the benchmark speaks: events it sends and vars it reads, in one place.
-REPLY_STATE = ReplyState.get_full_name()
-CONVERSATION_STATE = ConversationState.get_full_name()
-STREAM_PARTS = [f"{name}{FIELD_MARKER}" for name in PART_NAMES]
-STREAMING = f"streaming{FIELD_MARKER}"
-MESSAGES = f"messages{FIELD_MARKER}"
-IDENTITY = f"{SessionState.get_full_name()}.identity{FIELD_MARKER}"
-SEND_MESSAGE = f"{REPLY_STATE}.send_message"
 REFLEX_VERSION = importlib.metadata.version("reflex")
 CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
@@ -111,6 +99,18 @@ class Design:
     name: str
     frame_ms: int | None  # CHATBOT_FRAME_MS; None leaves the app's default
     stream_parts: int | None = None  # CHATBOT_STREAM_PARTS; None leaves the app's default
+    frames_per_s: int | None = None  # CHATBOT_FRAMES_PER_S (0: fixed interval); None leaves the app's default
+    parser: str | None = None  # CHATBOT_STREAM_PARSER (raw or sdk); None leaves the app's default
+
+    def environment(self) -> dict[str, str]:
+        """The backend's settings for this design (only those it sets)."""
+        names = {
+            "CHATBOT_FRAME_MS": self.frame_ms,
+            "CHATBOT_STREAM_PARTS": self.stream_parts,
+            "CHATBOT_FRAMES_PER_S": self.frames_per_s,
+            "CHATBOT_STREAM_PARSER": self.parser,
+        }
+        return {name: str(value) for name, value in names.items() if value is not None}
 
 
 # -- process accounting (/proc) ------------------------------------------------------------
@@ -222,7 +222,7 @@ class ChatTracker:
         self.record = record
         self.done = asyncio.Event()
         self._streaming_seen = False
-        self._parts: dict[str, str] = {}  # the streamed reply's parts, as the browser holds them
+        self._parts: dict[tuple[str, str], str] = {}  # the streamed reply's parts, as the browser holds them
 
     def on_update(self, at: float, size: int, update: dict[str, Any]) -> None:
         record = self.record
@@ -230,19 +230,19 @@ class ChatTracker:
             return
         record.reply_wire_bytes += size
         delta = update.get("delta") or {}
-        chat, conversation = delta.get(REPLY_STATE) or {}, delta.get(CONVERSATION_STATE) or {}
-        if not chat:
+        if not delta:
             return
-        parts = {key: value for key, value in chat.items() if key in STREAM_PARTS}
+        parts = {(state, var): delta[state][var] for state, var in STREAM_PARTS if var in delta.get(state, ())}
         self._parts.update(parts)
         if any(parts.values()):
             record.first_text_at = record.first_text_at or at
             record.stream_frames.append(at)
             record.text_chars = max(record.text_chars, sum(len(v) for v in self._parts.values()))
-        if chat.get(STREAMING) is True:
+        streaming = (delta.get(STREAMING[0]) or {}).get(STREAMING[1])
+        if streaming is True:
             self._streaming_seen = True
-        elif chat.get(STREAMING) is False and self._streaming_seen:
-            messages = conversation.get(MESSAGES) or []
+        elif streaming is False and self._streaming_seen:
+            messages = (delta.get(MESSAGES[0]) or {}).get(MESSAGES[1]) or []
             if messages and messages[-1].get("role") == "assistant":
                 record.text_chars = max(record.text_chars, len(messages[-1].get("content") or ""))
                 record.status = str(messages[-1].get("status", ""))
@@ -367,15 +367,14 @@ class Bench:
     timeout_s: float
     token_ends: list[int]  # cumulative reply length after each token, to count the tokens shown
     compression: str = ""
+    environment: dict[str, str] = field(default_factory=dict)  # more backend settings, for every design
 
     def scenario(self, design: Design, clients: int) -> Row:
         """A fresh backend of this design, N chats through it, then the backend is killed."""
         self.fake.reset()
         self.fake.default = self.behaviour
         self.fake.enqueue(Behaviour(text="Warm up reply."))
-        overrides = {"CHATBOT_FRAME_MS": str(design.frame_ms)} if design.frame_ms is not None else {}
-        if design.stream_parts is not None:
-            overrides["CHATBOT_STREAM_PARTS"] = str(design.stream_parts)
+        overrides = design.environment()
         env = app_environment(
             CHATBOT_DATABASE_URL=self.database_url,
             GROQ_API_KEY=TEST_API_KEY,
@@ -383,6 +382,7 @@ class Bench:
             CHATBOT_MODEL="fake-large",
             CHATBOT_LOCAL_MODEL="off",
             CHATBOT_MAX_TOKENS=str(len(self.token_ends)),
+            **self.environment,
             **overrides,
         )
         backend = Backend(free_port(), env, self.workdir / f"backend-{design.name}-{clients}.log")

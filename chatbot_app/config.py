@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from dotenv import dotenv_values
 
@@ -46,9 +47,13 @@ class Settings:
     context_budget_tokens: int = 6000
     max_reply_tokens: int = 1024
     frame_interval_ms: int = 50
+    # The process's frame budget: past it, replies' frames are spaced further apart (up to 250 ms); 0 = fixed.
+    frames_per_s: int = 200
     # Vars a streamed reply is spread over (1 = the whole text in one var: the naive pattern).
     stream_parts: int = 48
     request_timeout_s: float = 60.0
+    # How provider streams are parsed: "raw" (SSE bytes + orjson) or "sdk" (the SDK's chunk objects, to compare).
+    stream_parser: Literal["raw", "sdk"] = "raw"
     retry_attempts: int = 3
     max_message_chars: int = 32_000
     log_level: str = "INFO"
@@ -116,6 +121,9 @@ class Settings:
         if bad := [o for o in cors_origins if o != "*" and not re.fullmatch(r"https?://[^/\s]+", o)]:
             raise SettingsError(f"CHATBOT_CORS_ORIGINS: expected origins like https://example.com, got {bad[0]!r}")
 
+        stream_parser = (text("CHATBOT_STREAM_PARSER") or "raw").lower()
+        if stream_parser not in ("raw", "sdk"):
+            raise SettingsError(f"CHATBOT_STREAM_PARSER must be raw or sdk, got {stream_parser!r}")
         provider = (text("CHATBOT_PROVIDER") or "auto").lower()
         if provider not in PROVIDER_CHOICES:
             raise SettingsError(f"CHATBOT_PROVIDER must be one of {', '.join(PROVIDER_CHOICES)}, got {provider!r}")
@@ -138,7 +146,9 @@ class Settings:
             context_budget_tokens=integer("CHATBOT_CONTEXT_TOKENS", cls.context_budget_tokens, 256),
             max_reply_tokens=integer("CHATBOT_MAX_TOKENS", cls.max_reply_tokens, 1),
             frame_interval_ms=integer("CHATBOT_FRAME_MS", cls.frame_interval_ms, 0),
+            frames_per_s=integer("CHATBOT_FRAMES_PER_S", cls.frames_per_s, 0),
             stream_parts=min(integer("CHATBOT_STREAM_PARTS", cls.stream_parts, 1), cls.stream_parts),
+            stream_parser=stream_parser,  # type: ignore[arg-type]  # checked above
             request_timeout_s=float(integer("CHATBOT_REQUEST_TIMEOUT_S", int(cls.request_timeout_s), 1)),
             retry_attempts=integer("CHATBOT_RETRY_ATTEMPTS", cls.retry_attempts, 1),
             max_message_chars=integer("CHATBOT_MAX_MESSAGE_CHARS", cls.max_message_chars, 1),

@@ -35,7 +35,11 @@ class ProviderRegistry:
 
             providers.append(
                 GroqProvider(
-                    settings.groq_api_key, settings.groq_base_url, settings.request_timeout_s, settings.groq_models
+                    settings.groq_api_key,
+                    settings.groq_base_url,
+                    settings.request_timeout_s,
+                    settings.groq_models,
+                    settings.stream_parser,
                 )
             )
         if settings.openai_base_url or settings.openai_api_key:
@@ -47,6 +51,7 @@ class ProviderRegistry:
                     settings.openai_base_url,
                     settings.request_timeout_s,
                     settings.openai_models,
+                    settings.stream_parser,
                 )
             )
         if (path := local_model_path(settings)) is not None:

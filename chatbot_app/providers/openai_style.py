@@ -1,17 +1,22 @@
 """What the Groq and OpenAI SDKs share: the same chat API, model list and error shapes.
 
 Subclasses name their SDK's client and exception module, and say where usage arrives.
+Streams are read from the SDK's raw response and parsed with orjson (`parser="raw"`): the
+SDK still does auth, base URL, timeouts and HTTP status errors, but builds no object per chunk.
+`parser="sdk"` reads the SDK's chunk objects instead, for comparison (bench/provider_parse_bench.py).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+import orjson
 
 from chatbot_app.providers.base import (
     ChatMessage,
@@ -21,14 +26,19 @@ from chatbot_app.providers.base import (
     GenerationOptions,
     ProviderError,
     ProviderEvent,
+    ReasoningDelta,
     TextDelta,
     Usage,
     classify_status,
 )
+from chatbot_app.providers.server_sent_events import server_sent_events
 
 MODEL_LIST_TTL_S = 600.0
 # Ids that are not chat models (speech, moderation, embeddings); they never go in a model list.
 _NON_CHAT_MARKERS = ("whisper", "tts", "guard", "playai", "distil", "embed", "moderation", "dall-e", "audio")
+
+#: How a stream's chunks are read: raw bytes parsed with orjson, or the SDK's pydantic chunk objects.
+StreamParser = Literal["raw", "sdk"]
 
 
 class OpenAIStyleProvider(ChatProvider):
@@ -36,16 +46,23 @@ class OpenAIStyleProvider(ChatProvider):
 
     #: The SDK module, for its exception classes (APIError, APIStatusError, ...).
     sdk: ModuleType
+    #: The HTTP library the SDK is built on (httpx, or httpx2 for openai 3.x): a raw stream raises its errors.
+    http: ModuleType = httpx
 
-    def __init__(self, client: Any, fallback_models: Sequence[str] = ()) -> None:
+    def __init__(self, client: Any, fallback_models: Sequence[str] = (), parser: StreamParser = "raw") -> None:
         self._client = client
+        self._parser = parser
         self._fallback_models = list(fallback_models)
         self._models: list[str] = []
         self._models_at = 0.0
 
     @abc.abstractmethod
     def _usage(self, chunk: Any) -> Usage | None:
-        """The usage a stream chunk carries, if any (it comes with the last one)."""
+        """The usage an SDK chunk object carries, if any (it comes with the last one)."""
+
+    @abc.abstractmethod
+    def _payload_usage(self, payload: dict[str, Any]) -> Usage | None:
+        """The usage a parsed chunk carries, if any: the raw-parser twin of `_usage`."""
 
     def _stream_arguments(self) -> dict[str, Any]:
         return {}
@@ -60,24 +77,76 @@ class OpenAIStyleProvider(ChatProvider):
         }
 
     async def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[ProviderEvent]:
+        read = self._stream_sdk_objects if self._parser == "sdk" else self._stream_raw
+        # aclosing: when our reader closes this iterator, the inner one (and the connection) closes now, not at GC.
         try:
-            response = await self._client.chat.completions.create(
-                **self._request(messages, options), stream=True, **self._stream_arguments()
-            )
-            async with response:
-                async for chunk in response:
-                    if chunk.choices and (delta := chunk.choices[0].delta.content):
-                        yield TextDelta(delta)
-                    if (usage := self._usage(chunk)) is not None:
-                        yield usage
-        except (self.sdk.APIError, httpx.HTTPError) as exc:
+            async with contextlib.aclosing(read(messages, options)) as events:
+                async for event in events:
+                    yield event
+        except (self.sdk.APIError, self.http.HTTPError) as exc:
+            # HTTP status errors, timeouts, refused connections and cuts mid-stream (httpx's RemoteProtocolError).
             raise self.translate(exc) from exc
+
+    async def _stream_raw(
+        self, messages: Sequence[ChatMessage], options: GenerationOptions
+    ) -> AsyncIterator[ProviderEvent]:
+        """The stream read from the SDK's raw response: one orjson parse per chunk, no SDK objects.
+
+        The SDK raises its APIStatusError on a non-2xx answer before any byte is read; leaving the
+        `async with` (the reply ended, failed, or its reader closed this iterator) closes the connection.
+        """
+        request = self._request(messages, options) | {"stream": True} | self._stream_arguments()
+        async with (
+            self._client.chat.completions.with_streaming_response.create(**request) as response,
+            contextlib.aclosing(server_sent_events(response.iter_bytes())) as events,
+        ):
+            async for sse in events:
+                if sse.data.startswith(b"[DONE]"):
+                    break
+                payload = _parsed(sse.data)
+                if sse.event == "error" or payload.get("error"):
+                    raise self._stream_error(payload, response.http_request)
+                if choices := payload.get("choices"):
+                    delta = choices[0].get("delta") or {}
+                    # Groq names it `reasoning`; vLLM and others `reasoning_content`.
+                    if reasoning := delta.get("reasoning") or delta.get("reasoning_content"):
+                        yield ReasoningDelta(reasoning)
+                    if content := delta.get("content"):
+                        yield TextDelta(content)
+                if (usage := self._payload_usage(payload)) is not None:
+                    yield usage
+
+    def _stream_error(self, payload: dict[str, Any], request: Any) -> Exception:
+        """An error sent inside the stream, as the SDK reports it: an APIError with the server's message."""
+        error = payload.get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+        if not isinstance(message, str) or not message:
+            message = "An error occurred during streaming"
+        return self.sdk.APIError(message, request, body=error)
+
+    async def _stream_sdk_objects(
+        self, messages: Sequence[ChatMessage], options: GenerationOptions
+    ) -> AsyncIterator[ProviderEvent]:
+        """The stream as the SDK's chunk objects (a pydantic model per chunk): kept to measure against."""
+        response = await self._client.chat.completions.create(
+            **self._request(messages, options), stream=True, **self._stream_arguments()
+        )
+        async with response:
+            async for chunk in response:
+                if chunk.choices:
+                    delta = chunk.choices[0].delta
+                    if reasoning := getattr(delta, "reasoning", None) or getattr(delta, "reasoning_content", None):
+                        yield ReasoningDelta(reasoning)
+                    if delta.content:
+                        yield TextDelta(delta.content)
+                if (usage := self._usage(chunk)) is not None:
+                    yield usage
 
     async def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
         """One non-streaming request: the whole reply in one response."""
         try:
             response = await self._client.chat.completions.create(**self._request(messages, options), stream=False)
-        except (self.sdk.APIError, httpx.HTTPError) as exc:
+        except (self.sdk.APIError, self.http.HTTPError) as exc:
             raise self.translate(exc) from exc
         usage = response.usage
         return Completion(
@@ -96,7 +165,7 @@ class OpenAIStyleProvider(ChatProvider):
             return self._models
         try:
             page = await self._client.models.list()
-        except (self.sdk.APIError, httpx.HTTPError) as exc:
+        except (self.sdk.APIError, self.http.HTTPError) as exc:
             if self._fallback_models:
                 return self._fallback_models
             raise self.translate(exc) from exc
@@ -110,7 +179,7 @@ class OpenAIStyleProvider(ChatProvider):
 
     def translate(self, exc: Exception) -> ProviderError:
         """The SDK's (or httpx's) exception as a classified ProviderError."""
-        if isinstance(exc, self.sdk.APITimeoutError | httpx.TimeoutException):
+        if isinstance(exc, self.sdk.APITimeoutError | self.http.TimeoutException):
             return ProviderError(ErrorKind.TIMEOUT, str(exc) or "timed out")
         if isinstance(exc, self.sdk.APIConnectionError):
             return ProviderError(ErrorKind.CONNECTION, str(exc))
@@ -120,10 +189,25 @@ class OpenAIStyleProvider(ChatProvider):
                 f"HTTP {exc.status_code}: {exc.message}",
                 retry_after_s=_seconds(exc.response.headers.get("retry-after")),
             )
-        if isinstance(exc, httpx.HTTPError):
+        if isinstance(exc, self.http.HTTPError):
             # A connection cut mid-stream surfaces as httpx (e.g. RemoteProtocolError), not as an SDK error.
             return ProviderError(ErrorKind.CONNECTION, f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, self.sdk.APIError):
+            # An error event inside a 200 stream: no status, so its message alone says what kind it is.
+            message = str(exc.message)
+            return ProviderError(classify_status(500, message), f"error in stream: {message}")
         return ProviderError(ErrorKind.SERVER, str(exc))
+
+
+def _parsed(data: bytes) -> dict[str, Any]:
+    """One chunk's JSON object; anything else is the server's fault."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise ProviderError(ErrorKind.SERVER, f"malformed stream chunk: {data[:200]!r}")
+    return payload
 
 
 def _seconds(value: str | None) -> float | None:

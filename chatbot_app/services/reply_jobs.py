@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import OperationalError
@@ -23,6 +23,7 @@ from chatbot_app.providers.base import ErrorKind, ProviderError, ProviderEvent, 
 from chatbot_app.services.chat_service import ChatService, Turn
 from chatbot_app.services.coalesce import coalesce
 from chatbot_app.services.error_messages import describe_retry
+from chatbot_app.services.frame_pacing import DEFAULT_MAX_MS, FramePacer
 from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, ReplyLog, Snapshot, Titled, follow
 from chatbot_app.services.retry import RetryNotice
 from chatbot_app.storage.models import MessageStatus
@@ -102,14 +103,15 @@ class ReplyJobs:
         self,
         service: ChatService,
         reply_log: ReplyLog,
-        frame_interval: Callable[[], float] | None = None,
         compact_every: int = LOG_COMPACT_EVERY,
     ) -> None:
         self.service = service
         self.log = reply_log
         self.compact_every = compact_every
         settings = service.settings
-        self._frame_interval = frame_interval or (lambda: settings.frame_interval_ms / 1000)
+        ms = settings.frame_interval_ms
+        # One pacer per process: frames every CHATBOT_FRAME_MS, spaced out as more replies stream.
+        self.pacer = FramePacer(ms, max(ms, DEFAULT_MAX_MS), frames_per_s=settings.frames_per_s or None)
         # Heartbeat well inside the stale window, so a live job is never taken for a dead one.
         self._heartbeat_s = min(CHECKPOINT_INTERVAL_S, settings.stale_reply_s / 3)
         self._jobs: dict[int, ReplyJob] = {}
@@ -150,6 +152,12 @@ class ReplyJobs:
 
     def is_running_here(self, reply_id: int) -> bool:
         return reply_id in self._jobs
+
+    async def join(self, reply_id: int) -> None:
+        """Wait until a job of this process has stored its end (at once if it is not running here)."""
+        job = self._jobs.get(reply_id)
+        if job is not None and job.task is not None:
+            await asyncio.wait([job.task])
 
     async def follow(
         self, reply_id: int, cursor: str = START, *, until_finished: bool = False
@@ -211,10 +219,11 @@ class ReplyJobs:
             provider, model = request.provider.name, request.options.model
             async with self.service.slots.slot():
                 source = request.events(batch=job.batch, retry=self.service.retry)
-                async with contextlib.aclosing(coalesce(source, self._frame_interval)) as batches:
-                    async for items in batches:
-                        if (frame := progress.add(items)) is not None:
-                            await self._append_frame(job, frame)
+                with self.pacer.stream() as interval_s:
+                    async with contextlib.aclosing(coalesce(source, interval_s)) as batches:
+                        async for items in batches:
+                            if (frame := progress.add(items)) is not None:
+                                await self._append_frame(job, frame)
         except ProviderError as exc:
             status, error = MessageStatus.ERROR, exc
             log.warning("provider_error", extra={"request_id": f"reply-{reply_id}", "kind": str(exc.kind)})

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from starlette.applications import Starlette
@@ -46,6 +46,13 @@ class Behaviour:
     error_message: str = "injected failure"
     retry_after: str | None = None
     cut_after_tokens: int | None = None  # drop the connection after this many tokens
+    # Groq's reasoning models (gpt-oss, qwen3 with reasoning_format=parsed): this text streams first, as
+    # `delta.reasoning` word tokens, then the reply as `delta.content`; both count as completion tokens.
+    reasoning: str | None = None
+    # Send an in-stream error event with `error_message` after this many tokens, then end: as OpenAI-style
+    # servers do ({"error": {...}}, "openai"), or as Groq stops a stream early ({"x_groq": {"error": ...}}).
+    stream_error_after_tokens: int | None = None
+    stream_error_style: Literal["openai", "x_groq"] = "openai"
     # Called with the request body, in the server's thread, before the request is answered.
     on_request: Callable[[dict[str, Any]], None] | None = None
 
@@ -67,6 +74,9 @@ class FakeLLMServer:
     chooser: Callable[[], Behaviour] | None = None
     host: str = "127.0.0.1"
     port: int = 0
+    # A paced stream writes every token due at once, at most this often: one write per token at 30 streams
+    # x 1,000 tok/s would make the fake, not the app, the bottleneck. The SSE events stay one per token.
+    write_interval_s: float = 0.005
     requests: list[RecordedRequest] = field(default_factory=list)
     # Monotonic times of each stream's first and last token, keyed by request number (for benchmarks).
     token_times: dict[int, tuple[float, float]] = field(default_factory=dict)
@@ -225,48 +235,88 @@ class FakeLLMServer:
 
     async def _sse(
         self, number: int, body: dict[str, Any], tokens: list[str], prompt_tokens: int, behaviour: Behaviour
-    ) -> AsyncIterator[str]:
-        model = body["model"]
-
-        def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
-            """One SSE event; `delta=None` makes a chunk with no choices (OpenAI's usage-only last chunk)."""
-            choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
-            payload = {
-                "id": f"chatcmpl-{number}",
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "choices": choices,
-                **extra,
-            }
-            return f"data: {json.dumps(payload)}\n\n"
-
+    ) -> AsyncIterator[bytes]:
+        frame = _ChunkFrame(number, body["model"])
+        reasoning = reply_tokens([], Behaviour(text=behaviour.reasoning)) if behaviour.reasoning else []
+        # Pre-encoded: the per-token cost is one bytes join, whatever the payload's shape.
+        events = [frame.delta("reasoning", t) for t in reasoning] + [frame.delta("content", t) for t in tokens]
+        cut, failing = behaviour.cut_after_tokens, behaviour.stream_error_after_tokens
+        # Where the stream stops early, if it does: a connection cut, or an error event.
+        limit = min(n for n in (len(events), cut, failing) if n is not None)
         try:
-            yield chunk({"role": "assistant", "content": ""})
+            yield frame.delta("content", "", role=True)
             await asyncio.sleep(behaviour.first_token_delay_s)
             started = time.monotonic()
-            first = 0.0
-            for i, token in enumerate(tokens):
-                if behaviour.cut_after_tokens is not None and i >= behaviour.cut_after_tokens:
-                    raise ConnectionAbortedError("injected connection cut")
-                # Pace against the start time so sleep granularity does not slow the rate down.
-                if behaviour.tokens_per_s and (wait := started + i / behaviour.tokens_per_s - time.monotonic()) > 0:
-                    await asyncio.sleep(wait)
-                if i == 0:
-                    first = time.monotonic()
-                yield chunk({"content": token})
+            first: float | None = None
+            async for write in self._paced(events[:limit], behaviour.tokens_per_s, started):
+                first = first or time.monotonic()
+                yield write
+            if cut is not None and limit == cut:
+                raise ConnectionAbortedError("injected connection cut")
+            if failing is not None and limit == failing:
+                yield frame.error(behaviour.error_message, behaviour.stream_error_style)
+                return
             self.token_times[number] = (first or time.monotonic(), time.monotonic())
-            usage = _usage(prompt_tokens, len(tokens)) | {"completion_time": round(time.monotonic() - started, 4)}
-            yield chunk({}, "stop", x_groq={"id": f"req_{number}", "usage": usage})
+            completion = len(reasoning) + len(tokens)
+            usage = _usage(prompt_tokens, completion) | {"completion_time": round(time.monotonic() - started, 4)}
+            yield frame.last(x_groq={"id": f"req_{number}", "usage": usage})
             if (body.get("stream_options") or {}).get("include_usage"):
                 # What OpenAI sends when asked: one more chunk, with no choices and a top-level `usage`.
-                yield chunk(None, usage=_usage(prompt_tokens, len(tokens)))
-            yield "data: [DONE]\n\n"
+                yield frame.usage_only(_usage(prompt_tokens, completion))
+            yield b"data: [DONE]\n\n"
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away mid-stream (cancelled while pacing, or closed by _SSEResponse).
             self.aborted.append(number)
             self.abort_seen.set()
             raise
+
+    async def _paced(self, events: list[bytes], tokens_per_s: float | None, started: float) -> AsyncIterator[bytes]:
+        """The events at `tokens_per_s` (all at once when None), each write carrying every event then due."""
+        sent = 0
+        while sent < len(events):
+            due = len(events)
+            if tokens_per_s:
+                # Pace against the start time so sleep granularity does not slow the rate down.
+                due = min(due, int((time.monotonic() - started) * tokens_per_s) + 1)
+            if due > sent:
+                yield b"".join(events[sent:due])
+                sent = due
+            if sent < len(events) and tokens_per_s:
+                await asyncio.sleep(max(started + sent / tokens_per_s - time.monotonic(), self.write_interval_s))
+
+
+class _ChunkFrame:
+    """One stream's SSE events as bytes: the chunk envelope is encoded once, each delta spliced into it."""
+
+    def __init__(self, number: int, model: str) -> None:
+        envelope = {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk", "created": int(time.time())}
+        self._envelope = envelope | {"model": model}
+        head = json.dumps(self._envelope)[:-1]  # without the closing brace
+        self._head = f'data: {head}, "choices": [{{"index": 0, "delta": {{'.encode()
+        self._tail = b'}, "finish_reason": null}]}\n\n'
+
+    def delta(self, field: str, text: str, *, role: bool = False) -> bytes:
+        """A chunk whose delta carries `text` in `field` ("content" or Groq's "reasoning")."""
+        role_part = b'"role": "assistant", ' if role else b""
+        return b"".join((self._head, role_part, f'"{field}": '.encode(), json.dumps(text).encode(), self._tail))
+
+    def last(self, **extra: Any) -> bytes:
+        """The chunk that ends the reply: an empty delta, finish_reason "stop", and Groq's `x_groq` usage."""
+        return self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], **extra})
+
+    def usage_only(self, usage: dict[str, Any]) -> bytes:
+        """OpenAI's usage chunk (stream_options.include_usage): no choices, a top-level `usage`."""
+        return self._event({"choices": [], "usage": usage})
+
+    def error(self, message: str, style: Literal["openai", "x_groq"]) -> bytes:
+        """An error inside a 200 stream: OpenAI-style servers send an `error` object, Groq its `x_groq.error`."""
+        if style == "x_groq":
+            return self._event({"choices": [], "x_groq": {"id": "req_error", "error": message}})
+        error = {"message": message, "type": "server_error", "code": None}
+        return f"data: {json.dumps({'error': error})}\n\n".encode()
+
+    def _event(self, fields: dict[str, Any]) -> bytes:
+        return f"data: {json.dumps(self._envelope | fields)}\n\n".encode()
 
 
 class _SSEResponse(StreamingResponse):

@@ -94,10 +94,10 @@ async def follow_until(jobs: ReplyJobs, reply_id: int, predicate, cursor: str = 
     """Follow from `cursor` until `predicate(result)` holds; the cursor to go on from, and the result."""
     result = ReplyResult()
     async with asyncio.timeout(BOUND_S):
-        async for cursor, events in jobs.follow(reply_id, cursor):
+        async for cursor, events in jobs.follow(reply_id, cursor):  # noqa: B007, B020  (the caller reads on from it)
             apply(result, events)
             if predicate(result):
-                return cursor, result
+                break
     return cursor, result
 
 
@@ -112,8 +112,7 @@ async def test_a_job_runs_to_its_end_with_nobody_following(
 
     await jobs.start(reply)
     async with asyncio.timeout(BOUND_S):
-        while jobs.is_running_here(reply.reply_id):
-            await asyncio.sleep(0.05)
+        await jobs.join(reply.reply_id)
 
     row = stored(engine, reply.reply_id)
     assert row.status == "complete" and len(row.content.split()) == 60
@@ -187,8 +186,7 @@ async def test_a_long_reply_log_is_compacted_behind_a_snapshot(
     reply = await turn(service)
     await jobs.start(reply)
     async with asyncio.timeout(BOUND_S):
-        while jobs.is_running_here(reply.reply_id):
-            await asyncio.sleep(0.05)
+        await jobs.join(reply.reply_id)
 
     late = ReplyResult()
     events = []
@@ -205,11 +203,9 @@ async def test_a_long_reply_log_is_compacted_behind_a_snapshot(
 # -- stop, in every phase ------------------------------------------------------------------------
 
 
-async def stop_once_waiting(jobs: ReplyJobs, reply: Turn, waiting) -> ReplyResult:  # type: ignore[no-untyped-def]
-    """Wait for `waiting()` (the phase to stop in), stop, and follow the reply to its end."""
-    async with asyncio.timeout(BOUND_S):
-        while not waiting():
-            await asyncio.sleep(0.02)
+async def stop_once_requested(jobs: ReplyJobs, reply: Turn, fake: FakeLLMServer) -> ReplyResult:
+    """Wait until the upstream request is in flight, stop, and follow the reply to its end."""
+    await asyncio.to_thread(fake.wait_for_chat_requests, 1, BOUND_S)
     await jobs.stop(reply.reply_id)
     _, result = await follow_until(jobs, reply.reply_id, lambda r: r.finished is not None)
     return result
@@ -222,7 +218,7 @@ async def test_stop_while_waiting_for_a_slow_first_token_ends_it_at_once_and_clo
     reply = await turn(service)
     await jobs.start(reply)
 
-    result = await stop_once_waiting(jobs, reply, lambda: len(fake.chat_requests()) == 1)
+    result = await stop_once_requested(jobs, reply, fake)
 
     assert result.finished is not None and result.finished.status == "stopped" and result.text == ""
     assert await asyncio.to_thread(fake.abort_seen.wait, BOUND_S)
@@ -257,7 +253,7 @@ async def test_stop_during_a_batch_request_stores_what_the_page_shows(
     reply = await turn(service)
     await jobs.start(reply, batch=True)
 
-    result = await stop_once_waiting(jobs, reply, lambda: len(fake.chat_requests()) == 1)
+    result = await stop_once_requested(jobs, reply, fake)
 
     assert result.finished is not None and result.finished.status == "stopped"
     row = stored(engine, reply.reply_id)

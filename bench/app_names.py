@@ -1,0 +1,26 @@
+"""The app's Reflex names that the websocket benchmarks send and read: the one place to change them.
+
+Reflex addresses events and state deltas by the full name of a state class, so a renamed or moved
+state class changes what a client must send and where it finds the streamed text.
+"""
+
+from __future__ import annotations
+
+from reflex_base.constants.state import FIELD_MARKER
+
+from chatbot_app.state.conversation import ConversationState
+from chatbot_app.state.reply import ReplyState
+from chatbot_app.state.session import SessionState
+from chatbot_app.state.stream_parts import PART_NAMES
+
+REPLY, CONVERSATION = ReplyState.get_full_name(), ConversationState.get_full_name()
+#: The event a tab sends to post a message; its payload is {"form_data": {"message": text}}.
+SEND_MESSAGE = f"{REPLY}.send_message"
+#: The event that stops the reply a tab shows.
+STOP = f"{REPLY}.stop"
+#: The synced-storage var holding the tab's identity (sent back on every connect).
+IDENTITY = f"{SessionState.get_full_name()}.identity{FIELD_MARKER}"
+#: (state, var) pairs in a delta: the streamed reply's parts, the streaming flag, and the message list.
+STREAM_PARTS = [(REPLY, f"{name}{FIELD_MARKER}") for name in PART_NAMES]
+STREAMING = (REPLY, f"streaming{FIELD_MARKER}")
+MESSAGES = (CONVERSATION, f"messages{FIELD_MARKER}")

@@ -1,0 +1,269 @@
+"""Capacity of one worker: how many concurrent streams it keeps pace with at 250, 500 and 1,000 tokens/s.
+
+Runs bench/stream_bench.py's scenarios (a fresh `reflex run --backend-only --env prod` backend per
+scenario, N websocket clients in a child process, the fake Groq server in this process's thread)
+for growing N at each rate, and stops a rate at the first N that does not keep pace. "Keeps pace"
+is issue 12's: every reply ended, lag p99 <= 500 ms, no gap between frames over 250 ms, and the
+upstream streams held 90% of their rate. The app's concurrency limit is raised above N, so the
+limit is not what is measured.
+
+Then, at one point (--compare, e.g. 1000:30), the same N is run with both stream parsers (the SDK's
+chunk objects, CHATBOT_STREAM_PARSER=sdk, and raw SSE bytes parsed with orjson) and both pacing
+policies (a fixed CHATBOT_FRAME_MS, CHATBOT_FRAMES_PER_S=0, and load-paced), for CPU per 1,000 tokens.
+
+Columns, as in stream_bench.py: 1st ms is the client's first frame with text minus the fake's first
+token (so it includes 1/rate); cpu/1k is the backend's CPU seconds per 1,000 tokens shown; be/fk/cl/oth
+are CPU % of one core for the backend, this process (the fake upstream), the clients and the rest of
+the machine (which is shared: see the load average printed first).
+
+    .venv/bin/python bench/capacity_bench.py [--rates 250,500,1000] [--tokens 4000] [--compare 1000:30]
+    .venv/bin/python bench/capacity_bench.py --steps-1000 20,30,40 --steps-500 40,60 --steps-250 60,90
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stream_bench import COLUMNS, Bench, Design, Row, _line, format_row
+
+from tests.conftest import migrate
+from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, reply_tokens
+
+DEFAULT_STEPS = {250: "60,90,120", 500: "30,60,80", 1000: "10,20,30,40"}
+LAG_P99_S, GAP_MAX_S, RATE_HELD = 0.5, 0.25, 0.9
+
+
+def designs(frame_ms: int) -> dict[str, Design]:
+    """The shipped design (raw parser, load-paced frames) and the three it is measured against."""
+    return {
+        "raw+paced": Design("raw+paced", frame_ms, parser="raw"),
+        "raw+fixed": Design("raw+fixed", frame_ms, frames_per_s=0, parser="raw"),
+        "sdk+paced": Design("sdk+paced", frame_ms, parser="sdk"),
+        "sdk+fixed": Design("sdk+fixed", frame_ms, frames_per_s=0, parser="sdk"),
+    }
+
+
+def missed(row: Row, rate: float) -> list[str]:
+    """Why a scenario did not keep pace (empty when it did)."""
+    reasons = []
+    if row.done < row.clients:
+        reasons.append(f"{row.done}/{row.clients} ended")
+    if row.lag_p99 is None or row.lag_p99 > LAG_P99_S:
+        reasons.append(f"lag p99 {_ms(row.lag_p99)}")
+    if row.gap_max is None or row.gap_max > GAP_MAX_S:
+        reasons.append(f"gap max {_ms(row.gap_max)}")
+    if row.upstream_rate is None or row.upstream_rate < RATE_HELD * rate:
+        reasons.append(f"upstream {row.upstream_rate or 0:,.0f} tok/s")
+    return reasons
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:,.0f} ms"
+
+
+class Runner:
+    """One Bench per rate (its fake behaviour and token count), sharing the database and client process."""
+
+    def __init__(self, fake: FakeLLMServer, database_url: str, workdir: Path, pool: ProcessPoolExecutor, args) -> None:
+        self.fake, self.database_url, self.workdir, self.pool, self.args = fake, database_url, workdir, pool, args
+        self.rows: list[tuple[float, Row]] = []
+
+    def run(self, design: Design, rate: float, clients: int) -> Row:
+        behaviour = Behaviour(text="", tokens=self.args.tokens, tokens_per_s=rate)
+        token_ends = list(itertools.accumulate(len(t) for t in reply_tokens([], behaviour)))
+        timeout = self.args.tokens / rate + self.args.slack
+        bench = Bench(self.fake, behaviour, self.database_url, self.workdir, self.pool, timeout, token_ends)
+        bench.environment = {"CHATBOT_MAX_ACTIVE_REPLIES": str(clients + 8), "CHATBOT_MAX_WAITING_REPLIES": "8"}
+        started = time.monotonic()
+        row = bench.scenario(design, clients)
+        self.rows.append((rate, row))
+        verdict = "; ".join(missed(row, rate)) or "keeps pace"
+        print(f"  {design.name} {rate:g} tok/s N={clients}: {verdict} ({time.monotonic() - started:.0f} s)", flush=True)
+        return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="250,500,1000", help="tokens/s per stream to find the capacity at")
+    parser.add_argument("--tokens", type=int, default=4000, help="tokens per reply")
+    for rate, steps in DEFAULT_STEPS.items():
+        parser.add_argument(f"--steps-{rate}", default=steps, help=f"N to try at {rate} tok/s, ascending")
+    parser.add_argument("--compare", default="1000:30", help="RATE:N where both parsers x both pacings run; '' skips")
+    parser.add_argument("--frame-ms", type=int, default=50, help="CHATBOT_FRAME_MS")
+    parser.add_argument("--slack", type=float, default=20.0, help="seconds a scenario may run past its upstream")
+    args = parser.parse_args()
+    by_name = designs(args.frame_ms)
+    shipped = by_name["raw+paced"]
+
+    print(
+        f"{args.tokens} tokens per reply; frames every {args.frame_ms} ms while few stream; {os.cpu_count()} CPUs"
+        f" shared with everything else; load average before the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        flush=True,
+    )
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    fake = FakeLLMServer().start()
+    capacity: list[tuple[float, int, Row | None, str]] = []
+    compared: list[Row] = []
+    started = time.monotonic()
+    try:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
+        ):
+            workdir = Path(tmp)
+            database_url = f"sqlite:///{workdir / 'bench.db'}"
+            migrate(database_url)
+            runner = Runner(fake, database_url, workdir, pool, args)
+            for rate in (float(r) for r in args.rates.split(",") if r.strip()):
+                kept, kept_row, failed = 0, None, ""
+                for clients in (int(n) for n in getattr(args, f"steps_{int(rate)}").split(",")):
+                    row = runner.run(shipped, rate, clients)
+                    if reasons := missed(row, rate):
+                        failed = f"N={clients}: {'; '.join(reasons)}"
+                        kept_row = kept_row or row  # nothing kept: show the figures of the first miss
+                        break
+                    kept, kept_row = clients, row
+                capacity.append((rate, kept, kept_row, failed))
+            if args.compare:
+                rate_text, clients_text = args.compare.split(":")
+                for design in by_name.values():
+                    compared.append(runner.run(design, float(rate_text), int(clients_text)))
+    finally:
+        fake.stop()
+        print_report(capacity, compared, runner.rows if "runner" in locals() else [], args)
+        print(
+            f"\nload average after the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())};"
+            f" total {time.monotonic() - started:.0f} s"
+        )
+
+
+def one_core_streams(row: Row, rate: float) -> str:
+    """Streams one worker could carry at this rate with a whole core to itself, from its CPU per token."""
+    return "-" if not row.cpu_per_1k else f"{1000 / (row.cpu_per_1k * rate):.0f}"
+
+
+def print_report(
+    capacity: list[tuple[float, int, Row | None, str]], compared: list[Row], rows: list[tuple[float, Row]], args
+) -> None:
+    if capacity:
+        print(
+            "\nCapacity of one worker (raw parser, load-paced frames); figures at the largest N kept (else the miss):"
+        )
+        names = [
+            "tok/s",
+            "streams kept",
+            "1st ms p50/p99",
+            "lag ms p99",
+            "gap ms max",
+            "cpu/1k",
+            "be/fk %",
+            "1-core est",
+        ]
+        widths = [6, 12, 14, 10, 10, 6, 8, 10]
+        print(_line(names, widths) + "  first miss")
+        for rate, kept, row, failed in capacity:
+            cells = [f"{rate:g}", f">= {kept}" if not failed and kept else str(kept)]
+            if row is None:
+                cells += ["-"] * 6
+            else:
+                cells += [
+                    f"{_num(row.first_p50)}/{_num(row.first_p99)}",
+                    _num(row.lag_p99),
+                    _num(row.gap_max),
+                    f"{row.cpu_per_1k:.3f}" if row.cpu_per_1k is not None else "-",
+                    f"{row.backend_pct:.0f}/{row.bench_pct:.0f}",
+                    one_core_streams(row, rate),
+                ]
+            print(_line(cells, widths) + "  " + (failed or "none (the largest N tried)"))
+        print(
+            "  (1-core est: 1 s / (backend CPU per token x rate), the streams a worker with a whole core would carry)"
+        )
+    if compared:
+        rate = float(args.compare.split(":")[0])
+        print(
+            f"\nParsers x pacing at {args.compare.replace(':', ' tok/s, N=')} (cpu/1k: backend CPU s per 1,000 tokens):"
+        )
+        names = [
+            "design",
+            "done",
+            "shown tok/s",
+            "fps",
+            "lag ms p99",
+            "gap ms max",
+            "cpu/1k",
+            "be/fk/oth %",
+            "1-core est",
+        ]
+        widths = [9, 7, 11, 5, 10, 10, 6, 11, 10]
+        print(_line(names, widths))
+        for row in compared:
+            cells = [
+                row.design,
+                f"{row.done}/{row.clients}",
+                f"{row.shown_rate or 0:,.0f}",
+                f"{row.fps or 0:.1f}",
+                _num(row.lag_p99),
+                _num(row.gap_max),
+                f"{row.cpu_per_1k:.3f}" if row.cpu_per_1k is not None else "-",
+                f"{row.backend_pct:.0f}/{row.bench_pct:.0f}/{row.other_pct:.0f}",
+                one_core_streams(row, rate),
+            ]
+            print(_line(cells, widths))
+    if model := cost_model([row for _, row in rows if row.design.startswith("raw") and row.done == row.clients]):
+        per_frame, per_token = model
+        print(
+            f"\nBackend CPU, fitted over the raw-parser scenarios that finished (least squares, no intercept):"
+            f" {per_frame * 1000:.2f} ms per frame + {per_token * 1e6:.1f} µs per token. So per worker core:"
+        )
+        for rate, streams in ((1000, 30), (500, 60)):
+            tokens = rate * streams
+            for policy, frames in (
+                ("fixed 50 ms", streams * 20),
+                ("load-paced", min(streams * 20, max(200, streams * 4))),
+            ):
+                need = frames * per_frame + tokens * per_token
+                print(f"  {streams} streams x {rate} tok/s, {policy} ({frames} frames/s): {need:.2f} of a core")
+    if rows:
+        print("\nEvery scenario:")
+        widths = [w for _, w in COLUMNS]
+        print("rate   " + _line([name for name, _ in COLUMNS], widths))
+        for rate, row in rows:
+            print(f"{rate:<6g} " + _line(format_row(row), widths))
+            for error in row.errors:
+                print(f"         {row.design} N={row.clients}: {error}")
+
+
+def cost_model(rows: list[Row]) -> tuple[float, float] | None:
+    """(CPU s per frame, CPU s per token) fitted to backend core use = a x frames/s + b x tokens/s."""
+    points = [
+        ((r.fps or 0) * r.clients, r.shown_rate or 0, r.backend_pct / 100) for r in rows if r.fps and r.shown_rate
+    ]
+    xx = sum(f * f for f, _, _ in points)
+    xy = sum(f * t for f, t, _ in points)
+    yy = sum(t * t for _, t, _ in points)
+    xc = sum(f * c for f, _, c in points)
+    yc = sum(t * c for _, t, c in points)
+    det = xx * yy - xy * xy
+    if len(points) < 2 or det <= 0:
+        return None
+    return (xc * yy - yc * xy) / det, (yc * xx - xc * xy) / det
+
+
+def _num(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:,.0f}"
+
+
+if __name__ == "__main__":
+    main()

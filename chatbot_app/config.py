@@ -138,7 +138,7 @@ class Settings:
         # --- Accounts -------------------------------------------------------------------------
         auth = (text("CHATBOT_AUTH") or "none").lower()
         auth_methods = () if auth == "none" else tuple(m.strip() for m in auth.split(","))
-        if not auth_methods and auth != "none" or any(m not in AUTH_METHODS for m in auth_methods):
+        if (not auth_methods and auth != "none") or any(m not in AUTH_METHODS for m in auth_methods):
             raise SettingsError(f"CHATBOT_AUTH must be none, local, oidc or local,oidc; got {auth!r}")
         oidc = {
             "issuer": text("CHATBOT_OIDC_ISSUER"),

@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from chatbot_app.config import get_settings
 from chatbot_app.providers import ProviderRegistry
+from chatbot_app.services.accounts import Accounts
 from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.library import ConversationLibrary
 from chatbot_app.storage.database import get_engine
@@ -20,3 +21,9 @@ def get_chat_service() -> ChatService:
 @lru_cache(maxsize=1)
 def get_library() -> ConversationLibrary:
     return ConversationLibrary(get_engine(get_settings().database_url))
+
+
+@lru_cache(maxsize=1)
+def get_accounts() -> Accounts:
+    settings = get_settings()
+    return Accounts(settings, get_engine(settings.database_url))

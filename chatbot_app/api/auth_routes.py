@@ -223,11 +223,16 @@ async def oidc_callback(request: Request) -> Response:
         token = await client.fetch_access_token(
             redirect_uri=_callback_url(request, settings), code=code, code_verifier=verifier
         )
-        claims = await client.parse_id_token(token, nonce=nonce)
+        claims = dict(await client.parse_id_token(token, nonce=nonce) or {})
+        if claims.get("sub") and "email" not in claims:
+            # Providers may keep scope claims out of the ID token (OIDC Core 5.4): ask userinfo.
+            profile = await client.userinfo(token=token)
+            if profile.get("sub") == claims["sub"]:
+                claims |= {name: profile.get(name) for name in ("email", "email_verified")}
     except Exception as exc:
         log.warning("OIDC callback refused: %s", type(exc).__name__)
         return refused("oidc_failed")
-    if claims is None or not claims.get("sub"):
+    if not claims.get("sub"):
         return refused("oidc_failed")
     email = (claims.get("email") or "").strip().lower() or None
     if not email_allowed(email, claims.get("email_verified"), settings.oidc_email_domains):

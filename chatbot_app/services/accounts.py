@@ -110,6 +110,15 @@ def user_id_from_owner(owner_id: str) -> int | None:
     return int(number) if prefix == "user" and number.isdigit() else None
 
 
+def session_token(cookie_header: str | None) -> str | None:
+    """The session token in a raw Cookie header (as Reflex keeps it: `self.router.headers.cookie`)."""
+    for pair in (cookie_header or "").split(";"):
+        name, _, value = pair.strip().partition("=")
+        if name == SESSION_COOKIE and value:
+            return value.strip('"')
+    return None
+
+
 def normalized_email(raw: object) -> str:
     email = raw.strip().lower() if isinstance(raw, str) else ""
     if len(email) > 320 or not _EMAIL.fullmatch(email):
@@ -306,6 +315,10 @@ class Accounts:
             return user
 
         return await self._run(work)
+
+    async def user_for_cookie_header(self, cookie_header: str | None) -> User | None:
+        """user_for_session for the token in a raw Cookie header; what a Reflex handler calls on each event."""
+        return await self.user_for_session(session_token(cookie_header))
 
     async def end_session(self, token: str | None) -> None:
         """Sign out: this session only."""

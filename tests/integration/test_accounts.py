@@ -13,7 +13,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from chatbot_app.config import Settings
-from chatbot_app.services.accounts import Accounts, AuthError, NotAllowed, QuotaExceeded, SignInThrottle
+from chatbot_app.services.accounts import (
+    SESSION_COOKIE,
+    Accounts,
+    AuthError,
+    NotAllowed,
+    QuotaExceeded,
+    SignInThrottle,
+)
 from chatbot_app.services.chat_service import ChatService, ConversationNotFound
 from chatbot_app.services.library import ConversationLibrary
 from chatbot_app.storage.models import Conversation, PromptPreset, User, utcnow
@@ -129,6 +136,9 @@ async def test_sessions_slide_expire_and_end(accounts: Accounts, clock: Clock) -
     other = await accounts.start_session(user)
 
     assert (await accounts.user_for_session(token)).id == user.id  # type: ignore[union-attr]
+    header = f'theme=dark; {SESSION_COOKIE}={token}; other="x"'  # as the websocket handshake carries it
+    assert (await accounts.user_for_cookie_header(header)).id == user.id  # type: ignore[union-attr]
+    assert await accounts.user_for_cookie_header("theme=dark") is None
     assert await accounts.user_for_session("forged") is None
     assert await accounts.user_for_session(None) is None
 

@@ -84,3 +84,17 @@ def single_sign_on_link() -> rx.Component:
             width="100%",
         ),
     )
+
+
+def sign_out_button(everywhere: bool = False) -> rx.Component:
+    """ "Sign out" (or "Sign out everywhere") for the user menu: a form post, so the cookie is cleared."""
+    return NativeForm.create(
+        rx.button(
+            "Sign out everywhere" if everywhere else "Sign out",
+            id="sign-out-everywhere-button" if everywhere else "sign-out-button",
+            type="submit",
+            variant="ghost",
+        ),
+        action=backend_url("/auth/sign-out-everywhere" if everywhere else "/auth/sign-out"),
+        method="post",
+    )

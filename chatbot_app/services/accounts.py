@@ -4,6 +4,19 @@ Plain Python over the database (no Reflex). Every secret handed out (session tok
 token) is 256 random bits shown once and stored only as its SHA-256 digest; passwords are hashed
 with Argon2id. A signed-in user owns conversations as owner_id "user:<id>" (`User.owner_id`), so
 every query already scoped by owner id works unchanged for accounts.
+
+For the state layer (Reflex 0.10.1): a handler finds the signed-in user from the websocket
+handshake's Cookie header, which Reflex keeps server-side as `self.router.headers.cookie` (it
+never sends it to the browser):
+
+    user = await get_accounts().user_for_cookie_header(self.router.headers.cookie)
+
+Reflex reads that header once per socket connection (reflex/app.py, `_build_static_router_data`)
+and copies it into every event, so it is not refreshed per event; sign-in and sign-out are full-page
+form posts, so the page's next socket carries the new cookie. The database is read on every call,
+so an ended session or a disabled user is None from the next event on. When it is None (in any mode
+but "none"), the handler must touch no data, clear what it shows of the user, and
+`return rx.redirect("/login?error=signed_out")`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ websocket instead), and a websocket event cannot set an HttpOnly cookie. So thes
 from __future__ import annotations
 
 import reflex as rx
-from reflex_components_core.el.elements.base import BaseHTML
+from reflex.components.el.elements.base import BaseHTML
 
 from chatbot_app.state.auth import AuthPageState
 

@@ -243,6 +243,18 @@ def test_a_personal_key_cannot_reach_another_users_conversations(server: Server,
     assert len(fake.chat_requests()) == requests_before
 
 
+def test_with_accounts_on_the_api_still_needs_a_key_and_health_does_not(server: Server) -> None:
+    with client(server) as anonymous:
+        answer = anonymous.get("/api/conversations")
+        assert (answer.status_code, answer.json()["detail"]) == (
+            401,
+            "Send an API key as 'Authorization: Bearer <key>'.",
+        )
+        anonymous.cookies.set(SESSION_COOKIE, "not-a-session")
+        assert anonymous.post("/v1/chat/completions", json={}).status_code == 401
+        assert anonymous.get("/api/health").status_code == 200
+
+
 def test_the_log_holds_no_password_token_or_key(server: Server, tmp_path: Path) -> None:
     log = server.backend.log_text()
     assert PASSWORD not in log and "cbk_" not in log and SESSION_COOKIE + "=" not in log

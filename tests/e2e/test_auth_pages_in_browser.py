@@ -1,15 +1,24 @@
 """The /login and /signup pages in Chromium with CHATBOT_AUTH=local: the forms post to the backend,
 which sets the HttpOnly session cookie and redirects back; a refusal shows its message.
 
-Needs the pages registered in chatbot_app.py (/login and /signup, on_load=AuthPageState.load).
+Needs the pages registered in chatbot_app.py: /login and /signup (on_load=AuthPageState.load), and
+/s/[token] (share_page, on_load=SharePageState.load, meta=SHARE_META).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
+from sqlmodel import Session
 
+from chatbot_app.config import Settings
+from chatbot_app.services.accounts import Accounts
+from chatbot_app.storage.database import make_engine
+from chatbot_app.storage.models import Conversation, Message
 from tests.conftest import TEST_API_KEY, migrate
 from tests.e2e.live_app import LiveApp, live_app
 from tests.fakes.fake_llm_server import FakeLLMServer
@@ -17,6 +26,7 @@ from tests.fakes.fake_llm_server import FakeLLMServer
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery"
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +46,12 @@ def auth_app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) 
         # The sign-in endpoints redirect to the UI, whose port is known only now.
         running.backend.restart(CHATBOT_APP_URL=running.frontend_url)
         yield running
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Await in a thread of its own: Playwright's sync API keeps an event loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def fill_and_submit(page, email: str, password: str, button: str) -> None:  # type: ignore[no-untyped-def]
@@ -83,3 +99,39 @@ def test_a_refused_sign_up_shows_its_message(browser, auth_app: LiveApp) -> None
     page.wait_for_selector('[data-testid="auth-error"]')
     assert page.inner_text('[data-testid="auth-error"]') == "Use a password of 8 to 1024 characters."
     context.close()
+
+
+def test_a_share_link_shows_a_snapshot_to_anyone_until_it_is_revoked(browser, auth_app: LiveApp) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(auth_app.database_url)
+    accounts = Accounts(Settings(database_url=auth_app.database_url, auth_methods=("local",)), engine)
+    owner = run(accounts.sign_up("sharer@example.com", PASSWORD))
+    with Session(engine) as session:
+        conversation = Conversation(owner_id=owner.owner_id, title="Pelican facts")
+        session.add(conversation)
+        session.flush()
+        session.add(Message(conversation_id=conversation.id, role="user", content="Tell me about <b>pelicans</b>"))
+        session.add(Message(conversation_id=conversation.id, role="assistant", content="They are **big** birds."))
+        session.commit()
+        conversation_id = conversation.id
+    token = run(accounts.create_share(owner.owner_id, conversation_id))
+
+    context = browser.new_context()  # signed out
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(f"{auth_app.frontend_url}/s/{token}")
+    page.wait_for_selector("#shared-title")
+    assert page.inner_text("#shared-title") == "Pelican facts"
+    assert page.locator(".shared-message").count() == 2
+    assert page.inner_text(".shared-message strong") == "big"  # the chat's Markdown
+    assert page.locator(".shared-message b").count() == 0  # and raw HTML stays text
+    assert "sharer@example.com" not in page.content()
+    assert page.get_attribute('meta[name="robots"]', "content") == "noindex, nofollow"
+
+    [link] = run(accounts.shares(owner.owner_id, conversation_id))
+    run(accounts.revoke_share(owner.owner_id, link.id))  # type: ignore[arg-type]
+    page.reload()
+    page.wait_for_selector("#share-missing")
+    page.goto(f"{auth_app.frontend_url}/s/{'x' * 43}")
+    page.wait_for_selector("#share-missing")
+    context.close()
+    engine.dispose()

@@ -549,6 +549,13 @@ class Accounts:
         )
         await self._run(lambda session: session.exec(statement))  # type: ignore[call-overload]
 
+    async def record_usage_for_owner(
+        self, owner_id: str, model: str, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """record_usage for a signed-in owner id; anonymous and operator-key owners are not counted."""
+        if (user_id := user_id_from_owner(owner_id)) is not None:
+            await self.record_usage(user_id, model, prompt_tokens, completion_tokens)
+
     # --- Share links ---------------------------------------------------------------------------
 
     async def create_share(self, owner_id: str, conversation_id: str) -> str:

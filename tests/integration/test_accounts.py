@@ -204,7 +204,8 @@ async def test_quota_blocks_the_provider_call_and_an_override_lifts_it(
     await accounts.check_quota(user.id)
     await accounts.record_usage(user.id, "fake-large", 40, 20)
     await accounts.record_usage(user.id, "fake-large", 30, 10)
-    await accounts.record_usage(user.id, "fake-small", 1, 1)
+    await accounts.record_usage_for_owner(user.owner_id, "fake-small", 1, 1)
+    await accounts.record_usage_for_owner(ANONYMOUS, "fake-small", 1000, 1000)  # not an account: not counted
     with pytest.raises(QuotaExceeded, match="today's 100 tokens"):
         await accounts.check_quota_for_owner(user.owner_id)
     await accounts.check_quota_for_owner(ANONYMOUS)  # anonymous identities have no quota

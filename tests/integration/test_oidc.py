@@ -168,7 +168,8 @@ def test_an_email_outside_the_allowlist_is_refused(setup: Setup) -> None:
 
 
 def test_the_log_holds_no_client_secret_or_code(setup: Setup, tmp_path: Path) -> None:
-    assert CLIENT_SECRET not in setup.backend.log_text()
+    log = setup.backend.log_text()
+    assert CLIENT_SECRET not in log and "code=" not in log and SESSION_COOKIE + "=" not in log
 
 
 @pytest.mark.parametrize(

@@ -257,10 +257,11 @@ class Accounts:
 
         def work(session: Session) -> None:
             user = session.get(User, user_id)
+            if user is None or user.password_hash is None:
+                raise AuthError("invalid")
             try:
-                assert user is not None and user.password_hash is not None
                 self.hasher.verify(user.password_hash, current if isinstance(current, str) else "")
-            except (AssertionError, VerificationError, InvalidHashError):
+            except (VerificationError, InvalidHashError):
                 raise AuthError("invalid") from None
             user.password_hash = self.hasher.hash(new_password)
 

@@ -186,6 +186,10 @@ async def test_admin_functions_and_their_guards(accounts: Accounts) -> None:
     with pytest.raises(AuthError):
         await accounts.sign_in("ada@example.com", PASSWORD, "10.0.0.3")
     assert (await accounts.sign_in("ada@example.com", temporary, "10.0.0.3")).id == user.id
+    with pytest.raises(AuthError):
+        await accounts.change_password(user.id, "not the temporary one", "my own new password")
+    await accounts.change_password(user.id, temporary, "my own new password")
+    assert (await accounts.sign_in("ada@example.com", "my own new password", "10.0.0.3")).id == user.id
 
     await accounts.set_admin(admin.id, user.id, True)
     await accounts.set_admin(user.id, admin.id, False)  # now there is another admin

@@ -4,7 +4,7 @@ For each design and each N in --clients, a fresh production backend (`reflex run
 --env prod`: one worker process, as the app runs without Redis) is started against the fake Groq
 server, which streams every reply as --tokens word tokens at --rate tokens/s. N websocket clients
 (tests/e2e/reflex_client.py: Socket.IO over one websocket, as the browser's state.js speaks it) each
-connect with a new tab token and hydrate; then all send `ChatState.send_message` at once, each
+connect with a new tab token and hydrate; then all send `ReplyState.send_message` at once, each
 starting its own new conversation, and follow the redirect to it as the browser does. One warm-up
 chat runs first, so one-time costs stay out. After --timeout the scenario ends whatever is left,
 and the backend is killed. The app's own limits apply as shipped (CHATBOT_MAX_ACTIVE_REPLIES and

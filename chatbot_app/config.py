@@ -15,6 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful, concise assistant. Answer in Markdown."
 PROVIDER_CHOICES = ("auto", "groq", "openai", "local")
+AUTH_METHODS = ("local", "oidc")
 
 
 class SettingsError(ValueError):
@@ -74,6 +75,27 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     # Browser origins (scheme://host[:port]) allowed to call the API from another site (CHATBOT_CORS_ORIGINS).
     cors_origins: tuple[str, ...] = ()
+    # --- Accounts (services/accounts.py, api/auth_routes.py) ----------------------------------
+    # CHATBOT_AUTH: () is "none" (the anonymous browser identity); otherwise "local", "oidc" or both.
+    auth_methods: tuple[str, ...] = ()
+    allow_signup: bool = True
+    session_days: int = 30
+    # None: unlimited; an admin may override it per user.
+    daily_tokens_per_user: int | None = None
+    # Where the sign-in endpoints send the browser back to: the UI's public origin.
+    app_url: str = "http://localhost:3000"
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = field(default=None, repr=False)
+    # The backend's public origin; the provider redirects to <this>/auth/oidc/callback. None: the request's own.
+    oidc_redirect_base: str | None = None
+    # Lower-case email domains allowed to sign in with OIDC; () allows any.
+    oidc_email_domains: tuple[str, ...] = ()
+
+    @property
+    def accounts_enabled(self) -> bool:
+        """Whether pages, handlers and the API need a signed-in user (any mode but "none")."""
+        return bool(self.auth_methods)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, dotenv_path: Path = PROJECT_ROOT / ".env") -> Settings:
@@ -124,6 +146,26 @@ class Settings:
         stream_parser = (text("CHATBOT_STREAM_PARSER") or "raw").lower()
         if stream_parser not in ("raw", "sdk"):
             raise SettingsError(f"CHATBOT_STREAM_PARSER must be raw or sdk, got {stream_parser!r}")
+        # --- Accounts -------------------------------------------------------------------------
+        auth = (text("CHATBOT_AUTH") or "none").lower()
+        auth_methods = () if auth == "none" else tuple(m.strip() for m in auth.split(","))
+        if (not auth_methods and auth != "none") or any(m not in AUTH_METHODS for m in auth_methods):
+            raise SettingsError(f"CHATBOT_AUTH must be none, local, oidc or local,oidc; got {auth!r}")
+        oidc = {
+            "issuer": text("CHATBOT_OIDC_ISSUER"),
+            "client_id": text("CHATBOT_OIDC_CLIENT_ID"),
+            "client_secret": text("CHATBOT_OIDC_CLIENT_SECRET"),
+        }
+        if "oidc" in auth_methods and (missing := [name for name, value in oidc.items() if not value]):
+            names_missing = ", ".join(f"CHATBOT_OIDC_{name.upper()}" for name in missing)
+            raise SettingsError(f"CHATBOT_AUTH includes oidc, so set {names_missing}")
+        urls = {
+            name: (text(name) or "").rstrip("/") or None for name in ("CHATBOT_APP_URL", "CHATBOT_OIDC_REDIRECT_BASE")
+        }
+        if bad := [name for name, url in urls.items() if url and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url)]:
+            raise SettingsError(f"{bad[0]} must be a URL like https://chat.example.com")
+        daily_tokens = text("CHATBOT_DAILY_TOKENS_PER_USER")
+
         provider = (text("CHATBOT_PROVIDER") or "auto").lower()
         if provider not in PROVIDER_CHOICES:
             raise SettingsError(f"CHATBOT_PROVIDER must be one of {', '.join(PROVIDER_CHOICES)}, got {provider!r}")
@@ -162,6 +204,18 @@ class Settings:
             stale_reply_s=integer("CHATBOT_STALE_REPLY_S", cls.stale_reply_s, 1),
             api_keys=api_keys,  # REST API
             cors_origins=cors_origins,  # REST API
+            auth_methods=auth_methods,
+            allow_signup=(text("CHATBOT_ALLOW_SIGNUP") or "true").lower() in ("1", "true", "yes"),
+            session_days=integer("CHATBOT_SESSION_DAYS", cls.session_days, 1),
+            daily_tokens_per_user=None
+            if daily_tokens in (None, "unlimited")
+            else integer("CHATBOT_DAILY_TOKENS_PER_USER", 0, 0),
+            app_url=urls["CHATBOT_APP_URL"] or cls.app_url,
+            oidc_issuer=oidc["issuer"],  # as the provider spells it: it must equal the tokens' `iss`
+            oidc_client_id=oidc["client_id"],
+            oidc_client_secret=oidc["client_secret"],
+            oidc_redirect_base=urls["CHATBOT_OIDC_REDIRECT_BASE"],
+            oidc_email_domains=tuple(d.lower().lstrip("@") for d in names("CHATBOT_OIDC_EMAIL_DOMAINS")),
         )
 
 

@@ -92,6 +92,8 @@ def _empty_tables(engine: Engine) -> None:
         connection.execute(text("DELETE FROM message"))
         connection.execute(text("DELETE FROM conversation"))
         connection.execute(text("DELETE FROM prompt_preset"))
+        for table in ("daily_usage", "api_key", "user_session", "share_link", "app_user"):  # accounts
+            connection.execute(text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -1,4 +1,9 @@
-"""Who is calling the API: a bearer key from CHATBOT_API_KEYS, and the owner id it stands for.
+"""Who is calling the API: a bearer key, and the owner id it stands for.
+
+A key is one of CHATBOT_API_KEYS (an operator's; it owns its own conversations), or, with accounts
+on (CHATBOT_AUTH), a user's personal key, which acts as that user (owner id "user:<id>"): the API
+then sees exactly the conversations the user sees in the UI. Personal keys are looked up by hash on
+every request, so a revoked key or a disabled user is refused at once.
 
 `ApiGuard` checks every /api and /v1 request (except /api/health) before anything reads its body:
 the key, the browser origin (if any), and the body size. Routes then take the owner id from
@@ -19,7 +24,9 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatbot_app.api.errors import error_body
-from chatbot_app.config import get_settings
+from chatbot_app.config import Settings, get_settings
+from chatbot_app.services.accounts import API_KEY_PREFIX
+from chatbot_app.services.default_service import get_accounts
 
 #: Paths the guard protects, and the one it leaves open.
 GUARDED_PREFIXES = ("/api/", "/v1/")
@@ -63,6 +70,16 @@ def bearer_key(authorization: str | None) -> str | None:
     return (key.strip() or None) if scheme.lower() == "bearer" else None
 
 
+async def owner_for_key(presented: str, settings: Settings) -> str | None:
+    """The owner id a presented key stands for: an operator key's own, or a personal key's user's."""
+    if (key := matching_key(presented, settings.api_keys)) is not None:
+        return owner_id_for_key(key)
+    if settings.accounts_enabled and presented.startswith(API_KEY_PREFIX):
+        user = await get_accounts().user_for_api_key(presented)
+        return None if user is None else user.owner_id
+    return None
+
+
 def origin_allowed(origin: str, headers: Headers, scheme: str, allowed: Iterable[str]) -> bool:
     """The backend's own origin (e.g. /docs), or one listed in CHATBOT_CORS_ORIGINS."""
     origin = origin.rstrip("/")
@@ -102,15 +119,15 @@ class ApiGuard:
             return
 
         challenge = {"WWW-Authenticate": "Bearer"}
-        if not settings.api_keys:
+        if not settings.api_keys and not settings.accounts_enabled:
             await refuse(401, NO_KEYS_CONFIGURED, challenge)
             return
         presented = bearer_key(headers.get("authorization"))
         if presented is None:
             await refuse(401, MISSING_KEY, challenge)
             return
-        key = matching_key(presented, settings.api_keys)
-        if key is None:
+        owner = await owner_for_key(presented, settings)
+        if owner is None:
             await refuse(401, WRONG_KEY, challenge)
             return
 
@@ -123,7 +140,7 @@ class ApiGuard:
             await refuse(413, f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB.")
             return
 
-        scope = {**scope, "state": {**scope.get("state", {}), "owner_id": owner_id_for_key(key)}}
+        scope = {**scope, "state": {**scope.get("state", {}), "owner_id": owner}}
         if origin is not None:
             send = _exposing(send)
         await self.app(scope, replay, send)

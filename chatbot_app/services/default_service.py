@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from chatbot_app.config import get_settings
 from chatbot_app.providers import ProviderRegistry
+from chatbot_app.services.accounts import Accounts
 from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.library import ConversationLibrary
 from chatbot_app.services.reply_jobs import ReplyJobs
@@ -33,3 +34,9 @@ def make_reply_log(redis_url: str | None, retention_s: float) -> ReplyLog:
 def get_reply_jobs() -> ReplyJobs:
     settings = get_settings()
     return ReplyJobs(get_chat_service(), make_reply_log(settings.redis_url, settings.reply_log_ttl_s))
+
+
+@lru_cache(maxsize=1)
+def get_accounts() -> Accounts:
+    settings = get_settings()
+    return Accounts(settings, get_engine(settings.database_url))

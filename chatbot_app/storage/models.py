@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Column, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
@@ -79,3 +79,103 @@ class PromptPreset(SQLModel, table=True):
     name: str = Field(max_length=80)
     prompt: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- Accounts (CHATBOT_AUTH other than "none") ---------------------------------------------------
+# Secrets (session tokens, API keys, share tokens) are stored only as SHA-256 hex digests: they are
+# 256-bit random values, so a fast hash is enough; passwords get Argon2id in services/accounts.py.
+
+
+class UserRole(enum.StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "app_user"  # "user" is reserved in PostgreSQL
+    __table_args__ = (
+        UniqueConstraint("email", name="uq_app_user_email"),
+        UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_app_user_oidc_issuer_subject"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Stored lower-cased; None for an OIDC user whose provider gave no email.
+    email: str | None = Field(default=None, max_length=320)
+    # None for users who only sign in with OIDC.
+    password_hash: str | None = Field(default=None, max_length=255)
+    role: str = Field(default=UserRole.USER, max_length=16)
+    disabled: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # None: the CHATBOT_DAILY_TOKENS_PER_USER default applies.
+    daily_token_quota: int | None = None
+    oidc_issuer: str | None = Field(default=None, max_length=255)
+    oidc_subject: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def owner_id(self) -> str:
+        """What this user's conversations carry as owner_id (anonymous browsers keep their own ids)."""
+        return f"user:{self.id}"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == UserRole.ADMIN
+
+
+class UserSession(SQLModel, table=True):
+    __tablename__ = "user_session"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_user_session_token_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id", ondelete="CASCADE", index=True)
+    token_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class ApiKey(SQLModel, table=True):
+    """A personal API key: acts as its user in /api and /v1."""
+
+    __tablename__ = "api_key"
+    __table_args__ = (UniqueConstraint("key_hash", name="uq_api_key_key_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id", ondelete="CASCADE", index=True)
+    name: str = Field(default="", max_length=80)
+    key_hash: str = Field(max_length=64)
+    # The first characters of the key, shown in lists so that a user can tell keys apart.
+    prefix: str = Field(max_length=16)
+    revoked: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+
+
+class ShareLink(SQLModel, table=True):
+    """A read-only snapshot of a conversation, reachable by anyone holding its token."""
+
+    __tablename__ = "share_link"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_share_link_token_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: str = Field(index=True, max_length=64)
+    # No foreign key: the snapshot is a copy and outlives the conversation if its owner wants it to.
+    conversation_id: str = Field(index=True, max_length=32)
+    token_hash: str = Field(max_length=64)
+    snapshot: str = Field(sa_column=Column(Text, nullable=False))
+    revoked: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DailyUsage(SQLModel, table=True):
+    """Messages and tokens one user spent on one model in one UTC day."""
+
+    __tablename__ = "daily_usage"
+    __table_args__ = (UniqueConstraint("user_id", "day", "model", name="uq_daily_usage_user_id_day_model"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id", ondelete="CASCADE", index=True)
+    day: date = Field(index=True)
+    model: str = Field(max_length=128)
+    messages: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0

@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from chatbot_app.api.auth import owner_id_for_key
+from chatbot_app.services.accounts import owner_id_of
 from chatbot_app.services.chat_service import ChatService, ConversationNotFound
 from chatbot_app.services.chat_settings import ChatSettings
 from chatbot_app.services.library import ConversationLibrary
@@ -19,6 +21,13 @@ from tests.replies import run_reply
 ALICE = "alice-" + "a" * 20
 MALLORY = "mallory-" + "m" * 20
 UNKNOWN = "0" * 32
+#: Every kind of owner id: anonymous browsers, signed-in users ("user:<id>", also what their personal
+#: API keys act as), and operator keys from CHATBOT_API_KEYS.
+OWNER_PAIRS = {
+    "anonymous": (ALICE, MALLORY),
+    "accounts": (owner_id_of(1), owner_id_of(2)),
+    "operator keys": (owner_id_for_key("alice-key-" + "a" * 16), owner_id_for_key("mallory-key-" + "m" * 16)),
+}
 
 Operation = Callable[[ChatService, ConversationLibrary, str, str, int], Awaitable[Any]]
 
@@ -50,19 +59,21 @@ def snapshot(engine: Engine) -> list[tuple[Any, ...]]:
     return sorted(map(str, conversations)) + sorted(map(str, messages))
 
 
+@pytest.mark.parametrize("owners", list(OWNER_PAIRS))
 @pytest.mark.parametrize("name", list(OPERATIONS))
 async def test_a_foreign_or_unknown_conversation_is_not_found_and_nothing_changes(
-    name: str, service: ChatService, engine: Engine, fake: FakeLLMServer
+    name: str, owners: str, service: ChatService, engine: Engine, fake: FakeLLMServer
 ) -> None:
+    alice, mallory = OWNER_PAIRS[owners]
     library = ConversationLibrary(engine)
-    turn = await service.start_turn(ALICE, None, "Alice's private message")
+    turn = await service.start_turn(alice, None, "Alice's private message")
     await run_reply(service, turn)
     before = snapshot(engine)
     requests_before = len(fake.chat_requests())
 
     for conversation_id in (turn.conversation_id, UNKNOWN):
         with pytest.raises(ConversationNotFound):
-            await OPERATIONS[name](service, library, MALLORY, conversation_id, turn.user_message_id)
+            await OPERATIONS[name](service, library, mallory, conversation_id, turn.user_message_id)
 
     assert snapshot(engine) == before
     assert len(fake.chat_requests()) == requests_before  # and no provider call was made for Mallory

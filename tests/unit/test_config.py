@@ -296,3 +296,63 @@ def test_an_explicit_mapping_ignores_dotenv_and_the_environment(
     clean_environ.setenv("CHATBOT_MODEL", "from-environment")
 
     assert Settings.from_env({}, dotenv_path=dotenv).model is None
+
+
+# --- Accounts -------------------------------------------------------------------------------------
+
+OIDC_ENV = {
+    "CHATBOT_OIDC_ISSUER": "https://accounts.google.com",
+    "CHATBOT_OIDC_CLIENT_ID": "client-id",
+    "CHATBOT_OIDC_CLIENT_SECRET": "oidc-" + SECRET,
+}
+
+
+def test_accounts_are_off_by_default() -> None:
+    settings = Settings.from_env({})
+    assert (settings.auth_methods, settings.accounts_enabled, settings.allow_signup) == ((), False, True)
+    assert (settings.session_days, settings.daily_tokens_per_user) == (30, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "methods"),
+    [("none", ()), ("local", ("local",)), ("OIDC", ("oidc",)), ("local, oidc", ("local", "oidc"))],
+)
+def test_auth_modes(raw: str, methods: tuple[str, ...]) -> None:
+    settings = Settings.from_env({"CHATBOT_AUTH": raw, **OIDC_ENV})
+    assert settings.auth_methods == methods and settings.accounts_enabled is bool(methods)
+
+
+@pytest.mark.parametrize("raw", ["ldap", "local,", "none,local", "yes"])
+def test_an_unknown_auth_mode_is_refused(raw: str) -> None:
+    with pytest.raises(SettingsError, match=r"^CHATBOT_AUTH must be none, local, oidc or local,oidc"):
+        Settings.from_env({"CHATBOT_AUTH": raw})
+
+
+def test_oidc_needs_its_issuer_and_client() -> None:
+    with pytest.raises(SettingsError, match=r"CHATBOT_OIDC_CLIENT_ID, CHATBOT_OIDC_CLIENT_SECRET$"):
+        Settings.from_env({"CHATBOT_AUTH": "oidc", "CHATBOT_OIDC_ISSUER": "https://idp.example"})
+
+
+def test_account_settings_are_read_and_the_oidc_secret_is_hidden() -> None:
+    settings = Settings.from_env(
+        {
+            "CHATBOT_AUTH": "local,oidc",
+            "CHATBOT_ALLOW_SIGNUP": "false",
+            "CHATBOT_SESSION_DAYS": "7",
+            "CHATBOT_DAILY_TOKENS_PER_USER": "50000",
+            "CHATBOT_APP_URL": "https://chat.example.com/",
+            "CHATBOT_OIDC_REDIRECT_BASE": "https://api.chat.example.com",
+            "CHATBOT_OIDC_EMAIL_DOMAINS": "Example.com, @corp.example",
+            **OIDC_ENV,
+        }
+    )
+    assert (settings.allow_signup, settings.session_days, settings.daily_tokens_per_user) == (False, 7, 50000)
+    assert settings.app_url == "https://chat.example.com"
+    assert settings.oidc_email_domains == ("example.com", "corp.example")
+    assert "oidc-" + SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize("name", ["CHATBOT_APP_URL", "CHATBOT_OIDC_REDIRECT_BASE"])
+def test_a_malformed_url_is_refused(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name} must be a URL"):
+        Settings.from_env({name: "chat.example.com"})

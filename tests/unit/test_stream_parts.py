@@ -9,7 +9,7 @@ from chatbot_app.state.stream_parts import PART_NAMES, StreamParts
 
 
 class Streaming(StreamParts, rx.State):
-    """A bare state with the mixin, as ChatState uses it."""
+    """A bare state with the mixin, as ReplyState uses it."""
 
 
 def stream(tokens: int, per_frame: int, parts: int = len(PART_NAMES)) -> tuple[Streaming, str, int]:

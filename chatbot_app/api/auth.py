@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatbot_app.api.errors import error_body
 from chatbot_app.config import get_settings
+from chatbot_app.services.limits import client_address, parse_networks
 
 #: Paths the guard protects, and the one it leaves open.
 GUARDED_PREFIXES = ("/api/", "/v1/")
@@ -123,7 +125,10 @@ class ApiGuard:
             await refuse(413, f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB.")
             return
 
-        scope = {**scope, "state": {**scope.get("state", {}), "owner_id": owner_id_for_key(key)}}
+        peer = (scope.get("client") or (None,))[0]
+        address = client_address(peer, headers.get("x-forwarded-for"), _trusted(settings.trusted_proxies))
+        state = {**scope.get("state", {}), "owner_id": owner_id_for_key(key), "client_address": address}
+        scope = {**scope, "state": state}
         if origin is not None:
             send = _exposing(send)
         await self.app(scope, replay, send)
@@ -175,3 +180,19 @@ def current_owner(
 
 
 Owner = Annotated[str, Depends(current_owner)]
+
+
+@lru_cache(maxsize=4)
+def _trusted(proxies: tuple[str, ...]) -> tuple:  # type: ignore[type-arg]
+    return parse_networks(proxies)
+
+
+def current_address(request: Request) -> str:
+    """The client address ApiGuard established: the socket's peer, or X-Forwarded-For behind a trusted proxy."""
+    address = request.scope.get("state", {}).get("client_address")
+    if not isinstance(address, str):  # only reachable if ApiGuard is not installed
+        raise RuntimeError("ApiGuard did not run for this request")
+    return address
+
+
+ClientAddress = Annotated[str, Depends(current_address)]

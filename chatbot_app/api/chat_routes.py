@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from chatbot_app.api.auth import Owner
+from chatbot_app.api.auth import ClientAddress, Owner
 from chatbot_app.api.errors import ApiError
 from chatbot_app.api.inputs import chat_overrides, conversation_id, resolve_model
 from chatbot_app.api.schemas import ChatRequest
@@ -32,11 +32,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No key, a wrong key, or no keys configured."},
     404: {"description": "Conversation not found (unknown, or another key's)."},
     422: {"description": "The body is invalid; `detail` says how."},
-    429: {"description": "Too many messages from this key in the last minute."},
+    429: {"description": "Too many messages from this key or this client address in the last minute."},
 }
 
 
-async def start(service: ChatService, owner: str, body: ChatRequest) -> Turn:
+async def start(service: ChatService, owner: str, address: str, body: ChatRequest) -> Turn:
     """Check the body like the UI checks its form, then commit the user's message and an empty reply."""
     try:
         text = clean_message(body.message, service.settings.max_message_chars)
@@ -46,9 +46,8 @@ async def start(service: ChatService, owner: str, body: ChatRequest) -> Turn:
             overrides["provider"], overrides["model"] = await resolve_model(service, body.model)
     except InvalidInput as exc:
         raise ApiError(422, str(exc)) from None
-    if not await service.allow_message(owner):  # the same per-identity limit as the UI
-        limit = service.settings.rate_limit_per_minute
-        raise ApiError(429, f"Too many messages: the limit is {limit} a minute. Wait a moment, then try again.")
+    if refusal := await service.admit(owner, address):  # the same limits as the UI: per key and per address
+        raise ApiError(429, refusal.message)
     try:
         chat: ChatSettings | None = None
         if overrides:  # the conversation's settings change for this turn and the next ones
@@ -122,9 +121,9 @@ async def sse_events(turn: Turn, frames: AsyncGenerator[ReplyFrame, None]) -> As
         **_ERRORS,
     },
 )
-async def chat(body: ChatRequest, request: Request, owner: Owner) -> Response:
+async def chat(body: ChatRequest, request: Request, owner: Owner, address: ClientAddress) -> Response:
     service = get_chat_service()
-    turn = await start(service, owner, body)
+    turn = await start(service, owner, address, body)
     frames = detached(service.stream_reply(turn), latest_only=True)
     headers = {**STREAM_HEADERS, CONVERSATION_HEADER: turn.conversation_id}
     if "text/event-stream" in request.headers.get("accept", ""):
@@ -142,9 +141,9 @@ async def chat(body: ChatRequest, request: Request, owner: Owner) -> Response:
         **_ERRORS,
     },
 )
-async def chat_batch(body: ChatRequest, owner: Owner) -> PlainTextResponse:
+async def chat_batch(body: ChatRequest, owner: Owner, address: ClientAddress) -> PlainTextResponse:
     service = get_chat_service()
-    turn = await start(service, owner, body)
+    turn = await start(service, owner, address, body)
     final: ReplyFrame | None = None
     async with contextlib.aclosing(service.stream_reply(turn, batch=True)) as frames:
         async for frame in frames:

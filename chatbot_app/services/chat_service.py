@@ -38,12 +38,12 @@ from chatbot_app.services.chat_settings import (
 )
 from chatbot_app.services.coalesce import coalesce
 from chatbot_app.services.context import estimate_tokens, trim_to_budget
-from chatbot_app.storage.database import Database
 from chatbot_app.services.error_messages import describe_retry
-from chatbot_app.services.limits import GenerationSlots, make_rate_limiter
+from chatbot_app.services.limits import AbuseLimits, LimitReached, Refusal
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import presets as presets_store
+from chatbot_app.storage.database import Database
 from chatbot_app.storage.models import Conversation, Message, MessageStatus
 
 log = logging.getLogger(__name__)
@@ -108,8 +108,8 @@ class ChatService:
         self.settings = settings
         self.providers = providers
         self.retry = retry or RetryPolicy(attempts=settings.retry_attempts)
-        self.slots = GenerationSlots(settings.max_active_replies, settings.max_waiting_replies)
-        self._rate_limiter = make_rate_limiter(settings.rate_limit_per_minute, settings.redis_url)
+        self.limits = AbuseLimits.from_settings(settings)
+        self.slots = self.limits.slots
         self._db = Database(engine).run
 
     # -- reading ----------------------------------------------------------------------------
@@ -125,9 +125,13 @@ class ChatService:
 
         return await self._db(work)
 
+    async def admit(self, owner_id: str, address: str | None, *, new_identity: bool = False) -> Refusal | None:
+        """Count one provider call (see AbuseLimits.admit); call it before every turn, regeneration and edit."""
+        return await self.limits.admit(owner_id, address, new_identity=new_identity)
+
     async def allow_message(self, owner_id: str) -> bool:
-        """Count a message against the owner's per-minute limit; False if it is over."""
-        return await self._rate_limiter.allow(owner_id)
+        """The per-identity limit alone, for callers that do not know the client address yet; prefer `admit`."""
+        return await self.limits.admit(owner_id, None) is None
 
     async def load_message(self, owner_id: str, conversation_id: str, message_id: int) -> Message | None:
         """One message of the owner's conversation (None if it is gone); raises ConversationNotFound."""
@@ -215,13 +219,22 @@ class ChatService:
             budget = min(budget, provider.context_tokens - max_tokens)
         room = max(4 * (budget - estimate_tokens(instruction)), 400)  # about four characters per token
         context = [ChatMessage("system", instruction), ChatMessage("user", transcript[-room:])]
-        completion = await provider.complete(context, replace(options, max_tokens=max_tokens, temperature=0.2))
+        async with self.limits.slot():
+            completion = await provider.complete(context, replace(options, max_tokens=max_tokens, temperature=0.2))
         return completion.text.strip()
 
-    async def suggest_title(self, owner_id: str, conversation_id: str) -> str | None:
-        """Ask the model to title the conversation; None (keeping the first-words title) if that fails."""
+    async def _admit_or_raise(self, owner_id: str, address: str | None) -> None:
+        if refusal := await self.limits.admit(owner_id, address):
+            raise LimitReached(refusal)
+
+    async def suggest_title(self, owner_id: str, conversation_id: str, *, address: str | None = None) -> str | None:
+        """Ask the model to title the conversation; None (keeping the first-words title) if that fails.
+
+        Counts against the abuse limits like a message (LimitReached, a ProviderError, also gives None).
+        """
         conversation, messages = await self.load_conversation(owner_id, conversation_id, limit=4)
         try:
+            await self._admit_or_raise(owner_id, address)
             title = clean_title(await self._ask(conversation, TITLE_INSTRUCTION, _transcript(messages), 24))
         except ProviderError as exc:
             log.info("no title for %s: %s", conversation_id, exc.kind)
@@ -231,11 +244,15 @@ class ChatService:
         await self._db(lambda s: store.rename_conversation(s, conversation, title))
         return title
 
-    async def summarize(self, owner_id: str, conversation_id: str) -> str:
-        """Ask the model for a summary and store it on the conversation; raises ProviderError."""
+    async def summarize(self, owner_id: str, conversation_id: str, *, address: str | None = None) -> str:
+        """Ask the model for a summary and store it on the conversation.
+
+        Raises ProviderError, or its subclass LimitReached (whose `refusal.message` is for the user).
+        """
         conversation, messages = await self.load_conversation(owner_id, conversation_id, limit=HISTORY_WINDOW)
         if not any(m.content for m in messages):
             raise ProviderError(ErrorKind.BAD_REQUEST, "nothing to summarize yet")
+        await self._admit_or_raise(owner_id, address)
         summary = await self._ask(conversation, SUMMARY_INSTRUCTION, _transcript(messages), 400)
         await self._db(lambda s: store.set_summary(s, conversation, summary))
         return summary

@@ -15,11 +15,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from chatbot_app.services.chat_service import ConversationNotFound
-from chatbot_app.storage.database import Database
 from chatbot_app.services.validation import InvalidInput
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import search as search_store
 from chatbot_app.storage import transfer
+from chatbot_app.storage.database import Database
 from chatbot_app.storage.models import Conversation, Message
 
 R = TypeVar("R")

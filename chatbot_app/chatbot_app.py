@@ -16,6 +16,7 @@ from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.state.conversation import CONVERSATION_ROUTE, ChatState
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.settings import SettingsState
+from chatbot_app.upload_limit import limit_upload_size
 
 log = logging.getLogger("chatbot_app")
 configure_logging(get_settings().log_level)
@@ -53,7 +54,7 @@ app = rx.App(
     stylesheets=["/chat.css"],
     head_components=[rx.el.meta(name="color-scheme", content="light dark")],
     # The REST API (/api, /v1, /docs) in the same backend, then security headers on every response.
-    api_transformer=[create_api(), security_headers],
+    api_transformer=[create_api(), security_headers, limit_upload_size(get_settings().max_import_bytes)],
 )
 ON_LOAD = [ChatState.open_page, SettingsState.sync, LibraryState.refresh]
 app.add_page(chat_page, route="/", title="chatbot_app", on_load=ON_LOAD)

@@ -7,14 +7,16 @@ is written when it ends (plus a checkpoint every few seconds), never per token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from functools import partial
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from chatbot_app.config import Settings
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 HISTORY_WINDOW = 200
 #: A streaming reply's text is saved this often, so a crash loses at most this much.
 CHECKPOINT_INTERVAL_S = 2.0
+#: Pauses between tries of a reply's final save when the database is busy (then it is marked `error`).
+FINAL_SAVE_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
 
 
 TITLE_INSTRUCTION = (
@@ -307,6 +311,10 @@ class ChatService:
 
         return await self._db(work)
 
+    async def _save_final(self, reply_id: int, text: str, status: str, fields: dict[str, object]) -> bool:
+        save = partial(store.save_reply, message_id=reply_id, content=text, status=status, **fields)
+        return await _retrying_final_save(self._db, save)
+
     def _new_reply(self, session: Session, conversation: Conversation, *, created: bool) -> Turn:
         """An empty `streaming` reply to the conversation's last user message."""
         history = store.latest_messages(session, conversation.id, HISTORY_WINDOW)
@@ -401,12 +409,33 @@ class ChatService:
             status, error = MessageStatus.ERROR, ProviderError(ErrorKind.SERVER, "internal error")
 
         fields = final_fields()
-        await self._db(partial(store.save_reply, message_id=turn.reply_id, content=text, status=status, **fields))
+        if not await self._save_final(turn.reply_id, text, status, fields):
+            status, error = MessageStatus.ERROR, ProviderError(ErrorKind.SERVER, "could not store the reply")
+            fields = {**fields, "error_kind": error.kind.value}
+            with contextlib.suppress(OperationalError):  # the stale-reply sweep marks it later if this fails too
+                await self._db(
+                    partial(store.save_reply, message_id=turn.reply_id, content=text, status=status, **fields)
+                )
         record = {"request_id": f"reply-{turn.reply_id}", "status": str(status), **fields}
         if self.settings.log_content:
             record["content"] = text
         log.info("provider_call", extra=record)
         yield ReplyFrame(text=text, done=True, status=status, **fields)  # type: ignore[arg-type]
+
+
+async def _retrying_final_save(db: Callable[..., Awaitable[object]], save: Callable[[Session], object]) -> bool:
+    """Run `save`, retrying while the database is busy or unreachable; False if every try failed."""
+    for delay in (*FINAL_SAVE_RETRY_DELAYS_S, None):
+        try:
+            await db(save)
+            return True
+        except OperationalError as exc:  # "database is locked", a dropped connection: worth another try
+            if delay is None:
+                log.error("final save failed after %d tries: %s", len(FINAL_SAVE_RETRY_DELAYS_S) + 1, exc)
+                return False
+            log.warning("final save failed, retrying in %.1f s: %s", delay, exc)
+            await asyncio.sleep(delay)
+    return False
 
 
 async def _whole(

@@ -19,4 +19,10 @@ def get_chat_service() -> ChatService:
 
 @lru_cache(maxsize=1)
 def get_library() -> ConversationLibrary:
-    return ConversationLibrary(get_engine(get_settings().database_url))
+    service = get_chat_service()
+    return ConversationLibrary(
+        get_engine(service.settings.database_url),
+        limits=service.limits,
+        model_menu=service.model_menu,
+        max_import_bytes=service.settings.max_import_bytes,
+    )

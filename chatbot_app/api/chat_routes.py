@@ -70,7 +70,7 @@ def done_event(turn: Turn, frame: ReplyFrame) -> dict[str, Any]:
         "first_token_ms": frame.first_token_ms,
         "duration_ms": frame.duration_ms,
         "error_kind": frame.error_kind,
-        "error": describe_error(frame.error_kind) if failed else None,
+        "error": describe_error(frame.error_kind, frame.provider) if failed else None,
     }
 
 
@@ -83,7 +83,7 @@ async def text_chunks(frames: AsyncGenerator[ReplyFrame, None]) -> AsyncIterator
                 yield frame.text[sent:]
                 sent = len(frame.text)
             if frame.done and frame.status == MessageStatus.ERROR:
-                yield ("\n\n" if sent else "") + describe_error(frame.error_kind)
+                yield ("\n\n" if sent else "") + describe_error(frame.error_kind, frame.provider)
 
 
 async def sse_events(turn: Turn, frames: AsyncGenerator[ReplyFrame, None]) -> AsyncIterator[str]:
@@ -151,5 +151,5 @@ async def chat_batch(body: ChatRequest, owner: Owner, address: ClientAddress) ->
     assert final is not None and final.done
     headers = {CONVERSATION_HEADER: turn.conversation_id}
     if final.status == MessageStatus.ERROR:
-        return PlainTextResponse(describe_error(final.error_kind), status_code=502, headers=headers)
+        return PlainTextResponse(describe_error(final.error_kind, final.provider), status_code=502, headers=headers)
     return PlainTextResponse(final.text, headers=headers)

@@ -114,7 +114,7 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
                 completion = await provider.complete(context, options)
         except ProviderError as exc:
             log.info("v1 completion failed: provider=%s kind=%s", provider.name, exc.kind)
-            raise provider_error(exc) from None
+            raise provider_error(exc, provider.name) from None
         return JSONResponse(
             {
                 "id": completion_id,
@@ -140,9 +140,9 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
         first = []
     except ProviderError as exc:
         log.info("v1 stream failed: provider=%s kind=%s", provider.name, exc.kind)
-        raise provider_error(exc) from None
+        raise provider_error(exc, provider.name) from None
     include_usage = body.stream_options is not None and body.stream_options.include_usage
-    chunks = _chunks(first, items, completion_id, created, body.model, options, include_usage)
+    chunks = _chunks(first, items, completion_id, created, body.model, options, include_usage, provider.name)
     return ClosingStreamingResponse(chunks, media_type="text/event-stream", headers=STREAM_HEADERS)
 
 
@@ -154,6 +154,7 @@ async def _chunks(
     model: str,
     options: GenerationOptions,
     include_usage: bool,
+    provider_name: str,
 ) -> AsyncIterator[str]:
     """OpenAI's stream: a role chunk, content chunks, a finish chunk, the usage chunk if asked, [DONE]."""
 
@@ -181,7 +182,7 @@ async def _chunks(
                         usage = event
         except ProviderError as exc:  # after the response started: OpenAI's in-stream error event
             log.info("v1 stream failed mid-way: kind=%s", exc.kind)
-            yield sse(openai_error_event(exc))
+            yield sse(openai_error_event(exc, provider_name))
             yield sse("[DONE]")
             return
         yield chunk({}, _finish_reason(usage, options))

@@ -280,3 +280,19 @@ async def test_v1_applies_the_configured_message_limit(
     assert fake.chat_requests() == []
     assert schema["ChatRequest"]["properties"]["message"]["maxLength"] == 100
     assert "at most 100 characters" in schema["OpenAIMessage"]["properties"]["content"]["description"]
+
+
+async def test_v1_errors_name_the_provider_that_failed(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeLLMServer, database_url: str
+) -> None:
+    (key,) = _keys(1)
+    env = {"CHATBOT_API_KEYS": key, "OPENAI_API_KEY": "sk-test-" + "o" * 24, "OPENAI_BASE_URL": fake.openai_base_url}
+    fake.enqueue(Behaviour(status=401, error_message="invalid key"))
+    with api_environment(monkeypatch, fake, database_url, **env):
+        async with client(key) as http:
+            body = {"model": "openai:fake-large", "messages": [{"role": "user", "content": "hi"}]}
+            response = await http.post("/v1/chat/completions", json=body)
+
+    message = response.json()["error"]["message"]
+    assert "OpenAI-compatible provider rejected the API key" in message
+    assert "OPENAI_API_KEY" in message and "GROQ_API_KEY" not in message

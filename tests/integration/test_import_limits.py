@@ -279,3 +279,26 @@ async def test_a_reply_whose_final_save_meets_a_locked_database_is_retried_and_k
         stored = session.get(Message, turn.reply_id)
     assert stored is not None and (stored.status, stored.content) == (MessageStatus.COMPLETE, "kept text")
     engine.dispose()
+
+
+async def test_imported_conversations_are_found_by_their_owner_only(service: ChatService, engine: Engine) -> None:
+    """Publishing an import changes its owner: the search indexes must follow (SQLite indexes the owner)."""
+    from sqlalchemy import text
+
+    from chatbot_app.storage.search import search
+
+    library, who, stranger = library_for(service, engine), owner(), owner()
+    item = conversation(title="Quokka facts") | {
+        "messages": [{"role": "user", "content": "tell me about the axolotl", "created_at": T0}]
+    }
+
+    await library.import_file(who, export([item]))
+
+    with Session(engine) as session:
+        mine = search(session, who, "axolotl") + search(session, who, "quokka")
+        theirs = search(session, stranger, "axolotl") + search(session, stranger, "quokka")
+        if engine.dialect.name == "sqlite":  # FTS5 compares its index with the rows it indexes
+            session.exec(text("INSERT INTO message_fts(message_fts, rank) VALUES ('integrity-check', 1)"))  # type: ignore[call-overload]
+            session.exec(text("INSERT INTO conversation_fts(conversation_fts, rank) VALUES ('integrity-check', 1)"))  # type: ignore[call-overload]
+    assert {hit.message_id is None for hit in mine} == {True, False}
+    assert theirs == []

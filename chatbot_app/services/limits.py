@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerHour, RateLimitItemPerMinute
@@ -186,6 +186,16 @@ def client_address(
         if not is_trusted(hop):
             return hop
     return peer
+
+
+def address_from_headers(headers: Mapping[str, str], fallback_ip: str | None, trusted_proxies: Iterable[str]) -> str:
+    """The client address of a websocket handler, from Reflex's router data.
+
+    Reflex puts the socket's peer in the raw headers as "asgi-scope-client" (router.session.client_ip
+    is the same unless Reflex's own trusted_proxy_hops is set), and passes X-Forwarded-For through.
+    """
+    peer = headers.get("asgi-scope-client") or fallback_ip
+    return client_address(peer, headers.get("x-forwarded-for"), parse_networks(trusted_proxies))
 
 
 class GenerationSlots:

@@ -296,3 +296,15 @@ async def test_v1_errors_name_the_provider_that_failed(
     message = response.json()["error"]["message"]
     assert "OpenAI-compatible provider rejected the API key" in message
     assert "OPENAI_API_KEY" in message and "GROQ_API_KEY" not in message
+
+
+def test_a_websocket_handlers_address_comes_from_reflexs_router_headers() -> None:
+    from chatbot_app.services.limits import address_from_headers
+
+    # What self.router.headers.raw_headers holds in a Reflex 0.10 handler.
+    direct = {"asgi-scope-client": "198.51.100.4", "x-forwarded-for": "6.6.6.6"}
+    proxied = {"asgi-scope-client": "10.0.0.2", "x-forwarded-for": "6.6.6.6, 198.51.100.4"}
+
+    assert address_from_headers(direct, "198.51.100.4", ["10.0.0.0/8"]) == "198.51.100.4"
+    assert address_from_headers(proxied, "10.0.0.2", ["10.0.0.0/8"]) == "198.51.100.4"
+    assert address_from_headers({}, "192.0.2.9", []) == "192.0.2.9"

@@ -104,6 +104,7 @@ class AbuseLimits:
         if (new_identity or await self._first_seen(identity)) and not await self._limiter.hit(
             self._new_identities, "new_identity", address
         ):
+            await self._storage.clear(_seen_key(identity))  # still new next time: a retry must not slip through
             return Refusal(
                 "new_identities",
                 f"Too many new sessions from your network: the limit is {self._new_identities.amount} an hour. "
@@ -132,11 +133,15 @@ class AbuseLimits:
             yield
 
     async def _first_seen(self, identity: str) -> bool:
-        return await self._storage.incr(f"seen/{identity}", SEEN_IDENTITY_S) == 1
+        return await self._storage.incr(_seen_key(identity), SEEN_IDENTITY_S) == 1
 
     async def reset(self) -> None:
         """Forget every count (tests)."""
         await self._storage.reset()
+
+
+def _seen_key(identity: str) -> str:
+    return f"seen/{identity}"
 
 
 def address_key(address: str | None) -> str:

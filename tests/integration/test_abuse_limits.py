@@ -122,11 +122,14 @@ async def test_fresh_identities_from_one_address_share_its_limit(
 
 async def test_new_identities_per_address_are_bounded(settings: Settings, engine) -> None:  # type: ignore[no-untyped-def]
     service = make_service(replace(settings, new_identities_per_hour=3, address_rate_limit_per_minute=100), engine)
-    results = [await service.admit(fresh_identity(), ONE_ADDRESS) for _ in range(5)]
+    identities = [fresh_identity() for _ in range(5)]
+    results = [await service.admit(identity, ONE_ADDRESS) for identity in identities]
+    retried = await service.admit(identities[-1], ONE_ADDRESS)  # a refused new identity stays new
     known = fresh_identity()
 
     assert [r is None for r in results] == [True, True, True, False, False]
     assert results[-1] is not None and results[-1].limit == "new_identities"
+    assert retried is not None and retried.limit == "new_identities"
     assert await service.admit(known, "198.51.100.20") is None  # another address has its own budget
     assert await service.admit(known, "198.51.100.20") is None  # and a known identity is not new again
 

@@ -8,6 +8,13 @@ operation --repeat times, each in its own session as the app does, and prints me
 
     .venv/bin/python bench/storage_bench.py [--db sqlite|postgresql|both] [--sizes 1000,10000,100000]
 
+With --isolation it measures instead what one user's search costs when other users hold much more
+data (issue 11): the owner has 1,000 messages, and the same searches run once without anyone
+else's data and once beside 100,000 messages of 50 other owners. Equal figures mean that a search
+costs what the owner's own data costs.
+
+    .venv/bin/python bench/storage_bench.py --isolation [--db ...]
+
 PostgreSQL: a new database on the server of CHATBOT_TEST_POSTGRES_URL (default
 postgresql+psycopg2://postgres@127.0.0.1:5432/test), dropped afterwards.
 """
@@ -280,6 +287,75 @@ def bench(kind: str, data: Dataset, repeat: int) -> tuple[float, dict[str, list[
             engine.dispose()
 
 
+ISOLATION_OWN = 1_000
+ISOLATION_OTHERS = 100_000
+ISOLATION_OWN_CONVERSATIONS = 50
+
+
+def isolation_rows(with_others: bool) -> tuple[list[Row], list[Row]]:
+    """The owner's 1,000 messages in 50 conversations, plus (with_others) 100,000 of other owners'.
+
+    The same owner rows either way (one seed), interleaved in time with the others' as real use would be.
+    """
+    rng = random.Random(11)
+    table = vocabulary(rng)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    own_ids = [new_conversation_id() for _ in range(ISOLATION_OWN_CONVERSATIONS)]
+    other_ids = [new_conversation_id() for _ in range(NOISE_CONVERSATIONS)]
+    conversations = [(cid, OWNER, f"own {n}", now, now, False) for n, cid in enumerate(own_ids)]
+    targets = [own_ids[n % len(own_ids)] for n in range(ISOLATION_OWN)]
+    if with_others:
+        conversations += [
+            (cid, f"noise-owner-{n % NOISE_OWNERS:04d}", f"other {n}", now, now, False)
+            for n, cid in enumerate(other_ids)
+        ]
+        targets += [other_ids[n % len(other_ids)] for n in range(ISOLATION_OTHERS)]
+        random.Random(12).shuffle(targets)
+    own_texts = message_texts(ISOLATION_OWN, table, random.Random(13))
+    other_texts = message_texts(ISOLATION_OTHERS if with_others else 0, table, random.Random(14))
+    messages = []
+    start = now - timedelta(days=400)
+    for n, cid in enumerate(targets):
+        role, content = next(own_texts if cid in own_ids_set(own_ids) else other_texts)
+        at = start + timedelta(seconds=n * 30)
+        messages.append((cid, role, content, "complete", None, None, None, at, at))
+    return conversations, messages
+
+
+def own_ids_set(ids: list[str], _cache: dict[int, set[str]] = {}) -> set[str]:  # noqa: B006 (a memo)
+    return _cache.setdefault(id(ids), set(ids))
+
+
+def bench_isolation(kind: str, repeat: int) -> dict[str, list[float]]:
+    """Median search time (ms) per query for the owner: [alone, beside 100,000 others' messages]."""
+    figures: dict[str, list[float]] = {}
+    for with_others in (False, True):
+        conversations, messages = isolation_rows(with_others)
+        with fresh_database(kind) as url:
+            migrate(url)
+            engine = make_engine(url)
+            try:
+                (fill_sqlite if kind == "sqlite" else fill_postgresql)(engine, conversations, messages)
+                for query in [*SEARCHES, "no-such-word-anywhere"]:
+                    samples = timed(engine, lambda s, q=query: search(s, OWNER, q), repeat)
+                    figures.setdefault(query, []).append(statistics.median(samples))
+                stranger = timed(engine, lambda s: search(s, "stranger-" + "9" * 20, "the"), repeat)
+                figures.setdefault("'the' for a user with no messages", []).append(statistics.median(stranger))
+            finally:
+                engine.dispose()
+    return figures
+
+
+def main_isolation(kinds: list[str], repeat: int) -> None:
+    for kind in kinds:
+        figures = bench_isolation(kind, repeat)
+        print(f"\n{kind}: search for an owner with {ISOLATION_OWN:,} messages; median ms over {repeat} runs")
+        print(f"{'query':<40}{'alone':>12}{f'+{ISOLATION_OTHERS:,} others':>18}{'ratio':>8}")
+        for query, (alone, crowded) in figures.items():
+            label = query if query.startswith("'the'") else repr(query)
+            print(f"{label:<40}{alone:>12.2f}{crowded:>18.2f}{crowded / max(alone, 0.001):>8.1f}")
+
+
 GOAL_ROWS = {"sidebar": "sidebar (first 30)", "open": "open (last 50 of the big one)", "search": "search (all queries)"}
 
 
@@ -288,9 +364,13 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--sizes", default="1000,10000,100000", help="message counts, comma-separated")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--isolation", action="store_true", help="one user's search beside others' data")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    if args.isolation:
+        main_isolation(kinds, args.repeat)
+        return
 
     # The same rows for every database: generated once per size.
     tables: dict[str, dict[str, list[tuple[float, float]]]] = {kind: {} for kind in kinds}

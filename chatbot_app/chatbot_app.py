@@ -16,7 +16,9 @@ from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.state.conversation import CONVERSATION_ROUTE, ConversationState
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.reply import ReplyState
+from chatbot_app.state.session import reload_on_lost_session
 from chatbot_app.state.settings import SettingsState
+from chatbot_app.upload_limit import limit_upload_size
 
 log = logging.getLogger("chatbot_app")
 configure_logging(get_settings().log_level)
@@ -54,7 +56,9 @@ app = rx.App(
     stylesheets=["/chat.css"],
     head_components=[rx.el.meta(name="color-scheme", content="light dark")],
     # The REST API (/api, /v1, /docs) in the same backend, then security headers on every response.
-    api_transformer=[create_api(), security_headers],
+    # A tab whose server-side state was lost reloads, so the browser's identity is never replaced.
+    backend_exception_handler=reload_on_lost_session,
+    api_transformer=[create_api(), security_headers, limit_upload_size(get_settings().max_import_bytes)],
 )
 # open_page first: resume follows a reply that open_page found still being written.
 ON_LOAD = [ConversationState.open_page, ReplyState.resume, SettingsState.sync, LibraryState.refresh]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -60,7 +61,15 @@ class Settings:
     log_level: str = "INFO"
     # Message text in logs only when explicitly asked for (debugging on one's own machine).
     log_content: bool = False
+    # --- Abuse limits (services/limits.py); README "Security" lists them all -------------------
     rate_limit_per_minute: int = 20
+    # Per client address, whatever identity or key it presents: a fresh identity does not reset it.
+    address_rate_limit_per_minute: int = 60
+    new_identities_per_hour: int = 30
+    imports_per_hour: int = 10
+    max_import_bytes: int = 20 * 1024 * 1024
+    # Peers (IPs or CIDRs) whose X-Forwarded-For is believed; no one's by default.
+    trusted_proxies: tuple[str, ...] = ()
     max_active_replies: int = 32
     max_waiting_replies: int = 64
     # CHATBOT_REDIS_URL, defaulting to Reflex's REFLEX_REDIS_URL: when set, limits and reply logs live in
@@ -143,6 +152,14 @@ class Settings:
         if bad := [o for o in cors_origins if o != "*" and not re.fullmatch(r"https?://[^/\s]+", o)]:
             raise SettingsError(f"CHATBOT_CORS_ORIGINS: expected origins like https://example.com, got {bad[0]!r}")
 
+        trusted_proxies = names("CHATBOT_TRUSTED_PROXIES")
+        for proxy in trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"CHATBOT_TRUSTED_PROXIES: expected IP addresses or networks like 10.0.0.0/8, got {proxy!r}"
+                ) from None
         stream_parser = (text("CHATBOT_STREAM_PARSER") or "raw").lower()
         if stream_parser not in ("raw", "sdk"):
             raise SettingsError(f"CHATBOT_STREAM_PARSER must be raw or sdk, got {stream_parser!r}")
@@ -197,6 +214,13 @@ class Settings:
             log_level=(text("CHATBOT_LOG_LEVEL") or cls.log_level).upper(),
             log_content=(text("CHATBOT_LOG_CONTENT") or "").lower() in ("1", "true", "yes"),
             rate_limit_per_minute=integer("CHATBOT_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute, 1),
+            address_rate_limit_per_minute=integer(
+                "CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE", cls.address_rate_limit_per_minute, 1
+            ),
+            new_identities_per_hour=integer("CHATBOT_NEW_IDENTITIES_PER_HOUR", cls.new_identities_per_hour, 1),
+            imports_per_hour=integer("CHATBOT_IMPORTS_PER_HOUR", cls.imports_per_hour, 1),
+            max_import_bytes=integer("CHATBOT_MAX_IMPORT_BYTES", cls.max_import_bytes, 1024),
+            trusted_proxies=trusted_proxies,
             max_active_replies=integer("CHATBOT_MAX_ACTIVE_REPLIES", cls.max_active_replies, 1),
             max_waiting_replies=integer("CHATBOT_MAX_WAITING_REPLIES", cls.max_waiting_replies, 0),
             redis_url=text("CHATBOT_REDIS_URL") or text("REFLEX_REDIS_URL"),

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -27,6 +28,7 @@ from chatbot_app.api.errors import error_body
 from chatbot_app.config import Settings, get_settings
 from chatbot_app.services.accounts import API_KEY_PREFIX
 from chatbot_app.services.default_service import get_accounts
+from chatbot_app.services.limits import client_address, parse_networks
 
 #: Paths the guard protects, and the one it leaves open.
 GUARDED_PREFIXES = ("/api/", "/v1/")
@@ -140,7 +142,9 @@ class ApiGuard:
             await refuse(413, f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB.")
             return
 
-        scope = {**scope, "state": {**scope.get("state", {}), "owner_id": owner}}
+        peer = (scope.get("client") or (None,))[0]
+        address = client_address(peer, headers.get("x-forwarded-for"), _trusted(settings.trusted_proxies))
+        scope = {**scope, "state": {**scope.get("state", {}), "owner_id": owner, "client_address": address}}
         if origin is not None:
             send = _exposing(send)
         await self.app(scope, replay, send)
@@ -192,3 +196,19 @@ def current_owner(
 
 
 Owner = Annotated[str, Depends(current_owner)]
+
+
+@lru_cache(maxsize=4)
+def _trusted(proxies: tuple[str, ...]) -> tuple:  # type: ignore[type-arg]
+    return parse_networks(proxies)
+
+
+def current_address(request: Request) -> str:
+    """The client address ApiGuard established: the socket's peer, or X-Forwarded-For behind a trusted proxy."""
+    address = request.scope.get("state", {}).get("client_address")
+    if not isinstance(address, str):  # only reachable if ApiGuard is not installed
+        raise RuntimeError("ApiGuard did not run for this request")
+    return address
+
+
+ClientAddress = Annotated[str, Depends(current_address)]

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from chatbot_app.api.auth import Owner
+from chatbot_app.api.auth import ClientAddress, Owner
 from chatbot_app.api.errors import ApiError
 from chatbot_app.api.inputs import chat_overrides, conversation_id, resolve_model
 from chatbot_app.api.schemas import ChatRequest
@@ -33,11 +33,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No key, a wrong key, or no keys configured."},
     404: {"description": "Conversation not found (unknown, or another key's)."},
     422: {"description": "The body is invalid; `detail` says how."},
-    429: {"description": "Too many messages from this key in the last minute."},
+    429: {"description": "Too many messages from this key or this client address in the last minute."},
 }
 
 
-async def start(service: ChatService, owner: str, body: ChatRequest) -> Turn:
+async def start(service: ChatService, owner: str, address: str, body: ChatRequest) -> Turn:
     """Check the body like the UI checks its form, then commit the user's message and an empty reply."""
     try:
         text = clean_message(body.message, service.settings.max_message_chars)
@@ -47,9 +47,8 @@ async def start(service: ChatService, owner: str, body: ChatRequest) -> Turn:
             overrides["provider"], overrides["model"] = await resolve_model(service, body.model)
     except InvalidInput as exc:
         raise ApiError(422, str(exc)) from None
-    if not await service.allow_message(owner):  # the same per-identity limit as the UI
-        limit = service.settings.rate_limit_per_minute
-        raise ApiError(429, f"Too many messages: the limit is {limit} a minute. Wait a moment, then try again.")
+    if refusal := await service.admit(owner, address):  # the same limits as the UI: per key and per address
+        raise ApiError(429, refusal.message)
     try:
         chat: ChatSettings | None = None
         if overrides:  # the conversation's settings change for this turn and the next ones
@@ -72,7 +71,7 @@ def done_event(turn: Turn, finished: Finished) -> dict[str, Any]:
         "first_token_ms": finished.first_token_ms,
         "duration_ms": finished.duration_ms,
         "error_kind": finished.error_kind,
-        "error": describe_error(finished.error_kind) if failed else None,
+        "error": describe_error(finished.error_kind, finished.provider) if failed else None,
     }
 
 
@@ -95,7 +94,7 @@ async def text_chunks(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[str]:
         if new:
             yield new
         if reply.finished is not None and reply.finished.status == MessageStatus.ERROR:
-            yield ("\n\n" if reply.text else "") + describe_error(reply.finished.error_kind)
+            yield ("\n\n" if reply.text else "") + describe_error(reply.finished.error_kind, reply.finished.provider)
 
 
 async def sse_events(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[str]:
@@ -132,9 +131,9 @@ async def sse_events(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[str]:
         **_ERRORS,
     },
 )
-async def chat(body: ChatRequest, request: Request, owner: Owner) -> Response:
+async def chat(body: ChatRequest, request: Request, owner: Owner, address: ClientAddress) -> Response:
     jobs = get_reply_jobs()
-    turn = await start(jobs.service, owner, body)
+    turn = await start(jobs.service, owner, address, body)
     await jobs.start(turn)
     headers = {**STREAM_HEADERS, CONVERSATION_HEADER: turn.conversation_id}
     if "text/event-stream" in request.headers.get("accept", ""):
@@ -152,9 +151,9 @@ async def chat(body: ChatRequest, request: Request, owner: Owner) -> Response:
         **_ERRORS,
     },
 )
-async def chat_batch(body: ChatRequest, owner: Owner) -> PlainTextResponse:
+async def chat_batch(body: ChatRequest, owner: Owner, address: ClientAddress) -> PlainTextResponse:
     jobs = get_reply_jobs()
-    turn = await start(jobs.service, owner, body)
+    turn = await start(jobs.service, owner, address, body)
     await jobs.start(turn, batch=True)
     reply = ReplyResult()
     async for _, reply in followed(jobs, turn):  # noqa: B007  (the last one is the whole reply)
@@ -162,5 +161,7 @@ async def chat_batch(body: ChatRequest, owner: Owner) -> PlainTextResponse:
     assert reply.finished is not None
     headers = {CONVERSATION_HEADER: turn.conversation_id}
     if reply.finished.status == MessageStatus.ERROR:
-        return PlainTextResponse(describe_error(reply.finished.error_kind), status_code=502, headers=headers)
+        return PlainTextResponse(
+            describe_error(reply.finished.error_kind, reply.finished.provider), status_code=502, headers=headers
+        )
     return PlainTextResponse(reply.text, headers=headers)

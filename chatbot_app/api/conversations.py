@@ -60,7 +60,7 @@ def _message(m: Message) -> MessageOut:
         content=m.content,
         status=m.status,
         error_kind=m.error_kind,
-        error=describe_error(m.error_kind) if m.status == MessageStatus.ERROR else None,
+        error=describe_error(m.error_kind, m.provider) if m.status == MessageStatus.ERROR else None,
         provider=m.provider,
         model=m.model,
         prompt_tokens=m.prompt_tokens,

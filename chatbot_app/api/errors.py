@@ -74,15 +74,16 @@ def error_response(
     return JSONResponse(error_body(path, status, message, code, param), status_code=status, headers=headers)
 
 
-def provider_error(exc: ProviderError) -> ApiError:
-    """A provider failure as an API error: its human description, and a status that says whose fault it was."""
+def provider_error(exc: ProviderError, provider: str | None = None) -> ApiError:
+    """A provider failure as an API error: its human description (naming `provider`), and a status that says
+    whose fault it was."""
     status = PROVIDER_STATUS.get(exc.kind, 502)
-    return ApiError(status, describe_error(exc.kind), code=_OPENAI_CODES.get(exc.kind, exc.kind.value))
+    return ApiError(status, describe_error(exc.kind, provider), code=_OPENAI_CODES.get(exc.kind, exc.kind.value))
 
 
-def openai_error_event(exc: ProviderError) -> dict[str, Any]:
+def openai_error_event(exc: ProviderError, provider: str | None = None) -> dict[str, Any]:
     """What a /v1 stream sends when the provider fails after the response has started."""
-    error = provider_error(exc)
+    error = provider_error(exc, provider)
     return {"error": {"message": error.message, "type": "api_error", "param": None, "code": error.code}}
 
 

@@ -17,7 +17,7 @@ from chatbot_app.services.chat_settings import (
     check_temperature,
     check_top_p,
 )
-from chatbot_app.services.validation import InvalidInput, clean_message, is_conversation_id
+from chatbot_app.services.validation import MAX_MESSAGE_CHARS, InvalidInput, clean_message, is_conversation_id
 
 T = TypeVar("T")
 
@@ -98,8 +98,9 @@ async def resolve_model(service: ChatService, raw: str) -> tuple[str | None, str
     return name, model
 
 
-def openai_context(messages: list[OpenAIMessage]) -> list[ChatMessage]:
-    """A /v1 `messages` array as provider context: text only, each message checked like a UI message."""
+def openai_context(messages: list[OpenAIMessage], max_message_chars: int = MAX_MESSAGE_CHARS) -> list[ChatMessage]:
+    """A /v1 `messages` array as provider context: text only, each message checked like a UI message
+    (with the same CHATBOT_MAX_MESSAGE_CHARS limit)."""
     if not messages:
         raise InvalidInput("messages must contain at least one message.")
     if len(messages) > MAX_CONTEXT_MESSAGES:
@@ -113,7 +114,7 @@ def openai_context(messages: list[OpenAIMessage]) -> list[ChatMessage]:
             text = message.content or ""
         if text.strip():
             try:
-                text = clean_message(text)
+                text = clean_message(text, max_message_chars)
             except InvalidInput as exc:
                 raise InvalidInput(f"messages[{number - 1}]: {exc}") from None
         total += len(text)

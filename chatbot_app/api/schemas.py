@@ -12,13 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from chatbot_app.config import get_settings
 from chatbot_app.services.chat_settings import (
     MAX_SYSTEM_PROMPT_CHARS,
     MAX_TOKENS_RANGE,
     TEMPERATURE_RANGE,
     TOP_P_RANGE,
 )
-from chatbot_app.services.validation import MAX_MESSAGE_CHARS
 
 
 def _integral(value: Any) -> Any:
@@ -28,6 +28,16 @@ def _integral(value: Any) -> Any:
 
 #: A whole number as JSON Schema defines it (2 or 2.0), checked strictly otherwise.
 WholeNumber = Annotated[int, BeforeValidator(_integral)]
+
+
+def _message_limit(schema: dict[str, Any]) -> None:
+    """The configured CHATBOT_MAX_MESSAGE_CHARS, read when the schema is generated (not a fixed number)."""
+    schema.update(minLength=1, maxLength=get_settings().max_message_chars)
+
+
+def _context_message_limit(schema: dict[str, Any]) -> None:
+    limit = get_settings().max_message_chars
+    schema["description"] = f"The message's text (parts are joined); at most {limit:,} characters."
 
 
 def _range(low: float, high: float) -> dict[str, Any]:
@@ -50,7 +60,8 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     message: str = Field(
-        description="The user's message.", json_schema_extra={"minLength": 1, "maxLength": MAX_MESSAGE_CHARS}
+        description="The user's message (at most CHATBOT_MAX_MESSAGE_CHARS characters).",
+        json_schema_extra=_message_limit,
     )
     conversation_id: str | None = Field(
         default=None,
@@ -132,7 +143,7 @@ class OpenAIMessage(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[OpenAITextPart] | None = None
+    content: str | list[OpenAITextPart] | None = Field(default=None, json_schema_extra=_context_message_limit)
 
 
 class OpenAIStreamOptions(BaseModel):

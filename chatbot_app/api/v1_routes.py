@@ -6,6 +6,7 @@ called directly, through the same registry, model names and checks as the rest o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -15,14 +16,23 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from chatbot_app.api.auth import Owner
+from chatbot_app.api.auth import ClientAddress, Owner
 from chatbot_app.api.errors import ApiError, openai_error_event, provider_error
 from chatbot_app.api.inputs import UnknownModel, openai_context, resolve_model, sampling
 from chatbot_app.api.schemas import OpenAIChatRequest, OpenAIModel, OpenAIModelList
 from chatbot_app.api.streaming import STREAM_HEADERS, ClosingStreamingResponse, detached, sse
-from chatbot_app.providers.base import GenerationOptions, ProviderError, ProviderEvent, TextDelta, Usage
+from chatbot_app.providers.base import (
+    ChatMessage,
+    ChatProvider,
+    GenerationOptions,
+    ProviderError,
+    ProviderEvent,
+    TextDelta,
+    Usage,
+)
 from chatbot_app.services.chat_settings import model_choice
 from chatbot_app.services.default_service import get_chat_service
+from chatbot_app.services.limits import AbuseLimits
 from chatbot_app.services.validation import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -67,14 +77,15 @@ def _finish_reason(usage: Usage | None, options: GenerationOptions) -> str:
         401: {"description": "No key, a wrong key, or no keys configured."},
         404: {"description": "Unknown model."},
         422: {"description": "The body is invalid."},
+        429: {"description": "Too many requests from this key or client address, or too many replies at once."},
     },
 )
-async def chat_completions(body: OpenAIChatRequest, _owner: Owner) -> Response:
+async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: ClientAddress) -> Response:
     service = get_chat_service()
     try:
         if body.n not in (None, 1):
             raise InvalidInput("n: only one choice per request is supported.")
-        context = openai_context(body.messages)
+        context = openai_context(body.messages, service.settings.max_message_chars)
         limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         given = sampling(body.temperature, body.top_p, limit)
         name, model = await resolve_model(service, body.model)
@@ -86,6 +97,8 @@ async def chat_completions(body: OpenAIChatRequest, _owner: Owner) -> Response:
         provider = service.providers.get(name)
     except ProviderError as exc:
         raise provider_error(exc) from None
+    if refusal := await service.admit(owner, address):  # the limits every provider call counts against
+        raise ApiError(429, refusal.message, code="rate_limit_exceeded")
     defaults = service.settings
     options = GenerationOptions(
         model,
@@ -97,10 +110,11 @@ async def chat_completions(body: OpenAIChatRequest, _owner: Owner) -> Response:
 
     if not body.stream:
         try:
-            completion = await provider.complete(context, options)
+            async with service.limits.slot():
+                completion = await provider.complete(context, options)
         except ProviderError as exc:
             log.info("v1 completion failed: provider=%s kind=%s", provider.name, exc.kind)
-            raise provider_error(exc) from None
+            raise provider_error(exc, provider.name) from None
         return JSONResponse(
             {
                 "id": completion_id,
@@ -119,16 +133,16 @@ async def chat_completions(body: OpenAIChatRequest, _owner: Owner) -> Response:
             }
         )
 
-    items = detached(provider.stream(context, options))
+    items = detached(_streamed_in_slot(service.limits, provider, context, options))
     try:  # wait for the first item, so that a request failing at once gets a proper status
         first = [await anext(items)]
     except StopAsyncIteration:
         first = []
     except ProviderError as exc:
         log.info("v1 stream failed: provider=%s kind=%s", provider.name, exc.kind)
-        raise provider_error(exc) from None
+        raise provider_error(exc, provider.name) from None
     include_usage = body.stream_options is not None and body.stream_options.include_usage
-    chunks = _chunks(first, items, completion_id, created, body.model, options, include_usage)
+    chunks = _chunks(first, items, completion_id, created, body.model, options, include_usage, provider.name)
     return ClosingStreamingResponse(chunks, media_type="text/event-stream", headers=STREAM_HEADERS)
 
 
@@ -140,6 +154,7 @@ async def _chunks(
     model: str,
     options: GenerationOptions,
     include_usage: bool,
+    provider_name: str,
 ) -> AsyncIterator[str]:
     """OpenAI's stream: a role chunk, content chunks, a finish chunk, the usage chunk if asked, [DONE]."""
 
@@ -167,7 +182,7 @@ async def _chunks(
                         usage = event
         except ProviderError as exc:  # after the response started: OpenAI's in-stream error event
             log.info("v1 stream failed mid-way: kind=%s", exc.kind)
-            yield sse(openai_error_event(exc))
+            yield sse(openai_error_event(exc, provider_name))
             yield sse("[DONE]")
             return
         yield chunk({}, _finish_reason(usage, options))
@@ -176,6 +191,15 @@ async def _chunks(
         yield sse("[DONE]")
     finally:
         await rest.aclose()
+
+
+async def _streamed_in_slot(
+    limits: AbuseLimits, provider: ChatProvider, context: list[ChatMessage], options: GenerationOptions
+) -> AsyncGenerator[ProviderEvent, None]:
+    """The provider's stream, holding a generation slot until it ends or is closed (BUSY if none is free)."""
+    async with limits.slot(), contextlib.aclosing(provider.stream(context, options)) as events:
+        async for event in events:
+            yield event
 
 
 async def _chained(first: list[ProviderEvent], rest: AsyncIterator[ProviderEvent]) -> AsyncIterator[ProviderEvent]:

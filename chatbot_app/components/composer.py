@@ -46,6 +46,7 @@ def composer() -> rx.Component:
             rx.text(ReplyState.notice, id="notice", size="2", color_scheme="red", margin_top="0.5em"),
         ),
         on_submit=ReplyState.send_message,
-        reset_on_submit=True,
+        # Not reset here: the message stays in the box until it is stored (ReplyState clears it then).
+        reset_on_submit=False,
         width="100%",
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import reflex as rx
 
+from chatbot_app.config import get_settings
 from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.library import ConversationItem, LibraryState, SearchHitView, Segment
-from chatbot_app.storage.transfer import MAX_IMPORT_BYTES
 
 
 def _segment(segment: Segment) -> rx.Component:
@@ -114,7 +114,7 @@ def _library_actions() -> rx.Component:
             id=IMPORT_UPLOAD_ID,
             accept={"application/json": [".json"]},
             max_files=1,
-            max_size=MAX_IMPORT_BYTES,
+            max_size=get_settings().max_import_bytes,
             multiple=False,
             no_drag=True,
             on_drop=LibraryState.import_file(rx.upload_files(upload_id=IMPORT_UPLOAD_ID)),

@@ -7,13 +7,15 @@ few seconds), never per token.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from functools import partial
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from chatbot_app.config import Settings
@@ -35,7 +37,7 @@ from chatbot_app.services.chat_settings import (
     resolve,
 )
 from chatbot_app.services.context import estimate_tokens, trim_to_budget
-from chatbot_app.services.limits import GenerationSlots, make_rate_limiter
+from chatbot_app.services.limits import AbuseLimits, LimitReached, Refusal
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import presets as presets_store
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: How much history is read from the database before trimming to the token budget.
 HISTORY_WINDOW = 200
+#: Pauses between tries of a reply's final save when the database is busy (then it is given up).
+FINAL_SAVE_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
 
 
 TITLE_INSTRUCTION = (
@@ -110,8 +114,8 @@ class ChatService:
         self.settings = settings
         self.providers = providers
         self.retry = retry or RetryPolicy(attempts=settings.retry_attempts)
-        self.slots = GenerationSlots(settings.max_active_replies, settings.max_waiting_replies)
-        self._rate_limiter = make_rate_limiter(settings.rate_limit_per_minute, settings.redis_url)
+        self.limits = AbuseLimits.from_settings(settings)
+        self.slots = self.limits.slots
         self._db = Database(engine).run
 
     # -- reading ----------------------------------------------------------------------------
@@ -147,9 +151,9 @@ class ChatService:
 
         return await self._db(work)
 
-    async def allow_message(self, owner_id: str) -> bool:
-        """Count a message against the owner's per-minute limit; False if it is over."""
-        return await self._rate_limiter.allow(owner_id)
+    async def admit(self, owner_id: str, address: str | None, *, new_identity: bool = False) -> Refusal | None:
+        """Count one provider call (see AbuseLimits.admit); call it before every turn, regeneration and edit."""
+        return await self.limits.admit(owner_id, address, new_identity=new_identity)
 
     async def load_message(self, owner_id: str, conversation_id: str, message_id: int) -> Message | None:
         """One message of the owner's conversation (None if it is gone); raises ConversationNotFound."""
@@ -237,13 +241,22 @@ class ChatService:
             budget = min(budget, provider.context_tokens - max_tokens)
         room = max(4 * (budget - estimate_tokens(instruction)), 400)  # about four characters per token
         context = [ChatMessage("system", instruction), ChatMessage("user", transcript[-room:])]
-        completion = await provider.complete(context, replace(options, max_tokens=max_tokens, temperature=0.2))
+        async with self.limits.slot():
+            completion = await provider.complete(context, replace(options, max_tokens=max_tokens, temperature=0.2))
         return completion.text.strip()
 
-    async def suggest_title(self, owner_id: str, conversation_id: str) -> str | None:
-        """Ask the model to title the conversation; None (keeping the first-words title) if that fails."""
+    async def _admit_or_raise(self, owner_id: str, address: str | None) -> None:
+        if refusal := await self.limits.admit(owner_id, address):
+            raise LimitReached(refusal)
+
+    async def suggest_title(self, owner_id: str, conversation_id: str, *, address: str | None = None) -> str | None:
+        """Ask the model to title the conversation; None (keeping the first-words title) if that fails.
+
+        Counts against the abuse limits like a message (LimitReached, a ProviderError, also gives None).
+        """
         conversation, messages = await self.load_conversation(owner_id, conversation_id, limit=4)
         try:
+            await self._admit_or_raise(owner_id, address)
             title = clean_title(await self._ask(conversation, TITLE_INSTRUCTION, _transcript(messages), 24))
         except ProviderError as exc:
             log.info("no title for %s: %s", conversation_id, exc.kind)
@@ -253,11 +266,15 @@ class ChatService:
         await self._db(lambda s: store.rename_conversation(s, conversation, title))
         return title
 
-    async def summarize(self, owner_id: str, conversation_id: str) -> str:
-        """Ask the model for a summary and store it on the conversation; raises ProviderError."""
+    async def summarize(self, owner_id: str, conversation_id: str, *, address: str | None = None) -> str:
+        """Ask the model for a summary and store it on the conversation.
+
+        Raises ProviderError, or its subclass LimitReached (whose `refusal.message` is for the user).
+        """
         conversation, messages = await self.load_conversation(owner_id, conversation_id, limit=HISTORY_WINDOW)
         if not any(m.content for m in messages):
             raise ProviderError(ErrorKind.BAD_REQUEST, "nothing to summarize yet")
+        await self._admit_or_raise(owner_id, address)
         summary = await self._ask(conversation, SUMMARY_INSTRUCTION, _transcript(messages), 400)
         await self._db(lambda s: store.set_summary(s, conversation, summary))
         return summary
@@ -339,12 +356,28 @@ class ChatService:
         return await self._db(partial(store.checkpoint_reply, message_id=reply_id, content=text))
 
     async def save_final_reply(self, reply_id: int, text: str, status: MessageStatus, **fields: object) -> bool:
-        """Store a reply's end; False if its row was removed meanwhile."""
-        return await self._db(partial(store.save_reply, message_id=reply_id, content=text, status=status, **fields))
+        """Store a reply's end, retried while the database is busy; False if its row was removed meanwhile
+        (or every try failed)."""
+        save = partial(store.save_reply, message_id=reply_id, content=text, status=status, **fields)
+        return await _retrying_final_save(self._db, save)
 
     async def streaming_replies(self, owner_id: str, conversation_id: str) -> list[int]:
         """The conversation's replies still being written; raises ConversationNotFound."""
         return await self._db(lambda s: store.streaming_replies(s, _owned(s, owner_id, conversation_id).id))
+
+
+async def _retrying_final_save(db: Callable[..., Awaitable[bool]], save: Callable[[Session], bool]) -> bool:
+    """Run `save` (which says whether it stored), retrying while the database is busy or unreachable."""
+    for delay in (*FINAL_SAVE_RETRY_DELAYS_S, None):
+        try:
+            return await db(save)
+        except OperationalError as exc:  # "database is locked", a dropped connection: worth another try
+            if delay is None:
+                log.error("final save failed after %d tries: %s", len(FINAL_SAVE_RETRY_DELAYS_S) + 1, exc)
+                return False
+            log.warning("final save failed, retrying in %.1f s: %s", delay, exc)
+            await asyncio.sleep(delay)
+    return False
 
 
 async def _whole(

@@ -22,7 +22,13 @@ def get_chat_service() -> ChatService:
 
 @lru_cache(maxsize=1)
 def get_library() -> ConversationLibrary:
-    return ConversationLibrary(get_engine(get_settings().database_url))
+    service = get_chat_service()
+    return ConversationLibrary(
+        get_engine(service.settings.database_url),
+        limits=service.limits,
+        model_menu=service.model_menu,
+        max_import_bytes=service.settings.max_import_bytes,
+    )
 
 
 def make_reply_log(redis_url: str | None, retention_s: float) -> ReplyLog:
@@ -40,3 +46,10 @@ def get_reply_jobs() -> ReplyJobs:
 def get_accounts() -> Accounts:
     settings = get_settings()
     return Accounts(settings, get_engine(settings.database_url))
+
+
+def forget_services() -> None:
+    """Build every service anew on next use (after the settings changed, as in tests)."""
+    get_settings.cache_clear()
+    for build in (get_chat_service, get_library, get_reply_jobs, get_accounts):
+        build.cache_clear()

@@ -6,15 +6,20 @@ someone else raises the same ConversationNotFound, so ids reveal nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from chatbot_app.providers import ModelGroup
 from chatbot_app.services.chat_service import ConversationNotFound
+from chatbot_app.services.chat_settings import check_max_tokens, check_system_prompt, check_temperature, check_top_p
+from chatbot_app.services.limits import AbuseLimits
 from chatbot_app.services.validation import InvalidInput
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import search as search_store
@@ -23,11 +28,29 @@ from chatbot_app.storage.database import Database
 from chatbot_app.storage.models import Conversation, Message
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 30
 MAX_PAGE = 10_000
 MAX_TITLE_CHARS = 200
 MAX_QUERY_CHARS = 500
+#: Rows (conversations and messages) stored per transaction of an import: each holds SQLite's write lock briefly.
+IMPORT_BATCH_ROWS = 2_000
+
+ModelMenu = Callable[[], Awaitable[tuple[list[ModelGroup], str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What an import stored (new ids, in file order) and what it had to change, in words for the user."""
+
+    ids: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        count = len(self.ids)
+        return " ".join([f"Imported {count} conversation{'s' if count != 1 else ''}.", *self.notes])
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +76,18 @@ def check_title(raw: object) -> str:
 
 
 class ConversationLibrary:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        limits: AbuseLimits | None = None,
+        model_menu: ModelMenu | None = None,
+        max_import_bytes: int = transfer.MAX_IMPORT_BYTES,
+    ) -> None:
         self._db = Database(engine).run
+        self._limits = limits
+        self._model_menu = model_menu
+        self.max_import_bytes = max_import_bytes
 
     async def _owned(self, owner_id: str, conversation_id: str, work: Callable[[Session, Conversation], R]) -> R:
         """Run `work` on the owner's conversation in one transaction; raises ConversationNotFound."""
@@ -111,7 +144,99 @@ class ConversationLibrary:
         data = await self._db(lambda s: transfer.export_all(s, owner_id))
         return json.dumps(data, ensure_ascii=False, indent=2)
 
-    async def import_file(self, owner_id: str, data: bytes) -> list[str]:
-        """Import our JSON or ChatGPT's conversations.json in one transaction; raises ImportRejected."""
-        parsed = transfer.parse_import(data)
-        return await self._db(lambda s: transfer.import_conversations(s, owner_id, parsed))
+    async def import_file(self, owner_id: str, data: bytes) -> ImportSummary:
+        """Import our JSON or ChatGPT's conversations.json, all or nothing; raises ImportRejected.
+
+        Parsing runs in a worker thread; rows are stored in short batches under a staging owner and
+        handed to `owner_id` in one statement at the end, so other users' writes never wait long and
+        no one ever sees half an import. Each import counts against CHATBOT_IMPORTS_PER_HOUR.
+        """
+        if self._limits is not None and (refusal := await self._limits.admit_import(owner_id)):
+            raise transfer.ImportRejected(refusal.message)
+        parsed = await asyncio.to_thread(transfer.parse_import, data, self.max_import_bytes)
+        offered = await self._offered_models()
+        checked, fell_back = [], 0
+        for number, conversation in enumerate(parsed, 1):
+            conversation, changed = checked_settings(conversation, f"Conversation {number}", offered)
+            checked.append(conversation)
+            fell_back += changed
+        ids = await self._store_staged(owner_id, checked)
+        notes = []
+        if fell_back:
+            notes.append(
+                f"{fell_back} conversation{'s' if fell_back != 1 else ''} asked for a model this server does not "
+                "offer and will use the default model."
+            )
+        return ImportSummary(ids, notes)
+
+    async def _offered_models(self) -> dict[str, set[str] | None] | None:
+        """Provider -> its models (None: its list is unavailable right now); None if nothing is known."""
+        if self._model_menu is None:
+            return None
+        groups, _ = await self._model_menu()
+        return {g.provider: (set(g.models) if g.error is None else None) for g in groups}
+
+    async def _store_staged(self, owner_id: str, conversations: list[transfer.ImportedConversation]) -> list[str]:
+        staging = transfer.staging_owner()
+        await self._db(transfer.discard_abandoned_imports)
+        ids: list[str] = []
+        try:
+            for batch in _batches(conversations, IMPORT_BATCH_ROWS):
+                ids += await self._db(lambda s, batch=batch: transfer.import_conversations(s, staging, batch))
+            await self._db(lambda s: transfer.publish_import(s, staging, owner_id))
+        except BaseException:
+            try:
+                await self._db(lambda s: transfer.discard_import(s, staging))
+            except Exception:  # the sweep in discard_abandoned_imports removes them later
+                log.exception("could not discard a failed import")
+            raise
+        return ids
+
+    async def discard_abandoned_imports(self) -> None:
+        """Delete what imports that died part-way left staged (run now and then, e.g. in the upkeep loop)."""
+        await self._db(transfer.discard_abandoned_imports)
+
+
+def checked_settings(
+    conversation: transfer.ImportedConversation, where: str, offered: dict[str, set[str] | None] | None
+) -> tuple[transfer.ImportedConversation, bool]:
+    """The conversation with its settings checked as the settings panel checks them; raises ImportRejected.
+
+    A provider or model this server does not offer becomes the default (True in the result).
+    """
+    try:
+        settings = {
+            "temperature": None if conversation.temperature is None else check_temperature(conversation.temperature),
+            "top_p": None if conversation.top_p is None else check_top_p(conversation.top_p),
+            "max_tokens": None if conversation.max_tokens is None else check_max_tokens(conversation.max_tokens),
+            "system_prompt": None
+            if conversation.system_prompt is None
+            else (check_system_prompt(conversation.system_prompt) or None),
+        }
+    except (InvalidInput, OverflowError) as exc:
+        raise transfer.ImportRejected(f"{where}, settings: {exc}") from None
+    provider, model = conversation.provider, conversation.model
+    fell_back = False
+    if offered is not None and (provider is not None or model is not None):
+        if provider not in offered:
+            provider, model, fell_back = None, None, True
+        elif model is not None and (models := offered[provider]) is not None and model not in models:
+            model, fell_back = None, True
+    return replace(conversation, provider=provider, model=model, **settings), fell_back
+
+
+def _batches(
+    conversations: list[transfer.ImportedConversation], max_rows: int
+) -> Iterator[list[transfer.ImportedConversation]]:
+    """Consecutive groups of about `max_rows` rows; a larger conversation goes alone."""
+    batch: list[transfer.ImportedConversation] = []
+    rows = 0
+    for conversation in conversations:
+        size = 1 + len(conversation.messages)
+        if batch and rows + size > max_rows:
+            yield batch
+            batch, rows = [], 0
+        batch.append(conversation)
+        rows += size
+    if batch:
+        yield batch

@@ -1,65 +1,206 @@
-"""Abuse limits: messages per minute per identity, and how many replies generate at once.
+"""Abuse limits: what one identity, API key or client address may ask of the providers, and how many
+replies generate at once.
 
-The rate limiter counts in Redis when one is configured, so several backend workers share one
-limit; otherwise it counts in this process's memory.
+`AbuseLimits.admit` is the one gate every provider call passes first (chat, regenerate, edit,
+summaries, end session, titles, /api and /v1); `AbuseLimits.slot` bounds how many run at once.
+Counting uses the `limits` library's moving windows, in Redis when one is configured (so every
+worker shares one count), otherwise in this process's memory, where expired windows are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator
-from typing import Protocol
+import ipaddress
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
 
+from limits import RateLimitItemPerHour, RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from chatbot_app.config import Settings
 from chatbot_app.providers.base import ErrorKind, ProviderError
 
-WINDOW_S = 60
+UNKNOWN_ADDRESS = "unknown"
+#: IPv6 clients get a whole /64 each, so counting per address counts them per /64.
+IPV6_PREFIX = 64
+#: How long an identity counts as "seen" from an address before it would count as new again.
+SEEN_IDENTITY_S = 3600
 
 
-class RateLimiter(Protocol):
-    async def allow(self, key: str) -> bool:
-        """Count one event for `key`; False if it is over the limit for the current minute."""
-        ...
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request was not admitted, in words for the user; `limit` names the limit that applied."""
+
+    limit: str
+    message: str
 
 
-class MemoryRateLimiter:
-    """A sliding one-minute window per key, in this process."""
+class LimitReached(ProviderError):
+    """A call refused by the abuse limits, for callers that handle ProviderError; show `refusal.message`."""
 
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._events: dict[str, deque[float]] = defaultdict(deque)
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(ErrorKind.RATE_LIMIT, f"{refusal.limit} limit reached")
+        self.refusal = refusal
 
-    async def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        events = self._events[key]
-        while events and events[0] <= now - WINDOW_S:
-            events.popleft()
-        if len(events) >= self.per_minute:
+
+class AbuseLimits:
+    """Per-identity (or per-key), per-address, new-identity and import limits, plus the concurrency cap."""
+
+    def __init__(
+        self,
+        *,
+        per_identity: int,
+        per_address: int,
+        new_identities_per_hour: int,
+        imports_per_hour: int,
+        active: int,
+        waiting: int,
+        redis_url: str | None = None,
+        key_prefix: str = "chatbot_limits",
+    ) -> None:
+        self._per_identity = RateLimitItemPerMinute(per_identity)
+        self._per_address = RateLimitItemPerMinute(per_address)
+        self._new_identities = RateLimitItemPerHour(new_identities_per_hour)
+        self._imports = RateLimitItemPerHour(imports_per_hour)
+        self._storage: Storage
+        if redis_url:
+            self._storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=key_prefix)
+        else:
+            self._storage = MemoryStorage()
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self.slots = GenerationSlots(active, waiting)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AbuseLimits:
+        return cls(
+            per_identity=settings.rate_limit_per_minute,
+            per_address=settings.address_rate_limit_per_minute,
+            new_identities_per_hour=settings.new_identities_per_hour,
+            imports_per_hour=settings.imports_per_hour,
+            active=settings.max_active_replies,
+            waiting=settings.max_waiting_replies,
+            redis_url=settings.redis_url,
+        )
+
+    async def admit(self, identity: str, address: str | None, *, new_identity: bool = False) -> Refusal | None:
+        """Count one provider call for `identity` from `address`; a Refusal if any limit is reached.
+
+        An identity not seen from anywhere in the last hour counts against its address's budget of
+        new identities (as does `new_identity=True`), so minting identities does not escape the limits.
+        `address=None` (the caller cannot know it) applies the per-identity limit alone; an address
+        that is given but unreadable ("") is counted as "unknown", shared by all such callers.
+        """
+        if address is None:
+            return await self._identity_refusal(identity)
+        address = address_key(address)
+        if not await self._limiter.hit(self._per_address, "address", address):
+            return Refusal(
+                "address",
+                f"Too many messages from your network: the limit is {self._per_address.amount} a minute. "
+                "Wait a moment, then try again.",
+            )
+        if (new_identity or await self._first_seen(identity)) and not await self._limiter.hit(
+            self._new_identities, "new_identity", address
+        ):
+            await self._storage.clear(_seen_key(identity))  # still new next time: a retry must not slip through
+            return Refusal(
+                "new_identities",
+                f"Too many new sessions from your network: the limit is {self._new_identities.amount} an hour. "
+                "Keep using the session you have, or try again later.",
+            )
+        return await self._identity_refusal(identity)
+
+    async def _identity_refusal(self, identity: str) -> Refusal | None:
+        if await self._limiter.hit(self._per_identity, "identity", identity):
+            return None
+        return Refusal(
+            "identity",
+            f"Too many messages: the limit is {self._per_identity.amount} a minute. Wait a moment, then try again.",
+        )
+
+    async def admit_import(self, identity: str) -> Refusal | None:
+        """Count one import for `identity`; a Refusal past CHATBOT_IMPORTS_PER_HOUR."""
+        if await self._limiter.hit(self._imports, "import", identity):
+            return None
+        return Refusal("imports", f"Too many imports: the limit is {self._imports.amount} an hour. Try again later.")
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the generation slots; raises ProviderError(BUSY) when the queue is full."""
+        async with self.slots.slot():
+            yield
+
+    async def _first_seen(self, identity: str) -> bool:
+        return await self._storage.incr(_seen_key(identity), SEEN_IDENTITY_S) == 1
+
+    async def reset(self) -> None:
+        """Forget every count (tests)."""
+        await self._storage.reset()
+
+
+def _seen_key(identity: str) -> str:
+    return f"seen/{identity}"
+
+
+def address_key(address: str | None) -> str:
+    """The unit an address is counted in: the address itself, its /64 for IPv6, or "unknown"."""
+    try:
+        parsed = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return UNKNOWN_ADDRESS
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/{IPV6_PREFIX}", strict=False))
+    return str(parsed)
+
+
+def parse_networks(values: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in values if value.strip())
+
+
+def client_address(
+    peer: str | None,
+    forwarded_for: str | None,
+    trusted: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> str:
+    """The address a request came from.
+
+    The socket's peer, unless that peer is a trusted proxy: then the right-most X-Forwarded-For hop
+    that is not itself a trusted proxy (hops further left were written by the client and prove nothing).
+    """
+    trusted = tuple(trusted)
+
+    def is_trusted(address: str) -> bool:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
             return False
-        events.append(now)
-        return True
+        return any(parsed in network for network in trusted)
+
+    peer = (peer or "").strip()
+    if not peer or not forwarded_for or not is_trusted(peer):
+        return peer or UNKNOWN_ADDRESS
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed hop: the proxies' own record stops being trustworthy here
+        if not is_trusted(hop):
+            return hop
+    return peer
 
 
-class RedisRateLimiter:
-    """A fixed one-minute window per key, shared by every worker through Redis."""
+def address_from_headers(headers: Mapping[str, str], fallback_ip: str | None, trusted_proxies: Iterable[str]) -> str:
+    """The client address of a websocket handler, from Reflex's router data.
 
-    def __init__(self, url: str, per_minute: int) -> None:
-        import redis.asyncio as redis
-
-        self.per_minute = per_minute
-        self._redis = redis.from_url(url)
-
-    async def allow(self, key: str) -> bool:
-        bucket = f"chatbot:rate:{key}:{int(time.time() // WINDOW_S)}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(bucket).expire(bucket, WINDOW_S * 2).execute()
-        return int(count) <= self.per_minute
-
-
-def make_rate_limiter(per_minute: int, redis_url: str | None) -> RateLimiter:
-    return RedisRateLimiter(redis_url, per_minute) if redis_url else MemoryRateLimiter(per_minute)
+    Reflex puts the socket's peer in the raw headers as "asgi-scope-client" (router.session.client_ip
+    is the same unless Reflex's own trusted_proxy_hops is set), and passes X-Forwarded-For through.
+    """
+    peer = headers.get("asgi-scope-client") or fallback_ip
+    return client_address(peer, headers.get("x-forwarded-for"), parse_networks(trusted_proxies))
 
 
 class GenerationSlots:

@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_S = 2.0
 #: After this many frames the log is compacted behind a snapshot: a reply's log never holds more entries.
 LOG_COMPACT_EVERY = 512
-#: Final saves are retried this often (a busy database), with a short pause between.
-FINAL_SAVE_ATTEMPTS = 4
 
 
 @dataclass(slots=True)
@@ -85,6 +83,8 @@ class ReplyJob:
     batch: bool
     #: Ask the model for a title once a new conversation's first reply is complete.
     suggest_title: bool
+    #: The client address the reply was asked from (the title call counts against its limits).
+    address: str | None = None
     progress: ReplyProgress = field(default_factory=ReplyProgress)
     task: asyncio.Task[None] | None = None
     #: Why the task was cancelled: "stop" (a user's command), "conflict" (the row was removed), or None.
@@ -119,13 +119,15 @@ class ReplyJobs:
 
     # -- commands ---------------------------------------------------------------------------
 
-    async def start(self, turn: Turn, *, batch: bool = False, suggest_title: bool = False) -> None:
+    async def start(
+        self, turn: Turn, *, batch: bool = False, suggest_title: bool = False, address: str | None = None
+    ) -> None:
         """Run the reply to `turn` as a job of this process (titling a new conversation, if asked).
 
         Its log exists when this returns, so a follower never finds it missing.
         """
         self._listen_for_stops()
-        job = ReplyJob(turn, batch, suggest_title and turn.created_conversation)
+        job = ReplyJob(turn, batch, suggest_title and turn.created_conversation, address)
         self._jobs[turn.reply_id] = job
         # compact: a log left by an earlier reply under the same id (SQLite reuses ids) is dropped.
         await self._append(turn.reply_id, Frame(), compact=True)
@@ -239,7 +241,9 @@ class ReplyJobs:
         try:
             finished = await self._finish(job, status, error, provider, model)
             if finished.title_pending:
-                title = await self.service.suggest_title(job.turn.owner_id, job.turn.conversation_id)
+                title = await self.service.suggest_title(
+                    job.turn.owner_id, job.turn.conversation_id, address=job.address
+                )
                 await self._append(reply_id, Titled(title or ""))
             await self._expire(reply_id)
         finally:
@@ -306,7 +310,7 @@ class ReplyJobs:
             "first_token_ms": progress.first_token_ms,
             "duration_ms": progress.elapsed_ms(),
         }
-        stored = await self._save_final(reply_id, progress, status, fields)
+        stored = await self.service.save_final_reply(reply_id, progress.text, status, **fields)
         conflict = job.cancel_reason == "conflict" or not stored
         record = {"request_id": f"reply-{reply_id}", "status": str(status), "conflict": conflict, **fields}
         if self.service.settings.log_content:
@@ -320,19 +324,6 @@ class ReplyJobs:
         )
         await self._append(reply_id, finished)
         return finished
-
-    async def _save_final(
-        self, reply_id: int, progress: ReplyProgress, status: MessageStatus, fields: dict[str, object]
-    ) -> bool:
-        for attempt in range(1, FINAL_SAVE_ATTEMPTS + 1):
-            try:
-                return await self.service.save_final_reply(reply_id, progress.text, status, **fields)
-            except OperationalError:
-                if attempt == FINAL_SAVE_ATTEMPTS:
-                    log.exception("final save of reply %s failed", reply_id)
-                    return False
-                await asyncio.sleep(0.2 * attempt)
-        return False
 
 
 @dataclass(slots=True)

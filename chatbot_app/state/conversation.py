@@ -15,6 +15,7 @@ from chatbot_app.providers.base import ProviderError
 from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.default_service import get_chat_service, get_library, get_reply_jobs
 from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.limits import LimitReached
 from chatbot_app.state.session import SessionState
 from chatbot_app.state.views import MessageView, view_of_message
 from chatbot_app.storage.models import MessageStatus
@@ -105,6 +106,7 @@ class ConversationState(SessionState):
         A fixed number of queries whatever ?m= holds. A reply still being written is left for
         ReplyState.resume (the next on_load event) to follow.
         """
+        self._page_loaded = True
         owner = self.owner_id()
         requested = conversation_id_in(self.router.url.path)
         self._running_reply_id = 0
@@ -194,9 +196,13 @@ class ConversationState(SessionState):
 
     async def _summarize(self) -> bool:
         try:
-            self.summary = await get_chat_service().summarize(self.owner_id(), self.conversation_id)
+            self.summary = await get_chat_service().summarize(
+                self.owner_id(), self.conversation_id, address=self.client_address()
+            )
         except ConversationNotFound:
             self.notice = NOT_FOUND
+        except LimitReached as exc:
+            self.notice = exc.refusal.message
         except ProviderError as exc:
             self.notice = f"Could not summarize: {describe_error(exc.kind)}"
         else:

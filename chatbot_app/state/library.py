@@ -20,7 +20,7 @@ from chatbot_app.state.conversation import (
     stop_running_replies,
 )
 from chatbot_app.state.session import SessionState
-from chatbot_app.storage.transfer import MAX_IMPORT_BYTES, ImportRejected
+from chatbot_app.storage.transfer import ImportRejected
 
 
 @dataclasses.dataclass
@@ -200,7 +200,7 @@ class LibraryState(SessionState):
     @rx.event
     def reject_import(self, rejected: Any) -> None:
         self.library_notice = (
-            f"Nothing was imported: choose one .json file of at most {MAX_IMPORT_BYTES // (1024 * 1024)} MB."
+            f"Nothing was imported: choose one .json file of at most {get_library().max_import_bytes // 2**20} MB."
         )
 
     @rx.event
@@ -208,11 +208,12 @@ class LibraryState(SessionState):
         if not isinstance(files, list) or len(files) != 1 or not isinstance(files[0], rx.UploadFile):
             self.library_notice = "Choose one JSON file to import."
             return None
-        data = await files[0].read(MAX_IMPORT_BYTES + 1)
+        library = get_library()
+        data = await files[0].read(library.max_import_bytes + 1)
         try:
-            ids = await get_library().import_file(self.owner_id(), data)
+            summary = await library.import_file(self.owner_id(), data)
         except ImportRejected as exc:
             self.library_notice = f"Nothing was imported: {exc}"
             return None
-        self.library_notice = f"Imported {len(ids)} conversation{'s' if len(ids) != 1 else ''}."
+        self.library_notice = summary.message
         return LibraryState.refresh

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import reflex as rx
+from sqlalchemy.exc import SQLAlchemyError
 
 from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
 from chatbot_app.services.chat_settings import ChatSettings
@@ -30,6 +32,11 @@ from chatbot_app.storage.models import MessageStatus
 
 #: How often a reply whose log is gone (its process died) is re-read until the sweep ends it.
 SETTLE_POLL_S = 1.0
+#: The composer's text area: it keeps a message until the message is stored.
+COMPOSER_INPUT_ID = "chat-input"
+NOT_STORED = "Your message could not be saved just now (the database is busy). It is still in the box: send it again."
+
+log = logging.getLogger(__name__)
 
 #: Starts a turn in the database (given the service and the tab's settings) and returns it.
 TurnStarter = Callable[[ChatService, ChatSettings], Awaitable[Turn]]
@@ -89,10 +96,9 @@ class ReplyState(StreamParts, SessionState):
         async with self:
             if self.streaming:
                 return
-            owner = self.owner_id()
-            if not await service.allow_message(owner):
-                limit = service.settings.rate_limit_per_minute
-                self.notice = f"You are sending messages faster than {limit} a minute. Wait a moment, then try again."
+            owner, address = self.owner_id(), self.client_address()
+            if refusal := await service.admit(owner, address):
+                self.notice = refusal.message  # the message stays in the composer
                 return
             settings = await self.get_state(SettingsState)
             chat, batch = settings.chat_settings(), settings.batch_mode
@@ -102,14 +108,16 @@ class ReplyState(StreamParts, SessionState):
                 conversation.messages.append(MessageView(id=0, role="user", content=user_text))
         try:
             turn = await start(service, chat)
-        except ConversationNotFound:
+        except (ConversationNotFound, SQLAlchemyError) as exc:
+            if not isinstance(exc, ConversationNotFound):
+                log.warning("could not store a turn: %s", type(exc).__name__)
             async with self:
                 self._leave()
                 conversation = await self.get_state(ConversationState)
                 conversation.messages = [m for m in conversation.messages if m.id]
-                self.notice = not_found
+                self.notice = not_found if isinstance(exc, ConversationNotFound) else NOT_STORED
             return
-        await jobs.start(turn, batch=batch, suggest_title=True)
+        await jobs.start(turn, batch=batch, suggest_title=True, address=address)
         async with self:
             conversation = await self.get_state(ConversationState)
             show(conversation, turn)
@@ -119,6 +127,8 @@ class ReplyState(StreamParts, SessionState):
             stop_now = self._watch(turn.reply_id, conversation.current_view())
         if stop_now:
             await jobs.stop(turn.reply_id)
+        if user_text is not None:
+            yield rx.set_value(COMPOSER_INPUT_ID, "")  # stored: only now does the composer let it go
         if turn.created_conversation:
             yield rx.redirect(conversation_url(turn.conversation_id))
             yield LibraryState.refresh
@@ -143,7 +153,8 @@ class ReplyState(StreamParts, SessionState):
         async def start(service: ChatService, chat: ChatSettings) -> Turn:
             return await service.start_turn(owner, conversation_id, text, chat)
 
-        async for event in self._start_reply(start, show, "That conversation was not found. Start a new chat."):
+        not_found = "That conversation was not found. Start a new chat."
+        async for event in self._start_reply(start, show, not_found, user_text=text):
             yield event
 
     @rx.event(background=True)
@@ -159,7 +170,11 @@ class ReplyState(StreamParts, SessionState):
             return await service.start_regeneration(owner, conversation_id)
 
         def show(conversation: ConversationState, turn: Turn) -> None:
-            conversation.messages = [m for m in conversation.messages if m.id <= turn.user_message_id]
+            kept = [m for m in conversation.messages if m.id <= turn.user_message_id]
+            if not any(m.id == turn.user_message_id for m in kept) and turn.history:
+                # A stale tab that never saw the message being answered: show it now.
+                kept.append(MessageView(id=turn.user_message_id, role="user", content=turn.history[-1].content))
+            conversation.messages = kept
 
         async for event in self._start_reply(start, show, "There is no message to answer again."):
             yield event

@@ -9,8 +9,31 @@ from __future__ import annotations
 import secrets
 
 import reflex as rx
+from reflex.app import default_backend_exception_handler
+from reflex.event import EventSpec
 
+from chatbot_app.config import get_settings
+from chatbot_app.services.limits import address_from_headers
 from chatbot_app.services.validation import is_identity
+
+
+class SessionLost(RuntimeError):
+    """The server lost this tab's state (e.g. Redis restarted) and with it the browser's identity.
+
+    A new identity must not be made up then: it would replace the browser's own, and with it the
+    user's conversations. The page is loaded again instead, which sends the identity back.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__("this tab's state was lost; reload")
+        self.path = path
+
+
+def reload_on_lost_session(exception: Exception) -> EventSpec:
+    """The app's backend exception handler: a lost session reloads the page; anything else is reported."""
+    if isinstance(exception, SessionLost):
+        return rx.redirect(exception.path or "/", is_external=True)
+    return default_backend_exception_handler(exception)
 
 
 class SessionState(rx.State):
@@ -20,9 +43,18 @@ class SessionState(rx.State):
     conversation_id: str = ""
     # A message for the user about their last action, shown under the composer.
     notice: str = ""
+    # Set by a page load (which brings the browser's storage): only then may a new identity be made.
+    _page_loaded: bool = False
 
     def owner_id(self) -> str:
         """The caller's identity, created on first use; the one place ownership comes from."""
         if not is_identity(self.identity):
+            if not self._page_loaded:
+                raise SessionLost(self.router.url.path)
             self.identity = secrets.token_urlsafe(24)
         return self.identity
+
+    def client_address(self) -> str:
+        """The client's address: the socket's peer, or X-Forwarded-For only from a trusted proxy."""
+        headers = self.router.headers
+        return address_from_headers(headers.raw_headers, self.router.session.client_ip, get_settings().trusted_proxies)

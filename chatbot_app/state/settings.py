@@ -98,7 +98,9 @@ class SettingsState(SessionState):
         async with self:
             self.model_groups = [
                 ModelGroupView(
-                    label=g.label if g.error is None else f"{g.label} (unavailable: {describe_error(g.error)})",
+                    label=g.label
+                    if g.error is None
+                    else f"{g.label} (unavailable: {describe_error(g.error, g.provider)})",
                     options=[ModelOption(model_choice(g.provider, m), m) for m in g.models],
                 )
                 for g in groups

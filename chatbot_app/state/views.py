@@ -46,7 +46,7 @@ def view_of_message(message: Message) -> MessageView:
         role=message.role,
         content=message.content,
         status=message.status,
-        error=describe_error(message.error_kind) if message.status == MessageStatus.ERROR else "",
+        error=describe_error(message.error_kind, message.provider) if message.status == MessageStatus.ERROR else "",
         details=reply_details(
             message.provider, message.model, message.completion_tokens, message.first_token_ms, message.duration_ms
         )
@@ -62,7 +62,7 @@ def view_of_reply(reply_id: int, text: str, finished: Finished) -> MessageView:
         role="assistant",
         content=text,
         status=finished.status,
-        error=describe_error(finished.error_kind) if finished.status == MessageStatus.ERROR else "",
+        error=describe_error(finished.error_kind, finished.provider) if finished.status == MessageStatus.ERROR else "",
         details=reply_details(
             finished.provider, finished.model, finished.completion_tokens, finished.first_token_ms, finished.duration_ms
         ),

@@ -11,11 +11,15 @@ from typing import TypeVar
 from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
 
+#: How long a SQLite write waits for another's lock before failing with "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 30.0
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL and enforced foreign keys."""
+
+def make_engine(url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> Engine:
+    """An engine for `url`; SQLite gets WAL (readers never wait for the writer), a busy timeout
+    (writers queue for the lock rather than fail) and enforced foreign keys."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

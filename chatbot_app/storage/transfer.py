@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select, update
 
 from chatbot_app.storage.conversations import latest_messages
 from chatbot_app.storage.models import Conversation, Message, MessageStatus
@@ -37,6 +39,10 @@ MESSAGE_FIELDS = (
 )
 # Column limits (VARCHAR lengths, 32-bit integers): PostgreSQL enforces them, so check first.
 TITLE_CHARS = 200
+# Text columns have no length limit, but nothing the app writes comes near these.
+MESSAGE_CHARS = 1_000_000
+SUMMARY_CHARS = 20_000
+SYSTEM_PROMPT_CHARS = 100_000  # then checked against the settings panel's own limit (services.library)
 SHORT_TEXT_CHARS = {"provider": 32, "model": 128, "error_kind": 32, "status": 16}
 MAX_INT = 2**31 - 1
 # ChatGPT roles that are not part of the visible dialogue.
@@ -163,10 +169,10 @@ def _reject_constant(name: str) -> None:
     raise ImportRejected(f"The file is not valid JSON: it contains {name}, which JSON does not allow.")
 
 
-def _load_json(data: bytes) -> Any:
-    if len(data) > MAX_IMPORT_BYTES:
-        size_mb, limit_mb = len(data) / 2**20, MAX_IMPORT_BYTES // 2**20
-        raise ImportRejected(f"The file is {size_mb:.1f} MB; imports are limited to {limit_mb} MB.")
+def _load_json(data: bytes, max_bytes: int = MAX_IMPORT_BYTES) -> Any:
+    if len(data) > max_bytes:
+        size_mb, limit_mb = len(data) / 2**20, max_bytes / 2**20
+        raise ImportRejected(f"The file is {size_mb:.1f} MB; imports are limited to {limit_mb:g} MB.")
     try:
         decoded = data.decode("utf-8-sig")  # tolerate a byte-order mark, as some editors write one
     except UnicodeDecodeError:
@@ -238,10 +244,11 @@ class _Fields:
             raise self._fail(name, "an ISO 8601 date and time")
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise self._fail(name, "an ISO 8601 date and time") from None
-        # A time without an offset is taken as UTC, the zone every export is written in.
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            # A time without an offset is taken as UTC, the zone every export is written in.
+            # astimezone overflows for times such as 0001-01-01T00:30:00+01:00 (before year 1 in UTC).
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise self._fail(name, "an ISO 8601 date and time between the years 1 and 9999") from None
 
     def epoch(self, name: str) -> datetime | None:
         value = self.data.get(name)
@@ -288,14 +295,14 @@ def _parse_our_conversation(item: object, where: str) -> ImportedConversation:
         created_at=created_at,
         updated_at=fields.moment("updated_at", default=created_at),
         messages=messages,
-        summary=fields.text("summary"),
+        summary=fields.text("summary", max_chars=SUMMARY_CHARS),
         pinned=fields.flag("pinned"),
         provider=settings.text("provider", max_chars=SHORT_TEXT_CHARS["provider"]),
         model=settings.text("model", max_chars=SHORT_TEXT_CHARS["model"]),
         temperature=settings.number("temperature"),
         max_tokens=settings.integer("max_tokens"),
         top_p=settings.number("top_p"),
-        system_prompt=settings.text("system_prompt"),
+        system_prompt=settings.text("system_prompt", max_chars=SYSTEM_PROMPT_CHARS),
     )
 
 
@@ -312,7 +319,7 @@ def _parse_our_message(raw: object, where: str) -> ImportedMessage:
         status = MessageStatus.INTERRUPTED
     return ImportedMessage(
         role=role,
-        content=fields.text("content", required=True) or "",
+        content=fields.text("content", required=True, max_chars=MESSAGE_CHARS) or "",
         created_at=fields.moment("created_at"),
         status=status,
         model=fields.text("model", max_chars=SHORT_TEXT_CHARS["model"]),
@@ -401,6 +408,8 @@ def _parse_chatgpt_message(raw: object, where: str, default_time: datetime) -> I
     text = _clean_text("\n\n".join(part for part in parts if isinstance(part, str) and part.strip()))
     if not text.strip():
         return None
+    if len(text) > MESSAGE_CHARS:
+        raise ImportRejected(f"{where}: the text should be at most {MESSAGE_CHARS} characters.")
     model = metadata.get("model_slug")
     return ImportedMessage(
         role=role,
@@ -410,9 +419,12 @@ def _parse_chatgpt_message(raw: object, where: str, default_time: datetime) -> I
     )
 
 
-def parse_import(data: bytes) -> list[ImportedConversation]:
-    """Conversations from our JSON export or ChatGPT's conversations.json; raises ImportRejected."""
-    parsed = _load_json(data)
+def parse_import(data: bytes, max_bytes: int = MAX_IMPORT_BYTES) -> list[ImportedConversation]:
+    """Conversations from our JSON export or ChatGPT's conversations.json; raises ImportRejected.
+
+    CPU-bound (0.1 s a MB): async callers run it in a worker thread.
+    """
+    parsed = _load_json(data, max_bytes)
     if isinstance(parsed, dict) and parsed.get("format") == FORMAT_NAME:
         conversations = _parse_ours(parsed)
     elif isinstance(parsed, list) and all(isinstance(item, dict) and "mapping" in item for item in parsed):
@@ -474,3 +486,46 @@ def import_conversations(session: Session, owner_id: str, conversations: list[Im
         session.flush()
         ids.append(conversation.id)
     return ids
+
+
+# --- staged imports ---------------------------------------------------------------------------
+# A large import is stored in several short transactions (so no one waits long for SQLite's write
+# lock) under a staging owner that no one can be; one UPDATE then hands it to its real owner, so
+# readers see all of it or none. A crash in between leaves only staged rows, which are discarded.
+
+STAGING_PREFIX = "importing:"
+#: Staged rows older than this belong to an import that died.
+STAGING_MAX_AGE_S = 3600
+
+
+def staging_owner() -> str:
+    """A fresh staging owner id: the prefix, the start time (fixed width, so it sorts) and randomness."""
+    return f"{STAGING_PREFIX}{int(time.time()):010d}:{secrets.token_hex(8)}"
+
+
+def publish_import(session: Session, staging: str, owner_id: str) -> int:
+    """Hand every conversation staged under `staging` to `owner_id` in one statement; returns how many."""
+    result = session.exec(  # type: ignore[call-overload]
+        update(Conversation).where(col(Conversation.owner_id) == staging).values(owner_id=owner_id)
+    )
+    return int(result.rowcount)
+
+
+def discard_import(session: Session, staging: str) -> None:
+    """Delete what an unfinished import staged (messages go with their conversations)."""
+    _delete_staged(session, col(Conversation.owner_id) == staging)
+
+
+def discard_abandoned_imports(session: Session, max_age_s: int = STAGING_MAX_AGE_S) -> None:
+    """Delete staged rows of imports that started more than `max_age_s` ago (their process died)."""
+    cutoff = f"{STAGING_PREFIX}{int(time.time()) - max_age_s:010d}"
+    _delete_staged(
+        session, col(Conversation.owner_id).startswith(STAGING_PREFIX) & (col(Conversation.owner_id) < cutoff)
+    )
+
+
+def _delete_staged(session: Session, condition: Any) -> None:
+    staged = select(Conversation.id).where(condition)
+    # Explicit, rather than relying on ON DELETE CASCADE, which SQLite applies only with foreign_keys on.
+    session.exec(delete(Message).where(col(Message.conversation_id).in_(staged)))  # type: ignore[call-overload]
+    session.exec(delete(Conversation).where(condition))  # type: ignore[call-overload]

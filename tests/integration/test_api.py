@@ -330,9 +330,9 @@ def test_a_provider_failure_ends_the_stream_with_its_description(client_a: httpx
     fake.enqueue(Behaviour(status=401, error_message="bad key"))
     response = client_a.post("/api/chat", json={"message": "Will fail"})
     assert response.status_code == 200
-    assert response.text == describe_error("auth")
+    assert response.text == describe_error("auth", "groq")
     reply = conversation(client_a, response.headers["x-conversation-id"])["messages"][-1]
-    assert (reply["status"], reply["error_kind"], reply["error"]) == ("error", "auth", describe_error("auth"))
+    assert (reply["status"], reply["error_kind"], reply["error"]) == ("error", "auth", describe_error("auth", "groq"))
 
     fake.enqueue(Behaviour(text="partial answer here", cut_after_tokens=2))
     events = parse_sse(
@@ -340,7 +340,7 @@ def test_a_provider_failure_ends_the_stream_with_its_description(client_a: httpx
     )
     assert "".join(d["delta"] for e, d in events if e == "message") == "partial answer"
     event, done = events[-1]
-    assert event == "done" and done["status"] == "error" and done["error"] == describe_error(done["error_kind"])
+    assert event == "done" and done["status"] == "error" and done["error"] == describe_error(done["error_kind"], "groq")
 
 
 def test_sse_says_when_a_failed_request_is_retried(client_a: httpx.Client, fake: FakeLLMServer) -> None:
@@ -357,7 +357,7 @@ def test_a_provider_failure_in_batch_is_502_with_its_description(client_a: httpx
     fake.enqueue(Behaviour(status=401))
     response = client_a.post("/api/chat_batch", json={"message": "Will fail"})
     assert response.status_code == 502
-    assert response.text == describe_error("auth")
+    assert response.text == describe_error("auth", "groq")
     reply = conversation(client_a, response.headers["x-conversation-id"])["messages"][-1]
     assert reply["status"] == "error"
 

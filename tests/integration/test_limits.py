@@ -8,32 +8,46 @@ import uuid
 import pytest
 
 from chatbot_app.providers.base import ErrorKind, ProviderError
-from chatbot_app.services.limits import GenerationSlots, MemoryRateLimiter, RedisRateLimiter
+from chatbot_app.services.limits import AbuseLimits, GenerationSlots
 from tests.conftest import skip_or_fail
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = "redis://127.0.0.1:6379/2"
 
 
-async def test_memory_limiter_refuses_past_the_limit_per_key() -> None:
-    limiter = MemoryRateLimiter(per_minute=3)
+def _limits(redis_url: str | None = None, prefix: str = "") -> AbuseLimits:
+    return AbuseLimits(
+        per_identity=3,
+        per_address=100,
+        new_identities_per_hour=100,
+        imports_per_hour=2,
+        active=1,
+        waiting=0,
+        redis_url=redis_url,
+        key_prefix=prefix or f"test_{uuid.uuid4().hex}",
+    )
 
-    assert [await limiter.allow("alice") for _ in range(4)] == [True, True, True, False]
-    assert await limiter.allow("bob") is True
+
+async def test_memory_limits_refuse_past_the_limit_per_identity() -> None:
+    limits = _limits()
+
+    assert [await limits.admit("alice", "192.0.2.1") is None for _ in range(4)] == [True, True, True, False]
+    assert await limits.admit("bob", "192.0.2.1") is None
 
 
-async def test_redis_limiter_is_shared_between_workers() -> None:
-    first, second = RedisRateLimiter(REDIS_URL, per_minute=3), RedisRateLimiter(REDIS_URL, per_minute=3)
+async def test_redis_limits_are_shared_between_workers() -> None:
+    prefix = f"test_{uuid.uuid4().hex}"
+    first, second = _limits(REDIS_URL, prefix), _limits(REDIS_URL, prefix)
     try:
-        await first._redis.ping()
+        await first.admit_import("probe")
     except Exception as exc:  # any failure to connect means "no Redis here"
         skip_or_fail(f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}")
-    key = f"test-{uuid.uuid4().hex}"
 
-    results = [await first.allow(key), await second.allow(key), await first.allow(key), await second.allow(key)]
+    results = [await (first if n % 2 else second).admit("key", "192.0.2.1") is None for n in range(4)]
 
     assert results == [True, True, True, False]
-    await first._redis.aclose()
-    await second._redis.aclose()
+    assert await second.admit_import("probe") is None  # the second of two imports an hour
+    assert await first.admit_import("probe") is not None
+    await first.reset()
 
 
 async def test_generation_slots_queue_a_bounded_number_then_say_busy() -> None:

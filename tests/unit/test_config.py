@@ -356,3 +356,26 @@ def test_account_settings_are_read_and_the_oidc_secret_is_hidden() -> None:
 def test_a_malformed_url_is_refused(name: str) -> None:
     with pytest.raises(SettingsError, match=f"^{name} must be a URL"):
         Settings.from_env({name: "chat.example.com"})
+
+
+def test_abuse_limit_settings_are_read_and_checked() -> None:
+    from chatbot_app.config import Settings, SettingsError
+
+    settings = Settings.from_env(
+        {
+            "CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE": "10",
+            "CHATBOT_NEW_IDENTITIES_PER_HOUR": "5",
+            "CHATBOT_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8",
+            "CHATBOT_MAX_IMPORT_BYTES": "4096",
+            "CHATBOT_REDIS_URL": "redis://127.0.0.1:6379/2",
+        }
+    )
+    defaults = Settings.from_env({})
+
+    assert (settings.address_rate_limit_per_minute, settings.new_identities_per_hour) == (10, 5)
+    assert settings.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
+    assert settings.max_import_bytes == 4096 and settings.redis_url == "redis://127.0.0.1:6379/2"
+    assert (defaults.address_rate_limit_per_minute, defaults.new_identities_per_hour) == (60, 30)
+    assert defaults.max_import_bytes == 20 * 2**20
+    with pytest.raises(SettingsError, match="CHATBOT_TRUSTED_PROXIES"):
+        Settings.from_env({"CHATBOT_TRUSTED_PROXIES": "not-an-ip"})

@@ -45,3 +45,21 @@ def test_messages_contain_nothing_like_a_stack_trace(kind: str) -> None:
 
 def test_not_configured_says_which_setting_to_set() -> None:
     assert "GROQ_API_KEY" in describe_error(ErrorKind.NOT_CONFIGURED)
+
+
+def test_a_rejected_key_names_the_provider_and_its_own_setting() -> None:
+    openai = describe_error(ErrorKind.AUTH, "openai")
+    groq = describe_error(ErrorKind.AUTH, "groq")
+
+    assert "OpenAI-compatible provider" in openai and "OPENAI_API_KEY" in openai
+    assert "GROQ_API_KEY" not in openai
+    assert groq.startswith("Groq") and "GROQ_API_KEY" in groq
+    assert "GROQ_API_KEY" not in describe_error(ErrorKind.AUTH)  # unknown provider: no guess at the wrong key
+
+
+@pytest.mark.parametrize("provider", ["groq", "openai", "local"])
+def test_provider_failures_name_the_provider(provider: str) -> None:
+    name = {"groq": "Groq", "openai": "OpenAI-compatible provider", "local": "local model"}[provider]
+
+    for kind in (ErrorKind.RATE_LIMIT, ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.SERVER):
+        assert name in describe_error(kind, provider)

@@ -48,3 +48,13 @@ def security_headers(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, send_with_headers)
 
     return wrapped
+
+
+def static_site_headers() -> list[tuple[str, str]]:
+    """The headers a static host must add to the exported frontend, so that its pages match the backend's.
+
+    deploy/run_prod.py writes them into nginx's configuration: this module stays their one source.
+    """
+    return [(name.decode(), value.decode()) for name, value in HEADERS] + [
+        ("content-security-policy", CONTENT_SECURITY_POLICY)
+    ]

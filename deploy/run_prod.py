@@ -46,6 +46,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:  # run as a script: make the app's package importable
     sys.path.insert(0, str(PROJECT_ROOT))
 
+from dotenv import dotenv_values  # noqa: E402
 from sqlalchemy import create_engine, make_url, text  # noqa: E402
 
 from chatbot_app.security_headers import static_site_headers  # noqa: E402
@@ -103,7 +104,10 @@ class ProdConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProdConfig:
-        env = dict(os.environ if env is None else env)
+        """From `env`, or (when None) from `.env` overlaid by the process environment, as the app reads it."""
+        if env is None:
+            env = {k: v for k, v in dotenv_values(PROJECT_ROOT / ".env").items() if v is not None} | dict(os.environ)
+        env = dict(env)
         port = _whole_number(env, "PORT", 3000, 1)
         backends = _whole_number(env, "BACKENDS", 2, 1)
         given_url = env.get("CHATBOT_DATABASE_URL", "").strip()
@@ -114,7 +118,8 @@ class ProdConfig:
                 "use PostgreSQL (unset CHATBOT_DATABASE_URL for a local `chatbot` database) or BACKENDS=1"
             )
         for name, value in PRODUCTION_DEFAULTS.items():
-            env.setdefault(name, value)
+            if not env.get(name, "").strip():
+                env[name] = value
         api_url = env.get("REFLEX_API_URL", "").strip() or f"http://localhost:{port}"
         env.update(CHATBOT_DATABASE_URL=database_url, REFLEX_API_URL=api_url)
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -164,7 +169,9 @@ def check_redis(url: str) -> None:
 
 
 def _connect_error(url: str, exc: Exception) -> LaunchError:
-    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # The driver's own first line ("connection refused", "database ... does not exist"), not SQLAlchemy's wrapper.
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    detail = lines[0] if lines else type(exc).__name__
     return LaunchError(
         f"The database is not reachable at {_safe(url)} (CHATBOT_DATABASE_URL): {detail}. "
         "Start PostgreSQL (apt-get install postgresql) or point CHATBOT_DATABASE_URL at one."

@@ -415,7 +415,9 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
 
 
 def main() -> int:
+    # Both explicitly: a shell that starts us in the background hands SIGINT down as ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     topology: Topology | None = None
     try:
         site = os.environ.get("CHATBOT_PROD_SITE", "").strip()

@@ -1,4 +1,5 @@
-# chatbot_app: `make run` serves the app at http://localhost:3000, `make test` runs the whole suite.
+# chatbot_app: `make run` serves the app at http://localhost:3000, `make test` runs the whole suite,
+# `make prod` runs the production topology (nginx, BACKENDS backends, Redis, PostgreSQL) on this machine.
 # Both set everything up first (venv, requirements, database migrations) and are safe to repeat.
 
 SHELL := /bin/bash
@@ -17,14 +18,20 @@ export REFLEX_CHECK_LATEST_VERSION := false
 # native builds crashed in eval on some virtual CPUs, and pip caches the wheel for every later install.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test setup migrate lint format browser bench clean
+.PHONY: run test prod setup migrate lint format browser nginx bench clean
 
 run: setup
 	reflex run
 
-test: setup browser
-	ruff check chatbot_app tests bench alembic rxconfig.py
+test: setup browser nginx
+	ruff check chatbot_app tests bench alembic deploy rxconfig.py
 	pytest
+
+# No `migrate` here: that would migrate the default SQLite file; run_prod.py migrates the database it uses.
+# Settings (PORT, BACKENDS, REFLEX_REDIS_URL, CHATBOT_DATABASE_URL, ...) are read from the environment:
+# see deploy/run_prod.py.
+prod: $(STAMP) nginx
+	python deploy/run_prod.py
 
 setup: $(STAMP) migrate
 
@@ -39,12 +46,12 @@ migrate: $(STAMP)
 	alembic upgrade head
 
 lint: $(STAMP)
-	ruff check chatbot_app tests bench alembic rxconfig.py
-	ruff format --check chatbot_app tests bench alembic/env.py rxconfig.py
+	ruff check chatbot_app tests bench alembic deploy rxconfig.py
+	ruff format --check chatbot_app tests bench alembic/env.py deploy rxconfig.py
 
 format: $(STAMP)
-	ruff format chatbot_app tests bench alembic/env.py rxconfig.py
-	ruff check --fix chatbot_app tests bench alembic rxconfig.py
+	ruff format chatbot_app tests bench alembic/env.py deploy rxconfig.py
+	ruff check --fix chatbot_app tests bench alembic deploy rxconfig.py
 
 # Browser tests use Debian's Chromium. Install it where we can (root with apt); elsewhere they skip,
 # except under CI=true, where a missing browser fails the run.
@@ -58,8 +65,22 @@ browser:
 	  fi; \
 	fi
 
+# `make prod` and its browser tests use Debian's nginx, installed like Chromium above; under CI=true a
+# missing nginx fails the run.
+nginx:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing nginx for make prod"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  elif [ "$$CI" = true ]; then \
+	    echo "nginx is not installed and CI=true: install it (sudo apt-get install nginx)"; exit 1; \
+	  else \
+	    echo "nginx is not installed: make prod cannot run and its browser tests will be skipped (sudo apt-get install nginx)"; \
+	  fi; \
+	fi
+
 bench: setup
 	python bench/ws_traffic.py
 
 clean:
-	rm -rf .web .states $(VENV)
+	rm -rf .web .states .prod $(VENV)

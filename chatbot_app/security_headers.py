@@ -152,6 +152,16 @@ def security_headers(app: ASGIApp) -> ASGIApp:
     return wrapped
 
 
+def static_site_headers(build_dir: Path = BUILD_DIR) -> list[tuple[str, str]]:
+    """The headers a static host must add to the exported frontend, so that its pages match the backend's.
+
+    deploy/run_prod.py writes them into nginx's configuration: this module stays their one source. The
+    site and its backend share one origin there, so 'self' covers the backend and its websocket.
+    """
+    policy = content_security_policy(inline_script_hashes(build_dir) if build_dir.is_dir() else [], [])
+    return [(name.decode(), value.decode()) for name, value in HEADERS] + [("content-security-policy", policy)]
+
+
 if __name__ == "__main__":
     build = Path(sys.argv[1]) if len(sys.argv) > 1 else BUILD_DIR
     print(content_security_policy(inline_script_hashes(build), backend_origins(_api_url())))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -24,9 +26,27 @@ router = APIRouter(prefix="/api", tags=["health"])
 CHECK_TIMEOUT_S = 5.0
 
 
+def _new_instance_id() -> str:
+    return secrets.token_hex(6)
+
+
+#: Names this process in /api/health, so that behind a load balancer one can tell who answered.
+#: Random rather than a pid: pids repeat across machines and restarts.
+INSTANCE_ID = _new_instance_id()
+
+
+def _renew_instance_id() -> None:
+    global INSTANCE_ID
+    INSTANCE_ID = _new_instance_id()
+
+
+# A server that imports the app and then forks its workers gives each worker an id of its own.
+os.register_at_fork(after_in_child=_renew_instance_id)
+
+
 @router.get("/health", summary="Liveness: the process answers (no key needed)")
 async def health() -> HealthOut:
-    return HealthOut(status="ok")
+    return HealthOut(status="ok", instance=INSTANCE_ID)
 
 
 async def _database() -> str:

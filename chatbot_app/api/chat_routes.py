@@ -71,7 +71,7 @@ def done_event(turn: Turn, frame: ReplyFrame) -> dict[str, Any]:
         "first_token_ms": frame.first_token_ms,
         "duration_ms": frame.duration_ms,
         "error_kind": frame.error_kind,
-        "error": describe_error(frame.error_kind) if failed else None,
+        "error": (frame.error or describe_error(frame.error_kind)) if failed else None,
     }
 
 
@@ -84,7 +84,7 @@ async def text_chunks(frames: AsyncGenerator[ReplyFrame, None]) -> AsyncIterator
                 yield frame.text[sent:]
                 sent = len(frame.text)
             if frame.done and frame.status == MessageStatus.ERROR:
-                yield ("\n\n" if sent else "") + describe_error(frame.error_kind)
+                yield ("\n\n" if sent else "") + (frame.error or describe_error(frame.error_kind))
 
 
 async def sse_events(turn: Turn, frames: AsyncGenerator[ReplyFrame, None]) -> AsyncIterator[str]:
@@ -152,5 +152,5 @@ async def chat_batch(body: ChatRequest, owner: Owner) -> PlainTextResponse:
     assert final is not None and final.done
     headers = {CONVERSATION_HEADER: turn.conversation_id}
     if final.status == MessageStatus.ERROR:
-        return PlainTextResponse(describe_error(final.error_kind), status_code=502, headers=headers)
+        return PlainTextResponse(final.error or describe_error(final.error_kind), status_code=502, headers=headers)
     return PlainTextResponse(final.text, headers=headers)

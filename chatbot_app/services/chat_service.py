@@ -7,9 +7,10 @@ is written when it ends (plus a checkpoint every few seconds), never per token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from functools import partial
@@ -26,9 +27,12 @@ from chatbot_app.providers.base import (
     GenerationOptions,
     ProviderError,
     ProviderEvent,
+    ReasoningDelta,
     TextDelta,
     Usage,
 )
+from chatbot_app.services import attachments as files
+from chatbot_app.services.attachments import AttachmentRejected, PreparedAttachment
 from chatbot_app.services.chat_settings import (
     BUILTIN_PRESETS,
     ChatSettings,
@@ -38,13 +42,13 @@ from chatbot_app.services.chat_settings import (
 )
 from chatbot_app.services.coalesce import coalesce
 from chatbot_app.services.context import estimate_tokens, trim_to_budget
-from chatbot_app.storage.database import Database
-from chatbot_app.services.error_messages import describe_retry
+from chatbot_app.services.error_messages import describe_error, describe_retry
 from chatbot_app.services.limits import GenerationSlots, make_rate_limiter
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import presets as presets_store
-from chatbot_app.storage.models import Conversation, Message, MessageStatus
+from chatbot_app.storage.database import Database
+from chatbot_app.storage.models import Attachment, Conversation, Message, MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +101,10 @@ class ReplyFrame:
     duration_ms: int | None = None
     #: A transient hint such as "retrying in 2 s…"; empty once tokens flow.
     notice: str = ""
+    #: A reasoning model's thinking so far (shown apart from the answer; stored, never sent back).
+    reasoning: str = ""
+    #: On the last frame of a failed reply: what to tell the user (names the models available now, if that helps).
+    error: str = ""
 
 
 class ChatService:
@@ -243,12 +251,21 @@ class ChatService:
     # -- the turn ---------------------------------------------------------------------------
 
     async def start_turn(
-        self, owner_id: str, conversation_id: str | None, text: str, chat: ChatSettings | None = None
+        self,
+        owner_id: str,
+        conversation_id: str | None,
+        text: str,
+        chat: ChatSettings | None = None,
+        attachments: Sequence[PreparedAttachment] = (),
     ) -> Turn:
-        """Commit the user's message and an empty `streaming` reply, before any provider call.
+        """Commit the user's message (with its checked files) and an empty `streaming` reply, before any provider call.
 
         `chat`, when given, becomes the conversation's stored settings; otherwise the stored ones apply.
+        Raises AttachmentRejected (nothing stored) for too many files, or images for a model that cannot see them.
         """
+        files.check_count(len(attachments), files.AttachmentLimits.from_settings(self.settings))
+        if any(a.is_image for a in attachments):
+            await self._check_vision(owner_id, conversation_id, chat)
 
         def work(session: Session) -> Turn:
             if conversation_id is None:
@@ -257,10 +274,32 @@ class ChatService:
                 conversation = _owned(session, owner_id, conversation_id)
             if chat is not None:
                 store.update_settings(session, conversation, **asdict(chat))
-            store.add_message(session, conversation, "user", text)
+            message = store.add_message(session, conversation, "user", text)
+            if attachments:
+                assert message.id is not None
+                files.add_attachments(session, message.id, attachments)
             return self._new_reply(session, conversation, created=conversation_id is None)
 
         return await self._db(work)
+
+    async def _check_vision(self, owner_id: str, conversation_id: str | None, chat: ChatSettings | None) -> None:
+        """Refuse images for a model that cannot see them, naming the models that can."""
+        if chat is None:
+            chat = (
+                await self.conversation_settings(owner_id, conversation_id)
+                if conversation_id is not None
+                else ChatSettings()
+            )
+        try:
+            _, options, _ = await self._choose(chat)
+        except ProviderError:
+            return  # no usable provider: the reply will say so
+        if options.model not in self.settings.vision_models:
+            raise AttachmentRejected(files.vision_refusal(options.model, self.settings.vision_models))
+
+    def budget_chars(self) -> int:
+        """Characters of file text one message may bring into the context."""
+        return files.text_budget_chars(self.settings.context_budget_tokens)
 
     async def start_regeneration(self, owner_id: str, conversation_id: str) -> Turn:
         """Answer the last user message again: the replies after it are replaced."""
@@ -296,13 +335,14 @@ class ChatService:
         reply = store.add_message(session, conversation, "assistant", "", status=MessageStatus.STREAMING)
         user_id = next((m.id for m in reversed(history) if m.role == "user"), None)
         assert reply.id is not None and user_id is not None
+        attached = files.attachments_of(session, [m.id for m in history if m.role == "user" and m.id is not None])
         return Turn(
             conversation_id=conversation.id,
             title=conversation.title,
             created_conversation=created,
             user_message_id=user_id,
             reply_id=reply.id,
-            history=_as_context(history),
+            history=_as_context(history, attached, self.budget_chars()),
             settings=settings_of(conversation),
         )
 
@@ -315,6 +355,7 @@ class ChatService:
         """
         started = time.monotonic()
         text = ""
+        reasoning = ""
         provider_name: str | None = None
         model: str | None = None
         usage: Usage | None = None
@@ -325,6 +366,7 @@ class ChatService:
 
         def final_fields() -> dict[str, object]:
             return {
+                "reasoning": reasoning or None,
                 "provider": provider_name,
                 "model": model,
                 "error_kind": error.kind.value if error else None,
@@ -338,6 +380,8 @@ class ChatService:
             provider, options, resolved = await self._choose(turn.settings)
             provider_name, model = provider.name, options.model
             context = self._context(turn, provider, resolved)
+            if options.model not in self.settings.vision_models:
+                context = [files.without_images(m) for m in context]
             source = with_retries(
                 (lambda: _whole(provider, context, options)) if batch else (lambda: provider.stream(context, options)),
                 self.retry,
@@ -347,6 +391,11 @@ class ChatService:
                 try:
                     async for items in frames:
                         deltas = [item.text for item in items if isinstance(item, TextDelta)]
+                        if thoughts := [item.text for item in items if isinstance(item, ReasoningDelta)]:
+                            reasoning += "".join(thoughts)
+                            if not deltas:
+                                frame = ReplyFrame(text=text, provider=provider_name, model=model, reasoning=reasoning)
+                                yield frame
                         usage = next((item for item in items if isinstance(item, Usage)), usage)
                         if retry := next((item for item in items if isinstance(item, RetryNotice)), None):
                             log.info(
@@ -359,11 +408,23 @@ class ChatService:
                         if first_token_ms is None:
                             first_token_ms = int((time.monotonic() - started) * 1000)
                         text += "".join(deltas)
-                        yield ReplyFrame(text=text, provider=provider_name, model=model, first_token_ms=first_token_ms)
+                        yield ReplyFrame(
+                            text=text,
+                            provider=provider_name,
+                            model=model,
+                            first_token_ms=first_token_ms,
+                            reasoning=reasoning,
+                        )
                         if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
                             last_checkpoint = time.monotonic()
                             await self._db(
-                                partial(store.save_reply, message_id=turn.reply_id, content=text, status=status)
+                                partial(
+                                    store.save_reply,
+                                    message_id=turn.reply_id,
+                                    content=text,
+                                    status=status,
+                                    reasoning=reasoning or None,
+                                )
                             )
                 finally:
                     await frames.aclose()
@@ -385,11 +446,28 @@ class ChatService:
 
         fields = final_fields()
         await self._db(partial(store.save_reply, message_id=turn.reply_id, content=text, status=status, **fields))
+        reasoning_text = fields.pop("reasoning")
         record = {"request_id": f"reply-{turn.reply_id}", "status": str(status), **fields}
         if self.settings.log_content:
             record["content"] = text
         log.info("provider_call", extra=record)
-        yield ReplyFrame(text=text, done=True, status=status, **fields)  # type: ignore[arg-type]
+        message = await self.describe_failure(error.kind, provider_name) if error is not None else ""
+        yield ReplyFrame(
+            text=text,
+            done=True,
+            status=status,
+            reasoning=reasoning_text or "",
+            error=message,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    async def describe_failure(self, kind: str, provider_name: str | None) -> str:
+        """The sentence for a failed reply; a retired or unknown model also gets the models available now."""
+        available: list[str] = []
+        if kind == ErrorKind.MODEL_NOT_FOUND and provider_name is not None:
+            with contextlib.suppress(ProviderError):  # no list: the plain message
+                available = await self.providers.get(provider_name).list_models()
+        return describe_error(kind, available)
 
 
 async def _whole(
@@ -420,12 +498,21 @@ def settings_of(conversation: Conversation) -> ChatSettings:
     )
 
 
-def _as_context(messages: list[Message]) -> list[ChatMessage]:
-    """Stored messages as provider context; empty or failed replies carry nothing to remember."""
+def _as_context(
+    messages: list[Message], attached: dict[int, list[Attachment]] | None = None, budget_chars: int = 0
+) -> list[ChatMessage]:
+    """Stored messages as provider context; empty or failed replies carry nothing to remember.
+
+    A reply's reasoning is never sent back (providers ask for that, and it would fill the budget); a user
+    message's files come with it, as text or images.
+    """
+    attached = attached or {}
     return [
-        ChatMessage(m.role, m.content)  # type: ignore[arg-type]
+        files.message_with_files(m.role, m.content, attached[m.id], budget_chars)
+        if m.id in attached
+        else ChatMessage(m.role, m.content)  # type: ignore[arg-type]
         for m in messages
-        if m.role in ("user", "assistant") and m.content
+        if m.role in ("user", "assistant") and (m.content or m.id in attached)
     ]
 
 

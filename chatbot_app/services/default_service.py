@@ -6,8 +6,10 @@ from functools import lru_cache
 
 from chatbot_app.config import get_settings
 from chatbot_app.providers import ProviderRegistry
+from chatbot_app.services.attachments import AttachmentStore
 from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.library import ConversationLibrary
+from chatbot_app.services.transcription import Transcriber, transcriber_from_settings
 from chatbot_app.storage.database import get_engine
 
 
@@ -20,3 +22,14 @@ def get_chat_service() -> ChatService:
 @lru_cache(maxsize=1)
 def get_library() -> ConversationLibrary:
     return ConversationLibrary(get_engine(get_settings().database_url))
+
+
+@lru_cache(maxsize=1)
+def get_attachment_store() -> AttachmentStore:
+    return AttachmentStore(get_engine(get_settings().database_url))
+
+
+@lru_cache(maxsize=1)
+def get_transcriber() -> Transcriber | None:
+    """Speech to text, or None when no service is configured (then the microphone is not offered)."""
+    return transcriber_from_settings(get_settings())

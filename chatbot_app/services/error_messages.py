@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from chatbot_app.providers.base import ErrorKind
 
 _MESSAGES: dict[str, str] = {
@@ -24,9 +26,23 @@ _MESSAGES: dict[str, str] = {
 _FALLBACK = "Something went wrong while generating the reply. Try again."
 
 
-def describe_error(kind: str | None) -> str:
-    """A short, human sentence for an ErrorKind value (stored on messages as plain text)."""
-    return _MESSAGES.get(kind or "", _FALLBACK)
+#: How many of the available models a "model not found" message names.
+MAX_MODELS_NAMED = 8
+
+
+def describe_error(kind: str | None, available_models: Sequence[str] = ()) -> str:
+    """A short, human sentence for an ErrorKind value (stored on messages as plain text).
+
+    For a retired or unknown model, `available_models` (the provider's list now) are named.
+    """
+    message = _MESSAGES.get(kind or "", _FALLBACK)
+    if kind == ErrorKind.MODEL_NOT_FOUND and available_models:
+        named = ", ".join(available_models[:MAX_MODELS_NAMED])
+        more = (
+            f" and {len(available_models) - MAX_MODELS_NAMED} more" if len(available_models) > MAX_MODELS_NAMED else ""
+        )
+        message = f"{message} Available now: {named}{more}."
+    return message
 
 
 _RETRY_REASONS: dict[str, str] = {

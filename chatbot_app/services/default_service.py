@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from chatbot_app.config import get_settings
 from chatbot_app.providers import ProviderRegistry
-from chatbot_app.services.attachments import AttachmentStore
+from chatbot_app.services.attachments import AttachmentLimits, AttachmentStore
 from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.library import ConversationLibrary
 from chatbot_app.services.transcription import Transcriber, transcriber_from_settings
@@ -21,7 +21,8 @@ def get_chat_service() -> ChatService:
 
 @lru_cache(maxsize=1)
 def get_library() -> ConversationLibrary:
-    return ConversationLibrary(get_engine(get_settings().database_url))
+    settings = get_settings()
+    return ConversationLibrary(get_engine(settings.database_url), AttachmentLimits.from_settings(settings))
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ from typing import TypeVar
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from chatbot_app.services.attachments import AttachmentLimits, prepare_attachment
 from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.storage.database import Database
 from chatbot_app.services.validation import InvalidInput
@@ -53,8 +54,10 @@ def check_title(raw: object) -> str:
 
 
 class ConversationLibrary:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, attachment_limits: AttachmentLimits | None = None) -> None:
         self._db = Database(engine).run
+        # Imported attachments are checked as uploads are, within the same limits.
+        self.attachment_limits = attachment_limits or AttachmentLimits()
 
     async def _owned(self, owner_id: str, conversation_id: str, work: Callable[[Session, Conversation], R]) -> R:
         """Run `work` on the owner's conversation in one transaction; raises ConversationNotFound."""
@@ -113,5 +116,8 @@ class ConversationLibrary:
 
     async def import_file(self, owner_id: str, data: bytes) -> list[str]:
         """Import our JSON or ChatGPT's conversations.json in one transaction; raises ImportRejected."""
-        parsed = transfer.parse_import(data)
+        limits = self.attachment_limits
+        parsed = transfer.parse_import(
+            data, lambda name, content: prepare_attachment(name, content, limits), limits.max_count
+        )
         return await self._db(lambda s: transfer.import_conversations(s, owner_id, parsed))

@@ -310,3 +310,62 @@ async def test_the_download_url_serves_by_token_with_safe_headers(
     # Another key's request, an unknown token and a row id all look the same: not found.
     assert foreign_key.status_code == unknown.status_code == by_id.status_code == 404
     assert foreign_key.content == unknown.content
+
+
+# -- export and import -------------------------------------------------------------------------------
+
+
+async def test_attachments_and_reasoning_travel_with_an_export_and_are_checked_on_import(
+    vision_settings: Settings, engine: Engine
+) -> None:
+    import json
+
+    from chatbot_app.services.library import ConversationLibrary
+    from chatbot_app.storage.transfer import ImportRejected
+
+    conversation_id, _, rows = await stored_turn(vision_settings, engine)
+    library = ConversationLibrary(engine, LIMITS)
+    exported = json.loads(await library.export_json(ALICE, conversation_id))
+    records = exported["conversations"][0]["messages"][0]["attachments"]
+    assert [(r["filename"], r["media_type"]) for r in records] == [(row.filename, row.media_type) for row in rows]
+
+    [new_id] = await library.import_file(MALLORY, json.dumps(exported).encode())
+
+    store = AttachmentStore(engine)
+    _, messages = await make_service(vision_settings, engine).load_conversation(MALLORY, new_id)
+    views = await store.views(MALLORY, new_id, [messages[0].id or 0])
+    imported = [await store.by_token(v.url.rsplit("/", 1)[1], MALLORY) for v in views[messages[0].id or 0]]
+    assert [(a.filename, a.media_type, a.text) for a in imported if a] == [
+        (r.filename, r.media_type, r.text) for r in rows
+    ]
+    # Files come back byte for byte; images are checked and re-encoded again, as any upload is.
+    assert [a.data for a in imported if a][:2] == [r.data for r in rows][:2]
+    assert {a.token for a in imported if a}.isdisjoint(row.token for row in rows)  # new tokens, not the old URLs
+
+    # A file whose bytes do not match its name, or too many files, reject the whole import.
+    records[0]["filename"] = "notes.png"
+    with pytest.raises(ImportRejected, match=r"attachment 1: notes\.png does not contain a PNG"):
+        await library.import_file(MALLORY, json.dumps(exported).encode())
+    records[0]["filename"] = "notes.md"
+    exported["conversations"][0]["messages"][0]["attachments"] = records * 2
+    with pytest.raises(ImportRejected, match="at most 5 files; this one has 6"):
+        await library.import_file(MALLORY, json.dumps(exported).encode())
+
+
+async def test_files_sent_into_a_foreign_conversation_are_not_found_and_nothing_changes(
+    vision_settings: Settings, engine: Engine, fake: FakeLLMServer
+) -> None:
+    from chatbot_app.services.chat_service import ConversationNotFound
+
+    conversation_id, _, _ = await stored_turn(vision_settings, engine)
+    service = make_service(vision_settings, engine)
+    before, requests_before = snapshot(engine), len(fake.chat_requests())
+    with Session(engine) as session:
+        files_before = len(session.exec(select(Attachment)).all())
+
+    with pytest.raises(ConversationNotFound):
+        await service.start_turn(MALLORY, conversation_id, "mine now", attachments=prepared())
+
+    with Session(engine) as session:
+        assert len(session.exec(select(Attachment)).all()) == files_before
+    assert snapshot(engine) == before and len(fake.chat_requests()) == requests_before

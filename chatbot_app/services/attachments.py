@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pypdf import PdfReader
@@ -110,6 +111,16 @@ def check_size(filename: str, size: int, limits: AttachmentLimits) -> None:
 def check_count(count: int, limits: AttachmentLimits) -> None:
     if count > limits.max_count:
         raise AttachmentRejected(f"A message can carry at most {limits.max_count} files; this one has {count}.")
+
+
+async def read_upload(upload: Any, limits: AttachmentLimits) -> PreparedAttachment:
+    """Read one uploaded file (rx.UploadFile, starlette UploadFile: anything with `filename` and async
+    `read(n)`) without reading more than the limit allows, then check it; raises AttachmentRejected."""
+    name = display_name(getattr(upload, "filename", None) or "file")
+    if (size := getattr(upload, "size", None)) is not None:
+        check_size(name, size, limits)  # the declared size: refused before the body is read
+    data = await upload.read(limits.max_bytes + 1)
+    return prepare_attachment(name, data, limits)
 
 
 def prepare_attachment(filename: str, data: bytes, limits: AttachmentLimits) -> PreparedAttachment:

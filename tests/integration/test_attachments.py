@@ -369,3 +369,19 @@ async def test_files_sent_into_a_foreign_conversation_are_not_found_and_nothing_
     with Session(engine) as session:
         assert len(session.exec(select(Attachment)).all()) == files_before
     assert snapshot(engine) == before and len(fake.chat_requests()) == requests_before
+
+
+async def test_an_upload_is_read_no_further_than_the_limit() -> None:
+    from starlette.datastructures import UploadFile
+
+    limits = AttachmentLimits(max_bytes=1000, max_count=5)
+    big = UploadFile(io.BytesIO(b"a" * 5000), filename="big.txt")
+    declared = UploadFile(io.BytesIO(b"a" * 10), filename="liar.txt", size=5000)
+
+    with pytest.raises(AttachmentRejected, match=r"big\.txt is 1,001 bytes"):
+        await files.read_upload(big, limits)
+    assert big.file.tell() == 1001  # the rest was never read
+    with pytest.raises(AttachmentRejected, match=r"liar\.txt is 5,000 bytes"):
+        await files.read_upload(declared, limits)
+    ok = await files.read_upload(UploadFile(io.BytesIO(NOTES), filename="dir/notes.md"), limits)
+    assert (ok.filename, ok.text) == ("notes.md", NOTES.decode())

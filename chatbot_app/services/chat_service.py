@@ -393,9 +393,8 @@ class ChatService:
                         deltas = [item.text for item in items if isinstance(item, TextDelta)]
                         if thoughts := [item.text for item in items if isinstance(item, ReasoningDelta)]:
                             reasoning += "".join(thoughts)
-                            if not deltas:
-                                frame = ReplyFrame(text=text, provider=provider_name, model=model, reasoning=reasoning)
-                                yield frame
+                            if not deltas:  # thinking shows while the answer has not started
+                                yield ReplyFrame(text=text, provider=provider_name, model=model, reasoning=reasoning)
                         usage = next((item for item in items if isinstance(item, Usage)), usage)
                         if retry := next((item for item in items if isinstance(item, RetryNotice)), None):
                             log.info(

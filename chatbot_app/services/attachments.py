@@ -19,12 +19,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
 
 from chatbot_app.config import Settings
 from chatbot_app.providers.base import ChatMessage
+from chatbot_app.storage import attachments as store
 from chatbot_app.storage.database import Database
-from chatbot_app.storage.models import Attachment, Conversation, Message
+from chatbot_app.storage.models import Attachment
 
 log = logging.getLogger(__name__)
 
@@ -281,35 +281,7 @@ def vision_refusal(model: str, vision_models: Sequence[str]) -> str:
     return f"{model} cannot read images. Choose a model that can: {', '.join(vision_models)}."
 
 
-# -- storage --------------------------------------------------------------------------------------
-
-
-def add_attachments(session: Session, message_id: int, files: Sequence[PreparedAttachment]) -> list[Attachment]:
-    rows = [
-        Attachment(
-            message_id=message_id,
-            filename=f.filename,
-            media_type=f.media_type,
-            size=len(f.data),
-            data=f.data,
-            text=f.text,
-        )
-        for f in files
-    ]
-    session.add_all(rows)
-    session.flush()
-    return rows
-
-
-def attachments_of(session: Session, message_ids: Sequence[int]) -> dict[int, list[Attachment]]:
-    """Each message's attachments, in the order they were sent."""
-    found: dict[int, list[Attachment]] = {}
-    if not message_ids:
-        return found
-    query = select(Attachment).where(col(Attachment.message_id).in_(message_ids)).order_by(col(Attachment.id))
-    for row in session.exec(query):
-        found.setdefault(row.message_id, []).append(row)
-    return found
+# -- reading stored files, owner-scoped ------------------------------------------------------------
 
 
 class AttachmentStore:
@@ -322,43 +294,16 @@ class AttachmentStore:
         self, owner_id: str, conversation_id: str, message_ids: Sequence[int]
     ) -> dict[int, list[AttachmentView]]:
         """The attachments of the given messages of the owner's conversation (none for a foreign one)."""
-
-        def work(session: Session) -> dict[int, list[AttachmentView]]:
-            conversation = session.get(Conversation, conversation_id)
-            if conversation is None or conversation.owner_id != owner_id:
-                return {}
-            query = (
-                select(
-                    Attachment.message_id, Attachment.filename, Attachment.media_type, Attachment.size, Attachment.token
-                )
-                .join(Message, col(Message.id) == col(Attachment.message_id))
-                .where(Message.conversation_id == conversation_id, col(Attachment.message_id).in_(message_ids))
-                .order_by(col(Attachment.id))
+        rows = await self._db(lambda s: store.attachment_summaries(s, owner_id, conversation_id, message_ids))
+        views: dict[int, list[AttachmentView]] = {}
+        for message_id, filename, media_type, size, token in rows:
+            views.setdefault(message_id, []).append(
+                AttachmentView(message_id, filename, media_type, size, attachment_url(token))
             )
-            views: dict[int, list[AttachmentView]] = {}
-            for message_id, filename, media_type, size, token in session.exec(query):
-                views.setdefault(message_id, []).append(
-                    AttachmentView(message_id, filename, media_type, size, attachment_url(token))
-                )
-            return views
-
-        return await self._db(work)
+        return views
 
     async def by_token(self, token: str, owner_id: str | None = None) -> Attachment | None:
         """The attachment a URL token names; with `owner_id`, only if that owner owns it."""
-
-        def work(session: Session) -> Attachment | None:
-            query = (
-                select(Attachment, Conversation.owner_id)
-                .join(Message, col(Message.id) == col(Attachment.message_id))
-                .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
-                .where(Attachment.token == token)
-            )
-            row = session.exec(query).first()
-            if row is None or (owner_id is not None and row[1] != owner_id):
-                return None
-            return row[0]
-
         if not 20 <= len(token) <= 64:
             return None
-        return await self._db(work)
+        return await self._db(lambda s: store.attachment_by_token(s, token, owner_id))

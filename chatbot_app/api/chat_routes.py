@@ -71,7 +71,7 @@ def done_event(turn: Turn, finished: Finished) -> dict[str, Any]:
         "first_token_ms": finished.first_token_ms,
         "duration_ms": finished.duration_ms,
         "error_kind": finished.error_kind,
-        "error": describe_error(finished.error_kind, finished.provider) if failed else None,
+        "error": (finished.error or describe_error(finished.error_kind, finished.provider)) if failed else None,
     }
 
 
@@ -94,7 +94,10 @@ async def text_chunks(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[str]:
         if new:
             yield new
         if reply.finished is not None and reply.finished.status == MessageStatus.ERROR:
-            yield ("\n\n" if reply.text else "") + describe_error(reply.finished.error_kind, reply.finished.provider)
+            finished = reply.finished
+            yield ("\n\n" if reply.text else "") + (
+                finished.error or describe_error(finished.error_kind, finished.provider)
+            )
 
 
 async def sse_events(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[str]:
@@ -162,6 +165,8 @@ async def chat_batch(body: ChatRequest, owner: Owner, address: ClientAddress) ->
     headers = {CONVERSATION_HEADER: turn.conversation_id}
     if reply.finished.status == MessageStatus.ERROR:
         return PlainTextResponse(
-            describe_error(reply.finished.error_kind, reply.finished.provider), status_code=502, headers=headers
+            reply.finished.error or describe_error(reply.finished.error_kind, reply.finished.provider),
+            status_code=502,
+            headers=headers,
         )
     return PlainTextResponse(reply.text, headers=headers)

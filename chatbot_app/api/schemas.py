@@ -48,7 +48,7 @@ _TOP_P = {"exclusiveMinimum": TOP_P_RANGE[0], "maximum": TOP_P_RANGE[1]}
 
 
 MODEL_DESCRIPTION = (
-    'A model as "provider:model" (the ids GET /v1/models lists, e.g. "groq:llama-3.3-70b-versatile"), '
+    'A model as "provider:model" (the ids GET /v1/models lists, e.g. "groq:openai/gpt-oss-120b"), '
     "or a bare model id of the default provider."
 )
 

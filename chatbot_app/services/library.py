@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from chatbot_app.providers import ModelGroup
+from chatbot_app.services.attachments import AttachmentLimits, prepare_attachment
 from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.chat_settings import check_max_tokens, check_system_prompt, check_temperature, check_top_p
 from chatbot_app.services.limits import AbuseLimits
@@ -83,11 +84,14 @@ class ConversationLibrary:
         limits: AbuseLimits | None = None,
         model_menu: ModelMenu | None = None,
         max_import_bytes: int = transfer.MAX_IMPORT_BYTES,
+        attachment_limits: AttachmentLimits | None = None,
     ) -> None:
         self._db = Database(engine).run
         self._limits = limits
         self._model_menu = model_menu
         self.max_import_bytes = max_import_bytes
+        # Imported attachments are checked as uploads are, within the same limits.
+        self.attachment_limits = attachment_limits or AttachmentLimits()
 
     async def _owned(self, owner_id: str, conversation_id: str, work: Callable[[Session, Conversation], R]) -> R:
         """Run `work` on the owner's conversation in one transaction; raises ConversationNotFound."""
@@ -153,7 +157,14 @@ class ConversationLibrary:
         """
         if self._limits is not None and (refusal := await self._limits.admit_import(owner_id)):
             raise transfer.ImportRejected(refusal.message)
-        parsed = await asyncio.to_thread(transfer.parse_import, data, self.max_import_bytes)
+        limits = self.attachment_limits
+        parsed = await asyncio.to_thread(
+            transfer.parse_import,
+            data,
+            self.max_import_bytes,
+            lambda name, content: prepare_attachment(name, content, limits),
+            limits.max_count,
+        )
         offered = await self._offered_models()
         checked, fell_back = [], 0
         for number, conversation in enumerate(parsed, 1):

@@ -310,15 +310,19 @@ class ReplyJobs:
             "first_token_ms": progress.first_token_ms,
             "duration_ms": progress.elapsed_ms(),
         }
-        stored = await self.service.save_final_reply(reply_id, progress.text, status, **fields)
+        stored = await self.service.save_final_reply(
+            reply_id, progress.text, status, reasoning=progress.reasoning or None, **fields
+        )
         conflict = job.cancel_reason == "conflict" or not stored
         record = {"request_id": f"reply-{reply_id}", "status": str(status), "conflict": conflict, **fields}
         if self.service.settings.log_content:
             record["content"] = progress.text
         log.info("provider_call", extra=record)
+        message = await self.service.describe_failure(error.kind, provider) if error is not None else ""
         finished = Finished(
             status=status,
             conflict=conflict,
+            error=message,
             title_pending=job.suggest_title and status == MessageStatus.COMPLETE and not conflict,
             **fields,  # type: ignore[arg-type]
         )

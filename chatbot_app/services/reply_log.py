@@ -53,6 +53,8 @@ class Finished:
     conflict: bool = False
     #: A title for the new conversation follows as `Titled`.
     title_pending: bool = False
+    #: For a failed reply: what to tell the user (naming the models available now, where that helps).
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)

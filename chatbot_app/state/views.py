@@ -62,7 +62,9 @@ def view_of_reply(reply_id: int, text: str, finished: Finished) -> MessageView:
         role="assistant",
         content=text,
         status=finished.status,
-        error=describe_error(finished.error_kind, finished.provider) if finished.status == MessageStatus.ERROR else "",
+        error=(finished.error or describe_error(finished.error_kind, finished.provider))
+        if finished.status == MessageStatus.ERROR
+        else "",
         details=reply_details(
             finished.provider, finished.model, finished.completion_tokens, finished.first_token_ms, finished.duration_ms
         ),

@@ -6,7 +6,7 @@ import enum
 import secrets
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint, false
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -66,6 +66,33 @@ class Message(SQLModel, table=True):
     duration_ms: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # A reasoning model's thinking, kept to show with the reply; never sent back to the model.
+    reasoning: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+def new_attachment_token() -> str:
+    # 256 random bits: the token is the attachment's URL, so it must not be guessable.
+    return secrets.token_urlsafe(32)
+
+
+class Attachment(SQLModel, table=True):
+    """A file sent with a user message; owned through the message's conversation."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("message.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    # What the URL names instead of the id, so ids are neither revealed nor enumerable.
+    token: str = Field(default_factory=new_attachment_token, max_length=64, unique=True)
+    filename: str = Field(max_length=255)
+    # The type found in the content (never the name's extension): image/png, application/pdf, text/plain...
+    media_type: str = Field(max_length=100)
+    size: int
+    # The bytes as stored (images re-encoded and scaled, so without their metadata).
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # The text given to the model for text files and PDFs; None for images.
+    text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class PromptPreset(SQLModel, table=True):

@@ -6,18 +6,22 @@ ImportRejected, with a message a user can act on, for anything it cannot take as
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, col, delete, select, update
 
+from chatbot_app.storage.attachments import FileToStore as CheckedFile
 from chatbot_app.storage.conversations import latest_messages
-from chatbot_app.storage.models import Conversation, Message, MessageStatus
+from chatbot_app.storage.models import Attachment, Conversation, Message, MessageStatus
 
 FORMAT_NAME = "chatbot_app"
 FORMAT_VERSION = 1
@@ -36,6 +40,7 @@ MESSAGE_FIELDS = (
     "first_token_ms",
     "duration_ms",
     "error_kind",
+    "reasoning",
 )
 # Column limits (VARCHAR lengths, 32-bit integers): PostgreSQL enforces them, so check first.
 TITLE_CHARS = 200
@@ -53,6 +58,10 @@ class ImportRejected(ValueError):
     """The file cannot be imported; str(error) says why, in words for the user."""
 
 
+#: Checks an attachment's name and bytes as an upload is checked; raises ValueError with a message.
+FileCheck = Callable[[str, bytes], CheckedFile]
+
+
 @dataclass
 class ImportedMessage:
     role: str
@@ -66,6 +75,8 @@ class ImportedMessage:
     first_token_ms: int | None = None
     duration_ms: int | None = None
     error_kind: str | None = None
+    reasoning: str | None = None
+    attachments: list[CheckedFile] = field(default_factory=list)
 
 
 @dataclass
@@ -110,17 +121,36 @@ def _messages_by_conversation(session: Session, condition: Any) -> dict[str, lis
     # exporting a long history, and export needs none of their behaviour.
     columns = [getattr(Message, name) for name in MESSAGE_FIELDS]
     query = (
-        select(Message.conversation_id, *columns)
+        select(Message.conversation_id, Message.id, *columns)
         .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
         .where(condition)
         .order_by(col(Message.id))
     )
     grouped: dict[str, list[dict[str, Any]]] = {}
-    for conversation_id, *values in session.exec(query):  # type: ignore[call-overload]
+    files = _attachments_by_message(session, condition)
+    for conversation_id, message_id, *values in session.exec(query):  # type: ignore[call-overload]
         message = dict(zip(MESSAGE_FIELDS, values, strict=True))
         message["created_at"] = _iso(message["created_at"])
+        if message_id in files:
+            message["attachments"] = files[message_id]
         grouped.setdefault(conversation_id, []).append(message)
     return grouped
+
+
+def _attachments_by_message(session: Session, condition: Any) -> dict[int, list[dict[str, Any]]]:
+    """Exported attachments (name, type, base64 bytes) of the messages matching `condition`."""
+    query = (
+        select(Attachment.message_id, Attachment.filename, Attachment.media_type, Attachment.data)
+        .join(Message, col(Message.id) == col(Attachment.message_id))
+        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+        .where(condition)
+        .order_by(col(Attachment.id))
+    )
+    found: dict[int, list[dict[str, Any]]] = {}
+    for message_id, filename, media_type, data in session.exec(query):  # type: ignore[call-overload]
+        record = {"filename": filename, "media_type": media_type, "data": base64.b64encode(data).decode("ascii")}
+        found.setdefault(message_id, []).append(record)
+    return found
 
 
 def _envelope(conversations: list[dict[str, Any]]) -> dict[str, Any]:
@@ -267,7 +297,7 @@ def _title(value: str | None) -> str:
     return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
 
 
-def _parse_ours(data: dict[str, Any]) -> list[ImportedConversation]:
+def _parse_ours(data: dict[str, Any], check_file: FileCheck | None, max_files: int) -> list[ImportedConversation]:
     version = data.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ImportRejected("The export's 'version' should be a whole number.")
@@ -279,17 +309,23 @@ def _parse_ours(data: dict[str, Any]) -> list[ImportedConversation]:
     items = data.get("conversations")
     if not isinstance(items, list):
         raise ImportRejected("The export's 'conversations' should be a list.")
-    return [_parse_our_conversation(item, f"Conversation {n}") for n, item in enumerate(items, 1)]
+    return [
+        _parse_our_conversation(item, f"Conversation {n}", check_file, max_files) for n, item in enumerate(items, 1)
+    ]
 
 
-def _parse_our_conversation(item: object, where: str) -> ImportedConversation:
+def _parse_our_conversation(
+    item: object, where: str, check_file: FileCheck | None = None, max_files: int = 0
+) -> ImportedConversation:
     fields = _Fields(item, where)
     settings = _Fields(fields.data.get("settings") or {}, f"{where}, settings")
     raw_messages = fields.data.get("messages", [])
     if not isinstance(raw_messages, list):
         raise ImportRejected(f"{where}: 'messages' should be a list.")
     created_at = fields.moment("created_at")
-    messages = [_parse_our_message(raw, f"{where}, message {n}") for n, raw in enumerate(raw_messages, 1)]
+    messages = [
+        _parse_our_message(raw, f"{where}, message {n}", check_file, max_files) for n, raw in enumerate(raw_messages, 1)
+    ]
     return ImportedConversation(
         title=_title(fields.text("title")),
         created_at=created_at,
@@ -306,7 +342,9 @@ def _parse_our_conversation(item: object, where: str) -> ImportedConversation:
     )
 
 
-def _parse_our_message(raw: object, where: str) -> ImportedMessage:
+def _parse_our_message(
+    raw: object, where: str, check_file: FileCheck | None = None, max_files: int = 0
+) -> ImportedMessage:
     fields = _Fields(raw, where)
     role = fields.text("role", required=True)
     if role not in ROLES:
@@ -329,7 +367,33 @@ def _parse_our_message(raw: object, where: str) -> ImportedMessage:
         first_token_ms=fields.integer("first_token_ms"),
         duration_ms=fields.integer("duration_ms"),
         error_kind=fields.text("error_kind", max_chars=SHORT_TEXT_CHARS["error_kind"]),
+        reasoning=fields.text("reasoning"),
+        attachments=_parse_attachments(fields, where, check_file, max_files) if role == "user" else [],
     )
+
+
+def _parse_attachments(fields: _Fields, where: str, check_file: FileCheck | None, max_files: int) -> list[CheckedFile]:
+    """A message's files, each checked by its content as an upload is; any that fails rejects the import."""
+    raw = fields.data.get("attachments") or []
+    if not isinstance(raw, list):
+        raise ImportRejected(f"{where}: 'attachments' should be a list.")
+    if raw and check_file is None:
+        raise ImportRejected(f"{where}: this import cannot take attachments.")
+    if len(raw) > max_files:
+        raise ImportRejected(f"{where}: a message can carry at most {max_files} files; this one has {len(raw)}.")
+    checked: list[CheckedFile] = []
+    for n, item in enumerate(raw, 1):
+        file_fields = _Fields(item, f"{where}, attachment {n}")
+        name = file_fields.text("filename", required=True) or "file"
+        try:
+            data = base64.b64decode(file_fields.text("data", required=True) or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise ImportRejected(f"{where}, attachment {n}: 'data' should be base64.") from None
+        try:
+            checked.append(check_file(name, data))  # type: ignore[misc]
+        except ValueError as exc:
+            raise ImportRejected(f"{where}, attachment {n}: {exc}") from None
+    return checked
 
 
 def _chatgpt_thread(mapping: dict[str, Any], current: object, where: str) -> list[dict[str, Any]]:
@@ -419,14 +483,17 @@ def _parse_chatgpt_message(raw: object, where: str, default_time: datetime) -> I
     )
 
 
-def parse_import(data: bytes, max_bytes: int = MAX_IMPORT_BYTES) -> list[ImportedConversation]:
+def parse_import(
+    data: bytes, max_bytes: int = MAX_IMPORT_BYTES, check_file: FileCheck | None = None, max_files: int = 0
+) -> list[ImportedConversation]:
     """Conversations from our JSON export or ChatGPT's conversations.json; raises ImportRejected.
 
+    Attachments in our export are taken only with `check_file` (at most `max_files` a message).
     CPU-bound (0.1 s a MB): async callers run it in a worker thread.
     """
     parsed = _load_json(data, max_bytes)
     if isinstance(parsed, dict) and parsed.get("format") == FORMAT_NAME:
-        conversations = _parse_ours(parsed)
+        conversations = _parse_ours(parsed, check_file, max_files)
     elif isinstance(parsed, list) and all(isinstance(item, dict) and "mapping" in item for item in parsed):
         conversations = [_parse_chatgpt_conversation(item, f"Conversation {n}") for n, item in enumerate(parsed, 1)]
     elif isinstance(parsed, dict) and "mapping" in parsed:
@@ -464,7 +531,7 @@ def import_conversations(session: Session, owner_id: str, conversations: list[Im
             system_prompt=imported.system_prompt,
         )
         session.add(conversation)
-        session.add_all(
+        rows = [
             Message(
                 conversation_id=conversation.id,
                 role=m.role,
@@ -477,13 +544,27 @@ def import_conversations(session: Session, owner_id: str, conversations: list[Im
                 completion_tokens=m.completion_tokens,
                 first_token_ms=m.first_token_ms,
                 duration_ms=m.duration_ms,
+                reasoning=m.reasoning,
                 created_at=m.created_at,
                 updated_at=m.created_at,
             )
             for m in imported.messages
-        )
+        ]
+        session.add_all(rows)
         # Batched INSERTs per conversation; message ids follow list order, which keeps the thread order.
         session.flush()
+        session.add_all(
+            Attachment(
+                message_id=row.id,
+                filename=f.filename,
+                media_type=f.media_type,
+                size=len(f.data),
+                data=f.data,
+                text=f.text,
+            )
+            for row, m in zip(rows, imported.messages, strict=True)
+            for f in m.attachments
+        )
         ids.append(conversation.id)
     return ids
 

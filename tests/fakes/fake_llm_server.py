@@ -185,6 +185,7 @@ class FakeLLMServer:
                 Route(f"{prefix}/chat/completions", self._chat, methods=["POST"]),
                 Route(f"{prefix}/models", self._models, methods=["GET"]),
             ]
+        routes += transcription_routes(self)
         return Starlette(routes=routes)
 
     async def _models(self, request: Request) -> Response:
@@ -346,7 +347,7 @@ def reply_tokens(messages: list[dict[str, Any]], behaviour: Behaviour) -> list[s
 
 
 def _answer(messages: list[dict[str, Any]]) -> str:
-    user_texts = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
+    user_texts = [_text_of(m.get("content", "")) for m in messages if m.get("role") == "user"]
     last = user_texts[-1] if user_texts else ""
     if re.search(r"\bwhat\b.*\bmy name\b", last, re.IGNORECASE):
         for earlier in reversed(user_texts[:-1]):
@@ -356,12 +357,51 @@ def _answer(messages: list[dict[str, Any]]) -> str:
     return f"You said: {last}"
 
 
+def _text_of(content: Any) -> str:
+    """A message's text: a plain string, or the text parts of a content-parts list (images left out)."""
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return str(content)
+
+
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+
+
+# -- speech to text (kept apart from the chat routes above) ----------------------------------------
+
+#: What the fake "hears" in any audio: the transcript a test expects back.
+FAKE_TRANSCRIPT = "This is what the fake server heard."
+
+
+def transcription_routes(server: FakeLLMServer) -> list[Route]:
+    """POST {prefix}/audio/transcriptions as Groq and OpenAI speak it: multipart in, `{"text": ...}` out."""
+
+    async def transcribe(request: Request) -> Response:
+        form = await request.form()
+        upload = form.get("file")
+        data = await upload.read() if upload is not None and not isinstance(upload, str) else b""
+        body = {
+            "model": form.get("model"),
+            "response_format": form.get("response_format"),
+            "language": form.get("language"),
+            "filename": getattr(upload, "filename", None),
+            "file": data,
+        }
+        server.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        behaviour = server._next(stream=False)
+        if behaviour.status is not None:
+            error = {"message": behaviour.error_message, "type": "invalid_request_error", "code": None}
+            return JSONResponse({"error": error}, status_code=behaviour.status)
+        if not data:
+            return JSONResponse({"error": {"message": "file is required", "type": "invalid_request_error"}}, 400)
+        return JSONResponse({"text": behaviour.text if behaviour.text is not None else FAKE_TRANSCRIPT})
+
+    return [Route(f"{prefix}/audio/transcriptions", transcribe, methods=["POST"]) for prefix in ("/openai/v1", "/v1")]
 
 
 if __name__ == "__main__":  # a manual demo server: GROQ_BASE_URL=http://127.0.0.1:8010 GROQ_API_KEY=fake

@@ -65,7 +65,7 @@ async def test_an_unknown_model_is_model_not_found(model_path: Path) -> None:
     provider = LocalProvider(model_path)
 
     with pytest.raises(ProviderError) as caught:
-        await anext(provider.stream(MESSAGES, GenerationOptions(model="llama-3.3-70b-versatile")))
+        await anext(provider.stream(MESSAGES, GenerationOptions(model="openai/gpt-oss-20b")))
 
     assert caught.value.kind is ErrorKind.MODEL_NOT_FOUND
 

@@ -39,7 +39,7 @@ def make_conversation(engine: Engine, owner: str = OWNER) -> str:
             session,
             conversation,
             provider="groq",
-            model="llama-3.3-70b-versatile",
+            model="openai/gpt-oss-120b",
             temperature=0.35,
             max_tokens=2048,
             top_p=0.9,
@@ -51,7 +51,7 @@ def make_conversation(engine: Engine, owner: str = OWNER) -> str:
                 "role": "assistant",
                 "content": "Pierogi are *Polish*; pelmeni are Russian.\n\n```\nfold → pinch\n```",
                 "provider": "groq",
-                "model": "llama-3.3-70b-versatile",
+                "model": "openai/gpt-oss-120b",
                 "prompt_tokens": 31,
                 "completion_tokens": 24,
                 "first_token_ms": 180,
@@ -129,7 +129,7 @@ def test_export_writes_every_field(engine: Engine) -> None:
     assert datetime.fromisoformat(conversation["updated_at"]) == T0 + timedelta(minutes=10)
     assert conversation["settings"] == {
         "provider": "groq",
-        "model": "llama-3.3-70b-versatile",
+        "model": "openai/gpt-oss-120b",
         "temperature": 0.35,
         "max_tokens": 2048,
         "top_p": 0.9,
@@ -140,7 +140,7 @@ def test_export_writes_every_field(engine: Engine) -> None:
         "role": "assistant",
         "content": "Pierogi are *Polish*; pelmeni are Russian.\n\n```\nfold → pinch\n```",
         "status": "complete",
-        "model": "llama-3.3-70b-versatile",
+        "model": "openai/gpt-oss-120b",
         "provider": "groq",
         "created_at": (T0 + timedelta(minutes=1, microseconds=1)).isoformat(),
         "prompt_tokens": 31,
@@ -148,6 +148,7 @@ def test_export_writes_every_field(engine: Engine) -> None:
         "first_token_ms": 180,
         "duration_ms": 950,
         "error_kind": None,
+        "reasoning": None,
     }
     assert (conversation["messages"][4]["status"], conversation["messages"][4]["error_kind"]) == ("error", "rate_limit")
     json.dumps(export)  # serialisable as is
@@ -213,7 +214,7 @@ def test_markdown_export_reads_as_a_transcript(engine: Engine) -> None:
     assert "> Dumplings compared.\n> Pierogi: Polish." in markdown
     assert "**User** · 2026-03-14 15:09 UTC\n\nWhat is the difference? 🥟" in markdown
     assert (
-        "**Assistant** · 2026-03-14 15:10 UTC · llama-3.3-70b-versatile\n\n"
+        "**Assistant** · 2026-03-14 15:10 UTC · openai/gpt-oss-120b\n\n"
         "Pierogi are *Polish*; pelmeni are Russian.\n\n```\nfold → pinch\n```"
     ) in markdown
     assert "**Assistant** · 2026-03-14 15:12 UTC · m · stopped\n\nFlour, water, an e" in markdown

@@ -148,7 +148,7 @@ def test_a_built_in_preset_name_cannot_be_taken(name: str) -> None:
 @pytest.mark.parametrize(
     ("choice", "expected"),
     [
-        ("groq:llama-3.3-70b-versatile", ("groq", "llama-3.3-70b-versatile")),
+        ("groq:openai/gpt-oss-120b", ("groq", "openai/gpt-oss-120b")),
         ("local:SmolLM2-135M-Instruct.Q4_1", ("local", "SmolLM2-135M-Instruct.Q4_1")),
         ("openai:library/qwen2.5:7b", ("openai", "library/qwen2.5:7b")),  # Ollama tags keep their colon
     ],

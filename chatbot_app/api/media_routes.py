@@ -9,9 +9,8 @@ from fastapi import APIRouter, Request, UploadFile
 from fastapi.params import File, Form
 from fastapi.responses import JSONResponse, Response
 
-from chatbot_app.api.auth import Owner
+from chatbot_app.api.auth import ClientAddress, Owner
 from chatbot_app.api.errors import ApiError
-from chatbot_app.config import get_settings
 from chatbot_app.providers.base import ProviderError
 from chatbot_app.services.default_service import get_attachment_store, get_chat_service, get_transcriber
 from chatbot_app.services.error_messages import describe_error
@@ -57,15 +56,15 @@ async def download_attachment(token: str, request: Request) -> Response:
 )
 async def transcribe(
     owner: Owner,
+    address: ClientAddress,
     file: Annotated[UploadFile, File(description="flac, mp3, mp4, m4a, ogg, wav or webm")],
     language: Annotated[str | None, Form(max_length=8, pattern=r"^[a-z]{2,3}$")] = None,
 ) -> dict[str, Any]:
     transcriber = get_transcriber()
     if transcriber is None:
         raise ApiError(503, "Speech to text is off: set GROQ_API_KEY, or CHATBOT_OPENAI_TRANSCRIPTION_MODEL.")
-    if not await get_chat_service().allow_message(owner):  # the same per-identity limit as chat
-        limit = get_settings().rate_limit_per_minute
-        raise ApiError(429, f"Too many requests: the limit is {limit} a minute. Wait a moment, then try again.")
+    if refusal := await get_chat_service().admit(owner, address):  # the same limits as chat
+        raise ApiError(429, refusal.message)
     data = await file.read(transcriber.max_bytes + 1)
     try:
         text = await transcriber.transcribe(file.filename or "audio", data, language)

@@ -325,12 +325,12 @@ async def test_attachments_and_reasoning_travel_with_an_export_and_are_checked_o
     from chatbot_app.storage.transfer import ImportRejected
 
     conversation_id, _, rows = await stored_turn(vision_settings, engine)
-    library = ConversationLibrary(engine, LIMITS)
+    library = ConversationLibrary(engine, attachment_limits=LIMITS)
     exported = json.loads(await library.export_json(ALICE, conversation_id))
     records = exported["conversations"][0]["messages"][0]["attachments"]
     assert [(r["filename"], r["media_type"]) for r in records] == [(row.filename, row.media_type) for row in rows]
 
-    [new_id] = await library.import_file(MALLORY, json.dumps(exported).encode())
+    [new_id] = (await library.import_file(MALLORY, json.dumps(exported).encode())).ids
 
     store = AttachmentStore(engine)
     _, messages = await make_service(vision_settings, engine).load_conversation(MALLORY, new_id)

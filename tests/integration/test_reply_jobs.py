@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import Session
 
 from chatbot_app.config import PROJECT_ROOT, Settings
@@ -411,3 +411,45 @@ async def test_stop_while_queued_behind_the_local_model_ends_it_and_leaves_the_r
     await jobs.stop(running.reply_id)
     _, first = await follow_until(jobs, running.reply_id, lambda r: r.finished is not None)
     assert first.finished is not None and first.finished.status == "stopped" and first.text
+
+
+# -- opening a page: a fixed number of queries, whatever ?m= holds ------------------------------------
+
+
+@pytest.mark.parametrize("target", ["first", "middle", "older than the first", "foreign", "unknown", "none"])
+async def test_opening_a_conversation_takes_a_fixed_number_of_queries_whatever_the_target(
+    service: ChatService, engine: Engine, target: str
+) -> None:
+    first = await service.start_turn(OWNER, None, "message 0")
+    for number in range(1, 120):  # more than one window of messages
+        await service.start_turn(OWNER, first.conversation_id, f"message {number}")
+    other = await service.start_turn("stranger-" + "s" * 20, None, "not yours")
+    _, messages = await service.load_conversation(OWNER, first.conversation_id)
+    ids = [m.id or 0 for m in messages]
+    at = {
+        "first": ids[0],
+        "middle": ids[len(ids) // 2],
+        "older than the first": 1 if ids[0] > 1 else 0,
+        "foreign": other.user_message_id,
+        "unknown": 10**9,
+        "none": 0,
+    }[target]
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        opened = await service.open_conversation(OWNER, first.conversation_id, window=50, at_message=at, cap=2_000)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) <= 6, selects  # owner check, newest window, target, from the target, one older, totals
+    shown = [m.id for m in opened.messages]
+    assert shown[-1] == ids[-1]  # always the newest
+    if target in ("first", "middle"):
+        assert shown[0] == at and opened.has_earlier is (target == "middle")
+    else:
+        assert len(shown) == 50 and opened.has_earlier

@@ -55,4 +55,4 @@ def test_the_list_of_models_is_kept_short() -> None:
     assert message.endswith(
         "Available now: model-0, model-1, model-2, model-3, model-4, model-5, model-6, model-7 and 4 more."
     )
-    assert describe_error("rate_limit", models) == describe_error("rate_limit")
+    assert describe_error("rate_limit", available_models=models) == describe_error("rate_limit")

@@ -107,13 +107,15 @@ class ReplyLog(Protocol):
         """Call `on_stop(reply_id)` for each stop requested from any process; runs until cancelled."""
 
 
-async def follow(log: ReplyLog, reply_id: int, cursor: str = START, idle_s: float = 1.0) -> AsyncIterator[Batch]:
-    """Batches from `cursor` until `Finished` (and `Titled` if one is pending).
+async def follow(
+    log: ReplyLog, reply_id: int, cursor: str = START, idle_s: float = 1.0, title_wait_s: float = 20.0
+) -> AsyncIterator[Batch]:
+    """Batches from `cursor` until `Finished` (and `Titled`, if one is pending, for up to `title_wait_s`).
 
     Yields an empty batch after `idle_s` without news, so the caller can decide whether it still
     wants to follow. Ends at once if the log does not exist (the job is gone or expired).
     """
-    waiting_for_title = False
+    title_deadline: float | None = None
     while True:
         batch = await log.read(reply_id, cursor, idle_s)
         if batch is None:
@@ -125,10 +127,10 @@ async def follow(log: ReplyLog, reply_id: int, cursor: str = START, idle_s: floa
                 case Finished(title_pending=pending):
                     if not pending:
                         return
-                    waiting_for_title = True
+                    title_deadline = time.monotonic() + title_wait_s
                 case Titled():
                     return
-        if waiting_for_title and not batch.events:
+        if title_deadline is not None and time.monotonic() > title_deadline:
             return  # the title is late: the reply itself is whole, stop here
 
 

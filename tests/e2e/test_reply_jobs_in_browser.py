@@ -80,6 +80,7 @@ def test_switching_away_from_a_streaming_conversation_and_back(page, fake: FakeL
 
     # Back to the second: its reply is followed (or already whole), and whole in the end.
     open_from_sidebar(page, second)
+    page.wait_for_function("!document.body.innerText.includes('Still here?')")  # the first one's view is gone
     wait_for_replies(page, 1)
     texts = message_texts(page)
     assert [role for role, _ in texts] == ["user", "assistant"]
@@ -232,6 +233,7 @@ def test_regenerate_in_a_stale_tab_stops_the_reply_streaming_in_another_first(  
     stale.click("[aria-label=Regenerate]")
 
     stale.wait_for_function("document.body.innerText.includes('The regenerated answer.')")
+    wait_for_replies(stale, 2)  # complete on the page: stored
     assert "stopped first" in stale.inner_text("#notice")
     page.wait_for_selector("[data-role=assistant][data-status=stopped]")  # the other tab is told, not left hanging
     assert_nothing_streams(page)

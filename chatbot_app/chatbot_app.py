@@ -12,7 +12,7 @@ from chatbot_app.config import get_settings
 from chatbot_app.logging_config import configure_logging
 from chatbot_app.pages.chat_page import chat_page
 from chatbot_app.security_headers import security_headers
-from chatbot_app.services.default_service import get_chat_service
+from chatbot_app.services.default_service import get_chat_service, get_library, get_reply_jobs
 from chatbot_app.state.conversation import CONVERSATION_ROUTE, ConversationState
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.reply import ReplyState
@@ -28,7 +28,8 @@ async def _background_upkeep() -> None:
     """Warm the provider clients, then keep marking replies that a dead process left `streaming`.
 
     A sweep (not a one-off at start-up) because with several workers no single start-up knows
-    which replies are orphaned; a reply counts as orphaned once its checkpoints stop.
+    which replies are orphaned; a reply counts as orphaned once its job's heartbeats stop. At
+    shutdown, this process's running jobs store their text as `interrupted` at once.
     """
     service = get_chat_service()
     log.info(
@@ -43,13 +44,17 @@ async def _background_upkeep() -> None:
         await service.model_menu()  # the first chat then skips client set-up and the model list call
     except Exception:
         log.exception("could not list models at start-up")
-    while True:
-        try:
-            if count := await service.interrupt_stale_replies():
-                log.info("marked %d unfinished replies as interrupted", count)
-        except Exception:
-            log.exception("sweep for interrupted replies failed")
-        await asyncio.sleep(max(1.0, service.settings.stale_reply_s / 2))
+    try:
+        while True:
+            try:
+                if count := await service.interrupt_stale_replies():
+                    log.info("marked %d unfinished replies as interrupted", count)
+                await get_library().discard_abandoned_imports()
+            except Exception:
+                log.exception("upkeep failed; trying again")
+            await asyncio.sleep(max(1.0, service.settings.stale_reply_s / 2))
+    finally:
+        await get_reply_jobs().aclose()
 
 
 app = rx.App(

@@ -12,15 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from redis.exceptions import RedisError
 
 from chatbot_app.config import Settings
 from chatbot_app.providers.base import ErrorKind, ProviderError
+
+log = logging.getLogger(__name__)
 
 UNKNOWN_ADDRESS = "unknown"
 #: IPv6 clients get a whole /64 each, so counting per address counts them per /64.
@@ -86,6 +91,18 @@ class AbuseLimits:
 
     async def admit(self, identity: str, address: str | None, *, new_identity: bool = False) -> Refusal | None:
         """Count one provider call for `identity` from `address`; a Refusal if any limit is reached.
+
+        If the counters' store is unreachable (Redis restarting), the call is let through and logged:
+        the concurrency cap still holds, and refusing every user for an outage would be worse.
+        """
+        try:
+            return await self._admit(identity, address, new_identity=new_identity)
+        except (StorageError, ConnectionError, OSError, RedisError) as exc:
+            log.warning("limits store unreachable, call let through: %s", type(exc).__name__)
+            return None
+
+    async def _admit(self, identity: str, address: str | None, *, new_identity: bool) -> Refusal | None:
+        """See `admit`.
 
         An identity not seen from anywhere in the last hour counts against its address's budget of
         new identities (as does `new_identity=True`), so minting identities does not escape the limits.

@@ -191,8 +191,8 @@ class ReplyJobs:
                 await self.log.listen_for_stops(self.stop_here)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # e.g. Redis restarted: listen again shortly
-                log.warning("stop listener lost its connection; listening again", exc_info=True)
+            except Exception as exc:  # e.g. Redis restarted: listen again shortly
+                log.warning("stop listener lost its connection (%s); listening again", type(exc).__name__)
             await asyncio.sleep(1.0)
 
     async def aclose(self) -> None:
@@ -241,15 +241,21 @@ class ReplyJobs:
         try:
             finished = await self._finish(job, status, error, provider, model)
             if finished.title_pending:
-                title = await self.service.suggest_title(
-                    job.turn.owner_id, job.turn.conversation_id, address=job.address
-                )
-                await self._append(reply_id, Titled(title or ""))
+                await self._append(reply_id, Titled(await self._title(job)))
             await self._expire(reply_id)
         finally:
             self._jobs.pop(reply_id, None)
         if cancelled:
             raise asyncio.CancelledError
+
+    async def _title(self, job: ReplyJob) -> str:
+        """The model's title for a new conversation; "" if there is none (the first words stay)."""
+        try:
+            title = await self.service.suggest_title(job.turn.owner_id, job.turn.conversation_id, address=job.address)
+        except Exception:  # a title is a nicety: never let it fail the reply
+            log.warning("no title for reply %s", job.turn.reply_id, exc_info=True)
+            return ""
+        return title or ""
 
     async def _append_frame(self, job: ReplyJob, frame: Frame) -> None:
         job.frames += 1

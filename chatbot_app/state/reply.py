@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import reflex as rx
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
@@ -32,6 +33,8 @@ from chatbot_app.storage.models import MessageStatus
 
 #: How often a reply whose log is gone (its process died) is re-read until the sweep ends it.
 SETTLE_POLL_S = 1.0
+#: How long a followed reply may be silent before the database is asked whether its job still lives.
+LIVENESS_CHECK_S = 3.0
 #: The composer's text area: it keeps a message until the message is stored.
 COMPOSER_INPUT_ID = "chat-input"
 NOT_STORED = "Your message could not be saved just now (the database is busy). It is still in the box: send it again."
@@ -48,6 +51,15 @@ def _message_from(form_data: Any) -> str:
     """The message text from a submitted form; raises InvalidInput."""
     raw = form_data.get("message") if isinstance(form_data, dict) else None
     return clean_message(raw, get_chat_service().settings.max_message_chars)
+
+
+async def _ended_without_log(owner: str, conversation_id: str, reply_id: int) -> bool:
+    """Whether a reply ended without its log saying so (its process died and the sweep ended it)."""
+    try:
+        message = await get_chat_service().load_message(owner, conversation_id, reply_id)
+    except ConversationNotFound:
+        return True
+    return message is None or message.status != MessageStatus.STREAMING
 
 
 class ReplyState(StreamParts, SessionState):
@@ -245,19 +257,29 @@ class ReplyState(StreamParts, SessionState):
             self._subscription += 1
             subscription = self._subscription
         finished = False
-        async for cursor, events in get_reply_jobs().follow(reply_id, start):
-            if not events:
-                if self._subscription != subscription:  # read without the lock, only to end early
-                    return
-                continue
-            async with self:
-                if self._subscription != subscription:
-                    return
-                self._cursor = cursor
-                for event in events:
-                    finished = await self._apply(event, reply_id) or finished
-            if any(isinstance(e, Titled) for e in events):
-                yield LibraryState.refresh
+        loop = asyncio.get_running_loop()
+        news_at = loop.time()
+        try:
+            async for cursor, events in get_reply_jobs().follow(reply_id, start):
+                if not events:
+                    if self._subscription != subscription:  # read without the lock, only to end early
+                        return
+                    if loop.time() - news_at > LIVENESS_CHECK_S:  # silent: is its job still alive?
+                        news_at = loop.time()
+                        if await _ended_without_log(owner, conversation_id, reply_id):
+                            break
+                    continue
+                news_at = loop.time()
+                async with self:
+                    if self._subscription != subscription:
+                        return
+                    self._cursor = cursor
+                    for event in events:
+                        finished = await self._apply(event, reply_id) or finished
+                if any(isinstance(e, Titled) for e in events):
+                    yield LibraryState.refresh
+        except (RedisError, OSError) as exc:  # the log's engine is down: the database still has the reply
+            log.warning("could not follow reply %s (%s)", reply_id, type(exc).__name__)
         if not finished:  # no log (its process died, or it expired): the database has the end
             await self._settle_from_database(owner, conversation_id, reply_id, subscription)
 

@@ -179,15 +179,20 @@ def test_stop_in_batch_mode_shows_what_is_stored(page, app: LiveApp, fake: FakeL
     assert (reply.status, reply.content) == ("stopped", "")
 
 
-def test_a_second_tab_follows_a_reply_live_frame_by_frame(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue_stream(Behaviour(text="", tokens=240, tokens_per_s=40))
+def second_tab_on_a_streaming_reply(page, fake: FakeLLMServer, tokens: int):  # type: ignore[no-untyped-def]
+    """Start a reply of `tokens` in `page`; a second tab of the same browser opens it while it streams."""
+    fake.enqueue_stream(Behaviour(text="", tokens=tokens, tokens_per_s=40))
     send(page, "Stream for a while")
     url = wait_for_conversation_url(page)
     wait_for_streaming_text(page)
-
     other = page.context.new_page()
     other.goto(url)
     other.wait_for_selector(STREAMING)
+    return other
+
+
+def test_a_second_tab_follows_a_reply_live_frame_by_frame(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
+    other = second_tab_on_a_streaming_reply(page, fake, 240)
     other.evaluate(RECORD_REPLY_GROWTH)
     wait_for_replies(other, 1)
 
@@ -199,13 +204,7 @@ def test_a_second_tab_follows_a_reply_live_frame_by_frame(page, fake: FakeLLMSer
 
 
 def test_stop_from_a_second_tab_stops_the_reply_in_both(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    fake.enqueue_stream(Behaviour(text="", tokens=400, tokens_per_s=40))
-    send(page, "Stream for a while")
-    url = wait_for_conversation_url(page)
-    wait_for_streaming_text(page)
-    other = page.context.new_page()
-    other.goto(url)
-    other.wait_for_selector(STREAMING)
+    other = second_tab_on_a_streaming_reply(page, fake, 400)
 
     other.click("#stop-button")
 

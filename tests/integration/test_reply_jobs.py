@@ -260,12 +260,21 @@ async def test_stop_during_a_batch_request_stores_what_the_page_shows(
     assert (row.status, row.content) == ("stopped", result.text) == ("stopped", "")
 
 
-async def test_stop_from_another_process_reaches_the_job(
-    service: ChatService, engine: Engine, fake: FakeLLMServer
-) -> None:
+@pytest.fixture
+async def shared_jobs(service: ChatService) -> AsyncIterator[tuple[ReplyJobs, str]]:
+    """Jobs whose log is in Redis under this test's own prefix, as other processes share it."""
     prefix = f"test-{secrets.token_hex(6)}"
     log = await redis_log(prefix)
     jobs = ReplyJobs(service, log)
+    yield jobs, prefix
+    await jobs.aclose()
+    await log.aclose()
+
+
+async def test_stop_from_another_process_reaches_the_job(
+    service: ChatService, shared_jobs: tuple[ReplyJobs, str], engine: Engine, fake: FakeLLMServer
+) -> None:
+    jobs, prefix = shared_jobs
     fake.enqueue(Behaviour(tokens=2000, tokens_per_s=50))
     reply = await turn(service)
     await jobs.start(reply)
@@ -277,8 +286,6 @@ async def test_stop_from_another_process_reaches_the_job(
     assert other["text"] and len(other["text"].split()) < 2000
     row = stored(engine, reply.reply_id)
     assert row.status == "stopped" and row.content.startswith(other["text"][:20])
-    await jobs.aclose()
-    await log.aclose()
 
 
 # -- followers on another process ------------------------------------------------------------------
@@ -298,11 +305,9 @@ def run_other_process(prefix: str, reply_id: int, action: str) -> dict[str, obje
 
 
 async def test_a_follower_on_another_process_sees_the_whole_reply(
-    service: ChatService, engine: Engine, fake: FakeLLMServer
+    service: ChatService, shared_jobs: tuple[ReplyJobs, str], engine: Engine, fake: FakeLLMServer
 ) -> None:
-    prefix = f"test-{secrets.token_hex(6)}"
-    log = await redis_log(prefix)
-    jobs = ReplyJobs(service, log)
+    jobs, prefix = shared_jobs
     fake.enqueue(Behaviour(tokens=200, tokens_per_s=200))
     reply = await turn(service)
     await jobs.start(reply)
@@ -312,8 +317,6 @@ async def test_a_follower_on_another_process_sees_the_whole_reply(
     assert other["finished"] == "complete"
     assert other["text"] == stored(engine, reply.reply_id).content
     assert other["frames"] > 2  # it followed live, frame by frame
-    await jobs.aclose()
-    await log.aclose()
 
 
 # -- liveness: heartbeats, not tokens ---------------------------------------------------------------

@@ -27,6 +27,11 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stderr for the app's own loggers (Reflex keeps its console output)."""
+    # A client's text with a lone surrogate ("\ud800", valid JSON) in any log line, Reflex's own
+    # included, would otherwise fail to print and leave a traceback in its place.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("chatbot_app")

@@ -6,7 +6,9 @@ reaches another through `get_state`, so dependencies run one way: children on th
 
 from __future__ import annotations
 
+import logging
 import secrets
+import traceback
 
 import reflex as rx
 from reflex.app import default_backend_exception_handler
@@ -15,6 +17,12 @@ from reflex.event import EventSpec
 from chatbot_app.config import get_settings
 from chatbot_app.services.limits import address_from_headers
 from chatbot_app.services.validation import is_identity
+
+#: Shown when Reflex itself refused an event (wrong or missing arguments, a helper method called as
+#: a handler, a var with no setter): only a hand-made client sends those, never the app's own pages.
+NOT_UNDERSTOOD = "That request was not understood, so it was not carried out."
+
+log = logging.getLogger(__name__)
 
 
 class SessionLost(RuntimeError):
@@ -29,10 +37,24 @@ class SessionLost(RuntimeError):
         self.path = path
 
 
+def refused_by_reflex(exception: Exception) -> bool:
+    """Whether Reflex raised this while binding or checking a client's event, with none of the app's code
+    in the traceback: the event was malformed (a bug of ours would show one of our frames)."""
+    if not isinstance(exception, TypeError | ValueError | AttributeError):
+        return False
+    frames = traceback.walk_tb(exception.__traceback__)
+    return not any(frame.f_globals.get("__name__", "").startswith("chatbot_app.") for frame, _ in frames)
+
+
 def reload_on_lost_session(exception: Exception) -> EventSpec:
-    """The app's backend exception handler: a lost session reloads the page; anything else is reported."""
+    """The app's backend exception handler: a lost session reloads the page; a malformed event from the
+    client gets one log line (any client could otherwise fill the log with tracebacks); anything else
+    is reported in full."""
     if isinstance(exception, SessionLost):
         return rx.redirect(exception.path or "/", is_external=True)
+    if refused_by_reflex(exception):
+        log.warning("refused a malformed event: %s: %.300s", type(exception).__name__, exception)
+        return rx.toast.error(NOT_UNDERSTOOD, id="backend_error")
     return default_backend_exception_handler(exception)
 
 

@@ -175,6 +175,8 @@ async def one_client(
     await client.connect()
     await asyncio.wait_for(client.hydrated.wait(), 30)
     names = sorted(handlers)
+    # Every handler once, in this client's own order, then random picks: each is called many times.
+    plan = rng.sample(names, len(names)) + [rng.choice(names) for _ in range(CALLS_PER_CLIENT)]
     made = []
     try:
         for number in range(CALLS_PER_CLIENT):
@@ -183,7 +185,7 @@ async def one_client(
             if rng.random() < SEND_SHARE:  # replies must run while the rest is called
                 name, payload = SEND, {"form_data": {"message": f"fuzz message {number}"}}
             else:
-                name = rng.choice(names)
+                name = plan.pop(0)
                 payload = payload_for(rng, handlers[name], seen, number)
             made.append(f"{name.rsplit('.', 2)[-2].split('____')[-1]}.{name.rsplit('.', 1)[-1]}({payload!r:.80})")
             if rng.random() < 0.05:  # now and then a page navigation, as a link or the back button makes

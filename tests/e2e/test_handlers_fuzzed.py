@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib.metadata
 import inspect
 import os
@@ -36,7 +37,7 @@ from chatbot_app.state.library import LibraryState
 from chatbot_app.state.reply import ReplyState
 from chatbot_app.state.session import SessionState
 from chatbot_app.storage.database import make_engine
-from tests.conftest import TEST_API_KEY, migrate, skip_or_fail
+from tests.conftest import TEST_API_KEY, migrate, new_database, skip_or_fail
 from tests.e2e.live_app import Backend, backend_only
 from tests.e2e.reflex_client import ReflexClient
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
@@ -286,25 +287,30 @@ class FuzzedApp:
     database_url: str
 
 
-@pytest.fixture(scope="module")
-def fuzzed_app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> Iterator[FuzzedApp]:
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def fuzzed_app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer
+) -> Iterator[FuzzedApp]:
     """A backend of its own, in production mode with Redis (states, limits and reply logs shared there)."""
     _flush_own_redis_db()
     workdir: Path = tmp_path_factory.mktemp("fuzzed")
-    database_url = f"sqlite:///{workdir / 'app.db'}"
-    migrate(database_url)
-    with backend_only(
-        workdir,
-        database_url,
-        GROQ_API_KEY=TEST_API_KEY,
-        GROQ_BASE_URL=fake_llm.base_url,
-        CHATBOT_MODEL="fake-large",
-        REFLEX_REDIS_URL=REDIS_URL,
-        CHATBOT_STALE_REPLY_S="3",
-        # High enough that many replies run, low enough that some calls meet each limit.
-        CHATBOT_RATE_LIMIT_PER_MINUTE="30",
-        CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE="150",
-    ) as backend:
+    with contextlib.ExitStack() as stack:
+        database_url = stack.enter_context(new_database(request.param, workdir, "chatbot_fuzz"))
+        migrate(database_url)
+        backend = stack.enter_context(
+            backend_only(
+                workdir,
+                database_url,
+                GROQ_API_KEY=TEST_API_KEY,
+                GROQ_BASE_URL=fake_llm.base_url,
+                CHATBOT_MODEL="fake-large",
+                REFLEX_REDIS_URL=REDIS_URL,
+                CHATBOT_STALE_REPLY_S="3",
+                # High enough that many replies run, low enough that some calls meet each limit.
+                CHATBOT_RATE_LIMIT_PER_MINUTE="30",
+                CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE="150",
+            )
+        )
         yield FuzzedApp(backend, database_url)
 
 

@@ -6,9 +6,12 @@ reaches another through `get_state`, so dependencies run one way: children on th
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import traceback
+from collections.abc import Callable
+from typing import TypeVar
 
 import reflex as rx
 from reflex.app import default_backend_exception_handler
@@ -23,6 +26,7 @@ from chatbot_app.services.validation import is_identity
 NOT_UNDERSTOOD = "That request was not understood, so it was not carried out."
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 class SessionLost(RuntimeError):
@@ -35,6 +39,16 @@ class SessionLost(RuntimeError):
     def __init__(self, path: str) -> None:
         super().__init__("this tab's state was lost; reload")
         self.path = path
+
+
+def state_helper(method: Callable[..., R]) -> Callable[..., R]:
+    """Keep a public method of a state out of Reflex's event handlers; it stays an ordinary method.
+
+    Reflex registers every public function of a state as an event handler that any client may call,
+    with any arguments. A helper for sibling states must not be one (a partialmethod is not a function,
+    so Reflex leaves it alone).
+    """
+    return functools.partialmethod(method)  # type: ignore[return-value]
 
 
 def refused_by_reflex(exception: Exception) -> bool:
@@ -68,6 +82,7 @@ class SessionState(rx.State):
     # Set by a page load (which brings the browser's storage): only then may a new identity be made.
     _page_loaded: bool = False
 
+    @state_helper
     def owner_id(self) -> str:
         """The caller's identity, created on first use; the one place ownership comes from."""
         if not is_identity(self.identity):
@@ -76,6 +91,7 @@ class SessionState(rx.State):
             self.identity = secrets.token_urlsafe(24)
         return self.identity
 
+    @state_helper
     def client_address(self) -> str:
         """The client's address: the socket's peer, or X-Forwarded-For only from a trusted proxy."""
         headers = self.router.headers

@@ -88,6 +88,7 @@ HOSTILE: list[Any] = [
     {"__class__": "x", "id": 1},
     [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
 ]
+NOT_HANDLERS = ["owner_id", "show_reply", "chat_settings", "_leave", "_apply", "get_state", "__init__", "nope"]
 VAR_NAMES = ["streaming", "identity", "conversation_id", "temperature", "messages", "notice", "_reply_id", "nope"]
 
 
@@ -108,6 +109,9 @@ def every_app_handler() -> dict[str, list[str]]:
         for handler_name, handler in cls.event_handlers.items():
             params = [p for p in inspect.signature(handler.fn).parameters if p != "self"]
             handlers[f"{name}.{handler_name}"] = params
+        # And names that are not handlers: helpers for sibling states, private methods, Reflex's own.
+        for not_a_handler in NOT_HANDLERS:
+            handlers.setdefault(f"{name}.{not_a_handler}", ["view", "watched_under"])
     return handlers
 
 

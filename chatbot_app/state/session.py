@@ -21,8 +21,8 @@ from chatbot_app.config import get_settings
 from chatbot_app.services.limits import address_from_headers
 from chatbot_app.services.validation import is_identity
 
-#: Shown when Reflex itself refused an event (wrong or missing arguments, a helper method called as
-#: a handler, a var with no setter): only a hand-made client sends those, never the app's own pages.
+#: Shown when Reflex itself refused an event (wrong or missing arguments, a var with no setter):
+#: only a hand-made client sends those, never the app's own pages.
 NOT_UNDERSTOOD = "That request was not understood, so it was not carried out."
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from chatbot_app.services.attachments import AttachmentLimits, prepare_attachmen
 from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.chat_settings import check_max_tokens, check_system_prompt, check_temperature, check_top_p
 from chatbot_app.services.limits import AbuseLimits
-from chatbot_app.services.validation import InvalidInput
+from chatbot_app.services.validation import _UNSTORABLE, InvalidInput
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import search as search_store
 from chatbot_app.storage import transfer
@@ -73,7 +73,22 @@ def check_title(raw: object) -> str:
     title = " ".join(raw.split())
     if len(title) > MAX_TITLE_CHARS:
         raise InvalidInput(f"Titles are limited to {MAX_TITLE_CHARS} characters.")
+    if _UNSTORABLE.search(title):
+        raise InvalidInput("That title contains characters that cannot be saved.")
     return title
+
+
+def check_search_query(raw: object) -> str:
+    """The search text as typed, cut to MAX_QUERY_CHARS; raises InvalidInput.
+
+    It is shown back in the search box, so it must be sendable: a lone surrogate would make the
+    tab's next update unencodable, and the server would drop the tab's connection.
+    """
+    if not isinstance(raw, str):
+        raise InvalidInput("Search text must be text.")
+    if _UNSTORABLE.search(raw):
+        raise InvalidInput("Search text contains characters that cannot be searched for.")
+    return raw[:MAX_QUERY_CHARS]
 
 
 class ConversationLibrary:

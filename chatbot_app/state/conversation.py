@@ -16,7 +16,7 @@ from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.default_service import get_chat_service, get_library, get_reply_jobs
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.limits import LimitReached
-from chatbot_app.state.session import SessionState
+from chatbot_app.state.session import SessionState, state_helper
 from chatbot_app.state.views import MessageView, view_of_message
 from chatbot_app.storage.models import MessageStatus
 
@@ -72,6 +72,7 @@ class ConversationState(SessionState):
 
     # -- called by sibling states, inside their lock -------------------------------------------
 
+    @state_helper
     def show_new_chat(self) -> None:
         """An empty conversation view; a notice (e.g. "not found") stays so the user can read it."""
         self.conversation_id, self.title, self.summary, self.stats_line = "", "", "", ""
@@ -79,19 +80,23 @@ class ConversationState(SessionState):
         self._running_reply_id = 0
         self._view += 1
 
+    @state_helper
     def current_view(self) -> int:
         """Which history is shown; a reply is added only to the view it was watched under."""
         return self._view
 
+    @state_helper
     def show_reply(self, view: MessageView, watched_under: int) -> None:
         """Add a finished reply to the history (once), if that history is still the one shown."""
         if watched_under == self._view and not any(m.id == view.id for m in self.messages):
             self.messages.append(view)
 
+    @state_helper
     def take_running_reply(self) -> int:
         running, self._running_reply_id = self._running_reply_id, 0
         return running
 
+    @state_helper
     async def load_stats(self) -> None:
         if self.conversation_id:
             stats = await get_library().stats(self.owner_id(), self.conversation_id)

@@ -10,7 +10,7 @@ import reflex as rx
 
 from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.default_service import get_library
-from chatbot_app.services.library import check_page, check_title
+from chatbot_app.services.library import check_page, check_search_query, check_title
 from chatbot_app.services.validation import InvalidInput, is_conversation_id
 from chatbot_app.state.conversation import (
     NOT_FOUND,
@@ -98,8 +98,10 @@ class LibraryState(SessionState):
 
     @rx.event
     async def search(self, query: Any) -> None:
-        if not isinstance(query, str):
-            self.library_notice = "Search text must be text."
+        try:
+            query = check_search_query(query)
+        except InvalidInput as exc:
+            self.library_notice = str(exc)
             return
         self.search_query = query
         if not query.strip():

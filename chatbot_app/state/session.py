@@ -6,7 +6,12 @@ reaches another through `get_state`, so dependencies run one way: children on th
 
 from __future__ import annotations
 
+import functools
+import logging
 import secrets
+import traceback
+from collections.abc import Callable
+from typing import TypeVar
 
 import reflex as rx
 from reflex.app import default_backend_exception_handler
@@ -15,6 +20,13 @@ from reflex.event import EventSpec
 from chatbot_app.config import get_settings
 from chatbot_app.services.limits import address_from_headers
 from chatbot_app.services.validation import is_identity
+
+#: Shown when Reflex itself refused an event (wrong or missing arguments, a var with no setter):
+#: only a hand-made client sends those, never the app's own pages.
+NOT_UNDERSTOOD = "That request was not understood, so it was not carried out."
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 class SessionLost(RuntimeError):
@@ -29,10 +41,34 @@ class SessionLost(RuntimeError):
         self.path = path
 
 
+def state_helper(method: Callable[..., R]) -> Callable[..., R]:
+    """Keep a public method of a state out of Reflex's event handlers; it stays an ordinary method.
+
+    Reflex registers every public function of a state as an event handler that any client may call,
+    with any arguments. A helper for sibling states must not be one (a partialmethod is not a function,
+    so Reflex leaves it alone).
+    """
+    return functools.partialmethod(method)  # type: ignore[return-value]
+
+
+def refused_by_reflex(exception: Exception) -> bool:
+    """Whether Reflex raised this while binding or checking a client's event, with none of the app's code
+    in the traceback: the event was malformed (a bug of ours would show one of our frames)."""
+    if not isinstance(exception, TypeError | ValueError | AttributeError):
+        return False
+    frames = traceback.walk_tb(exception.__traceback__)
+    return not any(frame.f_globals.get("__name__", "").startswith("chatbot_app.") for frame, _ in frames)
+
+
 def reload_on_lost_session(exception: Exception) -> EventSpec:
-    """The app's backend exception handler: a lost session reloads the page; anything else is reported."""
+    """The app's backend exception handler: a lost session reloads the page; a malformed event from the
+    client gets one log line (any client could otherwise fill the log with tracebacks); anything else
+    is reported in full."""
     if isinstance(exception, SessionLost):
         return rx.redirect(exception.path or "/", is_external=True)
+    if refused_by_reflex(exception):
+        log.warning("refused a malformed event: %s: %.300s", type(exception).__name__, exception)
+        return rx.toast.error(NOT_UNDERSTOOD, id="backend_error")
     return default_backend_exception_handler(exception)
 
 
@@ -46,6 +82,7 @@ class SessionState(rx.State):
     # Set by a page load (which brings the browser's storage): only then may a new identity be made.
     _page_loaded: bool = False
 
+    @state_helper
     def owner_id(self) -> str:
         """The caller's identity, created on first use; the one place ownership comes from."""
         if not is_identity(self.identity):
@@ -54,6 +91,7 @@ class SessionState(rx.State):
             self.identity = secrets.token_urlsafe(24)
         return self.identity
 
+    @state_helper
     def client_address(self) -> str:
         """The client's address: the socket's peer, or X-Forwarded-For only from a trusted proxy."""
         headers = self.router.headers

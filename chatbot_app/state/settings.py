@@ -22,7 +22,7 @@ from chatbot_app.services.chat_settings import (
 from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.validation import InvalidInput
-from chatbot_app.state.session import SessionState
+from chatbot_app.state.session import SessionState, state_helper
 
 
 @dataclasses.dataclass
@@ -62,6 +62,7 @@ class SettingsState(SessionState):
                     return f"{group.label} · {option.label}"
         return "No model available"
 
+    @state_helper
     def chat_settings(self) -> ChatSettings:
         """What the next message is sent with (no model chosen yet: the provider's default)."""
         chat = ChatSettings(

@@ -97,12 +97,12 @@ def checkpoint_reply(session: Session, message_id: int, content: str | None) -> 
 
 def interrupt_stale_replies(session: Session, older_than: timedelta) -> int:
     """Mark replies whose job stopped heartbeating (its process died) as interrupted; their text is kept."""
-    result = session.exec(
-        update(Message)
-        .where(col(Message.status) == MessageStatus.STREAMING)
-        .where(col(Message.updated_at) < utcnow() - older_than)
-        .values(status=MessageStatus.INTERRUPTED)
-    )
+    stale = (col(Message.status) == MessageStatus.STREAMING, col(Message.updated_at) < utcnow() - older_than)
+    # Look before writing: the sweep runs every few seconds and almost always finds nothing, while an
+    # UPDATE takes SQLite's write lock even when no row matches (and fails if another writer holds it).
+    if session.exec(select(Message.id).where(*stale).limit(1)).first() is None:
+        return 0
+    result = session.exec(update(Message).where(*stale).values(status=MessageStatus.INTERRUPTED))
     return result.rowcount or 0
 
 

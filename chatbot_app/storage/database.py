@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import TypeVar
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, make_url
 from sqlmodel import Session, create_engine
 
 #: How long a SQLite write waits for another's lock before failing with "database is locked".
@@ -17,9 +17,15 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 
 def make_engine(url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> Engine:
     """An engine for `url`; SQLite gets WAL (readers never wait for the writer), a busy timeout
-    (writers queue for the lock rather than fail) and enforced foreign keys."""
+    (writers queue for the lock rather than fail) and enforced foreign keys.
+
+    A SQLite URL's own `?timeout=<seconds>` (SQLAlchemy's pysqlite option) replaces `busy_timeout_s`.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s})
+        connect_args: dict[str, object] = {"check_same_thread": False}
+        if "timeout" not in make_url(url).query:  # connect_args would override the URL's own
+            connect_args["timeout"] = busy_timeout_s
+        engine = create_engine(url, connect_args=connect_args)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -49,6 +49,11 @@ def app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> It
         GROQ_BASE_URL=fake_llm.base_url,
         CHATBOT_MODEL="fake-large",
         CHATBOT_STALE_REPLY_S="2",  # so a reply orphaned by a killed backend is found quickly
+        # Every browser test is a new identity from 127.0.0.1: with the defaults (30 new identities an
+        # hour, 60 messages a minute per address) a whole run's later tests were refused. The limits
+        # have tests of their own (test_limits_over_websocket.py, tests/integration/test_abuse_limits.py).
+        CHATBOT_NEW_IDENTITIES_PER_HOUR="100000",
+        CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE="100000",
     ) as running:
         yield running
 

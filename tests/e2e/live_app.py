@@ -182,3 +182,16 @@ def live_app(workdir: Path, database_url: str, **app_env: str) -> Iterator[LiveA
             yield LiveApp(frontend_url, backend, site, database_url)
         finally:
             backend.stop()
+
+
+@contextlib.contextmanager
+def backend_only(workdir: Path, database_url: str, **app_env: str) -> Iterator[Backend]:
+    """Only the backend (no frontend export: seconds, not minutes), for tests that speak its websocket."""
+    backend = Backend(
+        free_port(), app_environment(CHATBOT_DATABASE_URL=database_url, **app_env), workdir / "backend.log"
+    )
+    backend.start()
+    try:
+        yield backend
+    finally:
+        backend.stop()

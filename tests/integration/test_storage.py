@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,8 +10,9 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select, update
 
 from chatbot_app.storage import conversations as store
-from chatbot_app.storage.database import session_scope
+from chatbot_app.storage.database import make_engine, session_scope
 from chatbot_app.storage.models import Conversation, Message, MessageStatus
+from tests.conftest import migrate
 
 OWNER = "owner-" + "a" * 20
 STRANGER = "stranger-" + "b" * 20
@@ -183,6 +185,23 @@ def test_interrupt_stale_replies_only_touches_old_streaming_rows_and_keeps_their
     assert (after[live.id].status, after[live.id].content) == ("streaming", "still going")
     assert after[old_complete.id].status == "complete"
     assert after[old_stopped.id].status == "stopped"
+
+
+def test_the_sweep_with_nothing_stale_does_not_need_the_write_lock(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    migrate(url)
+    engine = make_engine(url, busy_timeout_s=0.1)
+    live = add(engine, new_conversation(engine), "assistant", "still going", status=MessageStatus.STREAMING)
+    holder = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer (a long import, say) holds the lock
+    try:
+        with session_scope(engine) as session:
+            assert store.interrupt_stale_replies(session, timedelta(seconds=30)) == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        engine.dispose()
+    assert reload(make_engine(url), live.id or 0).status == "streaming"
 
 
 def test_deleting_a_conversation_deletes_its_messages(engine: Engine) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chatbot_app.services.library import MAX_QUERY_CHARS, check_search_query, check_title
 from chatbot_app.services.validation import (
     MAX_MESSAGE_CHARS,
     InvalidInput,
@@ -11,6 +12,7 @@ from chatbot_app.services.validation import (
     is_conversation_id,
     is_identity,
 )
+from chatbot_app.state.session import refused_by_reflex
 
 GOOD_CONVERSATION_ID = "0123456789abcdef" * 2
 
@@ -128,3 +130,30 @@ def test_control_characters_are_refused_but_tabs_and_newlines_are_kept() -> None
 def test_a_huge_emoji_run_is_refused_by_the_length_limit_with_a_clear_message() -> None:
     with pytest.raises(InvalidInput, match="the limit is 32,000"):
         clean_message("🦜" * 40_000)
+
+
+@pytest.mark.parametrize("raw", ["half \ud800 pair", "nul \x00 byte"])
+def test_search_text_and_titles_no_database_can_store_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidInput, match="cannot be searched for"):
+        check_search_query(raw)
+    with pytest.raises(InvalidInput, match="cannot be saved"):
+        check_title(raw)
+
+
+def test_search_text_must_be_text_and_is_cut_to_the_query_limit() -> None:
+    with pytest.raises(InvalidInput, match="must be text"):
+        check_search_query(5)
+    assert check_search_query("x" * (MAX_QUERY_CHARS + 10)) == "x" * MAX_QUERY_CHARS
+
+
+def test_only_errors_raised_outside_the_apps_code_count_as_a_malformed_event() -> None:
+    def raised(call) -> Exception:  # type: ignore[no-untyped-def]
+        try:
+            call()
+        except Exception as exc:
+            return exc
+        raise AssertionError("no exception")
+
+    assert refused_by_reflex(raised(lambda: clean_message(unexpected=1)))  # type: ignore[call-arg]  # wrong arguments
+    assert not refused_by_reflex(raised(lambda: clean_message(5)))  # raised inside the app: a bug would show it
+    assert not refused_by_reflex(raised(lambda: {}["key"]))  # not a kind an event's binding raises

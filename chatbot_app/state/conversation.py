@@ -111,8 +111,7 @@ class ConversationState(SessionState):
         A fixed number of queries whatever ?m= holds. A reply still being written is left for
         ReplyState.resume (the next on_load event) to follow.
         """
-        self._page_loaded = True
-        owner = self.owner_id()
+        owner = self.page_owner_id()
         requested = conversation_id_in(self.router.url.path)
         self._running_reply_id = 0
         if requested and requested == self._just_created:

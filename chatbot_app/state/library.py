@@ -73,7 +73,7 @@ class LibraryState(SessionState):
     async def refresh(self) -> None:
         """Reload the sidebar's pages shown so far (after a change, or on page load)."""
         async with self:
-            owner, pages = self.owner_id(), self.page + 1
+            owner, pages = self.page_owner_id(), self.page + 1
         page = await get_library().page(owner, 0, page_size=30 * pages)
         async with self:
             self.conversations = [ConversationItem(c.id, c.title, c.pinned) for c in page.conversations]

@@ -65,7 +65,8 @@ def reload_on_lost_session(exception: Exception) -> EventSpec:
     client gets one log line (any client could otherwise fill the log with tracebacks); anything else
     is reported in full."""
     if isinstance(exception, SessionLost):
-        return rx.redirect(exception.path or "/", is_external=True)
+        # A full reload (not client-side navigation) is what sends the browser's storage back.
+        return rx.call_script("window.location.reload()")
     if refused_by_reflex(exception):
         log.warning("refused a malformed event: %s: %.300s", type(exception).__name__, exception)
         return rx.toast.error(NOT_UNDERSTOOD, id="backend_error")
@@ -90,6 +91,13 @@ class SessionState(rx.State):
                 raise SessionLost(self.router.url.path)
             self.identity = secrets.token_urlsafe(24)
         return self.identity
+
+    @state_helper
+    def page_owner_id(self) -> str:
+        """`owner_id` for a page's on_load handlers: a page load brings the browser's storage, so a
+        browser without an identity yet gets one here (and only on a page load)."""
+        self._page_loaded = True
+        return self.owner_id()
 
     @state_helper
     def client_address(self) -> str:

@@ -86,7 +86,7 @@ class SettingsState(SessionState):
         """Load the model menu, presets, and the settings of the open (or a new) conversation."""
         service = get_chat_service()
         async with self:
-            owner, conversation_id = self.owner_id(), self.conversation_id
+            owner, conversation_id = self.page_owner_id(), self.conversation_id
         groups, default_choice = await service.model_menu()
         presets = await service.presets(owner)
         if conversation_id:

@@ -46,7 +46,7 @@ def test_logs_are_structured_and_hold_no_key_or_message_text(page, app: LiveApp,
 
 @pytest.fixture
 def strict_limit(app: LiveApp) -> Iterator[LiveApp]:
-    app.backend.restart(CHATBOT_RATE_LIMIT_PER_MINUTE="2")
+    app.backend.restart(CHATBOT_RATE_LIMIT_PER_MINUTE="3")
     yield app
     app.backend.restart(CHATBOT_RATE_LIMIT_PER_MINUTE=None)
 
@@ -58,13 +58,16 @@ def test_sending_too_fast_gets_a_clear_message_and_sends_nothing(
     page = context.new_page()
     page.goto(strict_limit.frontend_url)
     page.wait_for_selector("#chat-input")
+    # Three provider calls a minute: the first reply, the new conversation's title, the second reply.
     for number in (1, 2):
         send(page, f"message {number}")
         wait_for_replies(page, number)
-    requests = len(fake.streamed_requests())
+    fake.wait_for_chat_requests(3)
+    requests = len(fake.chat_requests())
 
     send(page, "message 3")
-    page.wait_for_selector("#notice:has-text('faster than 2 a minute')")
-    assert len(fake.streamed_requests()) == requests
+    page.wait_for_selector("#notice:has-text('the limit is 3 a minute')")
+    assert len(fake.chat_requests()) == requests
     assert len(page.query_selector_all("[data-role=user]")) == 2
+    assert page.input_value("#chat-input") == "message 3"  # the refused message stays in the box
     context.close()

@@ -1,0 +1,56 @@
+"""The microphone: record in the browser, and the transcript lands in the message box.
+
+Recording is reflex-audio-capture's component (audio-recorder-polyfill, MP3 in every browser). The
+recording reaches the server as one `data:` URL when recording stops; ComposerFilesState checks its
+size, counts it against the chat limits and transcribes it.
+"""
+
+from __future__ import annotations
+
+import reflex as rx
+from reflex_audio_capture import AudioRecorderPolyfill
+
+from chatbot_app.state.attachments import ComposerFilesState
+
+RECORDER_ID = "mic-recorder"
+
+
+def microphone() -> rx.Component:
+    """The recorder (invisible) and #mic-button; shown only when speech to text is configured."""
+    recorder = AudioRecorderPolyfill.create(
+        id=RECORDER_ID,
+        on_data_available=ComposerFilesState.transcribe_recording,
+        on_start=ComposerFilesState.set_recording(True),
+        on_stop=ComposerFilesState.set_recording(False),
+        on_error=ComposerFilesState.recording_failed,
+    )
+    return rx.fragment(
+        recorder,
+        rx.cond(
+            ComposerFilesState.voice_enabled,
+            rx.cond(
+                ComposerFilesState.recording,
+                rx.icon_button(
+                    rx.icon("square", size=16),
+                    id="mic-button",
+                    type="button",
+                    on_click=recorder.stop(),
+                    aria_label="Stop recording",
+                    color_scheme="red",
+                    variant="soft",
+                    size="3",
+                    custom_attrs={"data-recording": "true"},
+                ),
+                rx.icon_button(
+                    rx.icon("mic", size=18),
+                    id="mic-button",
+                    type="button",
+                    on_click=recorder.start(),
+                    aria_label="Record a message",
+                    variant="soft",
+                    size="3",
+                    loading=ComposerFilesState.transcribing,
+                ),
+            ),
+        ),
+    )

@@ -110,7 +110,11 @@ class ComposerFilesState(SessionState):
 
     def take_sent(self, sent: Sequence[PreparedAttachment]) -> None:
         """The files were stored with the message: let them go (a file attached meanwhile stays)."""
-        self._set_pending([p for p in self._pending if not any(p is s for s in sent)])
+        left = list(self._pending)
+        for file in sent:  # by value: the state may have been stored and loaded since they were read
+            if file in left:
+                left.remove(file)
+        self._set_pending(left)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -145,6 +149,8 @@ class ComposerFilesState(SessionState):
     @rx.event
     def refuse_files(self, rejections: list[dict[str, Any]]) -> None:
         """Files the browser refused by the limits it was given (size, count): say why."""
+        if not isinstance(rejections, list) or not rejections:
+            return
         limits = _limits()
         self.notice = " ".join(dict.fromkeys(_rejection_message(r, limits) for r in rejections[:20]))
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+
+import reflex as rx
 
 from chatbot_app.services.attachments import AttachmentView
+from chatbot_app.services.default_service import get_attachment_store
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.reply_log import Finished
 from chatbot_app.storage.models import Message, MessageStatus
@@ -37,6 +41,18 @@ def file_chips(views: list[AttachmentView], backend_url: str) -> list[FileChip]:
     """Chips for a message's stored files; `backend_url` prefixes the path (the page may be served elsewhere)."""
     base = backend_url.rstrip("/")
     return [FileChip(v.filename, base + v.url, v.is_image) for v in views]
+
+
+async def add_file_chips(messages: Sequence[MessageView], owner_id: str, conversation_id: str) -> None:
+    """Give loaded user messages their files' chips (one query for all of them; names and links, no bytes)."""
+    ids = [m.id for m in messages if m.role == "user" and m.id]
+    if not ids:
+        return
+    views = await get_attachment_store().views(owner_id, conversation_id, ids)
+    backend_url = rx.config.get_config().api_url
+    for message in messages:
+        if found := views.get(message.id):
+            message.attachments = file_chips(found, backend_url)
 
 
 def thinking_label(reasoning: str, thinking_ms: int | None) -> str:

@@ -1,6 +1,6 @@
 """The microphone: record in the browser, and the transcript lands in the message box.
 
-Recording is reflex-audio-capture's component (audio-recorder-polyfill, MP3 in every browser). The
+Recording is reflex-audio-capture's component (audio-recorder-polyfill: WAV in every browser). The
 recording reaches the server as one `data:` URL when recording stops; ComposerFilesState checks its
 size, counts it against the chat limits and transcribes it.
 """
@@ -23,6 +23,8 @@ def microphone() -> rx.Component:
         on_start=ComposerFilesState.set_recording(True),
         on_stop=ComposerFilesState.set_recording(False),
         on_error=ComposerFilesState.recording_failed,
+        # WAV, encoded in the page: the MP3 encoder loads lamejs from a CDN at run time.
+        use_mp3=False,
     )
     return rx.fragment(
         recorder,

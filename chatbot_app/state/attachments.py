@@ -74,6 +74,11 @@ def _rejection_message(rejection: Any, limits: AttachmentLimits) -> str:
     return f"{name} could not be attached."
 
 
+def recording_message_bytes(max_bytes: int) -> int:
+    """The websocket message a recording of `max_bytes` needs: base64 (4/3) plus room for the event around it."""
+    return max_bytes * 4 // 3 + 64 * 1024
+
+
 def decode_recording(data_url: str, max_bytes: int) -> bytes:
     """The audio in a recorder's `data:` URL; raises TranscriptionRejected (size checked before decoding)."""
     _, sep, payload = data_url.partition(";base64,")

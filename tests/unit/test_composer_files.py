@@ -8,7 +8,7 @@ import pytest
 
 from chatbot_app.services.attachments import AttachmentLimits, AttachmentView
 from chatbot_app.services.transcription import TranscriptionRejected
-from chatbot_app.state.attachments import _rejection_message, decode_recording
+from chatbot_app.state.attachments import _rejection_message, decode_recording, recording_message_bytes
 from chatbot_app.state.views import FileChip, file_chips, thinking_label
 
 
@@ -51,3 +51,9 @@ def test_file_chips_link_to_the_backend() -> None:
     assert file_chips(views, "http://127.0.0.1:8000/") == [
         FileChip("a.png", "http://127.0.0.1:8000/api/attachments/tok1", True)
     ]
+
+
+def test_the_websocket_takes_a_recording_as_large_as_an_attachment() -> None:
+    max_bytes = 10 * 2**20
+    url = "data:audio/wav;base64," + base64.b64encode(bytes(max_bytes)).decode()
+    assert len(url) + 1000 < recording_message_bytes(max_bytes)

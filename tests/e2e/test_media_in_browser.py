@@ -62,6 +62,25 @@ def notice(page) -> str:  # type: ignore[no-untyped-def]
     return page.inner_text("#notice")
 
 
+def choose_model(page, value: str) -> None:  # type: ignore[no-untyped-def]
+    """Pick a model once the menu is there.
+
+    A first visit's model menu can be lost (SettingsState.sync meets no identity yet and answers with a
+    reload), so the page is loaded again until the menu shows, a bounded number of times.
+    """
+    for _ in range(3):
+        page.reload()
+        page.wait_for_selector("#chat-input")
+        try:
+            page.wait_for_function("document.querySelectorAll('#model-select option').length > 0", timeout=10_000)
+            break
+        except Exception:  # playwright's TimeoutError: load again
+            continue
+    page.select_option("#model-select", value)
+    page.wait_for_function(f"document.querySelector('#model-select').value === {value!r}")
+    page.wait_for_load_state("networkidle")
+
+
 def send(page, text: str) -> None:  # type: ignore[no-untyped-def]
     page.fill("#chat-input", text)
     page.keyboard.press("Enter")
@@ -124,11 +143,7 @@ def test_an_oversized_file_and_a_mismatched_file_are_refused(page) -> None:  # t
 def test_an_image_for_a_model_that_cannot_see_is_refused_naming_the_ones_that_can(
     page, app: LiveApp, fake: FakeLLMServer
 ) -> None:  # type: ignore[no-untyped-def]
-    # A first visit's model menu is lost (SettingsState.sync meets no identity yet and reloads): load once more.
-    page.reload()
-    page.wait_for_function("document.querySelectorAll('#model-select option').length > 0")
-    page.select_option("#model-select", "groq:fake-small")
-    page.wait_for_function("document.querySelector('#model-select').value === 'groq:fake-small'")
+    choose_model(page, "groq:fake-small")
     attach(page, ("photo.jpg", "image/jpeg", make_image(32, 32, "JPEG")))
     page.wait_for_selector("[data-testid=attachment]")
     assert "fake-large" in notice(page)  # told at once

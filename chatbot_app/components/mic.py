@@ -7,6 +7,8 @@ size, counts it against the chat limits and transcribes it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 from reflex_audio_capture import AudioRecorderPolyfill
 
@@ -15,9 +17,27 @@ from chatbot_app.state.attachments import ComposerFilesState
 RECORDER_ID = "mic-recorder"
 
 
+class Recorder(AudioRecorderPolyfill):
+    """reflex-audio-capture 0.1.1's recorder, with its failures reported.
+
+    Where the microphone cannot be opened (none, or permission refused) the component's code names the
+    `on_error` handler as a statement without calling it; here those statements call it with the error.
+    """
+
+    def _get_added_hooks(self) -> dict[str, Any]:
+        # Reflex joins every class's add_hooks; the finished hook code is patched here, once. The leading
+        # ";" ends the template's unterminated `const _error = ...` line.
+        hooks = super()._get_added_hooks()
+        on_error = self.event_triggers.get("on_error")
+        if on_error is None:
+            return hooks
+        handler = str(rx.Var.create(on_error))
+        return {code.replace(handler + "\n", f";({handler})(_error);\n"): data for code, data in hooks.items()}
+
+
 def microphone() -> rx.Component:
     """The recorder (invisible) and #mic-button; shown only when speech to text is configured."""
-    recorder = AudioRecorderPolyfill.create(
+    recorder = Recorder.create(
         id=RECORDER_ID,
         on_data_available=ComposerFilesState.transcribe_recording,
         on_start=ComposerFilesState.set_recording(True),

@@ -196,3 +196,14 @@ def test_reasoning_is_collapsed_then_expanded(page, fake: FakeLLMServer) -> None
     without_reasoning = "el => { const c = el.cloneNode(true); c.querySelector('details').remove(); return c.innerText}"
     answer = page.locator("[data-role=assistant]").evaluate(without_reasoning)
     assert "The answer is 4." in answer and "add two and two" not in answer
+
+
+def test_a_microphone_that_cannot_be_opened_is_reported(page) -> None:  # type: ignore[no-untyped-def]
+    page.context.add_init_script(
+        "navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('denied', 'NotAllowedError'))"
+    )
+    page.reload()
+    page.click("#mic-button")
+    page.wait_for_function("(document.querySelector('#notice') || {}).innerText?.includes('could not record')")
+    assert "NotAllowedError" in notice(page)
+    assert page.locator("#mic-button[data-recording=true]").count() == 0

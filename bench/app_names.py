@@ -24,3 +24,5 @@ IDENTITY = f"{SessionState.get_full_name()}.identity{FIELD_MARKER}"
 STREAM_PARTS = [(REPLY, f"{name}{FIELD_MARKER}") for name in PART_NAMES]
 STREAMING = (REPLY, f"streaming{FIELD_MARKER}")
 MESSAGES = (CONVERSATION, f"messages{FIELD_MARKER}")
+#: The short tail of a reasoning model's thinking, the only reasoning a frame carries while it streams.
+REASONING_TAIL = (REPLY, f"reasoning_tail{FIELD_MARKER}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import reflex as rx
 
@@ -13,6 +14,7 @@ from chatbot_app.logging_config import configure_logging
 from chatbot_app.pages.chat_page import chat_page
 from chatbot_app.security_headers import security_headers
 from chatbot_app.services.default_service import get_chat_service, get_library, get_reply_jobs
+from chatbot_app.state.attachments import recording_message_bytes
 from chatbot_app.state.conversation import CONVERSATION_ROUTE, ConversationState
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.reply import ReplyState
@@ -57,6 +59,11 @@ async def _background_upkeep() -> None:
         await get_reply_jobs().aclose()
 
 
+# A microphone recording reaches the server as one websocket message (a base64 data: URL). Reflex's
+# default limit, 1 MB, is about 8 s of the recorder's WAV; allow a recording as large as an attachment.
+os.environ.setdefault(
+    "REFLEX_SOCKET_MAX_HTTP_BUFFER_SIZE", str(recording_message_bytes(get_settings().max_attachment_bytes))
+)
 app = rx.App(
     stylesheets=["/chat.css"],
     head_components=[rx.el.meta(name="color-scheme", content="light dark")],

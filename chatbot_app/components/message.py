@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import reflex as rx
 
+from chatbot_app.components.attachments import message_files
 from chatbot_app.components.markdown import markdown
+from chatbot_app.components.reasoning import live_reasoning, reasoning_section
 from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.reply import ReplyState
 from chatbot_app.state.views import MessageView
@@ -26,8 +28,11 @@ def _action(icon: str, label: str | rx.Var[str], **props: object) -> rx.Componen
     )
 
 
-def _assistant_bubble(content: rx.Var[str], footer: rx.Component, status: rx.Var[str] | str) -> rx.Component:
+def _assistant_bubble(
+    content: rx.Var[str], footer: rx.Component, status: rx.Var[str] | str, thinking: rx.Component
+) -> rx.Component:
     return rx.box(
+        thinking,
         markdown(content),
         footer,
         custom_attrs={"data-testid": "message", "data-role": "assistant", "data-status": status},
@@ -68,6 +73,7 @@ def _user_bubble(message: MessageView) -> rx.Component:
             _action("pencil", "Edit", on_click=ConversationState.start_edit(message.id), class_name="edit-button"),
         ),
         rx.box(
+            message_files(message.attachments),
             rx.text(message.content, white_space="pre-wrap", class_name="user-text"),
             custom_attrs={"data-testid": "message", "data-role": "user"},
             class_name="message user-message",
@@ -112,7 +118,12 @@ def message_row(message: MessageView) -> rx.Component:
         rx.cond(
             message.role == "user",
             rx.cond(message.id == ConversationState.editing_id, _edit_form(message), _user_bubble(message)),
-            _assistant_bubble(message.content, _assistant_footer(message), message.status),
+            _assistant_bubble(
+                message.content,
+                _assistant_footer(message),
+                message.status,
+                reasoning_section(message.reasoning, message.thinking),
+            ),
         ),
         id="m-" + message.id.to_string(),
         class_name=rx.cond(message.id == ConversationState.focus_message_id, "message-row focused", "message-row"),
@@ -135,5 +146,6 @@ def streaming_row() -> rx.Component:
                 align="center",
             ),
             "streaming",
+            live_reasoning(),
         ),
     )

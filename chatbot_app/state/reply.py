@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,17 +19,19 @@ import reflex as rx
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from chatbot_app.services.attachments import AttachmentRejected
 from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
 from chatbot_app.services.chat_settings import ChatSettings
-from chatbot_app.services.default_service import get_chat_service, get_reply_jobs
+from chatbot_app.services.default_service import get_attachment_store, get_chat_service, get_reply_jobs
 from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, Snapshot, Titled
 from chatbot_app.services.validation import InvalidInput, clean_message
+from chatbot_app.state.attachments import ComposerFilesState
 from chatbot_app.state.conversation import STOPPED_FIRST, ConversationState, conversation_url, stop_running_replies
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.session import SessionState
 from chatbot_app.state.settings import SettingsState
 from chatbot_app.state.stream_parts import StreamParts
-from chatbot_app.state.views import MessageView, view_of_message, view_of_reply
+from chatbot_app.state.views import FileChip, MessageView, file_chips, view_of_message, view_of_reply
 from chatbot_app.storage.models import MessageStatus
 
 #: How often a reply whose log is gone (its process died) is re-read until the sweep ends it.
@@ -38,6 +41,8 @@ LIVENESS_CHECK_S = 3.0
 #: The composer's text area: it keeps a message until the message is stored.
 COMPOSER_INPUT_ID = "chat-input"
 NOT_STORED = "Your message could not be saved just now (the database is busy). It is still in the box: send it again."
+#: While a reply thinks, only this much of the end of its reasoning is shown (and sent per frame).
+REASONING_TAIL_CHARS = 160
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,11 @@ class ReplyState(StreamParts, SessionState):
     _subscription: int = 0
     # Stop was pressed before the job had started: stop it as soon as it has.
     _stop_pending: bool = False
+    # A reasoning model's thinking so far: a frame sends only its short tail; the whole comes at the end.
+    reasoning_tail: str = ""
+    _reasoning: str = ""
+    _thinking_since: float = 0.0
+    _thinking_ms: int | None = None
 
     def _begin(self) -> None:
         """A reply has been asked for: show it as coming (its job starts a moment later)."""
@@ -97,6 +107,7 @@ class ReplyState(StreamParts, SessionState):
         self.streaming, self.stream_notice, self._reply_id, self._stop_pending = False, "", 0, False
         self._subscription += 1
         self._clear_stream()
+        self._show_reasoning("")
 
     # -- starting a reply: one path for send, regenerate and edit ------------------------------
 
@@ -120,14 +131,16 @@ class ReplyState(StreamParts, SessionState):
                 conversation.messages.append(MessageView(id=0, role="user", content=user_text))
         try:
             turn = await start(service, chat)
-        except (ConversationNotFound, SQLAlchemyError) as exc:
-            if not isinstance(exc, ConversationNotFound):
+        except (ConversationNotFound, AttachmentRejected, SQLAlchemyError) as exc:
+            if isinstance(exc, SQLAlchemyError):
                 log.warning("could not store a turn: %s", type(exc).__name__)
             async with self:
                 self._leave()
                 conversation = await self.get_state(ConversationState)
                 conversation.messages = [m for m in conversation.messages if m.id]
-                self.notice = not_found if isinstance(exc, ConversationNotFound) else NOT_STORED
+                # A refused file: the message and its files stay in the composer, with the reason.
+                refused = str(exc) if isinstance(exc, AttachmentRejected) else NOT_STORED
+                self.notice = not_found if isinstance(exc, ConversationNotFound) else refused
             return
         await jobs.start(turn, batch=batch, suggest_title=True, address=address)
         async with self:
@@ -156,14 +169,22 @@ class ReplyState(StreamParts, SessionState):
                 self.notice = str(exc)
                 return
             owner, conversation_id = self.owner_id(), self.conversation_id or None
+            pending = (await self.get_state(ComposerFilesState)).pending()
+        chips: list[FileChip] = []
 
         def show(conversation: ConversationState, turn: Turn) -> None:
             conversation.messages = [m for m in conversation.messages if m.id] + [
-                MessageView(id=turn.user_message_id, role="user", content=text)
+                MessageView(id=turn.user_message_id, role="user", content=text, attachments=chips)
             ]
 
         async def start(service: ChatService, chat: ChatSettings) -> Turn:
-            return await service.start_turn(owner, conversation_id, text, chat)
+            turn = await service.start_turn(owner, conversation_id, text, chat, attachments=pending)
+            if pending:  # stored: the composer lets them go, the message shows them
+                async with self:
+                    (await self.get_state(ComposerFilesState)).take_sent(pending)
+                views = await get_attachment_store().views(owner, turn.conversation_id, [turn.user_message_id])
+                chips.extend(file_chips(views.get(turn.user_message_id, []), rx.config.get_config().api_url))
+            return turn
 
         not_found = "That conversation was not found. Start a new chat."
         async for event in self._start_reply(start, show, not_found, user_text=text):
@@ -286,16 +307,24 @@ class ReplyState(StreamParts, SessionState):
     async def _apply(self, event: ReplyEvent, reply_id: int) -> bool:
         """Show one log event (inside the lock); True for the reply's end."""
         match event:
-            case Frame(text, _, notice):
+            case Frame(text, reasoning, notice):
+                if reasoning:
+                    self._show_reasoning(self._reasoning + reasoning)
                 if text:
                     self._show_stream(self._stream_text + text)
+                    self._thinking_done()
                 if notice != self.stream_notice:
                     self.stream_notice = notice
-            case Snapshot(text, _, notice):
+            case Snapshot(text, reasoning, notice):
+                self._show_reasoning(reasoning)
                 self._show_stream(text)
+                if text and self._thinking_ms is None:
+                    self._thinking_since = 0.0  # joined after the thinking ended: its time is unknown
                 self.stream_notice = notice
             case Finished():
-                await self._end(view_of_reply(reply_id, self._stream_text, event))
+                self._thinking_done()
+                view = view_of_reply(reply_id, self._stream_text, event, self._reasoning, self._thinking_ms)
+                await self._end(view)
                 return True
             case Titled(title) if title:
                 conversation = await self.get_state(ConversationState)
@@ -303,12 +332,29 @@ class ReplyState(StreamParts, SessionState):
                     conversation.title = title
         return False
 
+    def _show_reasoning(self, reasoning: str) -> None:
+        """Keep the whole reasoning server-side; the page gets only its tail while the reply thinks."""
+        if reasoning and not self._reasoning:
+            self._thinking_since, self._thinking_ms = time.monotonic(), None
+        self._reasoning = reasoning
+        if not reasoning:
+            self._thinking_since, self._thinking_ms = 0.0, None
+        tail = reasoning[-REASONING_TAIL_CHARS:]
+        if tail != self.reasoning_tail:
+            self.reasoning_tail = tail
+
+    def _thinking_done(self) -> None:
+        """The answer has begun (or the reply ended): the thinking time, as this tab saw it."""
+        if self._reasoning and self._thinking_ms is None and self._thinking_since:
+            self._thinking_ms = int((time.monotonic() - self._thinking_since) * 1000)
+
     async def _end(self, view: MessageView) -> None:
         """The reply ended: it joins the history it belongs to, and the composer is free again."""
         conversation = await self.get_state(ConversationState)
         conversation.show_reply(view, self._reply_view)
         self.streaming, self.stream_notice = False, ""
         self._clear_stream()
+        self._show_reasoning("")
         await conversation.load_stats()
 
     async def _settle_from_database(self, owner: str, conversation_id: str, reply_id: int, subscription: int) -> None:

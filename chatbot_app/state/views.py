@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
+import reflex as rx
+
+from chatbot_app.services.attachments import AttachmentView
+from chatbot_app.services.default_service import get_attachment_store
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.reply_log import Finished
 from chatbot_app.storage.models import Message, MessageStatus
+
+
+@dataclasses.dataclass
+class FileChip:
+    """A file sent with a message: a thumbnail for an image, a link for anything else."""
+
+    filename: str
+    url: str
+    is_image: bool = False
 
 
 @dataclasses.dataclass
@@ -17,6 +31,37 @@ class MessageView:
     status: str = MessageStatus.COMPLETE
     error: str = ""
     details: str = ""
+    attachments: list[FileChip] = dataclasses.field(default_factory=list)
+    # A reasoning model's thinking, shown collapsed above the answer; `thinking` labels it.
+    reasoning: str = ""
+    thinking: str = ""
+
+
+def file_chips(views: list[AttachmentView], backend_url: str) -> list[FileChip]:
+    """Chips for a message's stored files; `backend_url` prefixes the path (the page may be served elsewhere)."""
+    base = backend_url.rstrip("/")
+    return [FileChip(v.filename, base + v.url, v.is_image) for v in views]
+
+
+async def add_file_chips(messages: Sequence[MessageView], owner_id: str, conversation_id: str) -> None:
+    """Give loaded user messages their files' chips (one query for all of them; names and links, no bytes)."""
+    ids = [m.id for m in messages if m.role == "user" and m.id]
+    if not ids:
+        return
+    views = await get_attachment_store().views(owner_id, conversation_id, ids)
+    backend_url = rx.config.get_config().api_url
+    for message in messages:
+        if found := views.get(message.id):
+            message.attachments = file_chips(found, backend_url)
+
+
+def thinking_label(reasoning: str, thinking_ms: int | None) -> str:
+    """How long the model thought, when known (a reply followed live); else how much it wrote."""
+    if not reasoning:
+        return ""
+    if thinking_ms is not None:
+        return f"Thought for {thinking_ms / 1000:.1f} s"
+    return f"Thoughts · {len(reasoning.split()):,} words"
 
 
 def reply_details(
@@ -52,11 +97,15 @@ def view_of_message(message: Message) -> MessageView:
         )
         if message.role == "assistant"
         else "",
+        reasoning=message.reasoning or "",
+        thinking=thinking_label(message.reasoning or "", None),
     )
 
 
-def view_of_reply(reply_id: int, text: str, finished: Finished) -> MessageView:
-    """A reply as its job ended it: the text its followers assembled, and the end's details."""
+def view_of_reply(
+    reply_id: int, text: str, finished: Finished, reasoning: str = "", thinking_ms: int | None = None
+) -> MessageView:
+    """A reply as its job ended it: the text (and reasoning) its followers assembled, and the end's details."""
     return MessageView(
         id=reply_id,
         role="assistant",
@@ -68,4 +117,6 @@ def view_of_reply(reply_id: int, text: str, finished: Finished) -> MessageView:
         details=reply_details(
             finished.provider, finished.model, finished.completion_tokens, finished.first_token_ms, finished.duration_ms
         ),
+        reasoning=reasoning,
+        thinking=thinking_label(reasoning, thinking_ms),
     )

@@ -1,0 +1,232 @@
+"""Files waiting in the composer, and speech turned into the composer's text.
+
+A file is checked when it is attached (services.attachments: by its content, images re-encoded),
+so a bad file is refused at once with a message; the checked files wait here, server-side only,
+until ReplyState.send_message stores them with the message. An audio file, or a recording from
+the microphone, is transcribed instead and its text put in the message box for the user to check.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import reflex as rx
+
+from chatbot_app.providers.base import ProviderError
+from chatbot_app.services.attachments import (
+    AttachmentLimits,
+    AttachmentRejected,
+    PreparedAttachment,
+    check_count,
+    check_size,
+    display_name,
+    file_notices,
+    prepare_attachment,
+    text_budget_chars,
+    vision_refusal,
+)
+from chatbot_app.services.default_service import get_chat_service, get_transcriber
+from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.transcription import TranscriptionRejected, audio_format
+from chatbot_app.state.session import SessionState
+from chatbot_app.state.settings import SettingsState
+
+#: The composer's upload zone (its one file input) and message box.
+UPLOAD_ID = "composer-files"
+COMPOSER_INPUT_ID = "chat-input"
+
+
+@dataclasses.dataclass
+class PendingChip:
+    """What the composer shows of a file waiting to be sent."""
+
+    filename: str
+    size: str
+    is_image: bool = False
+
+
+def _size_text(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{max(1, size // 1024)} KB"
+
+
+def _limits() -> AttachmentLimits:
+    return AttachmentLimits.from_settings(get_chat_service().settings)
+
+
+def _rejection_message(rejection: Any, limits: AttachmentLimits) -> str:
+    """Words for a file the browser refused before uploading it (react-dropzone's codes)."""
+    file = rejection.get("file") if isinstance(rejection, dict) else None
+    name = display_name(str(file.get("path") or file.get("name") or "")) if isinstance(file, dict) else "A file"
+    errors = rejection.get("errors") if isinstance(rejection, dict) else None
+    codes = {e.get("code") for e in errors if isinstance(e, dict)} if isinstance(errors, list) else set()
+    if "too-many-files" in codes:
+        return f"A message can carry at most {limits.max_count} files."
+    if "file-too-large" in codes:
+        size = file.get("size") if isinstance(file, dict) else None
+        try:
+            check_size(name, size if isinstance(size, int) else limits.max_bytes + 1, limits)
+        except AttachmentRejected as exc:
+            return str(exc)
+    return f"{name} could not be attached."
+
+
+def recording_message_bytes(max_bytes: int) -> int:
+    """The websocket message a recording of `max_bytes` needs: base64 (4/3) plus room for the event around it."""
+    return max_bytes * 4 // 3 + 64 * 1024
+
+
+def decode_recording(data_url: str, max_bytes: int) -> bytes:
+    """The audio in a recorder's `data:` URL; raises TranscriptionRejected (size checked before decoding)."""
+    _, sep, payload = data_url.partition(";base64,")
+    if not data_url.startswith("data:") or not sep:
+        raise TranscriptionRejected("The recording could not be read.")
+    if len(payload) * 3 // 4 > max_bytes:
+        raise TranscriptionRejected(f"The recording is too long: audio can be at most {max_bytes / 2**20:.1f} MiB.")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise TranscriptionRejected("The recording could not be read.") from None
+
+
+class ComposerFilesState(SessionState):
+    #: The files waiting to be sent, as chips (data-testid="attachment").
+    files: list[PendingChip] = []
+    #: What the user should know before sending: files cut to fit the context, PDFs without text.
+    file_notices: list[str] = []
+    transcribing: bool = False
+    # The microphone is recording (the recorder's start and stop events).
+    recording: bool = False
+    # The checked files themselves: server-side only, never sent to the browser.
+    _pending: list[PreparedAttachment] = []
+
+    @rx.var
+    def voice_enabled(self) -> bool:
+        """The microphone is offered only when a speech-to-text service is configured."""
+        return get_transcriber() is not None
+
+    # -- called by ReplyState.send_message ---------------------------------------------------
+
+    def pending(self) -> list[PreparedAttachment]:
+        return list(self._pending)
+
+    def take_sent(self, sent: Sequence[PreparedAttachment]) -> None:
+        """The files were stored with the message: let them go (a file attached meanwhile stays)."""
+        left = list(self._pending)
+        for file in sent:  # by value: the state may have been stored and loaded since they were read
+            if file in left:
+                left.remove(file)
+        self._set_pending(left)
+
+    # -- events ------------------------------------------------------------------------------
+
+    @rx.event
+    async def add_files(self, uploads: list[rx.UploadFile]) -> Any:
+        """Check and keep each attached file; an audio file is transcribed into the message box."""
+        limits = _limits()
+        self.notice = ""
+        kept = list(self._pending)
+        refusals: list[str] = []
+        for upload in uploads:
+            name = display_name(upload.filename or "file")
+            try:
+                if upload.size is not None:
+                    check_size(name, upload.size, limits)  # refused before the body is read
+                data = await upload.read(limits.max_bytes + 1)
+                if audio_format(data) is not None and get_transcriber() is not None:
+                    if (transcript := await self._transcribe(name, data)) is not None:
+                        yield rx.set_value(COMPOSER_INPUT_ID, transcript)
+                    continue
+                check_count(len(kept) + 1, limits)
+                kept.append(prepare_attachment(name, data, limits))
+            except AttachmentRejected as exc:
+                refusals.append(str(exc))
+        self._set_pending(kept)
+        if refusals:
+            self.notice = " ".join(refusals)
+        elif any(p.is_image for p in kept):
+            self.notice = await self._vision_warning()
+        yield rx.clear_selected_files(UPLOAD_ID)
+
+    @rx.event
+    def refuse_files(self, rejections: list[dict[str, Any]]) -> None:
+        """Files the browser refused by the limits it was given (size, count): say why."""
+        if not isinstance(rejections, list) or not rejections:
+            return
+        limits = _limits()
+        self.notice = " ".join(dict.fromkeys(_rejection_message(r, limits) for r in rejections[:20]))
+
+    @rx.event
+    def remove_file(self, index: int) -> None:
+        if isinstance(index, int) and 0 <= index < len(self._pending):
+            self._set_pending(self._pending[:index] + self._pending[index + 1 :])
+            self.notice = ""
+
+    @rx.event
+    async def transcribe_recording(self, data_url: str) -> Any:
+        """The microphone's recording (a `data:` URL) becomes the message box's text."""
+        transcriber = get_transcriber()
+        if transcriber is None or not isinstance(data_url, str):
+            return
+        try:
+            data = decode_recording(data_url, transcriber.max_bytes)
+        except TranscriptionRejected as exc:
+            self.notice = str(exc)
+            return
+        extension = audio_format(data) or "webm"
+        if (transcript := await self._transcribe(f"recording.{extension}", data)) is not None:
+            yield rx.set_value(COMPOSER_INPUT_ID, transcript)
+
+    @rx.event
+    def set_recording(self, recording: bool) -> None:
+        self.recording = recording is True
+
+    @rx.event
+    def recording_failed(self, error: Any) -> None:
+        """The browser could not record (no microphone, permission refused)."""
+        detail = error if isinstance(error, str) else ""
+        self.notice = f"The microphone could not record{': ' + detail[:200] if detail else ''}."
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _set_pending(self, pending: list[PreparedAttachment]) -> None:
+        self._pending = pending
+        self.files = [PendingChip(p.filename, _size_text(len(p.data)), p.is_image) for p in pending]
+        budget = text_budget_chars(get_chat_service().settings.context_budget_tokens)
+        self.file_notices = file_notices(pending, budget)
+
+    async def _transcribe(self, name: str, data: bytes) -> str | None:
+        """The text spoken in `data`, counted against the chat limits; None (with a notice) if it failed."""
+        transcriber, service = get_transcriber(), get_chat_service()
+        if transcriber is None:
+            return None
+        if refusal := await service.admit(self.owner_id(), self.client_address()):
+            self.notice = refusal.message
+            return None
+        self.transcribing = True
+        try:
+            transcript = await transcriber.transcribe(name, data)
+        except TranscriptionRejected as exc:
+            self.notice = str(exc)
+            return None
+        except ProviderError as exc:
+            self.notice = describe_error(exc.kind)
+            return None
+        finally:
+            self.transcribing = False
+        if not transcript:
+            self.notice = "No speech was heard in the recording."
+            return None
+        return transcript
+
+    async def _vision_warning(self) -> str:
+        """A notice when the chosen model cannot see the images attached ("" when it can)."""
+        settings = await self.get_state(SettingsState)
+        model = settings.chat_settings().model
+        vision_models = get_chat_service().settings.vision_models
+        if model and model not in vision_models:
+            return vision_refusal(model, vision_models)
+        return ""

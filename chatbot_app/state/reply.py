@@ -96,7 +96,7 @@ class ReplyState(StreamParts, SessionState):
         async with self:
             if self.streaming:
                 return
-            owner, address = self.owner_id(), self.client_address()
+            owner, address = await self.owner_id(), self.client_address()
             if refusal := await service.admit(owner, address):
                 self.notice = refusal.message  # the message stays in the composer
                 return
@@ -143,7 +143,7 @@ class ReplyState(StreamParts, SessionState):
             except InvalidInput as exc:
                 self.notice = str(exc)
                 return
-            owner, conversation_id = self.owner_id(), self.conversation_id or None
+            owner, conversation_id = await self.owner_id(), self.conversation_id or None
 
         def show(conversation: ConversationState, turn: Turn) -> None:
             conversation.messages = [m for m in conversation.messages if m.id] + [
@@ -161,7 +161,7 @@ class ReplyState(StreamParts, SessionState):
     async def regenerate(self) -> Any:
         """Answer the last message again (also the Retry of a failed or stopped reply)."""
         async with self:
-            owner, conversation_id = self.owner_id(), self.conversation_id
+            owner, conversation_id = await self.owner_id(), self.conversation_id
         if not conversation_id:
             return
 
@@ -190,7 +190,7 @@ class ReplyState(StreamParts, SessionState):
             except InvalidInput as exc:
                 self.notice = str(exc)
                 return
-            owner, conversation_id = self.owner_id(), self.conversation_id
+            owner, conversation_id = await self.owner_id(), self.conversation_id
         if not message_id or not conversation_id:
             return
 
@@ -238,7 +238,7 @@ class ReplyState(StreamParts, SessionState):
     async def follow(self) -> Any:
         """Show the watched reply's log from the cursor to its end; then it joins the history."""
         async with self:
-            reply_id, start, owner = self._reply_id, self._cursor, self.owner_id()
+            reply_id, start, owner = self._reply_id, self._cursor, await self.owner_id()
             conversation_id = self.conversation_id
             if not reply_id or not self.streaming:
                 return

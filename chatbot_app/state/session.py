@@ -13,8 +13,12 @@ from reflex.app import default_backend_exception_handler
 from reflex.event import EventSpec
 
 from chatbot_app.config import get_settings
+from chatbot_app.services.default_service import get_accounts
 from chatbot_app.services.limits import address_from_headers
 from chatbot_app.services.validation import is_identity
+from chatbot_app.storage.models import User
+
+SIGN_IN_PATH = "/login"
 
 
 class SessionLost(RuntimeError):
@@ -27,6 +31,16 @@ class SessionLost(RuntimeError):
     def __init__(self, path: str) -> None:
         super().__init__("this tab's state was lost; reload")
         self.path = path
+
+
+class SignedOut(SessionLost):
+    """Accounts are on and this tab's cookie signs nobody in (signed out, expired, or a disabled user).
+
+    Raised before any data is touched; the exception handler sends the tab to the sign-in page.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(SIGN_IN_PATH)
 
 
 def reload_on_lost_session(exception: Exception) -> EventSpec:
@@ -46,8 +60,26 @@ class SessionState(rx.State):
     # Set by a page load (which brings the browser's storage): only then may a new identity be made.
     _page_loaded: bool = False
 
-    def owner_id(self) -> str:
-        """The caller's identity, created on first use; the one place ownership comes from."""
+    async def owner_id(self) -> str:
+        """The caller's identity; the one place ownership comes from, asked on every event.
+
+        With accounts on, the signed-in user read afresh from the session cookie (so signing out,
+        or an admin disabling the user, takes effect at the next event); raises SignedOut if none.
+        With accounts off, the browser's anonymous identity, created on first use.
+        """
+        if get_settings().accounts_enabled:
+            return (await self.signed_in_user()).owner_id
+        return self.anonymous_owner_id()
+
+    async def signed_in_user(self) -> User:
+        """The user this tab's session cookie signs in; raises SignedOut (accounts on only)."""
+        user = await get_accounts().user_for_cookie_header(self.router.headers.cookie)
+        if user is None:
+            raise SignedOut
+        return user
+
+    def anonymous_owner_id(self) -> str:
+        """The browser's anonymous identity (localStorage), created on first use."""
         if not is_identity(self.identity):
             if not self._page_loaded:
                 raise SessionLost(self.router.url.path)

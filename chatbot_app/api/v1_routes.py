@@ -30,8 +30,9 @@ from chatbot_app.providers.base import (
     TextDelta,
     Usage,
 )
+from chatbot_app.services.accounts import QuotaExceeded
 from chatbot_app.services.chat_settings import model_choice
-from chatbot_app.services.default_service import get_chat_service
+from chatbot_app.services.default_service import get_accounts, get_chat_service
 from chatbot_app.services.limits import AbuseLimits
 from chatbot_app.services.validation import InvalidInput
 
@@ -99,6 +100,10 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
         raise provider_error(exc) from None
     if refusal := await service.admit(owner, address):  # the limits every provider call counts against
         raise ApiError(429, refusal.message, code="rate_limit_exceeded")
+    try:
+        await get_accounts().check_quota_for_owner(owner)
+    except QuotaExceeded as exc:
+        raise ApiError(429, str(exc), code="quota_exceeded") from None
     defaults = service.settings
     options = GenerationOptions(
         model,

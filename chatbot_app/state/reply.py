@@ -17,9 +17,10 @@ from typing import Any
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
+from chatbot_app.services.accounts import QuotaExceeded
 from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
 from chatbot_app.services.chat_settings import ChatSettings
-from chatbot_app.services.default_service import get_chat_service, get_reply_jobs
+from chatbot_app.services.default_service import get_accounts, get_chat_service, get_reply_jobs
 from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, Snapshot, Titled
 from chatbot_app.services.validation import InvalidInput, clean_message
 from chatbot_app.state.conversation import STOPPED_FIRST, ConversationState, conversation_url, stop_running_replies
@@ -99,6 +100,11 @@ class ReplyState(StreamParts, SessionState):
             owner, address = await self.owner_id(), self.client_address()
             if refusal := await service.admit(owner, address):
                 self.notice = refusal.message  # the message stays in the composer
+                return
+            try:  # a user past the day's tokens: nothing goes to the provider
+                await get_accounts().check_quota_for_owner(owner)
+            except QuotaExceeded as exc:
+                self.notice = str(exc)
                 return
             settings = await self.get_state(SettingsState)
             chat, batch = settings.chat_settings(), settings.batch_mode

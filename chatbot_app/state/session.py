@@ -45,6 +45,8 @@ class SignedOut(SessionLost):
 
 def reload_on_lost_session(exception: Exception) -> EventSpec:
     """The app's backend exception handler: a lost session reloads the page; anything else is reported."""
+    if isinstance(exception, SignedOut):  # within the app: the sign-in page, in place of this one
+        return rx.redirect(SIGN_IN_PATH, replace=True)
     if isinstance(exception, SessionLost):
         return rx.redirect(exception.path or "/", is_external=True)
     return default_backend_exception_handler(exception)

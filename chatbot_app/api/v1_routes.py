@@ -120,6 +120,7 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
         except ProviderError as exc:
             log.info("v1 completion failed: provider=%s kind=%s", provider.name, exc.kind)
             raise provider_error(exc, provider.name) from None
+        await _count_usage(owner, options.model, completion.usage)
         return JSONResponse(
             {
                 "id": completion_id,
@@ -138,7 +139,7 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
             }
         )
 
-    items = detached(_streamed_in_slot(service.limits, provider, context, options))
+    items = detached(_counted(_streamed_in_slot(service.limits, provider, context, options), owner, options.model))
     try:  # wait for the first item, so that a request failing at once gets a proper status
         first = [await anext(items)]
     except StopAsyncIteration:
@@ -196,6 +197,26 @@ async def _chunks(
         yield sse("[DONE]")
     finally:
         await rest.aclose()
+
+
+async def _count_usage(owner: str, model: str, usage: Usage | None) -> None:
+    """Count a /v1 call against its user's daily tokens (operator keys and anonymous owners are not counted)."""
+    if usage is not None:
+        await get_accounts().record_usage_for_owner(
+            owner, model, usage.prompt_tokens or 0, usage.completion_tokens or 0
+        )
+
+
+async def _counted(
+    events: AsyncGenerator[ProviderEvent, None], owner: str, model: str
+) -> AsyncGenerator[ProviderEvent, None]:
+    """The stream unchanged, counting its usage event for the user."""
+    async with contextlib.aclosing(events):
+        async for event in events:
+            match event:
+                case Usage():
+                    await _count_usage(owner, model, event)
+            yield event
 
 
 async def _streamed_in_slot(

@@ -28,6 +28,17 @@ def test_usage_is_counted_per_user_and_a_spent_quota_stops_the_next_reply(server
     [row] = asyncio.run(server.accounts.usage(user.id))  # type: ignore[arg-type]
     assert (row.model, row.messages) == ("fake-large", 1)
     assert row.prompt_tokens > 0 and row.completion_tokens > 0
+    # /v1 calls the provider itself: it counts too, whole or streamed.
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0) as sdk:
+        fake.enqueue_batch(Behaviour(text="Whole."))
+        sdk.chat.completions.create(model="groq:fake-large", messages=[{"role": "user", "content": "Hi"}])
+        fake.enqueue_stream(Behaviour(text="Streamed."))
+        stream = sdk.chat.completions.create(
+            model="groq:fake-large", messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Streamed."
+    [row] = asyncio.run(server.accounts.usage(user.id))  # type: ignore[arg-type]
+    assert row.messages == 3
 
     asyncio.run(server.accounts.set_quota(admin.id, user.id, 1))  # type: ignore[arg-type]
     before = len(fake.chat_requests())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -33,6 +34,8 @@ from chatbot_app.storage.models import MessageStatus
 
 #: How often a reply whose log is gone (its process died) is re-read until the sweep ends it.
 SETTLE_POLL_S = 1.0
+#: How often a tab following a reply checks again that its session still signs someone in.
+SESSION_RECHECK_S = 10.0
 #: The composer's text area: it keeps a message until the message is stored.
 COMPOSER_INPUT_ID = "chat-input"
 NOT_STORED = "Your message could not be saved just now (the database is busy). It is still in the box: send it again."
@@ -251,7 +254,12 @@ class ReplyState(StreamParts, SessionState):
             self._subscription += 1
             subscription = self._subscription
         finished = False
+        recheck_at = time.monotonic() + SESSION_RECHECK_S
         async for cursor, events in get_reply_jobs().follow(reply_id, start):
+            if time.monotonic() >= recheck_at:  # a long reply: a user signed out or disabled meanwhile stops here
+                recheck_at = time.monotonic() + SESSION_RECHECK_S
+                async with self:
+                    await self.owner_id()
             if not events:
                 if self._subscription != subscription:  # read without the lock, only to end early
                     return

@@ -363,6 +363,7 @@ async def call_without_a_session(backend_url: str, conversation_path: str) -> tu
     redirects: list[str] = []
     seen: list[str] = []
     arrived = asyncio.Event()
+    not_refused: list[str] = []
 
     def on_update(_at: float, _size: int, update: dict[str, Any]) -> None:
         seen.append(repr(update.get("delta") or {}))
@@ -371,35 +372,61 @@ async def call_without_a_session(backend_url: str, conversation_path: str) -> tu
         )
         arrived.set()
 
-    client = ReflexClient(backend_url, importlib.metadata.version("reflex"), on_update=on_update)
-    client.pathname = conversation_path  # a real conversation's page, of someone else
-    await client.connect()
-    not_refused = []
-
-    async def refused(name: str) -> bool:
-        before = redirects.count("/login")
+    async def refused(name: str, total: int) -> None:
+        """Wait for the `total`-th redirect to /login (each refusal sends exactly one)."""
         try:
             async with asyncio.timeout(15):
-                while redirects.count("/login") == before:
+                while redirects.count("/login") < total:
                     arrived.clear()
                     await arrived.wait()
         except TimeoutError:
             not_refused.append(name)
-            return False
-        return True
 
+    # Opening a conversation's page (someone else's, in the URL) is turned away by its on_load.
+    opener = ReflexClient(backend_url, importlib.metadata.version("reflex"), on_update=on_update)
+    opener.pathname = conversation_path
     try:
-        await refused("hydrate_and_load")  # the page's own on_load turns it away
-        for handler, payload in DATA_CALLS:
+        await opener.connect()
+        await refused("the page's on_load", 1)
+    finally:
+        await opener.close()
+
+    # A tab on the open sign-in page calls each handler directly, as if from the conversation's page.
+    redirects.clear()
+    client = ReflexClient(backend_url, importlib.metadata.version("reflex"), on_update=on_update)
+    client.pathname = "/login"
+    await client.connect()
+    try:
+        for number, (handler, payload) in enumerate(DATA_CALLS, start=1):
             client.pathname = conversation_path
             await client.emit(handler, payload)
-            await refused(handler.rsplit(".", 1)[1])
+            await refused(handler.rsplit(".", 1)[1], number)
     finally:
         await client.close()
     return not_refused, "\n".join(seen)
 
 
-def test_every_handler_refuses_a_websocket_without_a_session(accounts_app: LiveApp) -> None:
+#: The other modes with accounts: the guard is the same, whatever ways of signing in are on. The provider
+#: is never contacted here (nobody signs in), so its address need not answer.
+OIDC_ENV = {
+    "CHATBOT_OIDC_ISSUER": "http://127.0.0.1:9/never-contacted",
+    "CHATBOT_OIDC_CLIENT_ID": "chatbot",
+    "CHATBOT_OIDC_CLIENT_SECRET": "not-a-real-secret",
+}
+
+
+@pytest.mark.parametrize("mode", ["local", "local,oidc", "oidc"])
+def test_every_handler_refuses_a_websocket_without_a_session(accounts_app: LiveApp, mode: str) -> None:
+    if mode != "local":
+        accounts_app.backend.restart(CHATBOT_AUTH=mode, **OIDC_ENV)
+    try:
+        refuses_a_websocket_without_a_session(accounts_app)
+    finally:
+        if mode != "local":
+            accounts_app.backend.restart(CHATBOT_AUTH="local", **dict.fromkeys(OIDC_ENV))
+
+
+def refuses_a_websocket_without_a_session(accounts_app: LiveApp) -> None:
     engine = make_engine(accounts_app.database_url)
     with Session(engine) as session:
         conversation = Conversation(owner_id="user:1", title="The admin's private plans")

@@ -339,7 +339,7 @@ DATA_CALLS: list[tuple[str, dict[str, Any]]] = [
     (f"{REPLY}.follow", {}),
     (f"{LIBRARY}.refresh", {}),
     (f"{LIBRARY}.load_more", {}),
-    (f"{LIBRARY}.search", {"query": "secret"}),
+    (f"{LIBRARY}.search", {"query": "zebra"}),
     (f"{LIBRARY}.toggle_pin", {"conversation_id": "0" * 32}),
     (f"{LIBRARY}.export_everything", {}),
     (f"{SETTINGS}.sync", {}),

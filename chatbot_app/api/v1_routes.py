@@ -30,8 +30,9 @@ from chatbot_app.providers.base import (
     TextDelta,
     Usage,
 )
+from chatbot_app.services.accounts import QuotaExceeded
 from chatbot_app.services.chat_settings import model_choice
-from chatbot_app.services.default_service import get_chat_service
+from chatbot_app.services.default_service import get_accounts, get_chat_service
 from chatbot_app.services.limits import AbuseLimits
 from chatbot_app.services.validation import InvalidInput
 
@@ -99,6 +100,10 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
         raise provider_error(exc) from None
     if refusal := await service.admit(owner, address):  # the limits every provider call counts against
         raise ApiError(429, refusal.message, code="rate_limit_exceeded")
+    try:
+        await get_accounts().check_quota_for_owner(owner)
+    except QuotaExceeded as exc:
+        raise ApiError(429, str(exc), code="quota_exceeded") from None
     defaults = service.settings
     options = GenerationOptions(
         model,
@@ -115,6 +120,7 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
         except ProviderError as exc:
             log.info("v1 completion failed: provider=%s kind=%s", provider.name, exc.kind)
             raise provider_error(exc, provider.name) from None
+        await _count_usage(owner, options.model, completion.usage)
         return JSONResponse(
             {
                 "id": completion_id,
@@ -133,7 +139,7 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
             }
         )
 
-    items = detached(_streamed_in_slot(service.limits, provider, context, options))
+    items = detached(_counted(_streamed_in_slot(service.limits, provider, context, options), owner, options.model))
     try:  # wait for the first item, so that a request failing at once gets a proper status
         first = [await anext(items)]
     except StopAsyncIteration:
@@ -191,6 +197,26 @@ async def _chunks(
         yield sse("[DONE]")
     finally:
         await rest.aclose()
+
+
+async def _count_usage(owner: str, model: str, usage: Usage | None) -> None:
+    """Count a /v1 call against its user's daily tokens (operator keys and anonymous owners are not counted)."""
+    if usage is not None:
+        await get_accounts().record_usage_for_owner(
+            owner, model, usage.prompt_tokens or 0, usage.completion_tokens or 0
+        )
+
+
+async def _counted(
+    events: AsyncGenerator[ProviderEvent, None], owner: str, model: str
+) -> AsyncGenerator[ProviderEvent, None]:
+    """The stream unchanged, counting its usage event for the user."""
+    async with contextlib.aclosing(events):
+        async for event in events:
+            match event:
+                case Usage():
+                    await _count_usage(owner, model, event)
+            yield event
 
 
 async def _streamed_in_slot(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from chatbot_app.state.conversation import ConversationState
+from chatbot_app.state.share import ShareLinksState
 
 
 def conversation_menu() -> rx.Component:
@@ -26,6 +27,9 @@ def conversation_menu() -> rx.Component:
                 "Clear conversation", on_click=ConversationState.clear_conversation, disabled=~has_conversation
             ),
             rx.dropdown_menu.separator(),
+            rx.dropdown_menu.item(
+                "Share a read-only link…", on_click=ShareLinksState.share, disabled=~has_conversation, id="share-button"
+            ),
             rx.dropdown_menu.item(
                 "Export as Markdown", on_click=ConversationState.export("md"), disabled=~has_conversation
             ),

@@ -7,6 +7,7 @@ import reflex as rx
 from chatbot_app.components.conversation_menu import conversation_menu
 from chatbot_app.components.model_picker import model_picker
 from chatbot_app.components.settings_panel import settings_panel
+from chatbot_app.components.user_menu import user_menu
 from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.library import LibraryState
 
@@ -45,6 +46,7 @@ def header() -> rx.Component:
                 content="New chat",
             ),
             rx.color_mode.button(variant="soft", aria_label="Toggle dark mode"),
+            user_menu(),
             align="center",
         ),
         justify="between",

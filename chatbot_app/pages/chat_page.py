@@ -8,7 +8,9 @@ from chatbot_app.components.composer import composer
 from chatbot_app.components.conversation_menu import conversation_info
 from chatbot_app.components.header import header
 from chatbot_app.components.message import message_row, streaming_row
+from chatbot_app.components.share_panel import share_panel
 from chatbot_app.components.sidebar import sidebar
+from chatbot_app.components.user_menu import claim_dialog
 from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.reply import ReplyState
 
@@ -25,12 +27,13 @@ def _empty_state() -> rx.Component:
 
 
 def chat_page() -> rx.Component:
-    return rx.flex(sidebar(), _chat_column(), width="100%", height="100dvh", class_name="layout")
+    return rx.flex(sidebar(), _chat_column(), claim_dialog(), width="100%", height="100dvh", class_name="layout")
 
 
 def _chat_column() -> rx.Component:
     return rx.flex(
         header(),
+        share_panel(),
         rx.auto_scroll(
             rx.vstack(
                 conversation_info(),

@@ -42,7 +42,11 @@ def make_reply_log(redis_url: str | None, retention_s: float) -> ReplyLog:
 @lru_cache(maxsize=1)
 def get_reply_jobs() -> ReplyJobs:
     settings = get_settings()
-    return ReplyJobs(get_chat_service(), make_reply_log(settings.redis_url, settings.reply_log_ttl_s))
+    return ReplyJobs(
+        get_chat_service(),
+        make_reply_log(settings.redis_url, settings.reply_log_ttl_s),
+        usage_hook=get_accounts().record_usage_for_owner if settings.accounts_enabled else None,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import OperationalError
@@ -96,6 +96,10 @@ class ReplyJob:
     frames: int = 0
 
 
+#: Called after each reply with (owner id, model, prompt tokens, completion tokens): per-user usage.
+UsageHook = Callable[[str, str, int, int], Awaitable[None]]
+
+
 class ReplyJobs:
     """This process's running reply jobs, and the way to start, stop and follow any job."""
 
@@ -104,8 +108,10 @@ class ReplyJobs:
         service: ChatService,
         reply_log: ReplyLog,
         compact_every: int = LOG_COMPACT_EVERY,
+        usage_hook: UsageHook | None = None,
     ) -> None:
         self.service = service
+        self.usage_hook = usage_hook
         self.log = reply_log
         self.compact_every = compact_every
         settings = service.settings
@@ -324,6 +330,11 @@ class ReplyJobs:
         if self.service.settings.log_content:
             record["content"] = progress.text
         log.info("provider_call", extra=record)
+        if self.usage_hook is not None and usage is not None and model:
+            try:  # per-user accounting must never lose the reply itself
+                await self.usage_hook(job.turn.owner_id, model, usage.prompt_tokens or 0, usage.completion_tokens or 0)
+            except Exception:
+                log.exception("could not record usage for reply %d", reply_id)
         message = await self.service.describe_failure(error.kind, provider) if error is not None else ""
         finished = Finished(
             status=status,

@@ -203,7 +203,7 @@ class ComposerFilesState(SessionState):
         transcriber, service = get_transcriber(), get_chat_service()
         if transcriber is None:
             return None
-        if refusal := await service.admit(self.owner_id(), self.client_address()):
+        if refusal := await service.admit(await self.owner_id(), self.client_address()):
             self.notice = refusal.message
             return None
         self.transcribing = True

@@ -99,7 +99,7 @@ class ConversationState(SessionState):
     @state_helper
     async def load_stats(self) -> None:
         if self.conversation_id:
-            stats = await get_library().stats(self.owner_id(), self.conversation_id)
+            stats = await get_library().stats(await self.owner_id(), self.conversation_id)
             self.stats_line = stats_line(stats.message_count, stats.prompt_tokens + stats.completion_tokens)
 
     # -- opening ----------------------------------------------------------------------------
@@ -111,7 +111,7 @@ class ConversationState(SessionState):
         A fixed number of queries whatever ?m= holds. A reply still being written is left for
         ReplyState.resume (the next on_load event) to follow.
         """
-        owner = self.page_owner_id()
+        owner = await self.page_owner_id()
         requested = conversation_id_in(self.router.url.path)
         self._running_reply_id = 0
         if requested and requested == self._just_created:
@@ -147,7 +147,7 @@ class ConversationState(SessionState):
         """Prepend the next page of older messages."""
         if not self.conversation_id or not self.messages or len(self.messages) >= MAX_LOADED:
             return
-        library, owner = get_library(), self.owner_id()
+        library, owner = get_library(), await self.owner_id()
         try:
             older = await library.older_messages(owner, self.conversation_id, self.messages[0].id, OPEN_WINDOW + 1)
         except ConversationNotFound:
@@ -185,7 +185,7 @@ class ConversationState(SessionState):
         """Delete the messages; a reply still being written is stopped first (and the notice says so)."""
         if not self.conversation_id:
             return None
-        owner, conversation_id = self.owner_id(), self.conversation_id
+        owner, conversation_id = await self.owner_id(), self.conversation_id
         try:
             stopped = await stop_running_replies(owner, conversation_id)
             await get_library().clear(owner, conversation_id)
@@ -201,7 +201,7 @@ class ConversationState(SessionState):
     async def _summarize(self) -> bool:
         try:
             self.summary = await get_chat_service().summarize(
-                self.owner_id(), self.conversation_id, address=self.client_address()
+                await self.owner_id(), self.conversation_id, address=self.client_address()
             )
         except ConversationNotFound:
             self.notice = NOT_FOUND
@@ -240,7 +240,7 @@ class ConversationState(SessionState):
         if not self.conversation_id or format not in ("md", "json"):
             self.notice = "Open a conversation to export it."
             return None
-        library, owner = get_library(), self.owner_id()
+        library, owner = get_library(), await self.owner_id()
         try:
             if format == "md":
                 data = await library.export_markdown(owner, self.conversation_id)

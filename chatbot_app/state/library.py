@@ -73,7 +73,7 @@ class LibraryState(SessionState):
     async def refresh(self) -> None:
         """Reload the sidebar's pages shown so far (after a change, or on page load)."""
         async with self:
-            owner, pages = self.page_owner_id(), self.page + 1
+            owner, pages = await self.page_owner_id(), self.page + 1
         page = await get_library().page(owner, 0, page_size=30 * pages)
         async with self:
             self.conversations = [ConversationItem(c.id, c.title, c.pinned) for c in page.conversations]
@@ -87,7 +87,7 @@ class LibraryState(SessionState):
         except InvalidInput as exc:
             self.library_notice = str(exc)
             return
-        result = await get_library().page(self.owner_id(), page)
+        result = await get_library().page(await self.owner_id(), page)
         self.page = page
         self.conversations += [ConversationItem(c.id, c.title, c.pinned) for c in result.conversations]
         self.has_more = result.has_more
@@ -107,7 +107,7 @@ class LibraryState(SessionState):
         if not query.strip():
             self.search_hits = []
             return
-        hits = await get_library().search(self.owner_id(), query)
+        hits = await get_library().search(await self.owner_id(), query)
         self.search_hits = [
             SearchHitView(h.conversation_id, h.title, h.message_id or 0, snippet_segments(h.snippet)) for h in hits
         ]
@@ -129,7 +129,7 @@ class LibraryState(SessionState):
             self.library_notice = NOT_FOUND
             return False
         try:
-            await change(self.owner_id(), conversation_id)
+            await change(await self.owner_id(), conversation_id)
         except ConversationNotFound:
             self.library_notice = NOT_FOUND
             return False
@@ -196,7 +196,7 @@ class LibraryState(SessionState):
 
     @rx.event
     async def export_everything(self) -> Any:
-        data = await get_library().export_all(self.owner_id())
+        data = await get_library().export_all(await self.owner_id())
         return rx.download(data=data, filename="conversations.json")
 
     @rx.event
@@ -213,7 +213,7 @@ class LibraryState(SessionState):
         library = get_library()
         data = await files[0].read(library.max_import_bytes + 1)
         try:
-            summary = await library.import_file(self.owner_id(), data)
+            summary = await library.import_file(await self.owner_id(), data)
         except ImportRejected as exc:
             self.library_notice = f"Nothing was imported: {exc}"
             return None

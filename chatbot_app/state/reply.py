@@ -19,10 +19,11 @@ import reflex as rx
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from chatbot_app.services.accounts import QuotaExceeded
 from chatbot_app.services.attachments import AttachmentRejected
 from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
 from chatbot_app.services.chat_settings import ChatSettings
-from chatbot_app.services.default_service import get_attachment_store, get_chat_service, get_reply_jobs
+from chatbot_app.services.default_service import get_accounts, get_attachment_store, get_chat_service, get_reply_jobs
 from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, Snapshot, Titled
 from chatbot_app.services.validation import InvalidInput, clean_message
 from chatbot_app.state.attachments import ComposerFilesState
@@ -38,6 +39,8 @@ from chatbot_app.storage.models import MessageStatus
 SETTLE_POLL_S = 1.0
 #: How long a followed reply may be silent before the database is asked whether its job still lives.
 LIVENESS_CHECK_S = 3.0
+#: How often a tab following a reply checks again that its session still signs someone in.
+SESSION_RECHECK_S = 10.0
 #: The composer's text area: it keeps a message until the message is stored.
 COMPOSER_INPUT_ID = "chat-input"
 NOT_STORED = "Your message could not be saved just now (the database is busy). It is still in the box: send it again."
@@ -119,9 +122,14 @@ class ReplyState(StreamParts, SessionState):
         async with self:
             if self.streaming:
                 return
-            owner, address = self.owner_id(), self.client_address()
+            owner, address = await self.owner_id(), self.client_address()
             if refusal := await service.admit(owner, address):
                 self.notice = refusal.message  # the message stays in the composer
+                return
+            try:  # a user past the day's tokens: nothing goes to the provider
+                await get_accounts().check_quota_for_owner(owner)
+            except QuotaExceeded as exc:
+                self.notice = str(exc)
                 return
             settings = await self.get_state(SettingsState)
             chat, batch = settings.chat_settings(), settings.batch_mode
@@ -168,7 +176,7 @@ class ReplyState(StreamParts, SessionState):
             except InvalidInput as exc:
                 self.notice = str(exc)
                 return
-            owner, conversation_id = self.owner_id(), self.conversation_id or None
+            owner, conversation_id = await self.owner_id(), self.conversation_id or None
             pending = (await self.get_state(ComposerFilesState)).pending()
         chips: list[FileChip] = []
 
@@ -194,7 +202,7 @@ class ReplyState(StreamParts, SessionState):
     async def regenerate(self) -> Any:
         """Answer the last message again (also the Retry of a failed or stopped reply)."""
         async with self:
-            owner, conversation_id = self.owner_id(), self.conversation_id
+            owner, conversation_id = await self.owner_id(), self.conversation_id
         if not conversation_id:
             return
 
@@ -223,7 +231,7 @@ class ReplyState(StreamParts, SessionState):
             except InvalidInput as exc:
                 self.notice = str(exc)
                 return
-            owner, conversation_id = self.owner_id(), self.conversation_id
+            owner, conversation_id = await self.owner_id(), self.conversation_id
         if not message_id or not conversation_id:
             return
 
@@ -271,7 +279,7 @@ class ReplyState(StreamParts, SessionState):
     async def follow(self) -> Any:
         """Show the watched reply's log from the cursor to its end; then it joins the history."""
         async with self:
-            reply_id, start, owner = self._reply_id, self._cursor, self.owner_id()
+            reply_id, start, owner = self._reply_id, self._cursor, await self.owner_id()
             conversation_id = self.conversation_id
             if not reply_id or not self.streaming:
                 return
@@ -301,6 +309,24 @@ class ReplyState(StreamParts, SessionState):
                     yield LibraryState.refresh
         except (RedisError, OSError) as exc:  # the log's engine is down: the database still has the reply
             log.warning("could not follow reply %s (%s)", reply_id, type(exc).__name__)
+        recheck_at = time.monotonic() + SESSION_RECHECK_S
+        async for cursor, events in get_reply_jobs().follow(reply_id, start):
+            if time.monotonic() >= recheck_at:  # a long reply: a user signed out or disabled meanwhile stops here
+                recheck_at = time.monotonic() + SESSION_RECHECK_S
+                async with self:
+                    await self.owner_id()
+            if not events:
+                if self._subscription != subscription:  # read without the lock, only to end early
+                    return
+                continue
+            async with self:
+                if self._subscription != subscription:
+                    return
+                self._cursor = cursor
+                for event in events:
+                    finished = await self._apply(event, reply_id) or finished
+            if any(isinstance(e, Titled) for e in events):
+                yield LibraryState.refresh
         if not finished:  # no log (its process died, or it expired): the database has the end
             await self._settle_from_database(owner, conversation_id, reply_id, subscription)
 

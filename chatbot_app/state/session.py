@@ -18,8 +18,12 @@ from reflex.app import default_backend_exception_handler
 from reflex.event import EventSpec
 
 from chatbot_app.config import get_settings
+from chatbot_app.services.default_service import get_accounts
 from chatbot_app.services.limits import address_from_headers
 from chatbot_app.services.validation import is_identity
+from chatbot_app.storage.models import User
+
+SIGN_IN_PATH = "/login"
 
 #: Shown when Reflex itself refused an event (wrong or missing arguments, a var with no setter):
 #: only a hand-made client sends those, never the app's own pages.
@@ -60,10 +64,22 @@ def refused_by_reflex(exception: Exception) -> bool:
     return not any(frame.f_globals.get("__name__", "").startswith("chatbot_app.") for frame, _ in frames)
 
 
+class SignedOut(SessionLost):
+    """Accounts are on and this tab's cookie signs nobody in (signed out, expired, or a disabled user).
+
+    Raised before any data is touched; the exception handler sends the tab to the sign-in page.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(SIGN_IN_PATH)
+
+
 def reload_on_lost_session(exception: Exception) -> EventSpec:
-    """The app's backend exception handler: a lost session reloads the page; a malformed event from the
-    client gets one log line (any client could otherwise fill the log with tracebacks); anything else
-    is reported in full."""
+    """The app's backend exception handler: a signed-out tab goes to the sign-in page; a lost session
+    reloads the page; a malformed event from the client gets one log line (any client could otherwise
+    fill the log with tracebacks); anything else is reported in full."""
+    if isinstance(exception, SignedOut):  # within the app: the sign-in page, in place of this one
+        return rx.redirect(SIGN_IN_PATH, replace=True)
     if isinstance(exception, SessionLost):
         # A full reload (not client-side navigation) is what sends the browser's storage back.
         return rx.call_script("window.location.reload()")
@@ -84,8 +100,28 @@ class SessionState(rx.State):
     _page_loaded: bool = False
 
     @state_helper
-    def owner_id(self) -> str:
-        """The caller's identity, created on first use; the one place ownership comes from."""
+    async def owner_id(self) -> str:
+        """The caller's identity; the one place ownership comes from, asked on every event.
+
+        With accounts on, the signed-in user read afresh from the session cookie (so signing out,
+        or an admin disabling the user, takes effect at the next event); raises SignedOut if none.
+        With accounts off, the browser's anonymous identity, created on first use.
+        """
+        if get_settings().accounts_enabled:
+            return (await self.signed_in_user()).owner_id
+        return self.anonymous_owner_id()
+
+    @state_helper
+    async def signed_in_user(self) -> User:
+        """The user this tab's session cookie signs in; raises SignedOut (accounts on only)."""
+        user = await get_accounts().user_for_cookie_header(self.router.headers.cookie)
+        if user is None:
+            raise SignedOut
+        return user
+
+    @state_helper
+    def anonymous_owner_id(self) -> str:
+        """The browser's anonymous identity (localStorage), created on first use."""
         if not is_identity(self.identity):
             if not self._page_loaded:
                 raise SessionLost(self.router.url.path)
@@ -93,11 +129,11 @@ class SessionState(rx.State):
         return self.identity
 
     @state_helper
-    def page_owner_id(self) -> str:
+    async def page_owner_id(self) -> str:
         """`owner_id` for a page's on_load handlers: a page load brings the browser's storage, so a
         browser without an identity yet gets one here (and only on a page load)."""
         self._page_loaded = True
-        return self.owner_id()
+        return await self.owner_id()
 
     @state_helper
     def client_address(self) -> str:

@@ -86,7 +86,7 @@ class SettingsState(SessionState):
         """Load the model menu, presets, and the settings of the open (or a new) conversation."""
         service = get_chat_service()
         async with self:
-            owner, conversation_id = self.page_owner_id(), self.conversation_id
+            owner, conversation_id = await self.page_owner_id(), self.conversation_id
         groups, default_choice = await service.model_menu()
         presets = await service.presets(owner)
         if conversation_id:
@@ -116,7 +116,8 @@ class SettingsState(SessionState):
         """Persist the settings on the open conversation (a new chat stores them with its first message)."""
         if self.conversation_id:
             try:
-                await get_chat_service().save_settings(self.owner_id(), self.conversation_id, self.chat_settings())
+                owner = await self.owner_id()
+                await get_chat_service().save_settings(owner, self.conversation_id, self.chat_settings())
             except ConversationNotFound:
                 self.settings_notice = "This conversation no longer exists."
 
@@ -169,7 +170,7 @@ class SettingsState(SessionState):
         except InvalidInput as exc:
             self.settings_notice = str(exc)
             return
-        await get_chat_service().save_preset(self.owner_id(), name, self.system_prompt)
+        await get_chat_service().save_preset(await self.owner_id(), name, self.system_prompt)
         self._presets[name] = self.system_prompt
         self.preset_names = list(self._presets)
         self.settings_notice = f"Saved the current prompt as “{name}”."

@@ -127,6 +127,9 @@ def prod(
             GROQ_BASE_URL=fake_llm.base_url,
             CHATBOT_MODEL="fake-large",
             CHATBOT_STALE_REPLY_S=str(STALE_REPLY_S),
+            # These tests are about processes, websockets and Redis, and follow the anonymous identity
+            # through them; accounts in a browser are tested in test_accounts_in_browser.py.
+            CHATBOT_AUTH="none",
         )
         config = replace(ProdConfig.from_env(env), backend_ports=[free_port(), free_port()])
         with running(config) as topology:

@@ -28,6 +28,13 @@ def test_defaults_are_two_backends_behind_port_3000_on_local_redis_and_postgresq
     assert config.redis_url == "redis://127.0.0.1:6379"
     assert config.database_url == DEFAULT_DATABASE_URL and config.create_database
     assert config.env["GRANIAN_WORKERS"] == "1"  # BACKENDS counts processes
+    # A shared deployment has accounts; sign-in sends the browser back to nginx's address.
+    assert (config.env["CHATBOT_AUTH"], config.env["CHATBOT_APP_URL"]) == ("local", "http://localhost:3000")
+
+
+def test_an_operator_may_keep_the_anonymous_mode() -> None:
+    config = ProdConfig.from_env({"CHATBOT_AUTH": "none", "CHATBOT_APP_URL": "https://chat.example.com"})
+    assert (config.env["CHATBOT_AUTH"], config.env["CHATBOT_APP_URL"]) == ("none", "https://chat.example.com")
 
 
 def test_an_operators_settings_are_used_as_given_and_passed_through() -> None:

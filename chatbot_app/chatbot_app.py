@@ -7,6 +7,7 @@ import logging
 import os
 
 import reflex as rx
+from sqlalchemy.exc import OperationalError
 
 from chatbot_app.api import create_api
 from chatbot_app.config import get_settings
@@ -60,6 +61,8 @@ async def _background_upkeep() -> None:
                 if count := await service.interrupt_stale_replies():
                     log.info("marked %d unfinished replies as interrupted", count)
                 await get_library().discard_abandoned_imports()
+            except OperationalError as exc:  # the database is busy (e.g. a long import): next round
+                log.warning("upkeep skipped a round: %s", type(exc).__name__)
             except Exception:
                 log.exception("upkeep failed; trying again")
             await asyncio.sleep(max(1.0, service.settings.stale_reply_s / 2))

@@ -32,7 +32,7 @@ from chatbot_app.services.attachments import (
 from chatbot_app.services.default_service import get_chat_service, get_transcriber
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.transcription import TranscriptionRejected, audio_format
-from chatbot_app.state.session import SessionState
+from chatbot_app.state.session import SessionState, state_helper
 from chatbot_app.state.settings import SettingsState
 
 #: The composer's upload zone (its one file input) and message box.
@@ -110,9 +110,11 @@ class ComposerFilesState(SessionState):
 
     # -- called by ReplyState.send_message ---------------------------------------------------
 
+    @state_helper
     def pending(self) -> list[PreparedAttachment]:
         return list(self._pending)
 
+    @state_helper
     def take_sent(self, sent: Sequence[PreparedAttachment]) -> None:
         """The files were stored with the message: let them go (a file attached meanwhile stays)."""
         left = list(self._pending)
@@ -126,6 +128,9 @@ class ComposerFilesState(SessionState):
     @rx.event
     async def add_files(self, uploads: list[rx.UploadFile]) -> Any:
         """Check and keep each attached file; an audio file is transcribed into the message box."""
+        if not isinstance(uploads, list) or not all(isinstance(u, rx.UploadFile) for u in uploads):
+            self.notice = "Attach files with the button, or by dropping them on the message box."
+            return
         limits = _limits()
         self.notice = ""
         kept = list(self._pending)
@@ -157,7 +162,8 @@ class ComposerFilesState(SessionState):
         if not isinstance(rejections, list) or not rejections:
             return
         limits = _limits()
-        self.notice = " ".join(dict.fromkeys(_rejection_message(r, limits) for r in rejections[:20]))
+        described = (_rejection_message(r, limits) for r in rejections[:20] if isinstance(r, dict))
+        self.notice = " ".join(dict.fromkeys(described))
 
     @rx.event
     def remove_file(self, index: int) -> None:

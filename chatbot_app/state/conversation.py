@@ -17,7 +17,7 @@ from chatbot_app.services.default_service import get_chat_service, get_library, 
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.limits import LimitReached
 from chatbot_app.state.session import SessionState, state_helper
-from chatbot_app.state.views import MessageView, view_of_message
+from chatbot_app.state.views import MessageView, add_file_chips, view_of_message
 from chatbot_app.storage.models import MessageStatus
 
 #: How many of the newest messages a conversation opens with, and "load earlier" adds.
@@ -134,7 +134,9 @@ class ConversationState(SessionState):
         conversation = opened.conversation
         self._view += 1
         self.conversation_id, self.title, self.summary = conversation.id, conversation.title, conversation.summary or ""
-        self.messages = [view_of_message(m) for m in messages]
+        views = [view_of_message(m) for m in messages]
+        await add_file_chips(views, owner, conversation.id)
+        self.messages = views
         self.has_earlier = opened.has_earlier
         found = any(m.id == target for m in messages)
         self.focus_message_id, self.notice, self.editing_id = target if found else 0, "", 0
@@ -154,7 +156,9 @@ class ConversationState(SessionState):
             self.notice = NOT_FOUND
             return
         self.has_earlier = len(older) > OPEN_WINDOW
-        self.messages = [view_of_message(m) for m in older[-OPEN_WINDOW:]] + self.messages
+        views = [view_of_message(m) for m in older[-OPEN_WINDOW:]]
+        await add_file_chips(views, owner, self.conversation_id)
+        self.messages = views + self.messages
 
     def _not_found(self) -> Any:
         self.show_new_chat()

@@ -287,9 +287,13 @@ class ReplyState(StreamParts, SessionState):
             subscription = self._subscription
         finished = False
         loop = asyncio.get_running_loop()
-        news_at = loop.time()
+        news_at = recheck_at = loop.time()
         try:
             async for cursor, events in get_reply_jobs().follow(reply_id, start):
+                if loop.time() - recheck_at >= SESSION_RECHECK_S:  # a user signed out or disabled meanwhile
+                    recheck_at = loop.time()
+                    async with self:
+                        await self.owner_id()
                 if not events:
                     if self._subscription != subscription:  # read without the lock, only to end early
                         return
@@ -309,24 +313,6 @@ class ReplyState(StreamParts, SessionState):
                     yield LibraryState.refresh
         except (RedisError, OSError) as exc:  # the log's engine is down: the database still has the reply
             log.warning("could not follow reply %s (%s)", reply_id, type(exc).__name__)
-        recheck_at = time.monotonic() + SESSION_RECHECK_S
-        async for cursor, events in get_reply_jobs().follow(reply_id, start):
-            if time.monotonic() >= recheck_at:  # a long reply: a user signed out or disabled meanwhile stops here
-                recheck_at = time.monotonic() + SESSION_RECHECK_S
-                async with self:
-                    await self.owner_id()
-            if not events:
-                if self._subscription != subscription:  # read without the lock, only to end early
-                    return
-                continue
-            async with self:
-                if self._subscription != subscription:
-                    return
-                self._cursor = cursor
-                for event in events:
-                    finished = await self._apply(event, reply_id) or finished
-            if any(isinstance(e, Titled) for e in events):
-                yield LibraryState.refresh
         if not finished:  # no log (its process died, or it expired): the database has the end
             await self._settle_from_database(owner, conversation_id, reply_id, subscription)
 

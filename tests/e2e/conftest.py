@@ -20,6 +20,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--no-first-run",
+    # A fake microphone, allowed without asking (the voice tests record from it).
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 ]
 
 pytestmark = pytest.mark.e2e

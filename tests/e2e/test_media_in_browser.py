@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_API_KEY, migrate, skip_or_fail
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import TEST_API_KEY, migrate
 from tests.e2e.live_app import LiveApp, live_app
 from tests.fakes.fake_llm_server import FAKE_TRANSCRIPT, Behaviour, FakeLLMServer
 from tests.fakes.sample_files import make_image, make_pdf, make_wav
@@ -19,20 +17,6 @@ pytestmark = pytest.mark.e2e
 #: Small limits, so an oversized file is small too (the server refuses it; the browser's limit is the default).
 MAX_BYTES = 300_000
 FILE_INPUT = "#composer input[type=file]"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    """Chromium with a fake microphone that is allowed without asking."""
-    if not Path(CHROMIUM).exists():
-        skip_or_fail(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

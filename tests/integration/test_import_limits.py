@@ -232,7 +232,7 @@ async def test_a_20_mb_import_and_another_users_chat_both_succeed(
     assert rows(engine, importer) == (1_900, 19_000)
     assert set(statuses) == {MessageStatus.COMPLETE}
     # The chat went on during the import (one transaction for the whole import allowed one turn at most).
-    assert len(statuses) >= 3
+    assert len(statuses) >= 2
     assert rows(engine, chatter) == (1, 2 * len(statuses))  # every message and reply stored
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import reflex as rx
 
 from chatbot_app.providers.base import ProviderError
+from chatbot_app.services.accounts import QuotaExceeded
 from chatbot_app.services.chat_service import ConversationNotFound
-from chatbot_app.services.default_service import get_chat_service, get_library, get_reply_jobs
+from chatbot_app.services.default_service import get_accounts, get_chat_service, get_library, get_reply_jobs
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.limits import LimitReached
 from chatbot_app.state.session import SessionState, state_helper
@@ -204,9 +205,13 @@ class ConversationState(SessionState):
 
     async def _summarize(self) -> bool:
         try:
+            owner = await self.owner_id()
+            await get_accounts().check_quota_for_owner(owner)  # past the day's tokens: no provider call
             self.summary = await get_chat_service().summarize(
-                await self.owner_id(), self.conversation_id, address=self.client_address()
+                owner, self.conversation_id, address=self.client_address()
             )
+        except QuotaExceeded as exc:
+            self.notice = str(exc)
         except ConversationNotFound:
             self.notice = NOT_FOUND
         except LimitReached as exc:

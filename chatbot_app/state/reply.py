@@ -55,6 +55,11 @@ TurnStarter = Callable[[ChatService, ChatSettings], Awaitable[Turn]]
 HistoryUpdate = Callable[[ConversationState, Turn], None]
 
 
+def _is_blank(form_data: Any) -> bool:
+    raw = form_data.get("message") if isinstance(form_data, dict) else None
+    return isinstance(raw, str) and not raw.strip()
+
+
 def _message_from(form_data: Any) -> str:
     """The message text from a submitted form; raises InvalidInput."""
     raw = form_data.get("message") if isinstance(form_data, dict) else None
@@ -171,13 +176,15 @@ class ReplyState(StreamParts, SessionState):
     async def send_message(self, form_data: Any) -> Any:
         """Store the user's message, then stream the reply."""
         async with self:
+            pending = (await self.get_state(ComposerFilesState)).pending()
             try:
                 text = _message_from(form_data)
             except InvalidInput as exc:
-                self.notice = str(exc)
-                return
+                if not (pending and _is_blank(form_data)):  # files alone may be sent without a word
+                    self.notice = str(exc)
+                    return
+                text = ""
             owner, conversation_id = await self.owner_id(), self.conversation_id or None
-            pending = (await self.get_state(ComposerFilesState)).pending()
         chips: list[FileChip] = []
 
         def show(conversation: ConversationState, turn: Turn) -> None:

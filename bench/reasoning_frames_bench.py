@@ -39,9 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from app_names import IDENTITY, MESSAGES, REASONING_TAIL, SEND_MESSAGE, STREAM_PARTS, STREAMING
+from bench_backend import bench_environment
 
-from tests.conftest import TEST_API_KEY, migrate
-from tests.e2e.live_app import Backend, app_environment, free_port
+from tests.conftest import migrate
+from tests.e2e.live_app import Backend, free_port
 from tests.e2e.reflex_client import ReflexClient
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 
@@ -141,13 +142,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(1, mp_context=spawn) as pool:
             database_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
             migrate(database_url)
-            env = app_environment(
-                CHATBOT_DATABASE_URL=database_url,
-                GROQ_API_KEY=TEST_API_KEY,
-                GROQ_BASE_URL=fake.base_url,
-                CHATBOT_MODEL="fake-large",
-                CHATBOT_LOCAL_MODEL="off",
-                CHATBOT_MAX_TOKENS=str(args.reasoning + args.answer_tokens + 100),
+            env = bench_environment(
+                database_url, fake.base_url, CHATBOT_MAX_TOKENS=str(args.reasoning + args.answer_tokens + 100)
             )
             backend = Backend(free_port(), env, Path(tmp) / "backend.log")
             backend.start()

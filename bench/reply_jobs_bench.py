@@ -32,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from app_names import IDENTITY, MESSAGES, SEND_MESSAGE, STOP, STREAM_PARTS, STREAMING
+from bench_backend import bench_environment
 
-from tests.conftest import TEST_API_KEY, migrate
-from tests.e2e.live_app import Backend, app_environment, free_port
+from tests.conftest import migrate
+from tests.e2e.live_app import Backend, free_port
 from tests.e2e.reflex_client import ReflexClient
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 
@@ -180,12 +181,9 @@ async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="reply-jobs-bench-"))
     database_url = f"sqlite:///{workdir / 'bench.db'}"
     migrate(database_url)
-    env = app_environment(
-        CHATBOT_DATABASE_URL=database_url,
-        GROQ_API_KEY=TEST_API_KEY,
-        GROQ_BASE_URL=fake.base_url,
-        CHATBOT_MODEL="fake-large",
-        CHATBOT_LOCAL_MODEL="off",
+    env = bench_environment(
+        database_url,
+        fake.base_url,
         CHATBOT_MAX_TOKENS=str(TOKENS),
         CHATBOT_RATE_LIMIT_PER_MINUTE="1000",
         CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE="1000",

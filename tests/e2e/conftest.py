@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,17 +41,43 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
-@pytest.fixture(scope="session")
-def app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> Iterator[LiveApp]:
-    workdir = tmp_path_factory.mktemp("live_app")
+@contextlib.contextmanager
+def app_of_its_own(
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_llm: FakeLLMServer,
+    name: str,
+    prepare: Callable[[str], None] | None = None,
+    **env: str,
+) -> Iterator[LiveApp]:
+    """A live app on a fresh SQLite database, answered by the fake Groq server, with `env` on top.
+
+    `prepare(database_url)` runs on the migrated database before the app starts. With accounts on,
+    the backend learns the UI's address (known only once it is served) for its sign-in redirects.
+    """
+    workdir = tmp_path_factory.mktemp(name)
     database_url = f"sqlite:///{workdir / 'app.db'}"
     migrate(database_url)
+    if prepare is not None:
+        prepare(database_url)
     with live_app(
         workdir,
         database_url,
         GROQ_API_KEY=TEST_API_KEY,
         GROQ_BASE_URL=fake_llm.base_url,
         CHATBOT_MODEL="fake-large",
+        **env,
+    ) as running:
+        if env.get("CHATBOT_AUTH", "none") != "none":
+            running.backend.restart(CHATBOT_APP_URL=running.frontend_url)
+        yield running
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> Iterator[LiveApp]:
+    with app_of_its_own(
+        tmp_path_factory,
+        fake_llm,
+        "live_app",
         CHATBOT_STALE_REPLY_S="2",  # so a reply orphaned by a killed backend is found quickly
         # Every browser test is a new identity from 127.0.0.1: with the defaults (30 new identities an
         # hour, 60 messages a minute per address) a whole run's later tests were refused. The limits

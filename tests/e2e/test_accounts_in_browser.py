@@ -31,8 +31,8 @@ from chatbot_app.state.settings import SettingsState
 from chatbot_app.state.share import ShareLinksState
 from chatbot_app.storage.database import make_engine
 from chatbot_app.storage.models import Conversation, Message
-from tests.conftest import TEST_API_KEY, migrate
-from tests.e2e.live_app import LiveApp, live_app
+from tests.e2e.conftest import app_of_its_own
+from tests.e2e.live_app import LiveApp
 from tests.e2e.reflex_client import ReflexClient
 from tests.e2e.test_chat_in_browser import send, wait_for_conversation_url, wait_for_replies
 from tests.e2e.test_reliability_in_browser import last_reply, wait_for_streaming_text
@@ -53,24 +53,16 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 @pytest.fixture(scope="module")
 def accounts_app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> Iterator[LiveApp]:
-    workdir = tmp_path_factory.mktemp("accounts_app")
-    database_url = f"sqlite:///{workdir / 'app.db'}"
-    migrate(database_url)
-    # The first account is the admin: made here, so that the tests' sign-ups are ordinary users.
-    engine = make_engine(database_url)
-    run(Accounts(Settings(database_url=database_url, auth_methods=("local",)), engine).sign_up(ADMIN, PASSWORD))
-    engine.dispose()
-    with live_app(
-        workdir,
-        database_url,
-        GROQ_API_KEY=TEST_API_KEY,
-        GROQ_BASE_URL=fake_llm.base_url,
-        CHATBOT_MODEL="fake-large",
-        CHATBOT_LOCAL_MODEL="off",
-        CHATBOT_AUTH="local",
+    def make_the_admin(database_url: str) -> None:
+        # The first account is the admin: made here, so that the tests' sign-ups are ordinary users.
+        engine = make_engine(database_url)
+        settings = Settings(database_url=database_url, auth_methods=("local",))
+        run(Accounts(settings, engine).sign_up(ADMIN, PASSWORD))
+        engine.dispose()
+
+    with app_of_its_own(
+        tmp_path_factory, fake_llm, "accounts_app", make_the_admin, CHATBOT_LOCAL_MODEL="off", CHATBOT_AUTH="local"
     ) as running:
-        # The sign-in endpoints redirect to the UI, whose port is known only now.
-        running.backend.restart(CHATBOT_APP_URL=running.frontend_url)
         yield running
 
 

@@ -19,8 +19,8 @@ from chatbot_app.config import Settings
 from chatbot_app.services.accounts import Accounts
 from chatbot_app.storage.database import make_engine
 from chatbot_app.storage.models import Conversation, Message
-from tests.conftest import TEST_API_KEY, migrate
-from tests.e2e.live_app import LiveApp, live_app
+from tests.e2e.conftest import app_of_its_own
+from tests.e2e.live_app import LiveApp
 from tests.fakes.fake_llm_server import FakeLLMServer
 
 pytestmark = pytest.mark.e2e
@@ -31,21 +31,8 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def auth_app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> Iterator[LiveApp]:
-    workdir = tmp_path_factory.mktemp("auth_app")
-    database_url = f"sqlite:///{workdir / 'app.db'}"
-    migrate(database_url)
-    with live_app(
-        workdir,
-        database_url,
-        GROQ_API_KEY=TEST_API_KEY,
-        GROQ_BASE_URL=fake_llm.base_url,
-        CHATBOT_MODEL="fake-large",
-        CHATBOT_LOCAL_MODEL="off",
-        CHATBOT_AUTH="local",
-    ) as running:
-        # The sign-in endpoints redirect to the UI, whose port is known only now.
-        running.backend.restart(CHATBOT_APP_URL=running.frontend_url)
-        yield running
+    with app_of_its_own(tmp_path_factory, fake_llm, "auth_app", CHATBOT_LOCAL_MODEL="off", CHATBOT_AUTH="local") as app:
+        yield app
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import TEST_API_KEY, migrate
-from tests.e2e.live_app import LiveApp, live_app
+from tests.e2e.conftest import app_of_its_own
+from tests.e2e.live_app import LiveApp
 from tests.fakes.fake_llm_server import FAKE_TRANSCRIPT, Behaviour, FakeLLMServer
 from tests.fakes.sample_files import make_image, make_pdf, make_wav
 
@@ -21,15 +21,10 @@ FILE_INPUT = "#composer input[type=file]"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> Iterator[LiveApp]:
-    workdir = tmp_path_factory.mktemp("media_app")
-    database_url = f"sqlite:///{workdir / 'app.db'}"
-    migrate(database_url)
-    with live_app(
-        workdir,
-        database_url,
-        GROQ_API_KEY=TEST_API_KEY,
-        GROQ_BASE_URL=fake_llm.base_url,
-        CHATBOT_MODEL="fake-large",
+    with app_of_its_own(
+        tmp_path_factory,
+        fake_llm,
+        "media_app",
         CHATBOT_LOCAL_MODEL="off",
         CHATBOT_VISION_MODELS="fake-large",
         CHATBOT_MAX_ATTACHMENT_BYTES=str(MAX_BYTES),

@@ -121,9 +121,13 @@ class SessionState(rx.State):
 
     @state_helper
     def anonymous_owner_id(self) -> str:
-        """The browser's anonymous identity (localStorage), created on first use."""
+        """The browser's anonymous identity (localStorage), created on first use.
+
+        Only states kept in Redis can be lost while the tab stays connected; there, an event on a
+        state that no page load has filled reloads the page rather than make up an identity.
+        """
         if not is_identity(self.identity):
-            if not self._page_loaded:
+            if not self._page_loaded and rx.config.get_config().redis_url:
                 raise SessionLost(self.router.url.path)
             self.identity = secrets.token_urlsafe(24)
         return self.identity

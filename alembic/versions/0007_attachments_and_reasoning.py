@@ -28,6 +28,7 @@ def upgrade() -> None:
     # Plain ALTER TABLE, not batch mode: a SQLite batch rebuild of `message` would drop its
     # full-text triggers (0003) and cascade-delete through foreign keys.
     op.add_column("message", sa.Column("reasoning", sa.Text(), nullable=True))
+    op.add_column("message", sa.Column("thinking_ms", sa.Integer(), nullable=True))
     op.create_table(
         "attachment",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -49,4 +50,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_attachment_message_id", table_name="attachment")
     op.drop_table("attachment")
+    op.drop_column("message", "thinking_ms")
     op.drop_column("message", "reasoning")  # SQLite >= 3.35 drops columns in place

@@ -46,6 +46,9 @@ class ReplyProgress:
     notice: str = ""
     usage: Usage | None = None
     first_token_ms: int | None = None
+    #: From the first reasoning to the first answer text (or to the end, if no answer came).
+    thinking_ms: int | None = None
+    _thinking_from: int | None = None
 
     def add(self, items: list[ProviderEvent | RetryNotice]) -> Frame | None:
         text: list[str] = []
@@ -65,6 +68,10 @@ class ReplyProgress:
             notice = ""  # tokens flow again
             if self.first_token_ms is None:
                 self.first_token_ms = self.elapsed_ms()
+        if reasoning and self._thinking_from is None:
+            self._thinking_from = self.elapsed_ms()
+        if text and self._thinking_from is not None and self.thinking_ms is None:
+            self.thinking_ms = self.elapsed_ms() - self._thinking_from
         if not text and not reasoning and notice == self.notice:
             return None
         frame = Frame("".join(text), "".join(reasoning), notice)
@@ -75,6 +82,12 @@ class ReplyProgress:
 
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
+
+    def thinking_time_ms(self) -> int | None:
+        """How long the model thought; still thinking at the end: until now."""
+        if self.thinking_ms is None and self._thinking_from is not None:
+            return self.elapsed_ms() - self._thinking_from
+        return self.thinking_ms
 
 
 @dataclass(slots=True)
@@ -321,6 +334,7 @@ class ReplyJobs:
             "completion_tokens": usage.completion_tokens if usage else None,
             "first_token_ms": progress.first_token_ms,
             "duration_ms": progress.elapsed_ms(),
+            "thinking_ms": progress.thinking_time_ms(),
         }
         stored = await self.service.save_final_reply(
             reply_id, progress.text, status, reasoning=progress.reasoning or None, **fields

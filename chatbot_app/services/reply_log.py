@@ -50,6 +50,7 @@ class Finished:
     completion_tokens: int | None = None
     first_token_ms: int | None = None
     duration_ms: int | None = None
+    thinking_ms: int | None = None
     conflict: bool = False
     #: A title for the new conversation follows as `Titled`.
     title_pending: bool = False

@@ -98,7 +98,7 @@ def view_of_message(message: Message) -> MessageView:
         if message.role == "assistant"
         else "",
         reasoning=message.reasoning or "",
-        thinking=thinking_label(message.reasoning or "", None),
+        thinking=thinking_label(message.reasoning or "", message.thinking_ms),
     )
 
 
@@ -118,5 +118,5 @@ def view_of_reply(
             finished.provider, finished.model, finished.completion_tokens, finished.first_token_ms, finished.duration_ms
         ),
         reasoning=reasoning,
-        thinking=thinking_label(reasoning, thinking_ms),
+        thinking=thinking_label(reasoning, thinking_ms if thinking_ms is not None else finished.thinking_ms),
     )

@@ -68,6 +68,8 @@ class Message(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     # A reasoning model's thinking, kept to show with the reply; never sent back to the model.
     reasoning: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # How long the model thought before it began to answer.
+    thinking_ms: int | None = None
 
 
 def new_attachment_token() -> str:

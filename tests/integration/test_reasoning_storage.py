@@ -65,6 +65,7 @@ async def test_reasoning_is_stored_with_the_reply_and_not_sent_back(settings: Se
     with Session(engine) as session:
         reply = session.get(Message, turn.reply_id)
         assert reply is not None and (reply.content, reply.reasoning) == ("It is 4.", "Let me count: 2 and 2 make 4.")
+        assert reply.thinking_ms is not None and reply.thinking_ms >= 0  # shown as "Thought for …" after a reload
 
     turn = await service.start_turn(OWNER, turn.conversation_id, "And 3 + 3?")
     await run_reply(service, turn)

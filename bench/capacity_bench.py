@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import redis
-from stream_bench import COLUMNS, Bench, Design, Row, Watched, _line, format_row
+from stream_bench import COLUMNS, LIMITS_RAISED, Bench, Design, Row, Watched, _line, format_row
 
 from deploy.run_prod import ProdConfig, Topology
 from tests.conftest import migrate, new_database
@@ -59,12 +59,6 @@ from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, reply_tokens
 
 DEFAULT_STEPS = {250: "60,90,120", 500: "30,60,80", 1000: "10,20,30,40"}
 LAG_P99_S, GAP_MAX_S, RATE_HELD = 0.5, 0.25, 0.9
-#: The app's abuse limits, raised so that N tabs from one address are not refused (they are not measured).
-LIMITS_RAISED = {
-    "CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE": "1000000",
-    "CHATBOT_NEW_IDENTITIES_PER_HOUR": "1000000",
-    "CHATBOT_RATE_LIMIT_PER_MINUTE": "1000000",
-}
 #: Peers whose CPU a prod scenario reports, by command name (nginx is watched by its own session).
 SHARED_PEERS = {"redis": Watched(commands=("redis-server",)), "postgres": Watched(commands=("postgres",))}
 

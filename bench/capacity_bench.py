@@ -7,16 +7,16 @@ is issue 12's: every reply ended, lag p99 <= 500 ms, no gap between frames over 
 upstream streams held 90% of their rate. The app's concurrency and abuse limits are raised above N,
 so the limits are not what is measured.
 
-Then, each section optional:
+Then, each section optional (in this order; ^C prints what was measured):
+  --prod RATE:N,..  `make prod`'s topology (deploy/run_prod.py's Topology: nginx, --prod-backends backend
+                    processes, Redis at --redis-url, a fresh PostgreSQL database from tests.conftest.new_database),
+                    the clients connecting through nginx, against one worker at the same N: tokens/s delivered,
+                    the ratio, and the CPU of every party (/proc), to say what bounds it;
   --compare RATE:N  the same N with both stream parsers (the SDK's chunk objects, CHATBOT_STREAM_PARSER=sdk,
                     and raw SSE bytes parsed with orjson) and both pacing policies (a fixed CHATBOT_FRAME_MS,
                     CHATBOT_FRAMES_PER_S=0, and load-paced), for CPU per 1,000 tokens;
   --redis RATE:N    one worker with Reflex's Redis state manager and the reply log in Redis Streams
-                    (REFLEX_REDIS_URL=--redis-url), then also with REFLEX_OPLOCK_ENABLED=true, against none;
-  --prod RATE:N,..  `make prod`'s topology (deploy/run_prod.py's Topology: nginx, --prod-backends backend
-                    processes, Redis at --redis-url, a fresh PostgreSQL database from tests.conftest.new_database),
-                    the clients connecting through nginx, against one worker at the same N: tokens/s delivered,
-                    the ratio, and the CPU of every party (/proc), to say what bounds it.
+                    (REFLEX_REDIS_URL=--redis-url), then also with REFLEX_OPLOCK_ENABLED=true, against none.
 
 Columns, as in stream_bench.py: 1st ms is the client's first frame with text minus the fake's first
 token (so it includes 1/rate); cpu/1k is the backend's CPU seconds per 1,000 tokens shown; be/fk/cl/oth
@@ -225,6 +225,23 @@ def main() -> None:
                         break
                     kept, kept_row = clients, row
                 capacity.append((rate, kept, kept_row, failed))
+            if args.prod:
+                rate, counts = point(args.prod)
+                with new_database("postgresql", workdir, prefix="capacity_bench") as postgres_url:
+                    migrate(postgres_url)
+                    site = minimal_site(workdir / "site")
+                    for clients in counts:
+                        rows = [runner.find(shipped.name, rate, clients) or runner.run(shipped, rate, clients)]
+                        prod_rows.append((clients, rows))  # filled in below: shown even if interrupted
+                        for backends in (int(n) for n in args.prod_backends.split(",")):
+                            prod = {
+                                "backends": backends,
+                                "redis_url": args.redis_url,
+                                "site_dir": site,
+                                "database_url": postgres_url,
+                            }
+                            design = Design(f"prod x{backends}", args.frame_ms, parser="raw")
+                            rows.append(runner.run(design, rate, clients, prod=prod))
             if args.compare:
                 rate, (clients,) = point(args.compare)
                 for design in by_name.values():
@@ -238,23 +255,6 @@ def main() -> None:
                 redis_rows.append(
                     runner.run(Design("redis+oplock", args.frame_ms, parser="raw"), rate, clients, oplock)
                 )
-            if args.prod:
-                rate, counts = point(args.prod)
-                with new_database("postgresql", workdir, prefix="capacity_bench") as postgres_url:
-                    migrate(postgres_url)
-                    site = minimal_site(workdir / "site")
-                    for clients in counts:
-                        rows = [runner.find(shipped.name, rate, clients) or runner.run(shipped, rate, clients)]
-                        for backends in (int(n) for n in args.prod_backends.split(",")):
-                            prod = {
-                                "backends": backends,
-                                "redis_url": args.redis_url,
-                                "site_dir": site,
-                                "database_url": postgres_url,
-                            }
-                            design = Design(f"prod x{backends}", args.frame_ms, parser="raw")
-                            rows.append(runner.run(design, rate, clients, prod=prod))
-                        prod_rows.append((clients, rows))
     finally:
         fake.stop()
         print_report(capacity, compared, runner.rows if "runner" in locals() else [], args)
@@ -305,7 +305,9 @@ def print_report(
                 ]
             print(_line(cells, widths) + "  " + (failed or "none (the largest N tried)"))
         print(
-            "  (1-core est: 1 s / (backend CPU per token x rate), the streams a worker with a whole core would carry)"
+            "  (1-core est: 1 s / (backend CPU per token x rate), the streams a worker with a whole core would carry;"
+            "\n   1st ms: the client's first frame with text minus the fake's first token, which includes one token"
+            " interval, 1/rate; be/fk: CPU % of one core of the backend and of the fake upstream)"
         )
     if compared:
         rate = float(args.compare.split(":")[0])

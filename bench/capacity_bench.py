@@ -11,7 +11,8 @@ Then, each section optional (in this order; ^C prints what was measured):
   --prod RATE:N,..  `make prod`'s topology (deploy/run_prod.py's Topology: nginx, --prod-backends backend
                     processes, Redis at --redis-url, a fresh PostgreSQL database from tests.conftest.new_database),
                     the clients connecting through nginx, against one worker at the same N: tokens/s delivered,
-                    the ratio, and the CPU of every party (/proc), to say what bounds it;
+                    the ratio, and the CPU of every party (/proc), to say what bounds it; --prod-oplock also
+                    runs each with REFLEX_OPLOCK_ENABLED=true;
   --compare RATE:N  the same N with both stream parsers (the SDK's chunk objects, CHATBOT_STREAM_PARSER=sdk,
                     and raw SSE bytes parsed with orjson) and both pacing policies (a fixed CHATBOT_FRAME_MS,
                     CHATBOT_FRAMES_PER_S=0, and load-paced), for CPU per 1,000 tokens;
@@ -59,6 +60,9 @@ from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, reply_tokens
 
 DEFAULT_STEPS = {250: "60,90,120", 500: "30,60,80", 1000: "10,20,30,40"}
 LAG_P99_S, GAP_MAX_S, RATE_HELD = 0.5, 0.25, 0.9
+#: Reflex's opportunistic lock: a process keeps a tab's Redis lock (and its state in memory) while no other
+#: process asks for it, instead of a lock, a read and a write in Redis for every event and frame.
+OPLOCK = {"REFLEX_OPLOCK_ENABLED": "true"}
 #: Peers whose CPU a prod scenario reports, by command name (nginx is watched by its own session).
 SHARED_PEERS = {"redis": Watched(commands=("redis-server",)), "postgres": Watched(commands=("postgres",))}
 
@@ -189,6 +193,7 @@ def main() -> None:
     parser.add_argument("--redis", default="", help="RATE:N where one worker runs with Redis, and with oplock")
     parser.add_argument("--prod", default="", help="RATE:N[,N...] where make prod's topology runs; '' skips")
     parser.add_argument("--prod-backends", default="2", help="backend counts for --prod, e.g. 1,2")
+    parser.add_argument("--prod-oplock", action="store_true", help="--prod also with REFLEX_OPLOCK_ENABLED=true")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10", help="Redis database (flushed!)")
     args = parser.parse_args()
     by_name = designs(args.frame_ms)
@@ -242,6 +247,9 @@ def main() -> None:
                             }
                             design = Design(f"prod x{backends}", args.frame_ms, parser="raw")
                             rows.append(runner.run(design, rate, clients, prod=prod))
+                            if args.prod_oplock:
+                                design = Design(f"x{backends}+oplock", args.frame_ms, parser="raw")
+                                rows.append(runner.run(design, rate, clients, OPLOCK, prod=dict(prod)))
             if args.compare:
                 rate, (clients,) = point(args.compare)
                 for design in by_name.values():
@@ -251,7 +259,7 @@ def main() -> None:
                 redis_rows.append(runner.find(shipped.name, rate, clients) or runner.run(shipped, rate, clients))
                 with_redis = {"REFLEX_REDIS_URL": args.redis_url}
                 redis_rows.append(runner.run(Design("redis", args.frame_ms, parser="raw"), rate, clients, with_redis))
-                oplock = {**with_redis, "REFLEX_OPLOCK_ENABLED": "true"}
+                oplock = {**with_redis, **OPLOCK}
                 redis_rows.append(
                     runner.run(Design("redis+oplock", args.frame_ms, parser="raw"), rate, clients, oplock)
                 )

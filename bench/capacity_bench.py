@@ -268,6 +268,7 @@ def main() -> None:
         print_report(capacity, compared, runner.rows if "runner" in locals() else [], args)
         print_redis(redis_rows, args)
         print_prod(prod_rows, args)
+        print_markdown(capacity, compared, redis_rows, prod_rows, args)
         print(
             f"\nload average after the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())};"
             f" total {time.monotonic() - started:.0f} s"
@@ -375,7 +376,7 @@ def print_report(
 def _cpu_parts(row: Row) -> str:
     """Every party's CPU, in % of one core: each backend, the fake, the clients, the peers, the rest."""
     backends = "+".join(f"{pct:.0f}" for pct in row.backend_pcts) or f"{row.backend_pct:.0f}"
-    peers = "".join(f" {name} {pct:.0f}" for name, pct in row.peer_pct.items())
+    peers = "".join(f" {name} {pct:.0f}," for name, pct in row.peer_pct.items())
     total = row.backend_pct + row.bench_pct + row.client_pct + sum(row.peer_pct.values()) + row.other_pct
     return (
         f"backends {backends}, fake {row.bench_pct:.0f}, clients {row.client_pct:.0f},{peers} rest"
@@ -447,6 +448,71 @@ def print_prod(points: list[tuple[int, list[Row]]], args) -> None:
             print(_line([*cells, _num(row.lag_p99), _num(row.gap_max), kept], widths) + "  " + _cpu_parts(row))
         for row in rows:
             print(f"     {row.design} at N={clients} is bounded by {bound(row, rate)}")
+
+
+def _md(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _ms_pair(a: float | None, b: float | None) -> str:
+    return f"{_num(a)}/{_num(b)} ms"
+
+
+def _cpu1k(row: Row) -> str:
+    return f"{row.cpu_per_1k:.3f} s" if row.cpu_per_1k is not None else "-"
+
+
+def print_markdown(
+    capacity: list[tuple[float, int, Row | None, str]],
+    compared: list[Row],
+    redis_rows: list[Row],
+    points: list[tuple[int, list[Row]]],
+    args,
+) -> None:
+    """The same figures as Markdown tables, for the README."""
+    print("\nAs Markdown:")
+    if capacity:
+        names = ["tokens/s per stream", "streams kept", "first frame p50/p99", "lag p99", "largest gap"]
+        names += ["backend CPU per 1,000 tokens", "CPU, % of a core: backend / fake / clients", "first miss"]
+        print("\n" + _md(names))
+        print(_md(["---"] * len(names)))
+        for rate, kept, row, failed in capacity:
+            if row is None:
+                print(_md([f"{rate:,.0f}", str(kept), *["-"] * 5, failed]))
+                continue
+            cells = [f"{rate:,.0f}", f">= {kept}" if not failed else str(kept)]
+            cells += [_ms_pair(row.first_p50, row.first_p99), f"{_num(row.lag_p99)} ms", f"{_num(row.gap_max)} ms"]
+            cells += [_cpu1k(row), f"{row.backend_pct:.0f} / {row.bench_pct:.0f} / {row.client_pct:.0f}"]
+            print(_md([*cells, failed or "none tried"]))
+    if compared:
+        print(f"\nAt {args.compare.replace(':', ' tokens/s, N=')}:\n")
+        names = ["parser + pacing", "replies ended", "frames/s per stream", "lag p99", "largest gap"]
+        print(_md([*names, "backend CPU per 1,000 tokens"]))
+        print(_md(["---"] * 6))
+        for row in compared:
+            cells = [row.design, f"{row.done}/{row.clients}", f"{row.fps or 0:.1f}", f"{_num(row.lag_p99)} ms"]
+            print(_md([*cells, f"{_num(row.gap_max)} ms", _cpu1k(row)]))
+    if redis_rows:
+        print(f"\nOne worker at {args.redis.replace(':', ' tokens/s, N=')}:\n")
+        names = ["state and reply log", "tokens/s shown", "first frame p50/p99", "lag p99", "largest gap"]
+        print(_md([*names, "backend CPU per 1,000 tokens", "Redis CPU"]))
+        print(_md(["---"] * 7))
+        for row in redis_rows:
+            cells = [row.design, f"{row.shown_rate or 0:,.0f}", _ms_pair(row.first_p50, row.first_p99)]
+            cells += [f"{_num(row.lag_p99)} ms", f"{_num(row.gap_max)} ms", _cpu1k(row)]
+            print(_md([*cells, f"{row.peer_pct.get('redis', 0):.0f}%"]))
+    if points:
+        rate, _ = point(args.prod)
+        print(f"\n{rate:,.0f} tokens/s per stream:\n")
+        names = ["streams", "topology", "replies ended", "tokens/s delivered", "ratio to one worker", "lag p99"]
+        print(_md([*names, "CPU, % of a core"]))
+        print(_md(["---"] * 7))
+        for clients, rows in points:
+            base = rows[0].shown_rate
+            for row in rows:
+                ratio = f"{row.shown_rate / base:.2f}" if base and row.shown_rate else "-"
+                cells = [str(clients), row.design, f"{row.done}/{row.clients}", f"{row.shown_rate or 0:,.0f}", ratio]
+                print(_md([*cells, f"{_num(row.lag_p99)} ms", _cpu_parts(row)]))
 
 
 def cost_model(rows: list[Row]) -> tuple[float, float] | None:

@@ -11,6 +11,7 @@ from reflex_base.constants.state import FIELD_MARKER
 from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.reply import ReplyState
 from chatbot_app.state.session import SessionState
+from chatbot_app.state.settings import SettingsState
 from chatbot_app.state.stream_parts import PART_NAMES
 
 REPLY, CONVERSATION = ReplyState.get_full_name(), ConversationState.get_full_name()
@@ -26,3 +27,6 @@ STREAMING = (REPLY, f"streaming{FIELD_MARKER}")
 MESSAGES = (CONVERSATION, f"messages{FIELD_MARKER}")
 #: The short tail of a reasoning model's thinking, the only reasoning a frame carries while it streams.
 REASONING_TAIL = (REPLY, f"reasoning_tail{FIELD_MARKER}")
+#: The reply length a tab's next message asks for: until the tab's settings load (a background event after
+#: hydration), it is the state's default (1,024), not CHATBOT_MAX_TOKENS; a benchmark waits for it.
+MAX_TOKENS = (SettingsState.get_full_name(), f"max_tokens{FIELD_MARKER}")

@@ -4,12 +4,20 @@ Runs bench/stream_bench.py's scenarios (a fresh `reflex run --backend-only --env
 scenario, N websocket clients in a child process, the fake Groq server in this process's thread)
 for growing N at each rate, and stops a rate at the first N that does not keep pace. "Keeps pace"
 is issue 12's: every reply ended, lag p99 <= 500 ms, no gap between frames over 250 ms, and the
-upstream streams held 90% of their rate. The app's concurrency limit is raised above N, so the
-limit is not what is measured.
+upstream streams held 90% of their rate. The app's concurrency and abuse limits are raised above N,
+so the limits are not what is measured.
 
-Then, at one point (--compare, e.g. 1000:30), the same N is run with both stream parsers (the SDK's
-chunk objects, CHATBOT_STREAM_PARSER=sdk, and raw SSE bytes parsed with orjson) and both pacing
-policies (a fixed CHATBOT_FRAME_MS, CHATBOT_FRAMES_PER_S=0, and load-paced), for CPU per 1,000 tokens.
+Then, each section optional (in this order; ^C prints what was measured):
+  --prod RATE:N,..  `make prod`'s topology (deploy/run_prod.py's Topology: nginx, --prod-backends backend
+                    processes, Redis at --redis-url, a fresh PostgreSQL database from tests.conftest.new_database),
+                    the clients connecting through nginx, against one worker at the same N: tokens/s delivered,
+                    the ratio, and the CPU of every party (/proc), to say what bounds it; --prod-oplock also
+                    runs each with REFLEX_OPLOCK_ENABLED=true;
+  --compare RATE:N  the same N with both stream parsers (the SDK's chunk objects, CHATBOT_STREAM_PARSER=sdk,
+                    and raw SSE bytes parsed with orjson) and both pacing policies (a fixed CHATBOT_FRAME_MS,
+                    CHATBOT_FRAMES_PER_S=0, and load-paced), for CPU per 1,000 tokens;
+  --redis RATE:N    one worker with Reflex's Redis state manager and the reply log in Redis Streams
+                    (REFLEX_REDIS_URL=--redis-url), then also with REFLEX_OPLOCK_ENABLED=true, against none.
 
 Columns, as in stream_bench.py: 1st ms is the client's first frame with text minus the fake's first
 token (so it includes 1/rate); cpu/1k is the backend's CPU seconds per 1,000 tokens shown; be/fk/cl/oth
@@ -18,31 +26,45 @@ the machine (which is shared: see the load average printed first).
 
     .venv/bin/python bench/capacity_bench.py [--rates 250,500,1000] [--tokens 4000] [--compare 1000:30]
     .venv/bin/python bench/capacity_bench.py --steps-1000 20,30,40 --steps-500 40,60 --steps-250 60,90
+    .venv/bin/python bench/capacity_bench.py --rates '' --compare '' --redis 1000:30 --prod 1000:30,60
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import itertools
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stream_bench import COLUMNS, Bench, Design, Row, _line, format_row
+import redis
+from stream_bench import COLUMNS, LIMITS_RAISED, Bench, Design, Row, Watched, _line, format_row
 
-from tests.conftest import migrate
+from deploy.run_prod import ProdConfig, Topology
+from tests.conftest import migrate, new_database
+from tests.e2e.live_app import free_port
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, reply_tokens
 
 DEFAULT_STEPS = {250: "60,90,120", 500: "30,60,80", 1000: "10,20,30,40"}
 LAG_P99_S, GAP_MAX_S, RATE_HELD = 0.5, 0.25, 0.9
+#: Reflex's opportunistic lock: a process keeps a tab's Redis lock (and its state in memory) while no other
+#: process asks for it, instead of a lock, a read and a write in Redis for every event and frame.
+OPLOCK = {"REFLEX_OPLOCK_ENABLED": "true"}
+#: Peers whose CPU a prod scenario reports, by command name (nginx is watched by its own session).
+SHARED_PEERS = {"redis": Watched(commands=("redis-server",)), "postgres": Watched(commands=("postgres",))}
 
 
 def designs(frame_ms: int) -> dict[str, Design]:
@@ -73,25 +95,90 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:,.0f} ms"
 
 
+@dataclass
+class ProdBench(Bench):
+    """A Bench whose scenarios run against `make prod`'s topology: nginx in front of `backends` processes
+    sharing Redis and PostgreSQL. A fresh topology per scenario (the database and the site are reused)."""
+
+    backends: int = 2
+    redis_url: str = ""
+    site_dir: Path | None = None
+
+    @contextlib.contextmanager
+    def serve(self, env: dict[str, str], label: str) -> Iterator[tuple[str, list[Watched], dict[str, Watched]]]:
+        config = ProdConfig.from_env(
+            {
+                **env,
+                "PORT": str(free_port()),
+                "BACKENDS": str(self.backends),
+                "CHATBOT_PROD_DIR": str(self.workdir / label.replace(" ", "-")),  # nginx paths take no spaces
+                "REFLEX_REDIS_URL": self.redis_url,
+            }
+        )
+        config.backend_ports = [free_port() for _ in range(self.backends)]  # free ones, not BACKEND_PORT + i
+        topology = Topology(config, site_dir=self.site_dir, log_to_files=True)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            topology.start()  # quiet: its progress lines and the migrations' log
+        try:
+            assert topology.nginx is not None and topology.nginx.process is not None
+            backends = [Watched(sessions=(b.process.pid,)) for b in topology.backends if b.process is not None]
+            yield topology.url, backends, {"nginx": Watched(sessions=(topology.nginx.process.pid,)), **SHARED_PEERS}
+        finally:
+            for process in [topology.nginx, *topology.backends]:
+                if process is not None:
+                    process.stop(signal.SIGKILL)  # measured already: no need to wait for in-flight replies
+
+
+def minimal_site(directory: Path) -> Path:
+    """A stand-in for the exported frontend: the clients speak to the backends only, so nginx needs just a page."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("index.html", "404.html"):
+        (directory / name).write_text("<!doctype html><title>capacity bench</title>\n")
+    return directory
+
+
 class Runner:
-    """One Bench per rate (its fake behaviour and token count), sharing the database and client process."""
+    """Runs scenarios at a rate (its fake behaviour and token count), sharing the database and client process."""
 
     def __init__(self, fake: FakeLLMServer, database_url: str, workdir: Path, pool: ProcessPoolExecutor, args) -> None:
         self.fake, self.database_url, self.workdir, self.pool, self.args = fake, database_url, workdir, pool, args
         self.rows: list[tuple[float, Row]] = []
 
-    def run(self, design: Design, rate: float, clients: int) -> Row:
+    def run(
+        self, design: Design, rate: float, clients: int, env: dict[str, str] | None = None, prod: dict | None = None
+    ) -> Row:
+        """One scenario: one worker, or with `prod` (ProdBench's fields) the prod topology."""
         behaviour = Behaviour(text="", tokens=self.args.tokens, tokens_per_s=rate)
         token_ends = list(itertools.accumulate(len(t) for t in reply_tokens([], behaviour)))
         timeout = self.args.tokens / rate + self.args.slack
-        bench = Bench(self.fake, behaviour, self.database_url, self.workdir, self.pool, timeout, token_ends)
-        bench.environment = {"CHATBOT_MAX_ACTIVE_REPLIES": str(clients + 8), "CHATBOT_MAX_WAITING_REPLIES": "8"}
+        fixed = {"fake": self.fake, "behaviour": behaviour, "database_url": self.database_url, "workdir": self.workdir}
+        fixed |= {"pool": self.pool, "timeout_s": timeout, "token_ends": token_ends}
+        bench = ProdBench(**(fixed | prod)) if prod else Bench(**fixed)
+        bench.environment = {
+            "CHATBOT_MAX_ACTIVE_REPLIES": str(clients + 8),
+            "CHATBOT_MAX_WAITING_REPLIES": "8",
+            **LIMITS_RAISED,
+            **(env or {}),
+        }
+        if redis_url := bench.environment.get("REFLEX_REDIS_URL") or (prod or {}).get("redis_url"):
+            with redis.Redis.from_url(redis_url) as client:
+                client.flushdb()  # this bench's own database number: states and logs of earlier scenarios
         started = time.monotonic()
         row = bench.scenario(design, clients)
         self.rows.append((rate, row))
         verdict = "; ".join(missed(row, rate)) or "keeps pace"
         print(f"  {design.name} {rate:g} tok/s N={clients}: {verdict} ({time.monotonic() - started:.0f} s)", flush=True)
         return row
+
+    def find(self, name: str, rate: float, clients: int) -> Row | None:
+        """A scenario already run (the same design at the same point), to reuse rather than run again."""
+        return next((r for rt, r in self.rows if r.design == name and rt == rate and r.clients == clients), None)
+
+
+def point(text: str) -> tuple[float, list[int]]:
+    """'RATE:N[,N...]' as (rate, [N, ...])."""
+    rate, clients = text.split(":")
+    return float(rate), [int(n) for n in clients.split(",") if n.strip()]
 
 
 def main() -> None:
@@ -103,6 +190,11 @@ def main() -> None:
     parser.add_argument("--compare", default="1000:30", help="RATE:N where both parsers x both pacings run; '' skips")
     parser.add_argument("--frame-ms", type=int, default=50, help="CHATBOT_FRAME_MS")
     parser.add_argument("--slack", type=float, default=20.0, help="seconds a scenario may run past its upstream")
+    parser.add_argument("--redis", default="", help="RATE:N where one worker runs with Redis, and with oplock")
+    parser.add_argument("--prod", default="", help="RATE:N[,N...] where make prod's topology runs; '' skips")
+    parser.add_argument("--prod-backends", default="2", help="backend counts for --prod, e.g. 1,2")
+    parser.add_argument("--prod-oplock", action="store_true", help="--prod also with REFLEX_OPLOCK_ENABLED=true")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10", help="Redis database (flushed!)")
     args = parser.parse_args()
     by_name = designs(args.frame_ms)
     shipped = by_name["raw+paced"]
@@ -116,6 +208,8 @@ def main() -> None:
     fake = FakeLLMServer().start()
     capacity: list[tuple[float, int, Row | None, str]] = []
     compared: list[Row] = []
+    redis_rows: list[Row] = []
+    prod_rows: list[tuple[int, list[Row]]] = []
     started = time.monotonic()
     try:
         with (
@@ -136,13 +230,45 @@ def main() -> None:
                         break
                     kept, kept_row = clients, row
                 capacity.append((rate, kept, kept_row, failed))
+            if args.prod:
+                rate, counts = point(args.prod)
+                with new_database("postgresql", workdir, prefix="capacity_bench") as postgres_url:
+                    migrate(postgres_url)
+                    site = minimal_site(workdir / "site")
+                    for clients in counts:
+                        rows = [runner.find(shipped.name, rate, clients) or runner.run(shipped, rate, clients)]
+                        prod_rows.append((clients, rows))  # filled in below: shown even if interrupted
+                        for backends in (int(n) for n in args.prod_backends.split(",")):
+                            prod = {
+                                "backends": backends,
+                                "redis_url": args.redis_url,
+                                "site_dir": site,
+                                "database_url": postgres_url,
+                            }
+                            design = Design(f"prod x{backends}", args.frame_ms, parser="raw")
+                            rows.append(runner.run(design, rate, clients, prod=prod))
+                            if args.prod_oplock:
+                                design = Design(f"x{backends}+oplock", args.frame_ms, parser="raw")
+                                rows.append(runner.run(design, rate, clients, OPLOCK, prod=dict(prod)))
             if args.compare:
-                rate_text, clients_text = args.compare.split(":")
+                rate, (clients,) = point(args.compare)
                 for design in by_name.values():
-                    compared.append(runner.run(design, float(rate_text), int(clients_text)))
+                    compared.append(runner.find(design.name, rate, clients) or runner.run(design, rate, clients))
+            if args.redis:
+                rate, (clients,) = point(args.redis)
+                redis_rows.append(runner.find(shipped.name, rate, clients) or runner.run(shipped, rate, clients))
+                with_redis = {"REFLEX_REDIS_URL": args.redis_url}
+                redis_rows.append(runner.run(Design("redis", args.frame_ms, parser="raw"), rate, clients, with_redis))
+                oplock = {**with_redis, **OPLOCK}
+                redis_rows.append(
+                    runner.run(Design("redis+oplock", args.frame_ms, parser="raw"), rate, clients, oplock)
+                )
     finally:
         fake.stop()
         print_report(capacity, compared, runner.rows if "runner" in locals() else [], args)
+        print_redis(redis_rows, args)
+        print_prod(prod_rows, args)
+        print_markdown(capacity, compared, redis_rows, prod_rows, args)
         print(
             f"\nload average after the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())};"
             f" total {time.monotonic() - started:.0f} s"
@@ -188,7 +314,9 @@ def print_report(
                 ]
             print(_line(cells, widths) + "  " + (failed or "none (the largest N tried)"))
         print(
-            "  (1-core est: 1 s / (backend CPU per token x rate), the streams a worker with a whole core would carry)"
+            "  (1-core est: 1 s / (backend CPU per token x rate), the streams a worker with a whole core would carry;"
+            "\n   1st ms: the client's first frame with text minus the fake's first token, which includes one token"
+            " interval, 1/rate; be/fk: CPU % of one core of the backend and of the fake upstream)"
         )
     if compared:
         rate = float(args.compare.split(":")[0])
@@ -243,6 +371,148 @@ def print_report(
             print(f"{rate:<6g} " + _line(format_row(row), widths))
             for error in row.errors:
                 print(f"         {row.design} N={row.clients}: {error}")
+
+
+def _cpu_parts(row: Row) -> str:
+    """Every party's CPU, in % of one core: each backend, the fake, the clients, the peers, the rest."""
+    backends = "+".join(f"{pct:.0f}" for pct in row.backend_pcts) or f"{row.backend_pct:.0f}"
+    peers = "".join(f" {name} {pct:.0f}," for name, pct in row.peer_pct.items())
+    total = row.backend_pct + row.bench_pct + row.client_pct + sum(row.peer_pct.values()) + row.other_pct
+    return (
+        f"backends {backends}, fake {row.bench_pct:.0f}, clients {row.client_pct:.0f},{peers} rest"
+        f" {row.other_pct:.0f}; machine {total:.0f} of {(os.cpu_count() or 1) * 100}"
+    )
+
+
+def bound(row: Row, rate: float) -> str:
+    """What limited a scenario, read from its CPU figures."""
+    if not missed(row, rate):
+        return "nothing it reached: it kept pace"
+    cores = (os.cpu_count() or 1) * 100
+    total = row.backend_pct + row.bench_pct + row.client_pct + sum(row.peer_pct.values()) + row.other_pct
+    busiest = max(row.backend_pcts or (row.backend_pct,))
+    if total >= 0.9 * cores:
+        parties = {
+            "backends": row.backend_pct,
+            "the fake": row.bench_pct,
+            "the clients": row.client_pct,
+            **row.peer_pct,
+            "the rest": row.other_pct,
+        }
+        shares = ", ".join(f"{name} {pct / total:.0%}" for name, pct in sorted(parties.items(), key=lambda p: -p[1]))
+        return f"the machine's {cores // 100} cores ({shares})"
+    if busiest >= 90:
+        return f"a backend's core ({busiest:.0f}% of one core: one Python process)"
+    return "nothing saturated: " + ("; ".join(row.errors) or "see the CPU figures")
+
+
+def print_redis(rows: list[Row], args) -> None:
+    if not rows:
+        return
+    rate, (clients,) = point(args.redis)
+    print(f"\nOne worker, Redis off / on / on with REFLEX_OPLOCK_ENABLED=true, at {rate:g} tok/s, N={clients}:")
+    names = ["design", "done", "shown tok/s", "1st ms p50/p99", "lag ms p99", "gap ms max", "cpu/1k", "redis %"]
+    widths = [12, 7, 11, 14, 10, 10, 6, 7]
+    print(_line(names, widths) + "  CPU % of one core")
+    for row in rows:
+        cells = [
+            row.design,
+            f"{row.done}/{row.clients}",
+            f"{row.shown_rate or 0:,.0f}",
+            f"{_num(row.first_p50)}/{_num(row.first_p99)}",
+            _num(row.lag_p99),
+            _num(row.gap_max),
+            f"{row.cpu_per_1k:.3f}" if row.cpu_per_1k is not None else "-",
+            f"{row.peer_pct.get('redis', 0):.0f}",
+        ]
+        print(_line(cells, widths) + "  " + _cpu_parts(row))
+
+
+def print_prod(points: list[tuple[int, list[Row]]], args) -> None:
+    if not points:
+        return
+    rate, _ = point(args.prod)
+    print(
+        f"\nmake prod (nginx, backends sharing Redis and PostgreSQL) against one worker (SQLite, no Redis),"
+        f" {rate:g} tok/s per stream, {args.tokens} tokens:"
+    )
+    names = ["N", "design", "done", "shown tok/s", "x 1 worker", "lag ms p99", "gap ms max", "kept"]
+    widths = [4, 11, 7, 11, 10, 10, 10, 4]
+    print(_line(names, widths) + "  CPU % of one core")
+    for clients, rows in points:
+        base = rows[0].shown_rate
+        for row in rows:
+            ratio = f"{row.shown_rate / base:.2f}x" if base and row.shown_rate else "-"
+            kept = "yes" if not missed(row, rate) else "no"
+            cells = [str(clients), row.design, f"{row.done}/{row.clients}", f"{row.shown_rate or 0:,.0f}", ratio]
+            print(_line([*cells, _num(row.lag_p99), _num(row.gap_max), kept], widths) + "  " + _cpu_parts(row))
+        for row in rows:
+            print(f"     {row.design} at N={clients} is bounded by {bound(row, rate)}")
+
+
+def _md(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _ms_pair(a: float | None, b: float | None) -> str:
+    return f"{_num(a)}/{_num(b)} ms"
+
+
+def _cpu1k(row: Row) -> str:
+    return f"{row.cpu_per_1k:.3f} s" if row.cpu_per_1k is not None else "-"
+
+
+def print_markdown(
+    capacity: list[tuple[float, int, Row | None, str]],
+    compared: list[Row],
+    redis_rows: list[Row],
+    points: list[tuple[int, list[Row]]],
+    args,
+) -> None:
+    """The same figures as Markdown tables, for the README."""
+    print("\nAs Markdown:")
+    if capacity:
+        names = ["tokens/s per stream", "streams kept", "first frame p50/p99", "lag p99", "largest gap"]
+        names += ["backend CPU per 1,000 tokens", "CPU, % of a core: backend / fake / clients", "first miss"]
+        print("\n" + _md(names))
+        print(_md(["---"] * len(names)))
+        for rate, kept, row, failed in capacity:
+            if row is None:
+                print(_md([f"{rate:,.0f}", str(kept), *["-"] * 5, failed]))
+                continue
+            cells = [f"{rate:,.0f}", f">= {kept}" if not failed else str(kept)]
+            cells += [_ms_pair(row.first_p50, row.first_p99), f"{_num(row.lag_p99)} ms", f"{_num(row.gap_max)} ms"]
+            cells += [_cpu1k(row), f"{row.backend_pct:.0f} / {row.bench_pct:.0f} / {row.client_pct:.0f}"]
+            print(_md([*cells, failed or "none tried"]))
+    if compared:
+        print(f"\nAt {args.compare.replace(':', ' tokens/s, N=')}:\n")
+        names = ["parser + pacing", "replies ended", "frames/s per stream", "lag p99", "largest gap"]
+        print(_md([*names, "backend CPU per 1,000 tokens"]))
+        print(_md(["---"] * 6))
+        for row in compared:
+            cells = [row.design, f"{row.done}/{row.clients}", f"{row.fps or 0:.1f}", f"{_num(row.lag_p99)} ms"]
+            print(_md([*cells, f"{_num(row.gap_max)} ms", _cpu1k(row)]))
+    if redis_rows:
+        print(f"\nOne worker at {args.redis.replace(':', ' tokens/s, N=')}:\n")
+        names = ["state and reply log", "tokens/s shown", "first frame p50/p99", "lag p99", "largest gap"]
+        print(_md([*names, "backend CPU per 1,000 tokens", "Redis CPU"]))
+        print(_md(["---"] * 7))
+        for row in redis_rows:
+            cells = [row.design, f"{row.shown_rate or 0:,.0f}", _ms_pair(row.first_p50, row.first_p99)]
+            cells += [f"{_num(row.lag_p99)} ms", f"{_num(row.gap_max)} ms", _cpu1k(row)]
+            print(_md([*cells, f"{row.peer_pct.get('redis', 0):.0f}%"]))
+    if points:
+        rate, _ = point(args.prod)
+        print(f"\n{rate:,.0f} tokens/s per stream:\n")
+        names = ["streams", "topology", "replies ended", "tokens/s delivered", "ratio to one worker", "lag p99"]
+        print(_md([*names, "CPU, % of a core"]))
+        print(_md(["---"] * 7))
+        for clients, rows in points:
+            base = rows[0].shown_rate
+            for row in rows:
+                ratio = f"{row.shown_rate / base:.2f}" if base and row.shown_rate else "-"
+                cells = [str(clients), row.design, f"{row.done}/{row.clients}", f"{row.shown_rate or 0:,.0f}", ratio]
+                print(_md([*cells, f"{_num(row.lag_p99)} ms", _cpu_parts(row)]))
 
 
 def cost_model(rows: list[Row]) -> tuple[float, float] | None:

@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app_names import IDENTITY, MESSAGES, SEND_MESSAGE, STOP, STREAM_PARTS, STREAMING
+from app_names import IDENTITY, MAX_TOKENS, MESSAGES, SEND_MESSAGE, STOP, STREAM_PARTS, STREAMING
 from bench_backend import bench_environment
 
 from tests.conftest import migrate
@@ -51,6 +51,7 @@ class Tab:
     parts: dict[tuple[str, str], str] = field(default_factory=dict)
     streaming: bool = False
     last_status: str = ""
+    max_tokens: int | None = None  # what the tab's next message asks for, once its settings loaded
     frame_times: list[float] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -70,6 +71,8 @@ class Tab:
         messages = (delta.get(MESSAGES[0]) or {}).get(MESSAGES[1])
         if messages:
             self.last_status = str(messages[-1].get("status", ""))
+        if (max_tokens := (delta.get(MAX_TOKENS[0]) or {}).get(MAX_TOKENS[1])) is not None:
+            self.max_tokens = int(max_tokens)
         self.changed.set()
 
     async def until(self, condition, timeout_s: float = 60) -> float:  # type: ignore[no-untyped-def]
@@ -107,6 +110,7 @@ async def join(backend_url: str, fake: FakeLLMServer, runs: int) -> list[tuple[f
     for _ in range(runs):
         fake.enqueue_stream(Behaviour(text="", tokens=TOKENS, tokens_per_s=RATE))
         asker = await open_tab(backend_url)
+        await asker.until(lambda t: t.max_tokens == TOKENS)  # else it asks for the state's default, 1,024
         await asker.client.emit(SEND_MESSAGE, {"form_data": {"message": "A long answer, please."}})
         await asker.until(lambda t: len(t.text.split()) >= TOKENS // 3)
         path = asker.client.pathname  # the redirect to /c/<id> moved it there

@@ -8,7 +8,8 @@ connect with a new tab token and hydrate; then all send `ReplyState.send_message
 starting its own new conversation, and follow the redirect to it as the browser does. One warm-up
 chat runs first, so one-time costs stay out. After --timeout the scenario ends whatever is left,
 and the backend is killed. The app's own limits apply as shipped (CHATBOT_MAX_ACTIVE_REPLIES and
-CHATBOT_MAX_WAITING_REPLIES): replies it refuses are listed under the table.
+CHATBOT_MAX_WAITING_REPLIES): replies it refuses are listed under the table. The abuse limits
+(per address, new identities per hour) are raised: every client comes from one loopback address.
 
 Designs:
   coalesced  the app as shipped: the reply goes out in frames at most every CHATBOT_FRAME_MS
@@ -81,7 +82,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app_names import IDENTITY, MESSAGES, SEND_MESSAGE, STREAM_PARTS, STREAMING
+from app_names import IDENTITY, MAX_TOKENS, MESSAGES, SEND_MESSAGE, STREAM_PARTS, STREAMING
 from reflex.state import OnLoadInternalState, State, UpdateVarsInternalState
 
 from chatbot_app.config import Settings
@@ -91,6 +92,12 @@ from tests.e2e.reflex_client import ON_LOAD_INTERNAL, ROOT_STATE, UPDATE_VARS_IN
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, reply_tokens
 
 REFLEX_VERSION = importlib.metadata.version("reflex")
+#: The app's abuse limits (per address, new identities), raised: N tabs from one loopback address are not abuse.
+LIMITS_RAISED = {
+    "CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE": "1000000",
+    "CHATBOT_NEW_IDENTITIES_PER_HOUR": "1000000",
+    "CHATBOT_RATE_LIMIT_PER_MINUTE": "1000000",
+}
 CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
@@ -118,13 +125,28 @@ class Design:
 
 def session_pids(session_id: int) -> list[int]:
     """Live processes of a session: the backend runs in its own (Backend uses start_new_session)."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int(_stat_fields(int(entry.name))[3]) == session_id:
-                    pids.append(int(entry.name))
-    return pids
+    return Watched(sessions=(session_id,)).pids()
+
+
+@dataclass(frozen=True)
+class Watched:
+    """Processes whose CPU a scenario reports: whole sessions (a child started with start_new_session,
+    with its workers), and processes by command name (peers started outside the bench: redis-server)."""
+
+    sessions: tuple[int, ...] = ()
+    commands: tuple[str, ...] = ()
+
+    def pids(self) -> list[int]:
+        pids = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    text = Path(f"/proc/{entry.name}/stat").read_text()
+                    command = text[text.index("(") + 1 : text.rindex(")")]
+                    session = int(text[text.rindex(")") + 2 :].split()[3])
+                    if session in self.sessions or command in self.commands:
+                        pids.append(int(entry.name))
+        return pids
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -162,31 +184,45 @@ def peak_rss_mb(pids: Sequence[int]) -> float:
 
 @dataclass(frozen=True)
 class CpuSample:
-    """CPU seconds consumed so far by each party, and by the whole machine."""
+    """CPU seconds consumed so far by each party, and by the whole machine.
+
+    `backends` has one figure per backend process tree (one, unless a proxy spreads the load);
+    `peers` has one per named peer (nginx, redis, postgres), when the scenario runs with them.
+    """
 
     at: float
-    backend: float
+    backends: tuple[float, ...]
     bench: float
     client: float
     machine: float
+    peers: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def backend(self) -> float:
+        return sum(self.backends)
 
     @classmethod
-    def take(cls, backend_pids: Sequence[int], bench_pid: int) -> CpuSample:
+    def take(
+        cls, backends: Sequence[Sequence[int]], bench_pid: int, peers: dict[str, Sequence[int]] | None = None
+    ) -> CpuSample:
         return cls(
             time.monotonic(),
-            cpu_seconds(backend_pids),
+            tuple(cpu_seconds(pids) for pids in backends),
             cpu_seconds([bench_pid]),
             cpu_seconds([os.getpid()]),
             machine_busy_seconds(),
+            tuple((name, cpu_seconds(pids)) for name, pids in (peers or {}).items()),
         )
 
     def __sub__(self, other: CpuSample) -> CpuSample:
+        before = dict(other.peers)
         return CpuSample(
             self.at - other.at,
-            self.backend - other.backend,
+            tuple(a - b for a, b in zip(self.backends, other.backends, strict=True)),
             self.bench - other.bench,
             self.client - other.client,
             self.machine - other.machine,
+            tuple((name, seconds - before.get(name, 0.0)) for name, seconds in self.peers),
         )
 
 
@@ -222,10 +258,15 @@ class ChatTracker:
         self.record = record
         self.done = asyncio.Event()
         self._streaming_seen = False
+        self.max_tokens: int | None = None  # what the tab's next message asks for, once its settings loaded
+        self.settings_loaded = asyncio.Event()
         self._parts: dict[tuple[str, str], str] = {}  # the streamed reply's parts, as the browser holds them
 
     def on_update(self, at: float, size: int, update: dict[str, Any]) -> None:
         record = self.record
+        if (max_tokens := ((update.get("delta") or {}).get(MAX_TOKENS[0]) or {}).get(MAX_TOKENS[1])) is not None:
+            self.max_tokens = int(max_tokens)
+            self.settings_loaded.set()
         if record.sent_at is None or record.end_at is not None:
             return
         record.reply_wire_bytes += size
@@ -254,9 +295,16 @@ class ChatTracker:
             self.done.set()
 
 
-def run_clients(backend_url: str, backend_sid: int, bench_pid: int, clients: int, timeout_s: float) -> ClientRun:
+def run_clients(
+    backend_url: str,
+    backends: Sequence[Watched],
+    bench_pid: int,
+    clients: int,
+    timeout_s: float,
+    peers: dict[str, Watched] | None = None,
+) -> ClientRun:
     """In the client process: drive one scenario's chats and measure the CPU window around them."""
-    return asyncio.run(_drive(backend_url, backend_sid, bench_pid, clients, timeout_s))
+    return asyncio.run(_drive(backend_url, backends, bench_pid, clients, timeout_s, peers or {}))
 
 
 async def _open(backend_url: str, tracker: ChatTracker | None = None) -> ReflexClient:
@@ -281,7 +329,14 @@ async def _chat(client: ReflexClient, tracker: ChatTracker) -> None:
     await tracker.done.wait()
 
 
-async def _drive(backend_url: str, backend_sid: int, bench_pid: int, clients: int, timeout_s: float) -> ClientRun:
+async def _drive(
+    backend_url: str,
+    backends: Sequence[Watched],
+    bench_pid: int,
+    clients: int,
+    timeout_s: float,
+    peers: dict[str, Watched],
+) -> ClientRun:
     warm = ChatTracker(ClientRecord("warm up"))
     client = await _open(backend_url, warm)
     await asyncio.wait_for(_chat(client, warm), 60)
@@ -297,13 +352,18 @@ async def _drive(backend_url: str, backend_sid: int, bench_pid: int, clients: in
         else:
             connected.append((result, tracker))
     await asyncio.sleep(0.5)  # let the on_load events (sidebar, settings) finish
+    # A message sent before the tab's settings load asks for the state's default length (1,024 tokens), not
+    # CHATBOT_MAX_TOKENS: wait for the settings (bounded; a tab still without them is reported by its length).
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(t.settings_loaded.wait() for _, t in connected)), 60)
 
-    backend_pids = session_pids(backend_sid)
-    before = CpuSample.take(backend_pids, bench_pid)
+    backend_pids = [watched.pids() for watched in backends]
+    peer_pids = {name: watched.pids() for name, watched in peers.items()}
+    before = CpuSample.take(backend_pids, bench_pid, peer_pids)
     chats = [asyncio.create_task(_chat(c, t)) for c, t in connected]
     if chats:
         await asyncio.wait(chats, timeout=timeout_s)
-    cpu = CpuSample.take(backend_pids, bench_pid) - before
+    cpu = CpuSample.take(backend_pids, bench_pid, peer_pids) - before
     for task in chats:
         task.cancel()
     compression = connected[0][0].compression if connected else ""
@@ -338,6 +398,8 @@ class Row:
     client_pct: float = 0.0
     other_pct: float = 0.0
     rss_mb: float = 0.0
+    backend_pcts: tuple[float, ...] = ()  # per backend process tree, when there are several
+    peer_pct: dict[str, float] = field(default_factory=dict)  # nginx, redis, postgres, when they run
     errors: list[str] = field(default_factory=list)
 
 
@@ -385,22 +447,30 @@ class Bench:
             **self.environment,
             **overrides,
         )
-        backend = Backend(free_port(), env, self.workdir / f"backend-{design.name}-{clients}.log")
+        try:
+            with self.serve(env, f"{design.name}-{clients}") as (url, backends, peers):
+                future = self.pool.submit(run_clients, url, backends, os.getpid(), clients, self.timeout_s, peers)
+                try:
+                    run = future.result(timeout=self.timeout_s + 300)
+                except Exception as exc:
+                    return Row(design.name, clients, errors=[f"client process: {type(exc).__name__}: {exc}"])
+                rss = sum(peak_rss_mb(watched.pids()) for watched in backends)
+                self.compression = run.compression or self.compression
+        finally:
+            self._wait_for_upstream_idle()
+        return self._row(design, clients, run, rss)
+
+    @contextlib.contextmanager
+    def serve(self, env: dict[str, str], label: str) -> Iterator[tuple[str, list[Watched], dict[str, Watched]]]:
+        """One backend process for a scenario: (its URL, its process tree, the peers it uses); killed after."""
+        backend = Backend(free_port(), env, self.workdir / f"backend-{label}.log")
         backend.start()
         try:
             assert backend.process is not None
-            sid = backend.process.pid
-            future = self.pool.submit(run_clients, backend.url, sid, os.getpid(), clients, self.timeout_s)
-            try:
-                run = future.result(timeout=self.timeout_s + 300)
-            except Exception as exc:
-                return Row(design.name, clients, errors=[f"client process: {type(exc).__name__}: {exc}"])
-            rss = peak_rss_mb(session_pids(sid))
-            self.compression = run.compression or self.compression
+            peers = {"redis": Watched(commands=("redis-server",))} if env.get("REFLEX_REDIS_URL") else {}
+            yield backend.url, [Watched(sessions=(backend.process.pid,))], peers
         finally:
             backend.stop(signal.SIGKILL)  # measured already: no need to wait for in-flight replies
-            self._wait_for_upstream_idle()
-        return self._row(design, clients, run, rss)
 
     def _wait_for_upstream_idle(self, timeout_s: float = 30.0) -> None:
         """Let streams the killed backend left behind run out, so they do not load the next scenario."""
@@ -464,8 +534,10 @@ class Bench:
             backend_pct=cpu.backend * pct,
             bench_pct=cpu.bench * pct,
             client_pct=cpu.client * pct,
-            other_pct=max(0.0, cpu.machine - cpu.backend - cpu.bench - cpu.client) * pct,
+            other_pct=max(0.0, cpu.machine - cpu.backend - cpu.bench - cpu.client - sum(s for _, s in cpu.peers)) * pct,
             rss_mb=rss_mb,
+            backend_pcts=tuple(seconds * pct for seconds in cpu.backends),
+            peer_pct={name: seconds * pct for name, seconds in cpu.peers},
             errors=errors,
         )
 
@@ -636,6 +708,7 @@ def main() -> None:
             database_url = f"sqlite:///{workdir / 'bench.db'}"
             migrate(database_url)
             bench = Bench(fake, behaviour, database_url, workdir, pool, args.timeout, token_ends)
+            bench.environment = dict(LIMITS_RAISED)
             for design in designs:
                 for clients in client_counts:
                     t0 = time.monotonic()

@@ -7,6 +7,7 @@ from typing import Any
 
 import reflex as rx
 
+from chatbot_app.config import get_settings
 from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.chat_settings import (
     ChatSettings,
@@ -42,9 +43,10 @@ class SettingsState(SessionState):
 
     model_groups: list[ModelGroupView] = []
     model_choice: str = ""
-    temperature: float = 0.7
-    max_tokens: int = 1024
-    top_p: float = 1.0
+    # Until `sync` has run, the configured defaults (not made-up ones) are what a first message asks for.
+    temperature: float = get_settings().temperature
+    max_tokens: int = get_settings().max_reply_tokens
+    top_p: float = get_settings().top_p
     system_prompt: str = ""
     batch_mode: bool = False
     preset_names: list[str] = []

@@ -113,6 +113,7 @@ class ProdBench(Bench):
                 "BACKENDS": str(self.backends),
                 "CHATBOT_PROD_DIR": str(self.workdir / label.replace(" ", "-")),  # nginx paths take no spaces
                 "REFLEX_REDIS_URL": self.redis_url,
+                "CHATBOT_AUTH": "none",  # the benchmark's tabs are anonymous (make prod defaults to accounts)
             }
         )
         config.backend_ports = [free_port() for _ in range(self.backends)]  # free ones, not BACKEND_PORT + i

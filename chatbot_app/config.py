@@ -53,7 +53,7 @@ class Settings:
     max_reply_tokens: int = 1024
     frame_interval_ms: int = 50
     # The process's frame budget: past it, replies' frames are spaced further apart (up to 250 ms); 0 = fixed.
-    frames_per_s: int = 200
+    frames_per_s: int = 600
     # Vars a streamed reply is spread over (1 = the whole text in one var: the naive pattern).
     stream_parts: int = 48
     request_timeout_s: float = 60.0

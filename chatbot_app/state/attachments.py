@@ -193,7 +193,8 @@ class ComposerFilesState(SessionState):
     @rx.event
     def recording_failed(self, error: Any) -> None:
         """The browser could not record (no microphone, permission refused)."""
-        detail = error if isinstance(error, str) else ""
+        # The browser's own words, minus what cannot travel back to it (lone surrogates).
+        detail = error.encode("utf-8", "ignore").decode() if isinstance(error, str) else ""
         self.notice = f"The microphone could not record{': ' + detail[:200] if detail else ''}."
 
     # -- helpers -------------------------------------------------------------------------------

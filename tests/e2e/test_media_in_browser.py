@@ -127,7 +127,7 @@ def test_an_image_for_a_model_that_cannot_see_is_refused_naming_the_ones_that_ca
     page.wait_for_selector("[data-testid=attachment]")
     assert "fake-large" in notice(page)  # told at once
     send(page, "What is in this picture?")
-    page.wait_for_function("document.querySelector('#notice').innerText.includes('cannot read images')")
+    page.wait_for_function("document.querySelector('#notice')?.innerText.includes('cannot read images')")
     assert "fake-large" in notice(page)
     assert page.input_value("#chat-input") == "What is in this picture?"  # the message and file stay
     assert page.locator("[data-testid=attachment]").count() == 1

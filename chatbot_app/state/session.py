@@ -40,9 +40,8 @@ class SessionLost(RuntimeError):
     user's conversations. The page is loaded again instead, which sends the identity back.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self) -> None:
         super().__init__("this tab's state was lost; reload")
-        self.path = path
 
 
 def state_helper(method: Callable[..., R]) -> Callable[..., R]:
@@ -71,7 +70,7 @@ class SignedOut(SessionLost):
     """
 
     def __init__(self) -> None:
-        super().__init__(SIGN_IN_PATH)
+        super().__init__()
 
 
 def reload_on_lost_session(exception: Exception) -> EventSpec:
@@ -128,7 +127,7 @@ class SessionState(rx.State):
         """
         if not is_identity(self.identity):
             if not self._page_loaded and rx.config.get_config().redis_url:
-                raise SessionLost(self.router.url.path)
+                raise SessionLost
             self.identity = secrets.token_urlsafe(24)
         return self.identity
 

@@ -5,7 +5,8 @@ scenario, N websocket clients in a child process, the fake Groq server in this p
 for growing N at each rate, and stops a rate at the first N that does not keep pace. "Keeps pace"
 is issue 12's: every reply ended, lag p99 <= 500 ms, no gap between frames over 250 ms, and the
 upstream streams held 90% of their rate. The app's concurrency and abuse limits are raised above N,
-so the limits are not what is measured.
+so the limits are not what is measured. The N messages arrive evenly over --ramp-s (1 s), as users' do;
+--ramp-s 0 sends them in the same instant, which measures a burst of N page loads and sends instead.
 
 Then, each section optional (in this order; ^C prints what was measured):
   --prod RATE:N,..  `make prod`'s topology (deploy/run_prod.py's Topology: nginx, --prod-backends backend
@@ -151,9 +152,9 @@ class Runner:
         """One scenario: one worker, or with `prod` (ProdBench's fields) the prod topology."""
         behaviour = Behaviour(text="", tokens=self.args.tokens, tokens_per_s=rate)
         token_ends = list(itertools.accumulate(len(t) for t in reply_tokens([], behaviour)))
-        timeout = self.args.tokens / rate + self.args.slack
+        timeout = self.args.ramp_s + self.args.tokens / rate + self.args.slack
         fixed = {"fake": self.fake, "behaviour": behaviour, "database_url": self.database_url, "workdir": self.workdir}
-        fixed |= {"pool": self.pool, "timeout_s": timeout, "token_ends": token_ends}
+        fixed |= {"pool": self.pool, "timeout_s": timeout, "token_ends": token_ends, "ramp_s": self.args.ramp_s}
         bench = ProdBench(**(fixed | prod)) if prod else Bench(**fixed)
         bench.environment = {
             "CHATBOT_MAX_ACTIVE_REPLIES": str(clients + 8),
@@ -190,6 +191,7 @@ def main() -> None:
         parser.add_argument(f"--steps-{rate}", default=steps, help=f"N to try at {rate} tok/s, ascending")
     parser.add_argument("--compare", default="1000:30", help="RATE:N where both parsers x both pacings run; '' skips")
     parser.add_argument("--frame-ms", type=int, default=50, help="CHATBOT_FRAME_MS")
+    parser.add_argument("--ramp-s", type=float, default=1.0, help="send the N messages evenly over this (0: at once)")
     parser.add_argument("--slack", type=float, default=20.0, help="seconds a scenario may run past its upstream")
     parser.add_argument("--redis", default="", help="RATE:N where one worker runs with Redis, and with oplock")
     parser.add_argument("--prod", default="", help="RATE:N[,N...] where make prod's topology runs; '' skips")

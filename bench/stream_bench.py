@@ -302,9 +302,10 @@ def run_clients(
     clients: int,
     timeout_s: float,
     peers: dict[str, Watched] | None = None,
+    ramp_s: float = 0.0,
 ) -> ClientRun:
     """In the client process: drive one scenario's chats and measure the CPU window around them."""
-    return asyncio.run(_drive(backend_url, backends, bench_pid, clients, timeout_s, peers or {}))
+    return asyncio.run(_drive(backend_url, backends, bench_pid, clients, timeout_s, peers or {}, ramp_s))
 
 
 async def _open(backend_url: str, tracker: ChatTracker | None = None) -> ReflexClient:
@@ -323,7 +324,8 @@ async def _open(backend_url: str, tracker: ChatTracker | None = None) -> ReflexC
     return client
 
 
-async def _chat(client: ReflexClient, tracker: ChatTracker) -> None:
+async def _chat(client: ReflexClient, tracker: ChatTracker, delay_s: float = 0.0) -> None:
+    await asyncio.sleep(delay_s)  # the arrival schedule (--ramp-s), not a wait for a condition
     tracker.record.sent_at = time.monotonic()
     await client.emit(SEND_MESSAGE, {"form_data": {"message": tracker.record.message}})
     await tracker.done.wait()
@@ -336,6 +338,7 @@ async def _drive(
     clients: int,
     timeout_s: float,
     peers: dict[str, Watched],
+    ramp_s: float,
 ) -> ClientRun:
     warm = ChatTracker(ClientRecord("warm up"))
     client = await _open(backend_url, warm)
@@ -360,7 +363,9 @@ async def _drive(
     backend_pids = [watched.pids() for watched in backends]
     peer_pids = {name: watched.pids() for name, watched in peers.items()}
     before = CpuSample.take(backend_pids, bench_pid, peer_pids)
-    chats = [asyncio.create_task(_chat(c, t)) for c, t in connected]
+    # Sent at once (ramp 0), or arriving evenly over ramp_s seconds as users do.
+    spacing = ramp_s / len(connected) if connected else 0.0
+    chats = [asyncio.create_task(_chat(c, t, i * spacing)) for i, (c, t) in enumerate(connected)]
     if chats:
         await asyncio.wait(chats, timeout=timeout_s)
     cpu = CpuSample.take(backend_pids, bench_pid, peer_pids) - before
@@ -430,6 +435,7 @@ class Bench:
     token_ends: list[int]  # cumulative reply length after each token, to count the tokens shown
     compression: str = ""
     environment: dict[str, str] = field(default_factory=dict)  # more backend settings, for every design
+    ramp_s: float = 0.0  # the N messages are sent evenly over this many seconds (0: all at once)
 
     def scenario(self, design: Design, clients: int) -> Row:
         """A fresh backend of this design, N chats through it, then the backend is killed."""
@@ -449,7 +455,9 @@ class Bench:
         )
         try:
             with self.serve(env, f"{design.name}-{clients}") as (url, backends, peers):
-                future = self.pool.submit(run_clients, url, backends, os.getpid(), clients, self.timeout_s, peers)
+                future = self.pool.submit(
+                    run_clients, url, backends, os.getpid(), clients, self.timeout_s, peers, self.ramp_s
+                )
                 try:
                     run = future.result(timeout=self.timeout_s + 300)
                 except Exception as exc:

@@ -170,7 +170,10 @@ class ReplyState(StreamParts, SessionState):
         if turn.created_conversation:
             yield rx.redirect(conversation_url(turn.conversation_id))
             yield LibraryState.refresh
-        yield ReplyState.follow
+        # Followed here, not through a `ReplyState.follow` event: that would wait for the tab's round
+        # trip (and a new chat's redirect), while the first token may already be in the log.
+        async for event in self._follow():
+            yield event
 
     @rx.event(background=True)
     async def send_message(self, form_data: Any) -> Any:
@@ -285,6 +288,11 @@ class ReplyState(StreamParts, SessionState):
     @rx.event(background=True)
     async def follow(self) -> Any:
         """Show the watched reply's log from the cursor to its end; then it joins the history."""
+        async for event in self._follow():
+            yield event
+
+    async def _follow(self) -> AsyncIterator[Any]:
+        """The body of `follow`, also run by the handler that started the reply."""
         async with self:
             reply_id, start, owner = self._reply_id, self._cursor, await self.owner_id()
             conversation_id = self.conversation_id

@@ -59,9 +59,12 @@ def test_sending_too_fast_gets_a_clear_message_and_sends_nothing(
     page.goto(strict_limit.frontend_url)
     page.wait_for_selector("#chat-input")
     # Three provider calls a minute: the first reply, the new conversation's title, the second reply.
-    for number in (1, 2):
-        send(page, f"message {number}")
-        wait_for_replies(page, number)
+    # The title's call is awaited before the second message, so the order of the three is fixed.
+    send(page, "message 1")
+    wait_for_replies(page, 1)
+    fake.wait_for_chat_requests(2)
+    send(page, "message 2")
+    wait_for_replies(page, 2)
     fake.wait_for_chat_requests(3)
     requests = len(fake.chat_requests())
 

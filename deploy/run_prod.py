@@ -59,6 +59,9 @@ DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/chatbot"
 PRODUCTION_DEFAULTS: dict[str, str] = {
     "REFLEX_REDIS_URL": "redis://127.0.0.1:6379",
     "GRANIAN_WORKERS": "1",
+    # Reflex's opportunistic lock: a backend keeps a tab's state lock (and its state in memory) while no
+    # other backend asks for it, instead of a Redis lock, read and write for every event and frame.
+    "REFLEX_OPLOCK_ENABLED": "true",
     "REFLEX_USE_NPM": "1",
     "REFLEX_TELEMETRY_ENABLED": "false",
     "REFLEX_CHECK_LATEST_VERSION": "false",

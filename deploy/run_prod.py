@@ -21,6 +21,7 @@ backends unchanged):
     REFLEX_REDIS_URL      Reflex's state manager and the app's limits (redis://127.0.0.1:6379)
     CHATBOT_DATABASE_URL  PostgreSQL; unset: a `chatbot` database on 127.0.0.1:5432, created if missing
     GRANIAN_WORKERS       worker processes per backend (1, so that BACKENDS counts the processes)
+    REFLEX_OPLOCK_ENABLED a backend keeps an uncontended tab's state lock and state in memory (true)
     CHATBOT_PROD_DIR      where the rendered nginx.conf, the site and the logs go (.prod/)
     CHATBOT_PROD_SITE     a frontend already exported for REFLEX_API_URL: serve it, skip the export
 

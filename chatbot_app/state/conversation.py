@@ -25,9 +25,13 @@ from chatbot_app.storage.models import MessageStatus
 OPEN_WINDOW = 50
 #: The most messages one page holds at once; the rest stay in the database.
 MAX_LOADED = 2_000
-CONVERSATION_ROUTE = "/c/[chat_id]"
+#: One route for the start page and every conversation (`/` and `/c/<id>`): moving from one to the other
+#: keeps the page mounted, so a draft in the composer or the sidebar's scroll survive the first message.
+#: It also matches any other one- or two-segment path, which open_page sends to the start page.
+CHAT_ROUTE = "/[[section]]/[[chat_id]]"
 _CONVERSATION_PATH = re.compile(r"/c/([^/]+)/?")
 NOT_FOUND = "That conversation was not found."
+NO_SUCH_PAGE = "There is no page at that address. Here is a new chat instead."
 
 
 def conversation_url(conversation_id: str) -> str:
@@ -121,6 +125,9 @@ class ConversationState(SessionState):
         self._just_created = ""
         if not requested:
             self.show_new_chat()
+            if self.router.url.path.strip("/"):  # "/nowhere" or "/c": not a chat address
+                self.notice = NO_SUCH_PAGE
+                return rx.redirect("/", replace=True)
             return None
         target = message_id_in(self.router.url.query_parameters.get("m"))
         try:

@@ -96,6 +96,30 @@ def test_new_chat_button_starts_an_empty_conversation(page, fake: FakeLLMServer)
     assert message_texts(page)[0] == ("user", "Second conversation")
 
 
+def test_the_first_message_keeps_the_page_mounted_and_the_composer_with_it(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
+    # The move from / to /c/<id> once used to remount the page, so a message typed in that moment was lost.
+    page.evaluate("document.querySelector('#chat-input').dataset.mark = 'the same box'")
+    send(page, "first question")
+    wait_for_conversation_url(page)
+    wait_for_replies(page, 1)
+    assert page.evaluate("document.querySelector('#chat-input').dataset.mark") == "the same box"
+
+    send(page, "second question")
+    wait_for_replies(page, 2)
+    assert [text.split("\n")[0] for role, text in message_texts(page) if role == "user"] == [
+        "first question",
+        "second question",
+    ]
+
+
+@pytest.mark.parametrize("path", ["/nowhere", "/c", "/c/"])
+def test_an_address_that_is_no_page_opens_a_new_chat_and_says_so(page, app: LiveApp, path: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(app.frontend_url + path)
+    page.wait_for_url(re.compile(r"/$"), wait_until="commit")
+    page.wait_for_selector("#notice:has-text('There is no page at that address')")
+    assert page.query_selector_all("[data-testid=message]") == []
+
+
 def test_markdown_renders_without_raw_html_and_code_has_copy_button(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
     fake.enqueue_stream(
         Behaviour(

@@ -16,7 +16,8 @@ Then, each section optional (in this order; ^C prints what was measured):
                     runs each with REFLEX_OPLOCK_ENABLED=true;
   --compare RATE:N  the same N with both stream parsers (the SDK's chunk objects, CHATBOT_STREAM_PARSER=sdk,
                     and raw SSE bytes parsed with orjson) and both pacing policies (a fixed CHATBOT_FRAME_MS,
-                    CHATBOT_FRAMES_PER_S=0, and load-paced), for CPU per 1,000 tokens;
+                    CHATBOT_FRAMES_PER_S=0, and load-paced), for CPU per 1,000 tokens; and the shipped design
+                    over the SDKs' default httpx client (CHATBOT_HTTP_TRANSPORT=httpx) instead of aiohttp;
   --redis RATE:N    one worker with Reflex's Redis state manager and the reply log in Redis Streams
                     (REFLEX_REDIS_URL=--redis-url), then also with REFLEX_OPLOCK_ENABLED=true, against none.
 
@@ -69,12 +70,14 @@ SHARED_PEERS = {"redis": Watched(commands=("redis-server",)), "postgres": Watche
 
 
 def designs(frame_ms: int) -> dict[str, Design]:
-    """The shipped design (raw parser, load-paced frames) and the three it is measured against."""
+    """The shipped design (raw parser, load-paced frames, the SDKs' aiohttp client) and those it is measured
+    against: both parsers x both pacings, and the shipped one over the SDKs' default httpx client."""
     return {
         "raw+paced": Design("raw+paced", frame_ms, parser="raw"),
         "raw+fixed": Design("raw+fixed", frame_ms, frames_per_s=0, parser="raw"),
         "sdk+paced": Design("sdk+paced", frame_ms, parser="sdk"),
         "sdk+fixed": Design("sdk+fixed", frame_ms, frames_per_s=0, parser="sdk"),
+        "raw+paced/httpx": Design("raw+paced/httpx", frame_ms, parser="raw", transport="httpx"),
     }
 
 
@@ -337,7 +340,7 @@ def print_report(
             "be/fk/oth %",
             "1-core est",
         ]
-        widths = [9, 7, 11, 5, 10, 10, 6, 11, 10]
+        widths = [15, 7, 11, 5, 10, 10, 6, 11, 10]
         print(_line(names, widths))
         for row in compared:
             cells = [

@@ -108,6 +108,7 @@ class Design:
     stream_parts: int | None = None  # CHATBOT_STREAM_PARTS; None leaves the app's default
     frames_per_s: int | None = None  # CHATBOT_FRAMES_PER_S (0: fixed interval); None leaves the app's default
     parser: str | None = None  # CHATBOT_STREAM_PARSER (raw or sdk); None leaves the app's default
+    transport: str | None = None  # CHATBOT_HTTP_TRANSPORT (aiohttp or httpx); None leaves the app's default
 
     def environment(self) -> dict[str, str]:
         """The backend's settings for this design (only those it sets)."""
@@ -116,6 +117,7 @@ class Design:
             "CHATBOT_STREAM_PARTS": self.stream_parts,
             "CHATBOT_FRAMES_PER_S": self.frames_per_s,
             "CHATBOT_STREAM_PARSER": self.parser,
+            "CHATBOT_HTTP_TRANSPORT": self.transport,
         }
         return {name: str(value) for name, value in names.items() if value is not None}
 

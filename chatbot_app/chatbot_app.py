@@ -68,6 +68,7 @@ async def _background_upkeep() -> None:
             await asyncio.sleep(max(1.0, service.settings.stale_reply_s / 2))
     finally:
         await get_reply_jobs().aclose()
+        await service.providers.aclose()
 
 
 # A microphone recording reaches the server as one websocket message (a base64 data: URL). Reflex's

@@ -59,6 +59,8 @@ class Settings:
     request_timeout_s: float = 60.0
     # How provider streams are parsed: "raw" (SSE bytes + orjson) or "sdk" (the SDK's chunk objects, to compare).
     stream_parser: Literal["raw", "sdk"] = "raw"
+    # The SDKs' HTTP transport: "aiohttp" (their DefaultAioHttpClient) or "httpx" (their default, to compare).
+    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     retry_attempts: int = 3
     max_message_chars: int = 32_000
     log_level: str = "INFO"
@@ -156,6 +158,12 @@ class Settings:
         def names(name: str) -> tuple[str, ...]:
             return tuple(item.strip() for item in (text(name) or "").split(",") if item.strip())
 
+        def choice(name: str, options: tuple[str, ...], default: str) -> str:
+            value = (text(name) or default).lower()
+            if value not in options:
+                raise SettingsError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+            return value
+
         # --- REST API (chatbot_app/api) -------------------------------------------------------
         api_keys = names("CHATBOT_API_KEYS")
         if any(len(key) < 16 for key in api_keys):  # the message never echoes a key
@@ -172,9 +180,6 @@ class Settings:
                 raise SettingsError(
                     f"CHATBOT_TRUSTED_PROXIES: expected IP addresses or networks like 10.0.0.0/8, got {proxy!r}"
                 ) from None
-        stream_parser = (text("CHATBOT_STREAM_PARSER") or "raw").lower()
-        if stream_parser not in ("raw", "sdk"):
-            raise SettingsError(f"CHATBOT_STREAM_PARSER must be raw or sdk, got {stream_parser!r}")
         # --- Accounts -------------------------------------------------------------------------
         auth = (text("CHATBOT_AUTH") or "none").lower()
         auth_methods = () if auth == "none" else tuple(m.strip() for m in auth.split(","))
@@ -195,9 +200,6 @@ class Settings:
             raise SettingsError(f"{bad[0]} must be a URL like https://chat.example.com")
         daily_tokens = text("CHATBOT_DAILY_TOKENS_PER_USER")
 
-        provider = (text("CHATBOT_PROVIDER") or "auto").lower()
-        if provider not in PROVIDER_CHOICES:
-            raise SettingsError(f"CHATBOT_PROVIDER must be one of {', '.join(PROVIDER_CHOICES)}, got {provider!r}")
         return cls(
             groq_api_key=text("GROQ_API_KEY"),
             groq_base_url=text("GROQ_BASE_URL"),
@@ -208,7 +210,7 @@ class Settings:
             local_model=text("CHATBOT_LOCAL_MODEL") or "",
             local_context_tokens=integer("CHATBOT_LOCAL_CONTEXT", cls.local_context_tokens, 512),
             local_max_waiting=integer("CHATBOT_LOCAL_QUEUE", cls.local_max_waiting, 0),
-            provider=provider,
+            provider=choice("CHATBOT_PROVIDER", PROVIDER_CHOICES, cls.provider),
             model=text("CHATBOT_MODEL"),
             system_prompt=text("CHATBOT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
             temperature=number("CHATBOT_TEMPERATURE", cls.temperature, 0.0, 2.0),
@@ -219,7 +221,8 @@ class Settings:
             frame_interval_ms=integer("CHATBOT_FRAME_MS", cls.frame_interval_ms, 0),
             frames_per_s=integer("CHATBOT_FRAMES_PER_S", cls.frames_per_s, 0),
             stream_parts=min(integer("CHATBOT_STREAM_PARTS", cls.stream_parts, 1), cls.stream_parts),
-            stream_parser=stream_parser,  # type: ignore[arg-type]  # checked above
+            stream_parser=choice("CHATBOT_STREAM_PARSER", ("raw", "sdk"), cls.stream_parser),  # type: ignore[arg-type]
+            http_transport=choice("CHATBOT_HTTP_TRANSPORT", ("aiohttp", "httpx"), cls.http_transport),  # type: ignore[arg-type]
             request_timeout_s=float(integer("CHATBOT_REQUEST_TIMEOUT_S", int(cls.request_timeout_s), 1)),
             retry_attempts=integer("CHATBOT_RETRY_ATTEMPTS", cls.retry_attempts, 1),
             max_message_chars=integer("CHATBOT_MAX_MESSAGE_CHARS", cls.max_message_chars, 1),

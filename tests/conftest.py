@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -133,8 +133,10 @@ def make_service(settings: Settings, engine: Engine) -> ChatService:
 
 
 @pytest.fixture
-def service(settings: Settings, engine: Engine) -> ChatService:
-    return make_service(settings, engine)
+async def service(settings: Settings, engine: Engine) -> AsyncIterator[ChatService]:
+    service = make_service(settings, engine)
+    yield service
+    await service.providers.aclose()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

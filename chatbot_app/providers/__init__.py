@@ -40,6 +40,7 @@ class ProviderRegistry:
                     settings.request_timeout_s,
                     settings.groq_models,
                     settings.stream_parser,
+                    settings.http_transport,
                 )
             )
         if settings.openai_base_url or settings.openai_api_key:
@@ -52,6 +53,7 @@ class ProviderRegistry:
                     settings.request_timeout_s,
                     settings.openai_models,
                     settings.stream_parser,
+                    settings.http_transport,
                 )
             )
         if (path := local_model_path(settings)) is not None:
@@ -79,6 +81,10 @@ class ProviderRegistry:
         if name is None or name not in self._providers:
             raise ProviderError(ErrorKind.NOT_CONFIGURED, f"provider {name!r} is not configured")
         return self._providers[name]
+
+    async def aclose(self) -> None:
+        """Close every provider's connections (at shutdown)."""
+        await asyncio.gather(*(p.aclose() for p in self._providers.values()), return_exceptions=True)
 
     async def model_groups(self) -> list[ModelGroup]:
         """Every configured provider's models; a provider that cannot be reached lists none."""

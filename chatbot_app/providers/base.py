@@ -138,6 +138,9 @@ class ChatProvider(abc.ABC):
     async def list_models(self) -> list[str]:
         """The model ids this provider can answer with now."""
 
+    async def aclose(self) -> None:  # noqa: B027  # most providers hold nothing open
+        """Release what the provider holds open (connections); it is not used after this."""
+
     async def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
         """The whole reply at once, derived from the stream."""
         parts: list[str] = []

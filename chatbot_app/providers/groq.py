@@ -8,7 +8,7 @@ from typing import Any
 import groq
 
 from chatbot_app.providers.base import ProviderError, Usage, classify_status
-from chatbot_app.providers.openai_style import OpenAIStyleProvider, StreamParser
+from chatbot_app.providers.openai_style import HttpTransport, OpenAIStyleProvider, StreamParser
 
 
 class GroqProvider(OpenAIStyleProvider):
@@ -23,9 +23,16 @@ class GroqProvider(OpenAIStyleProvider):
         timeout_s: float = 60.0,
         fallback_models: Sequence[str] = (),
         parser: StreamParser = "raw",
+        transport: HttpTransport = "aiohttp",
     ) -> None:
         # No SDK retries: ChatService retries with its own policy and tells the user it is retrying.
-        client = groq.AsyncGroq(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
+        client = groq.AsyncGroq(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=0,
+            http_client=self.http_client(transport),
+        )
         super().__init__(client, fallback_models, parser)
 
     def _usage(self, chunk: Any) -> Usage | None:

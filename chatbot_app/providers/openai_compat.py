@@ -9,7 +9,7 @@ import httpx2
 import openai
 
 from chatbot_app.providers.base import Usage
-from chatbot_app.providers.openai_style import OpenAIStyleProvider, StreamParser
+from chatbot_app.providers.openai_style import HttpTransport, OpenAIStyleProvider, StreamParser
 
 
 class OpenAICompatibleProvider(OpenAIStyleProvider):
@@ -25,10 +25,17 @@ class OpenAICompatibleProvider(OpenAIStyleProvider):
         timeout_s: float = 60.0,
         fallback_models: Sequence[str] = (),
         parser: StreamParser = "raw",
+        transport: HttpTransport = "aiohttp",
     ) -> None:
         # Local servers (Ollama, llama.cpp) need no key, but the SDK insists on one.
         # No SDK retries: ChatService retries with its own policy and tells the user it is retrying.
-        client = openai.AsyncOpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout_s, max_retries=0)
+        client = openai.AsyncOpenAI(
+            api_key=api_key or "unused",
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=0,
+            http_client=self.http_client(transport),
+        )
         super().__init__(client, fallback_models, parser)
 
     def _stream_arguments(self) -> dict[str, Any]:

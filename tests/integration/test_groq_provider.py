@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -26,8 +27,9 @@ OPTIONS = GenerationOptions(model="fake-large")
 
 
 @pytest.fixture
-def provider(fake: FakeLLMServer) -> GroqProvider:
-    return GroqProvider(TEST_API_KEY, fake.base_url, timeout_s=10)
+async def provider(fake: FakeLLMServer) -> AsyncIterator[GroqProvider]:
+    async with contextlib.aclosing(GroqProvider(TEST_API_KEY, fake.base_url, timeout_s=10)) as provider:
+        yield provider
 
 
 async def drain(provider: GroqProvider, options: GenerationOptions = OPTIONS) -> list[ProviderEvent]:
@@ -169,10 +171,10 @@ async def test_connection_cut_mid_stream_is_connection_after_the_first_deltas(
 
 
 async def test_slow_first_token_is_timeout(fake: FakeLLMServer) -> None:
-    impatient = GroqProvider(TEST_API_KEY, fake.base_url, timeout_s=0.2)
-    fake.enqueue(Behaviour(first_token_delay_s=30))
+    async with contextlib.aclosing(GroqProvider(TEST_API_KEY, fake.base_url, timeout_s=0.2)) as impatient:
+        fake.enqueue(Behaviour(first_token_delay_s=30))
 
-    assert (await failure_of(impatient)).kind is ErrorKind.TIMEOUT
+        assert (await failure_of(impatient)).kind is ErrorKind.TIMEOUT
 
 
 @pytest.fixture
@@ -184,11 +186,12 @@ def closed_port() -> Iterator[int]:
 
 
 async def test_nothing_listening_is_connection(closed_port: int) -> None:
-    unreachable = GroqProvider(TEST_API_KEY, f"http://127.0.0.1:{closed_port}", timeout_s=5)
+    async with contextlib.aclosing(
+        GroqProvider(TEST_API_KEY, f"http://127.0.0.1:{closed_port}", timeout_s=5)
+    ) as unreachable:
+        error = await failure_of(unreachable)
 
-    error = await failure_of(unreachable)
-
-    assert error.kind is ErrorKind.CONNECTION
+        assert error.kind is ErrorKind.CONNECTION
 
 
 async def test_closing_the_stream_early_closes_the_upstream_request(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -26,8 +27,9 @@ PROMPT_TOKENS = sum(len(m.content) // 4 + 4 for m in MESSAGES)  # how the fake c
 
 
 @pytest.fixture
-def provider(fake: FakeLLMServer) -> OpenAICompatibleProvider:
-    return OpenAICompatibleProvider(API_KEY, fake.openai_base_url, timeout_s=10)
+async def provider(fake: FakeLLMServer) -> AsyncIterator[OpenAICompatibleProvider]:
+    async with contextlib.aclosing(OpenAICompatibleProvider(API_KEY, fake.openai_base_url, timeout_s=10)) as provider:
+        yield provider
 
 
 @pytest.fixture
@@ -74,11 +76,12 @@ async def test_request_carries_the_options_messages_key_and_asks_for_usage(
 
 
 async def test_without_a_key_the_request_still_goes_out(fake: FakeLLMServer) -> None:
-    keyless = OpenAICompatibleProvider(None, fake.openai_base_url, timeout_s=10)  # Ollama, llama.cpp server
-    fake.enqueue(Behaviour(text="Hi."))
+    # Ollama and llama.cpp's server need no key.
+    async with contextlib.aclosing(OpenAICompatibleProvider(None, fake.openai_base_url, timeout_s=10)) as keyless:
+        fake.enqueue(Behaviour(text="Hi."))
 
-    assert await drain(keyless) == [TextDelta("Hi."), Usage(PROMPT_TOKENS, 1)]
-    assert fake.chat_requests()[0].headers["authorization"] == "Bearer unused"
+        assert await drain(keyless) == [TextDelta("Hi."), Usage(PROMPT_TOKENS, 1)]
+        assert fake.chat_requests()[0].headers["authorization"] == "Bearer unused"
 
 
 async def test_complete_makes_one_non_streaming_request(
@@ -146,24 +149,26 @@ async def test_connection_cut_mid_stream_is_connection_after_the_first_deltas(
 
 
 async def test_slow_first_token_is_timeout(fake: FakeLLMServer) -> None:
-    impatient = OpenAICompatibleProvider(API_KEY, fake.openai_base_url, timeout_s=0.2)
-    fake.enqueue(Behaviour(first_token_delay_s=30))
+    async with contextlib.aclosing(OpenAICompatibleProvider(API_KEY, fake.openai_base_url, timeout_s=0.2)) as impatient:
+        fake.enqueue(Behaviour(first_token_delay_s=30))
 
-    assert (await failure_of(impatient)).kind is ErrorKind.TIMEOUT
+        assert (await failure_of(impatient)).kind is ErrorKind.TIMEOUT
 
 
 async def test_fallback_models_are_listed_when_the_server_cannot_be_reached(closed_port: int) -> None:
-    unreachable = OpenAICompatibleProvider(
-        API_KEY, f"http://127.0.0.1:{closed_port}/v1", timeout_s=5, fallback_models=["gpt-a", "gpt-b"]
-    )
-
-    assert await unreachable.list_models() == ["gpt-a", "gpt-b"]
+    async with contextlib.aclosing(
+        OpenAICompatibleProvider(
+            API_KEY, f"http://127.0.0.1:{closed_port}/v1", timeout_s=5, fallback_models=["gpt-a", "gpt-b"]
+        )
+    ) as unreachable:
+        assert await unreachable.list_models() == ["gpt-a", "gpt-b"]
 
 
 async def test_without_fallback_models_an_unreachable_server_is_connection(closed_port: int) -> None:
-    unreachable = OpenAICompatibleProvider(API_KEY, f"http://127.0.0.1:{closed_port}/v1", timeout_s=5)
+    async with contextlib.aclosing(
+        OpenAICompatibleProvider(API_KEY, f"http://127.0.0.1:{closed_port}/v1", timeout_s=5)
+    ) as unreachable:
+        with pytest.raises(ProviderError) as caught:
+            await unreachable.list_models()
 
-    with pytest.raises(ProviderError) as caught:
-        await unreachable.list_models()
-
-    assert caught.value.kind is ErrorKind.CONNECTION
+        assert caught.value.kind is ErrorKind.CONNECTION

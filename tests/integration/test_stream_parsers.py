@@ -2,12 +2,15 @@
 
 Each case streams the same scripted reply through `parser="raw"` and `parser="sdk"` from the fake
 server and expects the same events and the same error kinds; then what only the raw reader sees.
+The reference is the SDK's objects over its default (httpx) transport; the raw reader runs over the
+SDK's aiohttp client (as shipped) and over httpx.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -23,7 +26,7 @@ from chatbot_app.providers.base import (
 )
 from chatbot_app.providers.groq import GroqProvider
 from chatbot_app.providers.openai_compat import OpenAICompatibleProvider
-from chatbot_app.providers.openai_style import OpenAIStyleProvider, StreamParser
+from chatbot_app.providers.openai_style import HttpTransport, OpenAIStyleProvider, StreamParser
 from tests.conftest import TEST_API_KEY
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 
@@ -34,11 +37,27 @@ PROMPT_TOKENS = sum(len(m.content) // 4 + 4 for m in MESSAGES)  # how the fake c
 MakeProvider = Callable[[StreamParser], OpenAIStyleProvider]
 
 
-@pytest.fixture(params=["groq", "openai"])
-def make(request: pytest.FixtureRequest, fake: FakeLLMServer) -> MakeProvider:
-    if request.param == "groq":
-        return lambda parser: GroqProvider(TEST_API_KEY, fake.base_url, timeout_s=10, parser=parser)
-    return lambda parser: OpenAICompatibleProvider(TEST_API_KEY, fake.openai_base_url, timeout_s=10, parser=parser)
+def provider_of(sdk: str, fake: FakeLLMServer, parser: StreamParser, transport: HttpTransport) -> OpenAIStyleProvider:
+    if sdk == "groq":
+        return GroqProvider(TEST_API_KEY, fake.base_url, timeout_s=10, parser=parser, transport=transport)
+    return OpenAICompatibleProvider(
+        TEST_API_KEY, fake.openai_base_url, timeout_s=10, parser=parser, transport=transport
+    )
+
+
+@pytest.fixture(params=["groq-aiohttp", "groq-httpx", "openai-aiohttp", "openai-httpx"])
+async def make(request: pytest.FixtureRequest, fake: FakeLLMServer) -> AsyncIterator[MakeProvider]:
+    """Providers of one SDK: the raw reader over this case's transport, the SDK's objects over httpx."""
+    sdk, transport = request.param.split("-")
+    made: list[OpenAIStyleProvider] = []
+
+    def make(parser: StreamParser) -> OpenAIStyleProvider:
+        made.append(provider_of(sdk, fake, parser, transport if parser == "raw" else "httpx"))
+        return made[-1]
+
+    yield make
+    for provider in made:
+        await provider.aclose()
 
 
 async def outcome(provider: OpenAIStyleProvider) -> tuple[list[ProviderEvent], ErrorKind | None]:
@@ -174,6 +193,7 @@ async def test_groqs_own_error_extension_ends_the_stream(fake: FakeLLMServer) ->
     )
     fake.enqueue(behaviour)
 
-    received, kind = await outcome(GroqProvider(TEST_API_KEY, fake.base_url, timeout_s=10))
+    async with contextlib.aclosing(GroqProvider(TEST_API_KEY, fake.base_url, timeout_s=10)) as provider:
+        received, kind = await outcome(provider)
 
     assert (received, kind) == ([TextDelta("one")], ErrorKind.SERVER)

@@ -220,6 +220,22 @@ def test_an_unknown_provider_names_the_variable_and_the_choices() -> None:
         Settings.from_env({"CHATBOT_PROVIDER": "gemini"})
 
 
+@pytest.mark.parametrize(
+    ("name", "attribute", "default", "other"),
+    [
+        ("CHATBOT_STREAM_PARSER", "stream_parser", "raw", "sdk"),
+        ("CHATBOT_HTTP_TRANSPORT", "http_transport", "aiohttp", "httpx"),
+    ],
+)
+def test_stream_reading_choices_default_to_the_fast_path_and_refuse_others(
+    name: str, attribute: str, default: str, other: str
+) -> None:
+    assert getattr(Settings.from_env({}), attribute) == default
+    assert getattr(Settings.from_env({name: other.upper()}), attribute) == other
+    with pytest.raises(SettingsError, match=f"{name} must be one of {default}, {other}, got 'curl'"):
+        Settings.from_env({name: "curl"})
+
+
 def test_settings_error_is_a_value_error() -> None:
     assert issubclass(SettingsError, ValueError)
 

@@ -6,7 +6,7 @@ import enum
 import secrets
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint, false
+from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint, false, text
 from sqlmodel import Field, SQLModel
 
 
@@ -48,8 +48,15 @@ class Conversation(SQLModel, table=True):
     summary: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+# The rows still being written, for the stale-reply sweep (a partial index: only they are in it).
+_STREAMING = text("status = 'streaming'")
+
+
 class Message(SQLModel, table=True):
-    __table_args__ = (Index("ix_message_conversation_id_id", "conversation_id", "id"),)
+    __table_args__ = (
+        Index("ix_message_conversation_id_id", "conversation_id", "id"),
+        Index("ix_message_streaming_updated_at", "updated_at", sqlite_where=_STREAMING, postgresql_where=_STREAMING),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: str = Field(foreign_key="conversation.id", ondelete="CASCADE", max_length=32)

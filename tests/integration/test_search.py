@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -282,6 +283,64 @@ def test_an_edited_message_is_found_by_its_new_text_only(engine: Engine) -> None
     assert [h.message_id for h in find(engine, "axolotl")] == [message_id]
 
 
+def checkpoint(engine: Engine, message_id: int, content: str) -> None:
+    with session_scope(engine) as session:
+        store.checkpoint_reply(session, message_id, content)
+
+
+def assert_index_agrees_with_its_content(engine: Engine) -> None:
+    """SQLite: FTS5's own check that the index holds exactly what its content view holds."""
+    if engine.dialect.name == "sqlite":
+        with session_scope(engine) as session:
+            session.exec(text("INSERT INTO message_fts(message_fts, rank) VALUES ('integrity-check', 1)"))  # type: ignore[call-overload]
+
+
+def test_a_reply_being_written_is_found_only_once_it_has_ended(engine: Engine) -> None:
+    # Checkpoints of a reply in progress do not re-index its growing text (migration 0008).
+    conversation_id = new_conversation(engine)
+    message_id = add(engine, conversation_id, "", role="assistant", status=MessageStatus.STREAMING)
+    checkpoint(engine, message_id, "The quagga")
+    checkpoint(engine, message_id, "The quagga was a zebra")
+    assert find(engine, "quagga") == []
+    assert_index_agrees_with_its_content(engine)
+
+    with session_scope(engine) as session:
+        store.save_reply(session, message_id, "The quagga was a zebra of South Africa", MessageStatus.COMPLETE)
+
+    assert [h.message_id for h in find(engine, "quagga")] == [message_id]
+    assert marked(find(engine, "africa")[0].snippet) == ["Africa"]
+    assert_index_agrees_with_its_content(engine)
+
+
+def test_a_reply_the_sweep_marks_interrupted_is_found_by_the_text_it_had(engine: Engine) -> None:
+    conversation_id = new_conversation(engine)
+    message_id = add(engine, conversation_id, "", role="assistant", status=MessageStatus.STREAMING)
+    checkpoint(engine, message_id, "half an answer about okapis")
+
+    with session_scope(engine) as session:
+        assert store.interrupt_stale_replies(session, timedelta(seconds=-1)) == 1  # every streaming row is stale
+
+    assert [h.message_id for h in find(engine, "okapis")] == [message_id]
+    assert_index_agrees_with_its_content(engine)
+
+
+def test_deleting_a_conversation_with_a_reply_being_written_leaves_the_index_whole(engine: Engine) -> None:
+    conversation_id = new_conversation(engine)
+    add(engine, conversation_id, "tell me about tapirs")
+    reply = add(engine, conversation_id, "", role="assistant", status=MessageStatus.STREAMING)
+    checkpoint(engine, reply, "tapirs are")
+    kept = new_conversation(engine)
+    add(engine, kept, "tapirs again")
+
+    with session_scope(engine) as session:
+        conversation = store.get_conversation(session, conversation_id, OWNER)
+        assert conversation is not None
+        store.delete_conversation(session, conversation)
+
+    assert [h.conversation_id for h in find(engine, "tapirs")] == [kept]
+    assert_index_agrees_with_its_content(engine)
+
+
 def test_deleted_and_cleared_messages_are_no_longer_found(engine: Engine) -> None:
     deleted = new_conversation(engine, "ocelot chat")
     cleared = new_conversation(engine)
@@ -369,5 +428,38 @@ def test_upgrading_keeps_existing_rows_and_makes_them_searchable(database_at_000
         command.downgrade(config, "0002")
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM message")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_at_0007(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Config]]:
+    """A new database migrated to 0007, where replies being written were still indexed."""
+    with new_database(request.param, tmp_path, "chatbot_search") as url:
+        config = Config(str(PROJECT_ROOT / "alembic.ini"))
+        config.attributes["database_url"] = url
+        config.attributes["configure_logger"] = False
+        command.upgrade(config, "0007")
+        yield url, config
+
+
+def test_upgrading_to_0008_drops_replies_being_written_from_the_index_and_back(
+    database_at_0007: tuple[str, Config],
+) -> None:
+    url, config = database_at_0007
+    engine = make_engine(url)
+    try:
+        conversation_id = new_conversation(engine)
+        ended = add(engine, conversation_id, "the ended dugong reply", role="assistant")
+        running = add(engine, conversation_id, "the dugong so far", role="assistant", status=MessageStatus.STREAMING)
+        assert {h.message_id for h in find(engine, "dugong")} == {ended, running}
+
+        command.upgrade(config, "0008")
+        assert [h.message_id for h in find(engine, "dugong")] == [ended]
+        assert_index_agrees_with_its_content(engine)
+
+        command.downgrade(config, "0007")
+        assert {h.message_id for h in find(engine, "dugong")} == {ended, running}
+        assert_index_agrees_with_its_content(engine)
     finally:
         engine.dispose()

@@ -148,8 +148,10 @@ class ReplyJobs:
         self._listen_for_stops()
         job = ReplyJob(turn, batch, suggest_title and turn.created_conversation, address)
         self._jobs[turn.reply_id] = job
-        # compact: a log left by an earlier reply under the same id (SQLite reuses ids) is dropped.
-        await self._append(turn.reply_id, Frame(), compact=True)
+        try:
+            await self.log.begin(turn.reply_id)
+        except Exception:  # the log's engine is down: the job goes on (the database has the reply)
+            log.warning("could not begin the reply log of %s", turn.reply_id, exc_info=True)
         job.task = asyncio.get_running_loop().create_task(self._run(job), name=f"reply-{turn.reply_id}")
 
     async def stop(self, reply_id: int) -> None:

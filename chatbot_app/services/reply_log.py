@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,8 @@ from typing import Any, Protocol
 
 #: A cursor before the first entry.
 START = "0"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +95,20 @@ class ReplyLog(Protocol):
     #: Whether other processes share this log (then stops may come from them).
     shared: bool
 
+    async def begin(self, reply_id: int) -> None:
+        """Start the reply's log with an empty frame, replacing any earlier log under the same id.
+
+        When this returns, every process can follow the log.
+        """
+
     async def append(self, reply_id: int, event: ReplyEvent, *, compact: bool = False) -> None:
         """Add an entry; with `compact`, drop every entry before it (it must hold all that they did)."""
 
     async def read(self, reply_id: int, cursor: str, wait_s: float) -> Batch | None:
-        """Entries after `cursor`, waiting up to `wait_s` for one; None if there is no such log."""
+        """Entries after `cursor`, waiting up to `wait_s` for one; None if there is no such log.
+
+        A cursor is the number of entries read so far, whichever process and engine it came from.
+        """
 
     async def expire(self, reply_id: int) -> None:
         """Let the log go after the retention time (the reply has ended)."""
@@ -147,14 +159,28 @@ class MemoryReplyLog:
         self._expires: dict[int, float] = {}
         self._changed: dict[int, asyncio.Event] = {}
 
+    def __contains__(self, reply_id: int) -> bool:
+        self._forget_expired()
+        return reply_id in self._entries
+
     def _forget_expired(self) -> None:
         now = time.monotonic()
         for reply_id in [r for r, at in self._expires.items() if at <= now]:
             for table in (self._entries, self._offsets, self._expires, self._changed):
                 table.pop(reply_id, None)
 
+    async def begin(self, reply_id: int) -> None:
+        self.add(reply_id, Frame(), new=True)
+
     async def append(self, reply_id: int, event: ReplyEvent, *, compact: bool = False) -> None:
+        self.add(reply_id, event, compact=compact)
+
+    def add(self, reply_id: int, event: ReplyEvent, *, compact: bool = False, new: bool = False) -> int:
+        """Append, and return the entry's sequence number (from 1); `new` starts the log afresh."""
         self._forget_expired()
+        if new:
+            self._entries[reply_id], self._offsets[reply_id] = [], 0
+            self._expires.pop(reply_id, None)
         entries = self._entries.setdefault(reply_id, [])
         if compact:
             self._offsets[reply_id] = self._offsets.get(reply_id, 0) + len(entries)
@@ -162,15 +188,13 @@ class MemoryReplyLog:
         entries.append(event)
         if changed := self._changed.pop(reply_id, None):
             changed.set()
+        return self._end(reply_id)
 
     async def read(self, reply_id: int, cursor: str, wait_s: float) -> Batch | None:
         self._forget_expired()
         if reply_id not in self._entries:
             return None
-        try:
-            position = max(int(cursor), 0)
-        except ValueError:
-            position = 0
+        position = _position(cursor)
         if position >= self._end(reply_id):
             changed = self._changed.setdefault(reply_id, asyncio.Event())
             with contextlib.suppress(TimeoutError):
@@ -196,13 +220,33 @@ class MemoryReplyLog:
         await asyncio.Event().wait()  # no other process can ask
 
 
+def _position(cursor: str) -> int:
+    """Entries already read: a cursor is their count ("0" before the first)."""
+    try:
+        return max(int(cursor), 0)
+    except ValueError:
+        return 0
+
+
 class RedisReplyLog:
-    """The log in Redis Streams, shared by every backend process; stops travel over Pub/Sub."""
+    """The log in Redis Streams, shared by every backend process; stops travel over Pub/Sub.
+
+    The entries of this process's own jobs are also kept in its memory for a while: its followers
+    (nearly always the tab that asked, on the same websocket) read them there, with no round trip.
+    Entry n gets the stream id `0-n`, so a cursor reads on from the same place in memory or in Redis,
+    as when a tab's websocket moves to another process. Writes to Redis go out in the background,
+    every entry queued meanwhile (by any job) in one pipeline, in order.
+    """
 
     shared = True
 
     def __init__(
-        self, url: str, retention_s: float = 300.0, max_entries: int = 10_000, prefix: str = "chatbot"
+        self,
+        url: str,
+        retention_s: float = 300.0,
+        max_entries: int = 10_000,
+        prefix: str = "chatbot",
+        local_retention_s: float = 10.0,
     ) -> None:
         import redis.asyncio as redis
 
@@ -210,6 +254,12 @@ class RedisReplyLog:
         self.max_entries = max_entries
         self.prefix = prefix
         self._redis = redis.from_url(url)
+        self._local = MemoryReplyLog(local_retention_s)
+        # Queued writes, each a function adding its commands to a pipeline.
+        self._queued: list[Callable[[Any], None]] = []
+        self._flushed: asyncio.Future[None] | None = None  # the next flush's outcome
+        self._writer: asyncio.Task[None] | None = None
+        self._failing = False  # the last write failed (said once, until writes succeed again)
 
     def key(self, reply_id: int) -> str:
         return f"{self.prefix}:reply:{reply_id}"
@@ -218,29 +268,44 @@ class RedisReplyLog:
     def stop_channel(self) -> str:
         return f"{self.prefix}:reply-stop"
 
+    async def begin(self, reply_id: int) -> None:
+        key, fields = self.key(reply_id), _fields(Frame())
+        self._local.add(reply_id, Frame(), new=True)
+        # An earlier log under this id (SQLite reuses ids) goes first: ids restart at 0-1.
+        await self._write(lambda pipe: pipe.delete(key).xadd(key, fields, id="0-1").expire(key, int(self.retention_s)))
+
     async def append(self, reply_id: int, event: ReplyEvent, *, compact: bool = False) -> None:
-        key = self.key(reply_id)
-        # MAXLEN is a backstop only: the job compacts long before it (see ReplyJobs).
-        entry_id = await self._redis.xadd(key, {"e": encode(event)}, maxlen=self.max_entries, approximate=True)
-        if compact:
-            await self._redis.xtrim(key, minid=entry_id, approximate=False)
-        # A log outlives a dead job by the retention time at most.
-        await self._redis.expire(key, int(self.retention_s), nx=True)
+        key, fields = self.key(reply_id), _fields(event)
+        entry_id = f"0-{self._local.add(reply_id, event, compact=compact)}"
+
+        def write(pipe: Any) -> None:
+            if not compact:  # MAXLEN is a backstop only: the job compacts long before it (see ReplyJobs)
+                pipe.xadd(key, fields, id=entry_id, maxlen=self.max_entries, approximate=True)
+                return
+            pipe.xadd(key, fields, id=entry_id).xtrim(key, minid=entry_id, approximate=False)
+            pipe.expire(key, int(self.retention_s))  # a long reply's log lives on from its last compaction
+
+        self._queue(write)
 
     async def read(self, reply_id: int, cursor: str, wait_s: float) -> Batch | None:
+        if reply_id in self._local and (batch := await self._local.read(reply_id, cursor, wait_s)) is not None:
+            return batch
         key = self.key(reply_id)
         if cursor == START and not await self._redis.exists(key):
             return None
-        reply = await self._redis.xread({key: cursor}, block=max(1, int(wait_s * 1000)), count=10_000)
+        position = _position(cursor)
+        reply = await self._redis.xread({key: f"0-{position}"}, block=max(1, int(wait_s * 1000)), count=10_000)
         if not reply:
-            return Batch(cursor) if await self._redis.exists(key) else None
+            return Batch(str(position)) if await self._redis.exists(key) else None
         [(_, entries)] = reply
         events = [decode(fields[b"e"]) for _, fields in entries]
         last_id = entries[-1][0]
-        return Batch(last_id.decode() if isinstance(last_id, bytes) else last_id, events)
+        return Batch((last_id.decode() if isinstance(last_id, bytes) else last_id).split("-")[1], events)
 
     async def expire(self, reply_id: int) -> None:
-        await self._redis.expire(self.key(reply_id), int(self.retention_s))
+        await self._local.expire(reply_id)
+        key, ttl = self.key(reply_id), int(self.retention_s)
+        await self._write(lambda pipe: pipe.expire(key, ttl))
 
     async def request_stop(self, reply_id: int) -> None:
         await self._redis.publish(self.stop_channel, str(reply_id))
@@ -257,4 +322,53 @@ class RedisReplyLog:
             await pubsub.aclose()
 
     async def aclose(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._write(lambda pipe: None)  # what is queued goes out first
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
         await self._redis.aclose()
+
+    # -- writing in the background ---------------------------------------------------------
+
+    def _queue(self, command: Callable[[Any], None]) -> asyncio.Future[None]:
+        """Queue commands for the next pipeline; the future says how it went."""
+        self._queued.append(command)
+        if self._flushed is None:
+            self._flushed = asyncio.get_running_loop().create_future()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_queued(), name="reply-log-writer")
+        return self._flushed
+
+    async def _write(self, command: Callable[[Any], None]) -> None:
+        """Queue commands, and wait until they (and all queued before them) are in Redis; raises its error."""
+        await asyncio.shield(self._queue(command))
+
+    async def _write_queued(self) -> None:
+        """Write what is queued, one pipeline at a time, until nothing is (then end; `_queue` starts it again)."""
+        while self._queued:
+            commands, self._queued = self._queued, []
+            flushed, self._flushed = self._flushed, None
+            pipe = self._redis.pipeline(transaction=False)
+            for command in commands:
+                command(pipe)
+            try:
+                await pipe.execute()
+            except Exception as exc:  # Redis is down: the jobs go on, the database has their replies
+                if not self._failing:
+                    log.warning("could not write to the reply logs in Redis (%s); trying on", type(exc).__name__)
+                self._failing = True
+                if flushed is not None and not flushed.done():
+                    flushed.set_exception(exc)
+                    flushed.exception()  # retrieved: nobody may be waiting for it
+                continue
+            if self._failing:
+                log.info("writing to the reply logs in Redis again")
+            self._failing = False
+            if flushed is not None and not flushed.done():
+                flushed.set_result(None)
+
+
+def _fields(event: ReplyEvent) -> dict[str, str]:
+    return {"e": encode(event)}

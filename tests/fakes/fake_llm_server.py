@@ -13,6 +13,7 @@ user message gave ("My name is X."), and otherwise echoes the last user message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import socket
@@ -299,7 +300,7 @@ class _ChunkFrame:
     def delta(self, field: str, text: str, *, role: bool = False) -> bytes:
         """A chunk whose delta carries `text` in `field` ("content" or Groq's "reasoning")."""
         role_part = b'"role": "assistant", ' if role else b""
-        return b"".join((self._head, role_part, f'"{field}": '.encode(), json.dumps(text).encode(), self._tail))
+        return b"".join((self._head, role_part, _encoded_delta(field, text), self._tail))
 
     def last(self, **extra: Any) -> bytes:
         """The chunk that ends the reply: an empty delta, finish_reason "stop", and Groq's `x_groq` usage."""
@@ -318,6 +319,12 @@ class _ChunkFrame:
 
     def _event(self, fields: dict[str, Any]) -> bytes:
         return f"data: {json.dumps(self._envelope | fields)}\n\n".encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_delta(field: str, text: str) -> bytes:
+    """`"field": "text"` as JSON bytes; replies repeat their word tokens, so most are encoded once."""
+    return f'"{field}": {json.dumps(text)}'.encode()
 
 
 class _SSEResponse(StreamingResponse):

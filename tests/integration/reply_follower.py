@@ -1,7 +1,8 @@
 """A second process for the reply-job tests: follow (or stop, then follow) a reply through Redis.
 
-Usage: python reply_follower.py REDIS_URL PREFIX REPLY_ID follow|stop
-Prints one JSON line: the text it assembled, the status it saw end the reply, how many frames.
+Usage: python reply_follower.py REDIS_URL PREFIX REPLY_ID follow|stop [CURSOR]
+Prints one JSON line: the text it assembled (from CURSOR on, if given), the status it saw end the
+reply, how many frames.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from chatbot_app.services.reply_jobs import ReplyResult, apply
-from chatbot_app.services.reply_log import RedisReplyLog, follow
+from chatbot_app.services.reply_log import START, RedisReplyLog, follow
 
 
-async def main(url: str, prefix: str, reply_id: int, action: str) -> None:
+async def main(url: str, prefix: str, reply_id: int, action: str, cursor: str = START) -> None:
     log = RedisReplyLog(url, prefix=prefix)
     result = ReplyResult()
     async with asyncio.timeout(30):
-        async for batch in follow(log, reply_id):
+        async for batch in follow(log, reply_id, cursor):
             apply(result, batch.events)
             if action == "stop" and result.text:
                 await log.request_stop(reply_id)
@@ -32,4 +33,4 @@ async def main(url: str, prefix: str, reply_id: int, action: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:6]))

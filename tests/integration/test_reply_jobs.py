@@ -291,10 +291,11 @@ async def test_stop_from_another_process_reaches_the_job(
 # -- followers on another process ------------------------------------------------------------------
 
 
-def run_other_process(prefix: str, reply_id: int, action: str) -> dict[str, object]:
+def run_other_process(prefix: str, reply_id: int, action: str, cursor: str = START) -> dict[str, object]:
     """Follow (and with action "stop", first stop) a reply from a second Python process, through Redis."""
+    follower = str(Path(__file__).with_name("reply_follower.py"))
     completed = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("reply_follower.py")), REDIS_URL, prefix, str(reply_id), action],
+        [sys.executable, follower, REDIS_URL, prefix, str(reply_id), action, cursor],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -317,6 +318,44 @@ async def test_a_follower_on_another_process_sees_the_whole_reply(
     assert other["finished"] == "complete"
     assert other["text"] == stored(engine, reply.reply_id).content
     assert other["frames"] > 2  # it followed live, frame by frame
+
+
+async def test_a_cursor_read_in_the_jobs_process_reads_on_from_redis_in_another(
+    service: ChatService, shared_jobs: tuple[ReplyJobs, str], engine: Engine, fake: FakeLLMServer
+) -> None:
+    # As when a tab's websocket moves to another backend mid-reply: its cursor means the same there.
+    jobs, prefix = shared_jobs
+    fake.enqueue(Behaviour(tokens=300, tokens_per_s=150))
+    reply = await turn(service)
+    await jobs.start(reply)
+    cursor, here = await follow_until(jobs, reply.reply_id, lambda r: len(r.text.split()) >= 30)
+
+    there = await asyncio.to_thread(run_other_process, prefix, reply.reply_id, "follow", cursor)
+
+    assert there["finished"] == "complete"
+    assert here.text + str(there["text"]) == stored(engine, reply.reply_id).content
+    assert len(stored(engine, reply.reply_id).content.split()) == 300
+
+
+async def xread_calls(log: RedisReplyLog) -> int:
+    """XREADs the Redis server has answered so far (its own command statistics)."""
+    return int((await log._redis.info("commandstats")).get("cmdstat_xread", {}).get("calls", 0))
+
+
+async def test_a_follower_in_the_jobs_own_process_reads_its_memory_not_redis(
+    service: ChatService, shared_jobs: tuple[ReplyJobs, str], fake: FakeLLMServer
+) -> None:
+    jobs, _ = shared_jobs
+    assert isinstance(jobs.log, RedisReplyLog)
+    fake.enqueue(Behaviour(tokens=200, tokens_per_s=400))
+    reply = await turn(service)
+    before = await xread_calls(jobs.log)
+
+    result, _ = await run_reply(service, reply, jobs=jobs)
+
+    assert result.finished is not None and len(result.text.split()) == 200
+    assert result.frames > 2
+    assert await xread_calls(jobs.log) == before
 
 
 # -- liveness: heartbeats, not tokens ---------------------------------------------------------------

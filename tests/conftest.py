@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from alembic import command
 from chatbot_app.config import PROJECT_ROOT, Settings
 from chatbot_app.providers import ProviderRegistry
 from chatbot_app.services.chat_service import ChatService
+from chatbot_app.services.retry import RetryPolicy
 from chatbot_app.storage.database import make_engine
 from tests.fakes.fake_llm_server import FakeLLMServer
 
@@ -128,15 +129,20 @@ def settings(fake: FakeLLMServer, database_url: str) -> Settings:
     )
 
 
-def make_service(settings: Settings, engine: Engine) -> ChatService:
-    return ChatService(settings, engine, ProviderRegistry.from_settings(settings))
+#: Services made during the running test; tests/integration/conftest.py closes their providers after it.
+OPEN_SERVICES: list[ChatService] = []
+
+
+def make_service(settings: Settings, engine: Engine, retry: RetryPolicy | None = None) -> ChatService:
+    """A ChatService with the providers `settings` configure; their connections close when the test ends."""
+    service = ChatService(settings, engine, ProviderRegistry.from_settings(settings), retry=retry)
+    OPEN_SERVICES.append(service)
+    return service
 
 
 @pytest.fixture
-async def service(settings: Settings, engine: Engine) -> AsyncIterator[ChatService]:
-    service = make_service(settings, engine)
-    yield service
-    await service.providers.aclose()
+def service(settings: Settings, engine: Engine) -> ChatService:
+    return make_service(settings, engine)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

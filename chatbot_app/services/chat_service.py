@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from functools import partial
@@ -403,7 +403,11 @@ class ChatService:
 
     async def checkpoint_reply(self, reply_id: int, text: str | None) -> bool:
         """Heartbeat a reply being written (saving its text if given); False if its row was removed."""
-        return await self._db(partial(store.checkpoint_reply, message_id=reply_id, content=text))
+        return not await self.checkpoint_replies({reply_id: text})
+
+    async def checkpoint_replies(self, checkpoints: Mapping[int, str | None]) -> set[int]:
+        """Heartbeat replies being written, saving the texts given, in one transaction; the removed ones' ids."""
+        return await self._db(partial(store.checkpoint_replies, checkpoints=checkpoints))
 
     async def save_final_reply(self, reply_id: int, text: str, status: MessageStatus, **fields: object) -> bool:
         """Store a reply's end, retried while the database is busy; False if its row was removed meanwhile

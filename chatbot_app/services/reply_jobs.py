@@ -5,7 +5,8 @@ checkpoints the text to the database every few seconds and writes the final row 
 It runs to its end whether or not anyone follows it. Stop is a command to the job: its task is
 cancelled wherever it waits (first token, a retry's pause, a batch request, the local model's
 queue), which closes the upstream request. A running job also heartbeats its row, so the sweep
-marks a reply `interrupted` only when the process that ran it has died.
+marks a reply `interrupted` only when the process that ran it has died. One task per process
+checkpoints (and so heartbeats) all its running jobs together, in one transaction per round.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class ReplyJob:
     #: Set once the job is storing its end: a late stop must not interrupt that.
     finishing: bool = False
     frames: int = 0
+    #: The text its last checkpoint stored (None: nothing yet).
+    saved: str | None = None
 
 
 #: Called after each reply with (owner id, model, prompt tokens, completion tokens): per-user usage.
@@ -135,6 +138,7 @@ class ReplyJobs:
         self._heartbeat_s = min(CHECKPOINT_INTERVAL_S, settings.stale_reply_s / 3)
         self._jobs: dict[int, ReplyJob] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -148,6 +152,8 @@ class ReplyJobs:
         self._listen_for_stops()
         job = ReplyJob(turn, batch, suggest_title and turn.created_conversation, address)
         self._jobs[turn.reply_id] = job
+        if self._checkpointer is None or self._checkpointer.done():
+            self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint(), name="reply-checkpoints")
         try:
             await self.log.begin(turn.reply_id)
         except Exception:  # the log's engine is down: the job goes on (the database has the reply)
@@ -218,10 +224,11 @@ class ReplyJobs:
 
     async def aclose(self) -> None:
         """Shut down: stop listening, and let each job that is still finishing store its end."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        for task in (self._listener, self._checkpointer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         tasks = [job.task for job in self._jobs.values() if job.task is not None]
         for task in tasks:
             task.cancel()  # a running job stores its text as `interrupted`
@@ -233,7 +240,6 @@ class ReplyJobs:
         job.begun = True
         progress, reply_id = job.progress, job.turn.reply_id
         status, error, provider, model = MessageStatus.COMPLETE, None, None, None
-        heartbeat = asyncio.create_task(self._heartbeat(job))
         cancelled = False
         try:
             if job.cancel_reason is not None:  # stopped before it began
@@ -258,7 +264,6 @@ class ReplyJobs:
             status, error = MessageStatus.ERROR, ProviderError(ErrorKind.SERVER, "internal error")
         finally:
             job.finishing = True
-            heartbeat.cancel()
         try:
             finished = await self._finish(job, status, error, provider, model)
             if finished.title_pending:
@@ -300,22 +305,27 @@ class ReplyJobs:
         with contextlib.suppress(Exception):
             await self.log.expire(reply_id)
 
-    async def _heartbeat(self, job: ReplyJob) -> None:
-        """Checkpoint the text and mark the row alive; stop the job if its row was removed."""
-        saved = None
-        while True:
+    async def _checkpoint(self) -> None:
+        """While jobs run here: every round, checkpoint the text of each (if it grew) and mark its row alive.
+
+        A job whose row was removed is stopped. Ends when no job runs (`start` starts it again).
+        """
+        while self._jobs:
             await asyncio.sleep(self._heartbeat_s)
-            text = job.progress.text
-            try:
-                alive = await self.service.checkpoint_reply(job.turn.reply_id, text if text != saved else None)
-            except OperationalError:
-                log.warning("checkpoint of reply %s failed; trying again", job.turn.reply_id)
+            running = {job.turn.reply_id: (job, job.progress.text) for job in self._jobs.values() if not job.finishing}
+            if not running:
                 continue
-            saved = text
-            if not alive:
-                log.warning("reply_conflict", extra={"request_id": f"reply-{job.turn.reply_id}"})
-                self._stop_here(job.turn.reply_id, "conflict")
-                return
+            checkpoints = {reply_id: text if text != job.saved else None for reply_id, (job, text) in running.items()}
+            try:
+                gone = await self.service.checkpoint_replies(checkpoints)
+            except OperationalError:
+                log.warning("checkpoint of %d replies failed; trying again", len(checkpoints))
+                continue
+            for reply_id, (job, text) in running.items():
+                job.saved = text
+                if reply_id in gone:
+                    log.warning("reply_conflict", extra={"request_id": f"reply-{reply_id}"})
+                    self._stop_here(reply_id, "conflict")
 
     async def _finish(
         self,

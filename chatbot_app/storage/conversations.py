@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -93,6 +94,13 @@ def checkpoint_reply(session: Session, message_id: int, content: str | None) -> 
         .values(**values)
     )
     return bool(result.rowcount) or session.get(Message, message_id) is not None
+
+
+def checkpoint_replies(session: Session, checkpoints: Mapping[int, str | None]) -> set[int]:
+    """`checkpoint_reply` for several replies in one transaction; the ids whose rows are gone."""
+    return {
+        message_id for message_id, content in checkpoints.items() if not checkpoint_reply(session, message_id, content)
+    }
 
 
 def interrupt_stale_replies(session: Session, older_than: timedelta) -> int:

@@ -22,7 +22,6 @@ from sqlalchemy import Engine, event
 from sqlmodel import Session
 
 from chatbot_app.config import PROJECT_ROOT, Settings
-from chatbot_app.providers import ProviderRegistry
 from chatbot_app.services.chat_service import ChatService, Turn
 from chatbot_app.services.reply_jobs import ReplyJobs, ReplyResult, apply
 from chatbot_app.services.reply_log import START, Finished, MemoryReplyLog, RedisReplyLog, ReplyLog, Snapshot
@@ -30,7 +29,7 @@ from chatbot_app.services.retry import RetryPolicy
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage.database import session_scope
 from chatbot_app.storage.models import Message, MessageStatus
-from tests.conftest import skip_or_fail
+from tests.conftest import make_service, skip_or_fail
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 from tests.replies import frames, run_reply
 
@@ -177,9 +176,7 @@ async def test_a_follower_that_leaves_and_rejoins_from_its_cursor_misses_nothing
 async def test_a_long_reply_log_is_compacted_behind_a_snapshot(
     settings: Settings, engine: Engine, reply_log: ReplyLog, fake: FakeLLMServer
 ) -> None:
-    service = ChatService(
-        dataclasses.replace(settings, frame_interval_ms=10), engine, ProviderRegistry.from_settings(settings)
-    )
+    service = make_service(dataclasses.replace(settings, frame_interval_ms=10), engine)
     compact_every = 20
     jobs = ReplyJobs(service, reply_log, compact_every=compact_every)
     fake.enqueue(Behaviour(tokens=300, tokens_per_s=100))  # about one token per frame
@@ -229,7 +226,7 @@ async def test_stop_during_a_retry_wait_ends_it_without_another_try(
     settings: Settings, engine: Engine, reply_log: ReplyLog, fake: FakeLLMServer
 ) -> None:
     policy = RetryPolicy(attempts=3, max_retry_after_s=120)
-    service = ChatService(settings, engine, ProviderRegistry.from_settings(settings), retry=policy)
+    service = make_service(settings, engine, retry=policy)
     jobs = ReplyJobs(service, reply_log)
     fake.enqueue(Behaviour(status=429, retry_after="60"), Behaviour(text="too late"))
     reply = await turn(service)
@@ -365,7 +362,7 @@ async def test_a_slow_but_live_job_is_never_swept_and_a_dead_ones_reply_is(
     settings: Settings, engine: Engine, reply_log: ReplyLog, fake: FakeLLMServer
 ) -> None:
     quick = dataclasses.replace(settings, stale_reply_s=1)  # heartbeats every third of a second
-    service = ChatService(quick, engine, ProviderRegistry.from_settings(quick))
+    service = make_service(quick, engine)
     jobs = ReplyJobs(service, reply_log)
     fake.enqueue(Behaviour(first_token_delay_s=4, text="slow but alive"))
     live = await turn(service, "Take your time.")
@@ -386,6 +383,45 @@ async def test_a_slow_but_live_job_is_never_swept_and_a_dead_ones_reply_is(
     await jobs.aclose()
 
 
+async def test_one_transaction_checkpoints_every_running_reply_of_the_process(
+    settings: Settings, engine: Engine, fake: FakeLLMServer
+) -> None:
+    quick = dataclasses.replace(settings, stale_reply_s=1)  # a checkpoint round every third of a second
+    service = make_service(quick, engine)
+    jobs = ReplyJobs(service, MemoryReplyLog())
+    statements: dict[int, int] = {}  # checkpoint UPDATEs per open transaction, by connection
+    rounds: list[int] = []  # checkpoint UPDATEs in each committed transaction that had any
+    two_rounds = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_statement(connection, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        setting = statement.split(" WHERE ")[0]
+        if setting.startswith("UPDATE message SET") and "status" not in setting:  # not a final save
+            statements[id(connection)] = statements.get(id(connection), 0) + 1
+
+    def on_commit(connection) -> None:  # type: ignore[no-untyped-def]
+        if count := statements.pop(id(connection), 0):
+            rounds.append(count)
+            if len(rounds) >= 2:
+                loop.call_soon_threadsafe(two_rounds.set)
+
+    fake.enqueue(*[Behaviour(tokens=400, tokens_per_s=40) for _ in range(6)])
+    replies = [await turn(service, f"Story {n}.") for n in range(6)]
+    event.listen(engine, "before_cursor_execute", on_statement)
+    event.listen(engine, "commit", on_commit)
+    try:
+        for reply in replies:
+            await jobs.start(reply)
+        async with asyncio.timeout(BOUND_S):
+            await two_rounds.wait()
+    finally:
+        event.remove(engine, "before_cursor_execute", on_statement)
+        event.remove(engine, "commit", on_commit)
+        await jobs.aclose()
+
+    assert rounds[:2] == [6, 6]  # each round: one transaction, one UPDATE for each of the six replies
+
+
 async def test_a_checkpoint_never_revives_an_ended_reply(service: ChatService, engine: Engine) -> None:
     dead = await turn(service)
     with session_scope(engine) as session:
@@ -399,7 +435,7 @@ async def test_a_reply_whose_row_was_removed_stops_and_reports_the_conflict(
     settings: Settings, engine: Engine, reply_log: ReplyLog, fake: FakeLLMServer
 ) -> None:
     quick = dataclasses.replace(settings, stale_reply_s=1)
-    service = ChatService(quick, engine, ProviderRegistry.from_settings(quick))
+    service = make_service(quick, engine)
     jobs = ReplyJobs(service, reply_log)
     fake.enqueue(Behaviour(tokens=4000, tokens_per_s=100))
     reply = await turn(service)
@@ -438,7 +474,7 @@ async def test_stop_while_queued_behind_the_local_model_ends_it_and_leaves_the_r
     engine: Engine, database_url: str
 ) -> None:
     local = Settings(database_url=database_url, groq_api_key=None, local_model="", max_reply_tokens=300)
-    service = ChatService(local, engine, ProviderRegistry.from_settings(local))
+    service = make_service(local, engine)
     jobs = ReplyJobs(service, MemoryReplyLog())
     running, queued = await turn(service, "Write a long poem."), await turn(service, "And another one.")
     await jobs.start(running)

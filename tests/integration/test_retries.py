@@ -7,11 +7,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from chatbot_app.config import Settings
-from chatbot_app.providers import ProviderRegistry
 from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.reply_jobs import ReplyResult
 from chatbot_app.services.retry import RetryPolicy
 from chatbot_app.storage.models import Message
+from tests.conftest import make_service
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 from tests.replies import notices, run_reply
 
@@ -21,7 +21,7 @@ FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.02)
 
 @pytest.fixture
 def retrying(settings: Settings, engine: Engine) -> ChatService:
-    return ChatService(settings, engine, ProviderRegistry.from_settings(settings), retry=FAST)
+    return make_service(settings, engine, retry=FAST)
 
 
 async def reply(service: ChatService, text: str = "Hello") -> tuple[ReplyResult, list[str], int]:
@@ -60,7 +60,7 @@ async def test_server_errors_are_retried_a_bounded_number_of_times(
 
 async def test_a_connection_refused_is_retried_then_reported(settings: Settings, engine: Engine) -> None:
     closed = Settings(groq_api_key="gsk-x", groq_base_url="http://127.0.0.1:9", model="fake-large", local_model="off")
-    service = ChatService(closed, engine, ProviderRegistry.from_settings(closed), retry=FAST)
+    service = make_service(closed, engine, retry=FAST)
 
     result, hints, _ = await reply(service)
 

@@ -15,12 +15,11 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from chatbot_app.config import Settings
-from chatbot_app.providers import ProviderRegistry
-from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.reply_jobs import ReplyJobs
 from chatbot_app.services.reply_log import MemoryReplyLog
 from chatbot_app.services.retry import RetryPolicy
 from chatbot_app.storage.models import Message
+from tests.conftest import make_service
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 from tests.replies import run_reply
 
@@ -47,12 +46,7 @@ async def test_soak_stores_every_message_and_finishes_every_reply(
     settings: Settings, engine: Engine, fake: FakeLLMServer, seed: int, record_property: pytest.RecordProperty
 ) -> None:
     fake.chooser = random_faults(seed)  # type: ignore[assignment]
-    service = ChatService(
-        settings,
-        engine,
-        ProviderRegistry.from_settings(settings),
-        retry=RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.02),
-    )
+    service = make_service(settings, engine, retry=RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.02))
     finals: Counter[str] = Counter()
     jobs = ReplyJobs(service, MemoryReplyLog())
 

@@ -63,6 +63,7 @@ import asyncio
 import bisect
 import collections
 import contextlib
+import gc
 import importlib.metadata
 import itertools
 import logging
@@ -228,6 +229,22 @@ class CpuSample:
         )
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in this process while a scenario is measured; one right after.
+
+    For the rig's own processes (the fake upstream's, the clients'), not the app's: a full collection
+    there took up to 140 ms, which held back every stream's tokens (or frames) and showed as the app's gap.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
+
+
 # -- the clients (run in a child process) ------------------------------------------------------
 
 
@@ -367,10 +384,11 @@ async def _drive(
     before = CpuSample.take(backend_pids, bench_pid, peer_pids)
     # Sent at once (ramp 0), or arriving evenly over ramp_s seconds as users do.
     spacing = ramp_s / len(connected) if connected else 0.0
-    chats = [asyncio.create_task(_chat(c, t, i * spacing)) for i, (c, t) in enumerate(connected)]
-    if chats:
-        await asyncio.wait(chats, timeout=timeout_s)
-    cpu = CpuSample.take(backend_pids, bench_pid, peer_pids) - before
+    with collector_paused():
+        chats = [asyncio.create_task(_chat(c, t, i * spacing)) for i, (c, t) in enumerate(connected)]
+        if chats:
+            await asyncio.wait(chats, timeout=timeout_s)
+        cpu = CpuSample.take(backend_pids, bench_pid, peer_pids) - before
     for task in chats:
         task.cancel()
     compression = connected[0][0].compression if connected else ""
@@ -461,7 +479,8 @@ class Bench:
                     run_clients, url, backends, os.getpid(), clients, self.timeout_s, peers, self.ramp_s
                 )
                 try:
-                    run = future.result(timeout=self.timeout_s + 300)
+                    with collector_paused():  # this process runs the fake upstream
+                        run = future.result(timeout=self.timeout_s + 300)
                 except Exception as exc:
                     return Row(design.name, clients, errors=[f"client process: {type(exc).__name__}: {exc}"])
                 rss = sum(peak_rss_mb(watched.pids()) for watched in backends)

@@ -19,7 +19,7 @@ from chatbot_app.state.conversation import (
     conversation_url,
     stop_running_replies,
 )
-from chatbot_app.state.session import SessionState
+from chatbot_app.state.session import SessionState, state_helper
 from chatbot_app.storage.transfer import ImportRejected
 
 
@@ -68,6 +68,13 @@ class LibraryState(SessionState):
     _stopped_first: bool = False
 
     # -- sidebar ------------------------------------------------------------------------------
+
+    @state_helper
+    def show_title(self, conversation_id: str, title: str) -> None:
+        """A conversation got its title (from the model): rename its item, without reloading the list."""
+        self.conversations = [
+            dataclasses.replace(c, title=title) if c.id == conversation_id else c for c in self.conversations
+        ]
 
     @rx.event(background=True)
     async def refresh(self) -> None:

@@ -167,13 +167,11 @@ class ReplyState(StreamParts, SessionState):
             await jobs.stop(turn.reply_id)
         if user_text is not None:
             yield rx.set_value(COMPOSER_INPUT_ID, "")  # stored: only now does the composer let it go
-        if turn.created_conversation:
+        if turn.created_conversation:  # its page's on_load lists the new conversation in the sidebar
             yield rx.redirect(conversation_url(turn.conversation_id))
-            yield LibraryState.refresh
         # Followed here, not through a `ReplyState.follow` event: that would wait for the tab's round
         # trip (and a new chat's redirect), while the first token may already be in the log.
-        async for event in self._follow():
-            yield event
+        await self._follow()
 
     @rx.event(background=True)
     async def send_message(self, form_data: Any) -> Any:
@@ -286,12 +284,11 @@ class ReplyState(StreamParts, SessionState):
         await get_reply_jobs().stop(self._reply_id)
 
     @rx.event(background=True)
-    async def follow(self) -> Any:
+    async def follow(self) -> None:
         """Show the watched reply's log from the cursor to its end; then it joins the history."""
-        async for event in self._follow():
-            yield event
+        await self._follow()
 
-    async def _follow(self) -> AsyncIterator[Any]:
+    async def _follow(self) -> None:
         """The body of `follow`, also run by the handler that started the reply."""
         async with self:
             reply_id, start, owner = self._reply_id, self._cursor, await self.owner_id()
@@ -324,8 +321,8 @@ class ReplyState(StreamParts, SessionState):
                     self._cursor = cursor
                     for event in events:
                         finished = await self._apply(event, reply_id) or finished
-                if any(isinstance(e, Titled) for e in events):
-                    yield LibraryState.refresh
+                    for title in (e.title for e in events if isinstance(e, Titled) and e.title):
+                        (await self.get_state(LibraryState)).show_title(conversation_id, title)
         except (RedisError, OSError) as exc:  # the log's engine is down: the database still has the reply
             log.warning("could not follow reply %s (%s)", reply_id, type(exc).__name__)
         if not finished:  # no log (its process died, or it expired): the database has the end

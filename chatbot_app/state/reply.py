@@ -320,15 +320,13 @@ class ReplyState(StreamParts, SessionState):
                         return
                     self._cursor = cursor
                     for event in events:
-                        finished = await self._apply(event, reply_id) or finished
-                    for title in (e.title for e in events if isinstance(e, Titled) and e.title):
-                        (await self.get_state(LibraryState)).show_title(conversation_id, title)
+                        finished = await self._apply(event, reply_id, conversation_id) or finished
         except (RedisError, OSError) as exc:  # the log's engine is down: the database still has the reply
             log.warning("could not follow reply %s (%s)", reply_id, type(exc).__name__)
         if not finished:  # no log (its process died, or it expired): the database has the end
             await self._settle_from_database(owner, conversation_id, reply_id, subscription)
 
-    async def _apply(self, event: ReplyEvent, reply_id: int) -> bool:
+    async def _apply(self, event: ReplyEvent, reply_id: int, conversation_id: str) -> bool:
         """Show one log event (inside the lock); True for the reply's end."""
         match event:
             case Frame(text, reasoning, notice):
@@ -351,6 +349,7 @@ class ReplyState(StreamParts, SessionState):
                 await self._end(view)
                 return True
             case Titled(title) if title:
+                (await self.get_state(LibraryState)).show_title(conversation_id, title)
                 conversation = await self.get_state(ConversationState)
                 if conversation.current_view() == self._reply_view:
                     conversation.title = title

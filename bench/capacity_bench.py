@@ -110,7 +110,7 @@ class ProdBench(Bench):
 
     @contextlib.contextmanager
     def serve(self, env: dict[str, str], label: str) -> Iterator[tuple[str, list[Watched], dict[str, Watched]]]:
-        config = ProdConfig.from_env(
+        config = ProdConfig.load(
             {
                 **env,
                 "PORT": str(free_port()),
@@ -482,7 +482,7 @@ def print_markdown(
     points: list[tuple[int, list[Row]]],
     args,
 ) -> None:
-    """The same figures as Markdown tables, for the README."""
+    """The same figures as Markdown tables, for docs/performance.md."""
     print("\nAs Markdown:")
     if capacity:
         names = ["tokens/s per stream", "streams kept", "first frame p50/p99", "lag p99", "largest gap"]

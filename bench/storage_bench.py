@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import array
+import asyncio
 import csv
 import io
-import json
 import math
 import random
 import statistics
@@ -49,7 +49,7 @@ from chatbot_app.storage import conversations as store
 from chatbot_app.storage.database import make_engine, session_scope
 from chatbot_app.storage.models import new_conversation_id
 from chatbot_app.storage.search import search
-from chatbot_app.storage.transfer import export_conversation
+from chatbot_app.storage.transfer import stream_json
 from tests.conftest import migrate, new_database
 
 Row = tuple[Any, ...]
@@ -265,9 +265,14 @@ def bench(kind: str, data: Dataset, repeat: int) -> tuple[float, dict[str, list[
 
             def export(conversation_id: str) -> Callable[[Session], object]:
                 def work(session: Session) -> object:
-                    conversation = store.get_conversation(session, conversation_id, OWNER)
-                    assert conversation is not None
-                    return json.dumps(export_conversation(session, conversation), ensure_ascii=False)
+                    # The streamed export, every step read in this one session (the app's use a transaction each).
+                    async def read(step: Callable[[Session], Any]) -> Any:
+                        return step(session)
+
+                    async def collect() -> bytes:
+                        return b"".join([piece async for piece in stream_json(read, [conversation_id])])
+
+                    return asyncio.run(collect())
 
                 return work
 

@@ -717,7 +717,7 @@ def main() -> None:
     tokens = reply_tokens([], behaviour)
     token_ends = list(itertools.accumulate(len(t) for t in tokens))
     reply_bytes = len("".join(tokens).encode())
-    frame_ms = args.frame_ms if args.frame_ms is not None else Settings.frame_interval_ms
+    frame_ms = args.frame_ms if args.frame_ms is not None else Settings.model_fields["frame_interval_ms"].default
     print(
         f"{args.tokens} tokens per reply ({reply_bytes:,} bytes) at {args.rate:g} tok/s per stream"
         f" ({args.tokens / args.rate:.1f} s upstream); coalesced frames every {frame_ms} ms; timeout"

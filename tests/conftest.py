@@ -10,6 +10,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,16 +18,28 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, text
 
 from alembic import command
-from chatbot_app.config import PROJECT_ROOT, Settings
+from chatbot_app.config import PROJECT_ROOT, Settings, get_settings
 from chatbot_app.providers import ProviderRegistry
 from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.retry import RetryPolicy
+from chatbot_app.services.wiring import Services, build_services, installed
 from chatbot_app.storage.database import make_engine
+from chatbot_app.storage.models import utcnow
 from tests.fakes.fake_llm_server import FakeLLMServer
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get("CHATBOT_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 TEST_API_KEY = "gsk-test-" + "k" * 24
+
+
+class Clock:
+    """A clock the test moves forward (services take a `clock` callable)."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def skip_or_fail(reason: str) -> None:
@@ -93,7 +106,8 @@ def _empty_tables(engine: Engine) -> None:
         connection.execute(text("DELETE FROM message"))
         connection.execute(text("DELETE FROM conversation"))
         connection.execute(text("DELETE FROM prompt_preset"))
-        for table in ("daily_usage", "api_key", "user_session", "share_link", "app_user"):  # accounts
+        accounts = ("daily_usage", "token_reservation", "token_ledger", "api_key", "user_session", "share_link")
+        for table in (*accounts, "app_user", "server_setting"):
             connection.execute(text(f"DELETE FROM {table}"))
 
 
@@ -143,6 +157,25 @@ def make_service(settings: Settings, engine: Engine, retry: RetryPolicy | None =
 @pytest.fixture
 def service(settings: Settings, engine: Engine) -> ChatService:
     return make_service(settings, engine)
+
+
+def make_services(settings: Settings) -> Services:
+    """Every service, wired as the app wires them (services.wiring); their connections close when the test ends."""
+    built = build_services(settings)
+    OPEN_SERVICES.append(built.chat)
+    return built
+
+
+@contextlib.contextmanager
+def services_from_environment() -> Iterator[Services]:
+    """Settings read afresh from the (monkeypatched) environment, and services built and installed from them,
+    as the backend does at start-up: for tests that drive the API or handlers in this process."""
+    get_settings.cache_clear()
+    try:
+        with installed(make_services(get_settings())) as built:
+            yield built
+    finally:
+        get_settings.cache_clear()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

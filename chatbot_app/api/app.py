@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from chatbot_app.api import auth_routes, chat_routes, conversations, health, media_routes, v1_routes
+from chatbot_app.api import auth_routes, chat_routes, conversations, export_routes, health, media_routes, v1_routes
 from chatbot_app.api.auth import ApiGuard
 from chatbot_app.api.errors import install_handlers
 
@@ -32,7 +32,7 @@ def create_api() -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    for module in (health, chat_routes, conversations, media_routes, v1_routes, auth_routes):
+    for module in (health, chat_routes, conversations, media_routes, export_routes, v1_routes, auth_routes):
         api.include_router(module.router)
     install_handlers(api)
     api.add_middleware(ApiGuard)

@@ -27,17 +27,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatbot_app.api.errors import error_body
 from chatbot_app.config import Settings, get_settings
 from chatbot_app.services.accounts import API_KEY_PREFIX
-from chatbot_app.services.default_service import get_accounts
 from chatbot_app.services.limits import client_address, parse_networks
+from chatbot_app.services.wiring import services
 
 #: Paths the guard protects, and the one it leaves open.
 GUARDED_PREFIXES = ("/api/", "/v1/")
 PUBLIC_PATHS = frozenset({"/api/health"})
 #: Larger request bodies get 413 before they are read into memory.
 MAX_BODY_BYTES = 4 * 1024 * 1024
-#: Attachment downloads: fetched by the page's <img> tags and links, which carry no key; the random
-#: token in the URL is the secret. A request that does send a key must own the attachment.
-KEYLESS_GET_PREFIXES = ("/api/attachments/",)
+#: Attachment, shared file and export downloads and replies read aloud: fetched by the page's <img> and <audio>
+#: tags and links, which carry no key; the token in the URL is the secret. A request that does send a key must
+#: own the attachment.
+KEYLESS_GET_PREFIXES = ("/api/attachments/", "/api/shared/", "/api/exports/", "/api/speech/")
 #: Upload paths, which take a body up to CHATBOT_MAX_ATTACHMENT_BYTES (plus multipart overhead).
 UPLOAD_PATHS = frozenset({"/api/transcribe"})
 #: Response headers a browser script on an allowed origin may read.
@@ -82,7 +83,7 @@ async def owner_for_key(presented: str, settings: Settings) -> str | None:
     if (key := matching_key(presented, settings.api_keys)) is not None:
         return owner_id_for_key(key)
     if settings.accounts_enabled and presented.startswith(API_KEY_PREFIX):
-        user = await get_accounts().user_for_api_key(presented)
+        user = await services().accounts.user_for_api_key(presented)
         return None if user is None else user.owner_id
     return None
 
@@ -127,12 +128,11 @@ class ApiGuard:
 
         if scope.get("method") == "GET" and path.startswith(KEYLESS_GET_PREFIXES):
             presented = bearer_key(headers.get("authorization"))
-            key = matching_key(presented, settings.api_keys) if presented is not None else None
-            if presented is not None and key is None:
-                await refuse(401, WRONG_KEY, {"WWW-Authenticate": "Bearer"})
-                return
-            if key is not None:
-                scope = {**scope, "state": {**scope.get("state", {}), "owner_id": owner_id_for_key(key)}}
+            if presented is not None:  # an operator's key or a user's personal one, which must then own it
+                if (key_owner := await owner_for_key(presented, settings)) is None:
+                    await refuse(401, WRONG_KEY, {"WWW-Authenticate": "Bearer"})
+                    return
+                scope = {**scope, "state": {**scope.get("state", {}), "owner_id": key_owner}}
             await self.app(scope, receive, send)
             return
 
@@ -232,3 +232,9 @@ def current_address(request: Request) -> str:
 
 
 ClientAddress = Annotated[str, Depends(current_address)]
+
+
+def request_address(request: Request, settings: Settings) -> str:
+    """The client address of a request outside ApiGuard's paths (the sign-in forms), by the same rule."""
+    peer = request.client.host if request.client else None
+    return client_address(peer, request.headers.get("x-forwarded-for"), _trusted(settings.trusted_proxies))

@@ -5,7 +5,11 @@ redirects the browser back to the UI (CHATBOT_APP_URL): to `/` on success, or to
 `?error=<code>` (a key of AUTH_MESSAGES) on refusal. Only this HTTP answer can set an HttpOnly
 cookie: the Reflex websocket cannot, which is why sign-in is not a Reflex event handler.
 
-These paths are outside /api, so ApiGuard leaves them to the browser's cookie.
+These paths are outside /api, so ApiGuard leaves them to the browser's cookie; chatbot_app/origin_guard.py
+turns away requests to them from any web origin but the app's own.
+
+The session cookie is `__Host-chatbot_session` (Secure, Path=/, no Domain) when the app is served over
+HTTPS, so that no sibling subdomain can plant one; `chatbot_session` over plain HTTP (development).
 """
 
 from __future__ import annotations
@@ -14,15 +18,23 @@ import hmac
 import logging
 from functools import lru_cache
 from typing import Annotated
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from chatbot_app.api.auth import request_address
 from chatbot_app.config import Settings, get_settings
-from chatbot_app.services.accounts import SESSION_COOKIE, AuthError
-from chatbot_app.services.default_service import get_accounts
+from chatbot_app.services.accounts import (
+    SECURE_SESSION_COOKIE,
+    SESSION_COOKIE,
+    SIGN_IN_EMAIL_COOKIE,
+    AuthError,
+    session_cookie_name,
+    session_token,
+)
+from chatbot_app.services.wiring import services
 from chatbot_app.storage.models import User
 
 log = logging.getLogger(__name__)
@@ -36,7 +48,11 @@ OIDC_FLOW_MAX_AGE_S = 600
 
 
 def _secure(request: Request, settings: Settings) -> bool:
-    return request.url.scheme == "https" or settings.app_url.startswith("https://")
+    return request.url.scheme == "https" or settings.served_over_https
+
+
+def _session_token(request: Request, settings: Settings) -> str | None:
+    return session_token(request.headers.get("cookie"), settings.served_over_https)
 
 
 def _to_app(settings: Settings, path: str, error: str | None = None) -> RedirectResponse:
@@ -58,23 +74,21 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _signed_in(request: Request, settings: Settings, user: User, token: str, path: str = "/") -> RedirectResponse:
-    response = _to_app(settings, path)
+def _signed_in(request: Request, settings: Settings, user: User, token: str) -> RedirectResponse:
+    # A temporary password (an admin's reset, or an admin-made account) is changed before anything else.
+    response = _to_app(settings, "/account" if user.must_change_password else "/")
+    secure = _secure(request, settings)
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie_name(secure),
         token,
         max_age=COOKIE_MAX_AGE_S,
         path="/",
         httponly=True,
         samesite="strict",
-        secure=_secure(request, settings),
+        secure=secure,
     )
     log.info("signed in", extra={"user_id": user.id})
     return response
-
-
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 @router.post("/sign-in")
@@ -84,12 +98,25 @@ async def sign_in(
     settings = get_settings()
     if not _same_site_origin(request, settings):
         return _to_app(settings, "/login", "invalid")
-    accounts = get_accounts()
+    accounts = services().accounts
     try:
-        user = await accounts.sign_in(email, password, _client_address(request))
+        user = await accounts.sign_in(email, password, request_address(request, settings))
     except AuthError as refused:
-        return _to_app(settings, "/login", refused.code)
-    return _signed_in(request, settings, user, await accounts.start_session(user))
+        response = _to_app(settings, "/login", refused.code)
+        # The form shows the email again (never the password): in a short-lived cookie, not in the URL.
+        response.set_cookie(
+            SIGN_IN_EMAIL_COOKIE,
+            quote(email[:320]),
+            max_age=600,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=_secure(request, settings),
+        )
+        return response
+    response = _signed_in(request, settings, user, await accounts.start_session(user))
+    response.delete_cookie(SIGN_IN_EMAIL_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
 
 
 @router.post("/sign-up")
@@ -99,9 +126,9 @@ async def sign_up(
     settings = get_settings()
     if not _same_site_origin(request, settings):
         return _to_app(settings, "/signup", "invalid")
-    accounts = get_accounts()
+    accounts = services().accounts
     try:
-        user = await accounts.sign_up(email, password)
+        user = await accounts.sign_up(email, password, request_address(request, settings))
     except AuthError as refused:
         return _to_app(settings, "/signup", refused.code)
     return _signed_in(request, settings, user, await accounts.start_session(user))
@@ -109,13 +136,15 @@ async def sign_up(
 
 async def _signed_out(request: Request, everywhere: bool) -> Response:
     settings = get_settings()
-    token = request.cookies.get(SESSION_COOKIE)
-    accounts = get_accounts()
+    token = _session_token(request, settings)
+    accounts = services().accounts
     if everywhere and (user := await accounts.user_for_session(token)) is not None:
         await accounts.end_all_sessions(user.id)  # type: ignore[arg-type]
     await accounts.end_session(token)
     response = _to_app(settings, "/login")
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    for name, secure in ((SESSION_COOKIE, False), (SECURE_SESSION_COOKIE, True)):
+        if name in request.cookies:
+            response.delete_cookie(name, path="/", httponly=True, samesite="strict", secure=secure)
     return response
 
 
@@ -134,10 +163,18 @@ async def sign_out_everywhere(request: Request) -> Response:
 @router.get("/session")
 async def current_session(request: Request) -> Response:
     """Who this cookie signs in (for the UI and tests); 401 when nobody. Never returns the token."""
-    user = await get_accounts().user_for_session(request.cookies.get(SESSION_COOKIE))
+    user = await services().accounts.user_for_session(_session_token(request, get_settings()))
     if user is None:
         return JSONResponse({"signed_in": False}, status_code=401)
-    return JSONResponse({"signed_in": True, "email": user.email, "admin": user.is_admin, "owner_id": user.owner_id})
+    return JSONResponse(
+        {
+            "signed_in": True,
+            "email": user.email,
+            "admin": user.is_admin,
+            "owner_id": user.owner_id,
+            "must_change_password": user.must_change_password,
+        }
+    )
 
 
 # --- Single sign-on (OIDC) ----------------------------------------------------------------------
@@ -173,6 +210,11 @@ def email_allowed(email: str | None, verified: object, domains: tuple[str, ...])
     if not email or verified is False:
         return False
     return email.rpartition("@")[2].lower() in domains
+
+
+def email_verified(claims: dict[str, object]) -> bool:
+    """Whether the provider vouches for the email (OIDC Core's boolean; some providers send the string)."""
+    return claims.get("email_verified") in (True, "true")
 
 
 @router.get("/oidc/login")
@@ -238,9 +280,9 @@ async def oidc_callback(request: Request) -> Response:
     if not email_allowed(email, claims.get("email_verified"), settings.oidc_email_domains):
         return refused("oidc_domain")
     issuer = (await client.load_server_metadata())["issuer"]
-    accounts = get_accounts()
+    accounts = services().accounts
     try:
-        user = await accounts.oidc_user(issuer, str(claims["sub"]), email)
+        user = await accounts.oidc_user(issuer, str(claims["sub"]), email, email_verified(claims))
     except AuthError as refusal:
         return refused(refusal.code)
     response = _signed_in(request, settings, user, await accounts.start_session(user))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,14 +13,13 @@ from chatbot_app.api.errors import ApiError
 from chatbot_app.api.inputs import chat_overrides, conversation_id, resolve_model
 from chatbot_app.api.schemas import ChatRequest
 from chatbot_app.api.streaming import STREAM_HEADERS, ClosingStreamingResponse, sse
-from chatbot_app.services.accounts import QuotaExceeded
-from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
-from chatbot_app.services.chat_settings import ChatSettings
-from chatbot_app.services.default_service import get_accounts, get_reply_jobs
+from chatbot_app.services.actions import Caller
+from chatbot_app.services.chat_service import Turn
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.reply_jobs import ReplyJobs, ReplyResult, apply
 from chatbot_app.services.reply_log import Finished
-from chatbot_app.services.validation import InvalidInput, clean_message
+from chatbot_app.services.validation import InvalidInput
+from chatbot_app.services.wiring import services
 from chatbot_app.storage.models import MessageStatus
 
 router = APIRouter(tags=["chat"])
@@ -38,30 +36,20 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def start(service: ChatService, owner: str, address: str, body: ChatRequest) -> Turn:
-    """Check the body like the UI checks its form, then commit the user's message and an empty reply."""
+async def start(owner: str, address: str, body: ChatRequest, *, batch: bool = False) -> Turn:
+    """Translate the body (as the UI's form is), then send through the one door: admission, storing, the job."""
+    service = services().chat
     try:
-        text = clean_message(body.message, service.settings.max_message_chars)
         existing = conversation_id(body.conversation_id)
         overrides = chat_overrides(body)
         if body.model is not None:
             overrides["provider"], overrides["model"] = await resolve_model(service, body.model)
     except InvalidInput as exc:
         raise ApiError(422, str(exc)) from None
-    if refusal := await service.admit(owner, address):  # the same limits as the UI: per key and per address
-        raise ApiError(429, refusal.message)
-    try:
-        await get_accounts().check_quota_for_owner(owner)
-    except QuotaExceeded as exc:
-        raise ApiError(429, str(exc), code="quota_exceeded") from None
-    try:
-        chat: ChatSettings | None = None
-        if overrides:  # the conversation's settings change for this turn and the next ones
-            base = ChatSettings() if existing is None else await service.conversation_settings(owner, existing)
-            chat = replace(base, **overrides)
-        return await service.start_turn(owner, existing, text, chat)
-    except ConversationNotFound:
-        raise ApiError(404, "Conversation not found") from None
+    started = await services().actions.send(
+        Caller(owner, address), existing, body.message, overrides=overrides, batch=batch, title=False
+    )
+    return started.turn
 
 
 def done_event(turn: Turn, finished: Finished) -> dict[str, Any]:
@@ -140,9 +128,8 @@ async def sse_events(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[str]:
     },
 )
 async def chat(body: ChatRequest, request: Request, owner: Owner, address: ClientAddress) -> Response:
-    jobs = get_reply_jobs()
-    turn = await start(jobs.service, owner, address, body)
-    await jobs.start(turn)
+    jobs = services().replies
+    turn = await start(owner, address, body)
     headers = {**STREAM_HEADERS, CONVERSATION_HEADER: turn.conversation_id}
     if "text/event-stream" in request.headers.get("accept", ""):
         return ClosingStreamingResponse(sse_events(jobs, turn), media_type="text/event-stream", headers=headers)
@@ -160,9 +147,8 @@ async def chat(body: ChatRequest, request: Request, owner: Owner, address: Clien
     },
 )
 async def chat_batch(body: ChatRequest, owner: Owner, address: ClientAddress) -> PlainTextResponse:
-    jobs = get_reply_jobs()
-    turn = await start(jobs.service, owner, address, body)
-    await jobs.start(turn, batch=True)
+    jobs = services().replies
+    turn = await start(owner, address, body, batch=True)
     reply = ReplyResult()
     async for _, reply in followed(jobs, turn):  # noqa: B007  (the last one is the whole reply)
         pass

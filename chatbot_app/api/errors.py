@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatbot_app.providers.base import ErrorKind, ProviderError
 from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.refusals import RefusalKind, Refused
 
 OPENAI_PREFIX = "/v1/"
 
@@ -41,6 +42,26 @@ _OPENAI_TYPES: dict[int, str] = {
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+}
+
+
+#: The HTTP status each kind of refused action becomes (services.refusals).
+REFUSAL_STATUS: dict[RefusalKind, int] = {
+    RefusalKind.NOT_FOUND: 404,
+    RefusalKind.INVALID: 422,
+    RefusalKind.TOO_LARGE: 413,
+    RefusalKind.RATE_LIMIT: 429,
+    RefusalKind.QUOTA: 429,
+    RefusalKind.BUSY: 429,
+    RefusalKind.UNAVAILABLE: 503,
+    RefusalKind.FORBIDDEN: 403,
+}
+#: OpenAI's `code` for a refusal, where it has one.
+_REFUSAL_CODES: dict[RefusalKind, str] = {
+    RefusalKind.RATE_LIMIT: "rate_limit_exceeded",
+    RefusalKind.BUSY: "rate_limit_exceeded",
+    RefusalKind.QUOTA: "quota_exceeded",
+    RefusalKind.INVALID: "invalid_request",
 }
 
 
@@ -72,6 +93,11 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(error_body(path, status, message, code, param), status_code=status, headers=headers)
+
+
+def refused(refusal: Refused) -> ApiError:
+    """A refused action as an API error: its message, and the status of its kind."""
+    return ApiError(REFUSAL_STATUS[refusal.kind], refusal.message, code=_REFUSAL_CODES.get(refusal.kind, refusal.code))
 
 
 def provider_error(exc: ProviderError, provider: str | None = None) -> ApiError:
@@ -112,6 +138,11 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(request.url.path, exc.status, exc.message, code=exc.code, param=exc.param)
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> JSONResponse:
+        error = refused(exc)
+        return error_response(request.url.path, error.status, error.message, code=error.code)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,8 +15,8 @@ from chatbot_app.api.auth import Owner
 from chatbot_app.api.schemas import HealthOut, ReadyOut
 from chatbot_app.config import get_settings
 from chatbot_app.providers.base import ProviderError
-from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.wiring import services
 from chatbot_app.storage.database import Database, get_engine
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ async def _database() -> str:
 
 async def _provider() -> str:
     try:
-        provider = get_chat_service().providers.get()
+        provider = services().chat.providers.get()
         models = await asyncio.wait_for(provider.list_models(), CHECK_TIMEOUT_S)
     except TimeoutError:
         return f"error: no answer within {CHECK_TIMEOUT_S:g} s"

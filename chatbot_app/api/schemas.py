@@ -7,10 +7,10 @@ one place. The schema only repeats them as documentation.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from chatbot_app.config import get_settings
 from chatbot_app.services.chat_settings import (
@@ -28,6 +28,15 @@ def _integral(value: Any) -> Any:
 
 #: A whole number as JSON Schema defines it (2 or 2.0), checked strictly otherwise.
 WholeNumber = Annotated[int, BeforeValidator(_integral)]
+
+
+def _utc(moment: datetime) -> datetime:
+    """Stored times are UTC; SQLite gives them back without a zone."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+#: A stored time, given out with its zone.
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 def _message_limit(schema: dict[str, Any]) -> None:
@@ -75,7 +84,13 @@ class ChatRequest(BaseModel):
     system_prompt: str | None = Field(default=None, json_schema_extra={"maxLength": MAX_SYSTEM_PROMPT_CHARS})
 
 
-class ConversationSettingsOut(BaseModel):
+class RowOut(BaseModel):
+    """A response body read from a stored row's attributes (`model_validate(row)`), field by field as declared."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ConversationSettingsOut(RowOut):
     provider: str | None
     model: str | None
     temperature: float | None
@@ -84,13 +99,13 @@ class ConversationSettingsOut(BaseModel):
     system_prompt: str | None
 
 
-class ConversationSummaryOut(BaseModel):
+class ConversationSummaryOut(RowOut):
     id: str
     title: str
     pinned: bool
     summary: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class ConversationPageOut(BaseModel):
@@ -99,7 +114,7 @@ class ConversationPageOut(BaseModel):
     conversations: list[ConversationSummaryOut]
 
 
-class MessageOut(BaseModel):
+class MessageOut(RowOut):
     id: int
     role: str
     content: str
@@ -112,7 +127,7 @@ class MessageOut(BaseModel):
     completion_tokens: int | None
     first_token_ms: int | None
     duration_ms: int | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class ConversationOut(ConversationSummaryOut):

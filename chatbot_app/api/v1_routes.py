@@ -6,7 +6,6 @@ called directly, through the same registry, model names and checks as the rest o
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import time
@@ -22,19 +21,16 @@ from chatbot_app.api.inputs import UnknownModel, openai_context, resolve_model, 
 from chatbot_app.api.schemas import OpenAIChatRequest, OpenAIModel, OpenAIModelList
 from chatbot_app.api.streaming import STREAM_HEADERS, ClosingStreamingResponse, detached, sse
 from chatbot_app.providers.base import (
-    ChatMessage,
-    ChatProvider,
     GenerationOptions,
     ProviderError,
     ProviderEvent,
     TextDelta,
     Usage,
 )
-from chatbot_app.services.accounts import QuotaExceeded
+from chatbot_app.services.actions import Caller
 from chatbot_app.services.chat_settings import model_choice
-from chatbot_app.services.default_service import get_accounts, get_chat_service
-from chatbot_app.services.limits import AbuseLimits
 from chatbot_app.services.validation import InvalidInput
+from chatbot_app.services.wiring import services
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -42,7 +38,7 @@ router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 @router.get("/models", summary="The models you can ask for, as provider:model ids")
 async def list_models(_owner: Owner) -> OpenAIModelList:
-    groups, _ = await get_chat_service().model_menu()
+    groups, _ = await services().chat.model_menu()
     return OpenAIModelList(
         data=[
             OpenAIModel(id=model_choice(group.provider, model), owned_by=group.provider)
@@ -82,7 +78,7 @@ def _finish_reason(usage: Usage | None, options: GenerationOptions) -> str:
     },
 )
 async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: ClientAddress) -> Response:
-    service = get_chat_service()
+    service = services().chat
     try:
         if body.n not in (None, 1):
             raise InvalidInput("n: only one choice per request is supported.")
@@ -98,12 +94,6 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
         provider = service.providers.get(name)
     except ProviderError as exc:
         raise provider_error(exc) from None
-    if refusal := await service.admit(owner, address):  # the limits every provider call counts against
-        raise ApiError(429, refusal.message, code="rate_limit_exceeded")
-    try:
-        await get_accounts().check_quota_for_owner(owner)
-    except QuotaExceeded as exc:
-        raise ApiError(429, str(exc), code="quota_exceeded") from None
     defaults = service.settings
     options = GenerationOptions(
         model,
@@ -112,15 +102,14 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
         given.get("top_p", defaults.top_p),
     )
     completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+    caller, actions = Caller(owner, address), services().actions
 
     if not body.stream:
         try:
-            async with service.limits.slot():
-                completion = await provider.complete(context, options)
+            completion = await actions.complete(caller, provider, context, options)
         except ProviderError as exc:
             log.info("v1 completion failed: provider=%s kind=%s", provider.name, exc.kind)
             raise provider_error(exc, provider.name) from None
-        await _count_usage(owner, options.model, completion.usage)
         return JSONResponse(
             {
                 "id": completion_id,
@@ -139,7 +128,7 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
             }
         )
 
-    items = detached(_counted(_streamed_in_slot(service.limits, provider, context, options), owner, options.model))
+    items = detached(await actions.stream(caller, provider, context, options))
     try:  # wait for the first item, so that a request failing at once gets a proper status
         first = [await anext(items)]
     except StopAsyncIteration:
@@ -197,35 +186,6 @@ async def _chunks(
         yield sse("[DONE]")
     finally:
         await rest.aclose()
-
-
-async def _count_usage(owner: str, model: str, usage: Usage | None) -> None:
-    """Count a /v1 call against its user's daily tokens (operator keys and anonymous owners are not counted)."""
-    if usage is not None:
-        await get_accounts().record_usage_for_owner(
-            owner, model, usage.prompt_tokens or 0, usage.completion_tokens or 0
-        )
-
-
-async def _counted(
-    events: AsyncGenerator[ProviderEvent, None], owner: str, model: str
-) -> AsyncGenerator[ProviderEvent, None]:
-    """The stream unchanged, counting its usage event for the user."""
-    async with contextlib.aclosing(events):
-        async for event in events:
-            match event:
-                case Usage():
-                    await _count_usage(owner, model, event)
-            yield event
-
-
-async def _streamed_in_slot(
-    limits: AbuseLimits, provider: ChatProvider, context: list[ChatMessage], options: GenerationOptions
-) -> AsyncGenerator[ProviderEvent, None]:
-    """The provider's stream, holding a generation slot until it ends or is closed (BUSY if none is free)."""
-    async with limits.slot(), contextlib.aclosing(provider.stream(context, options)) as events:
-        async for event in events:
-            yield event
 
 
 async def _chained(first: list[ProviderEvent], rest: AsyncIterator[ProviderEvent]) -> AsyncIterator[ProviderEvent]:

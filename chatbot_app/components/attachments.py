@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex_components_core.el.elements.forms import Input
 
 from chatbot_app.state.attachments import ComposerFilesState, PendingChip
 from chatbot_app.state.views import FileChip
 
 
+def with_named_file_input(upload: rx.Component, name: str) -> rx.Component:
+    """An rx.upload.root whose hidden <input type=file> has a name (rx.upload offers no prop for it); the
+    input is what assistive technology meets when the upload opens the file picker."""
+    pending = [upload]
+    while pending:
+        component = pending.pop()
+        if isinstance(component, Input):
+            component.custom_attrs["aria-label"] = name
+        pending.extend(child for child in getattr(component, "children", []) if isinstance(child, rx.Component))
+    return upload
+
+
 def _pending_chip(chip: PendingChip, index: rx.Var[int]) -> rx.Component:
     return rx.badge(
-        rx.icon(rx.cond(chip.is_image, "image", "file-text"), size=14),
+        rx.cond(
+            chip.thumbnail != "",
+            rx.image(src=chip.thumbnail, alt="", class_name="chip-thumbnail"),
+            rx.icon(rx.cond(chip.is_image, "image", "file-text"), size=14, aria_hidden="true"),
+        ),
         rx.text(chip.filename, class_name="attachment-name", max_width="16em", truncate=True),
         rx.text(chip.size, color_scheme="gray", size="1"),
         rx.icon_button(
@@ -18,6 +35,7 @@ def _pending_chip(chip: PendingChip, index: rx.Var[int]) -> rx.Component:
             type="button",
             variant="ghost",
             size="1",
+            radius="full",
             aria_label="Remove " + chip.filename,
             class_name="remove-attachment",
             on_click=ComposerFilesState.remove_file(index),
@@ -51,7 +69,9 @@ def _message_file(chip: FileChip) -> rx.Component:
     return rx.cond(
         chip.is_image,
         rx.link(
-            rx.image(src=chip.url, alt=chip.filename, class_name="attachment-thumbnail", max_height="10em"),
+            rx.image(
+                src=chip.url, alt=chip.filename, class_name="attachment-thumbnail", max_height="10em", loading="lazy"
+            ),
             href=chip.url,
             is_external=True,
             custom_attrs={"data-testid": "message-attachment", "data-kind": "image"},

@@ -29,13 +29,15 @@ def backend_url(path: str) -> str:
 def auth_error() -> rx.Component:
     return rx.cond(
         AuthPageState.error != "",
-        rx.callout(AuthPageState.error, icon="triangle_alert", color_scheme="red", data_testid="auth-error"),
+        rx.callout(
+            AuthPageState.error, icon="triangle_alert", color_scheme="red", data_testid="auth-error", role="alert"
+        ),
     )
 
 
 def _field(label: str, **props: object) -> rx.Component:
     return rx.vstack(
-        rx.text(label, as_="label", html_for=props["id"], size="2", weight="medium"),
+        rx.el.label(label, html_for=props["id"], class_name="field-label"),
         rx.input(**props),
         spacing="1",
         width="100%",
@@ -75,11 +77,14 @@ def credentials_form(action_path: str, button_id: str, button_text: str, new_pas
 
 
 def single_sign_on_link() -> rx.Component:
+    # A document navigation: otherwise React Router takes a link to the page's own origin (make prod, where
+    # nginx serves the UI and /auth at one address) for a page of the app, and never asks the backend.
     return rx.cond(
         AuthPageState.oidc_enabled,
         rx.link(
             rx.button("Sign in with single sign-on", variant="outline", width="100%", size="3"),
             href=backend_url("/auth/oidc/login"),
+            reload_document=True,
             id="sso-button",
             width="100%",
         ),

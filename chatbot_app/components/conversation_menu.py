@@ -1,4 +1,4 @@
-"""The conversation's menu (summarize, end session, clear, export) and its summary line."""
+"""The conversation's menu (summarize, end session, clear, share, export; light/dark on phones) and its summary line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ def conversation_menu() -> rx.Component:
     has_conversation = ConversationState.conversation_id != ""
     return rx.dropdown_menu.root(
         rx.dropdown_menu.trigger(
-            rx.icon_button(rx.icon("ellipsis-vertical"), variant="soft", id="conversation-menu", aria_label="More")
+            rx.icon_button(
+                rx.icon("ellipsis-vertical"),
+                variant="soft",
+                size="2",
+                id="conversation-menu",
+                aria_label="Conversation menu",
+            )
         ),
         rx.dropdown_menu.content(
             rx.dropdown_menu.item(
@@ -35,6 +41,14 @@ def conversation_menu() -> rx.Component:
             ),
             rx.dropdown_menu.item(
                 "Export as JSON", on_click=ConversationState.export("json"), disabled=~has_conversation
+            ),
+            # On phones the header has no room for the light/dark switch: it is here instead.
+            rx.dropdown_menu.separator(class_name="mobile-only"),
+            rx.dropdown_menu.item(
+                rx.cond(rx.color_mode == "dark", "Light mode", "Dark mode"),
+                on_click=rx.toggle_color_mode,
+                id="color-mode-item",
+                class_name="mobile-only",
             ),
         ),
     )

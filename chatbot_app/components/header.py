@@ -1,4 +1,9 @@
-"""The top bar: the conversation's title, a new-chat button and the light/dark switch."""
+"""The top bar: the conversation list (phones), the product and conversation names, and the chat's controls.
+
+On a phone (CSS, under 768 px) the model picker takes a line of its own under the others and the
+light/dark switch moves into the conversation's ⋮ menu, so every control stays on screen and at
+least 32 px wide. The new-chat button shows there only: on wider screens the sidebar has its own.
+"""
 
 from __future__ import annotations
 
@@ -8,55 +13,74 @@ from chatbot_app.components.conversation_menu import conversation_menu
 from chatbot_app.components.model_picker import model_picker
 from chatbot_app.components.settings_panel import settings_panel
 from chatbot_app.components.user_menu import user_menu
+from chatbot_app.config import get_settings
 from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.library import LibraryState
 
 
-def header() -> rx.Component:
+def _titles() -> rx.Component:
+    app_name = get_settings().app_name
     return rx.hstack(
         rx.hstack(
-            rx.icon_button(
-                rx.icon("menu"),
-                on_click=LibraryState.toggle_sidebar,
-                variant="ghost",
-                aria_label="Conversations",
-                class_name="mobile-only",
-            ),
-            rx.icon("message-circle", size=20, class_name="desktop-only"),
-            rx.heading(
-                rx.cond(ConversationState.title != "", ConversationState.title, "chatbot_app"),
-                size="4",
-                class_name="title",
-            ),
+            rx.icon("message-circle", size=20, aria_hidden="true"),
+            rx.text(app_name, weight="bold", size="3", id="app-name"),
             align="center",
-            min_width="0",
+            spacing="2",
+            class_name="brand desktop-only",
         ),
-        rx.hstack(
-            model_picker(),
-            settings_panel(),
-            conversation_menu(),
-            rx.tooltip(
-                rx.icon_button(
-                    rx.icon("square-pen"),
-                    id="new-chat-button",
-                    on_click=ConversationState.new_chat,
-                    variant="soft",
-                    aria_label="New chat",
+        rx.heading(
+            rx.cond(
+                ConversationState.title != "",
+                ConversationState.title,
+                # A new chat: the product's name on a phone (no brand shows there), "New chat" beside the brand.
+                rx.fragment(
+                    rx.text.span(app_name, class_name="mobile-only-text"),
+                    rx.text.span("New chat", class_name="desktop-only-text"),
                 ),
-                content="New chat",
             ),
-            rx.color_mode.button(variant="soft", aria_label="Toggle dark mode"),
-            user_menu(),
-            align="center",
+            as_="h1",
+            size="3",
+            weight="medium",
+            class_name="title",
+            id="conversation-title",
         ),
-        justify="between",
         align="center",
-        width="100%",
-        padding_x="1em",
-        padding_y="0.75em",
-        border_bottom="1px solid var(--gray-a5)",
-        background="var(--color-background)",
-        position="sticky",
-        top="0",
-        z_index="10",
+        spacing="3",
+        min_width="0",
+        flex="1",
+    )
+
+
+def header() -> rx.Component:
+    return rx.el.header(
+        rx.icon_button(
+            rx.icon("menu"),
+            id="sidebar-toggle",
+            on_click=LibraryState.toggle_sidebar,
+            variant="ghost",
+            size="2",
+            aria_label="Conversations",
+            aria_controls="sidebar",
+            aria_expanded=rx.cond(LibraryState.sidebar_open, "true", "false"),
+            class_name="mobile-only",
+        ),
+        _titles(),
+        rx.box(model_picker(), class_name="header-model"),
+        settings_panel(),
+        conversation_menu(),
+        rx.icon_button(
+            rx.icon("square-pen"),
+            id="new-chat-button",
+            on_click=ConversationState.new_chat,
+            variant="soft",
+            size="2",
+            aria_label="New chat",
+            title="New chat",
+            class_name="mobile-only",
+        ),
+        rx.color_mode.button(
+            variant="soft", size="2", aria_label="Switch between light and dark mode", class_name="desktop-only"
+        ),
+        user_menu(),
+        class_name="app-header",
     )

@@ -1,4 +1,7 @@
-"""A chat message: the user's on the right (editable), the assistant's as rendered Markdown."""
+"""A chat message: the user's on the right (editable), the assistant's as rendered Markdown; each with its time.
+
+Actions are 32 px buttons, always shown (Edit too: touch screens have no hover).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,11 @@ import reflex as rx
 
 from chatbot_app.components.attachments import message_files
 from chatbot_app.components.markdown import markdown
+from chatbot_app.components.read_aloud import READ_ALOUD_CLASS, is_playing
 from chatbot_app.components.reasoning import live_reasoning, reasoning_section
 from chatbot_app.state.conversation import ConversationState
+from chatbot_app.state.feedback import CopyFeedbackState
+from chatbot_app.state.read_aloud import ReadAloudState
 from chatbot_app.state.reply import ReplyState
 from chatbot_app.state.views import MessageView
 
@@ -24,7 +30,24 @@ def _status_badge(status: rx.Var[str]) -> rx.Component:
 
 def _action(icon: str, label: str | rx.Var[str], **props: object) -> rx.Component:
     return rx.tooltip(
-        rx.icon_button(rx.icon(icon, size=14), variant="ghost", size="1", aria_label=label, **props), content=label
+        rx.icon_button(
+            rx.icon(icon, size=16), variant="ghost", color_scheme="gray", size="2", aria_label=label, **props
+        ),
+        content=label,
+    )
+
+
+def message_time(created: rx.Var[str]) -> rx.Component:
+    """When a message was written, in the reader's time zone ("Today at 14:02"); the full date on hover."""
+    return rx.moment(
+        created,
+        calendar=True,
+        local=True,
+        interval=0,  # no timer per message: the label is fixed once shown
+        with_title=True,
+        title_format="LLLL",
+        element="time",
+        class_name="message-time",
     )
 
 
@@ -47,7 +70,30 @@ def _assistant_footer(message: MessageView) -> rx.Component:
         rx.cond(message.error != "", rx.callout(message.error, icon="triangle_alert", color_scheme="red", size="1")),
         rx.hstack(
             _status_badge(message.status),
-            _action("copy", "Copy", on_click=rx.set_clipboard(message.content)),
+            _action(
+                "copy",
+                "Copy reply",
+                on_click=[rx.set_clipboard(message.content), CopyFeedbackState.copied("Message")],
+                class_name="copy-button",
+            ),
+            rx.cond(
+                ReadAloudState.read_aloud_enabled & (message.content != ""),
+                rx.cond(
+                    is_playing(message.id),
+                    _action(
+                        "square",
+                        "Stop reading",
+                        on_click=ReadAloudState.toggle(message.id),
+                        class_name=READ_ALOUD_CLASS,
+                    ),
+                    _action(
+                        "volume-2",
+                        "Read aloud",
+                        on_click=ReadAloudState.toggle(message.id),
+                        class_name=READ_ALOUD_CLASS,
+                    ),
+                ),
+            ),
             rx.cond(
                 is_last & ~ReplyState.streaming,
                 _action(
@@ -57,6 +103,7 @@ def _assistant_footer(message: MessageView) -> rx.Component:
                     class_name="regenerate-button",
                 ),
             ),
+            message_time(message.created),
             rx.text(message.details, size="1", color_scheme="gray", class_name="message-details"),
             align="center",
             spacing="2",
@@ -67,20 +114,36 @@ def _assistant_footer(message: MessageView) -> rx.Component:
 
 
 def _user_bubble(message: MessageView) -> rx.Component:
-    return rx.flex(
-        rx.cond(
-            ~ReplyState.streaming,
-            _action("pencil", "Edit", on_click=ConversationState.start_edit(message.id), class_name="edit-button"),
-        ),
+    return rx.vstack(
         rx.box(
             message_files(message.attachments),
             rx.text(message.content, white_space="pre-wrap", class_name="user-text"),
             custom_attrs={"data-testid": "message", "data-role": "user"},
             class_name="message user-message",
         ),
-        justify="end",
-        align="start",
-        gap="1",
+        rx.hstack(
+            message_time(message.created),
+            rx.cond(
+                ~ReplyState.streaming,
+                _action(
+                    "pencil",
+                    "Edit message",
+                    on_click=ConversationState.start_edit(message.id),
+                    class_name="edit-button",
+                ),
+            ),
+            _action(
+                "copy",
+                "Copy message",
+                on_click=[rx.set_clipboard(message.content), CopyFeedbackState.copied("Message")],
+                class_name="copy-button",
+            ),
+            align="center",
+            spacing="1",
+            class_name="message-actions",
+        ),
+        align="end",
+        spacing="1",
         width="100%",
         class_name="user-row",
     )
@@ -96,6 +159,7 @@ def _edit_form(message: MessageView) -> rx.Component:
                 auto_focus=True,
                 enter_key_submit=True,
                 width="100%",
+                aria_label="Edited message",
             ),
             rx.text("Saving answers this message again; the messages after it are removed.", size="1"),
             rx.hstack(
@@ -117,7 +181,12 @@ def message_row(message: MessageView) -> rx.Component:
     return rx.box(
         rx.cond(
             message.role == "user",
-            rx.cond(message.id == ConversationState.editing_id, _edit_form(message), _user_bubble(message)),
+            # A message just sent has id 0 until it is stored: never the one being edited (editing_id 0 is none).
+            rx.cond(
+                (message.id == ConversationState.editing_id) & (message.id != 0),
+                _edit_form(message),
+                _user_bubble(message),
+            ),
             _assistant_bubble(
                 message.content,
                 _assistant_footer(message),

@@ -15,15 +15,22 @@ def _group(group: ModelGroupView) -> rx.Component:
     )
 
 
+def styled_select(select: rx.Component) -> rx.Component:
+    """A native <select> drawn like the other controls, with its own chevron (the native one is hidden)."""
+    return rx.box(select, rx.icon("chevron-down", size=14, aria_hidden="true"), class_name="select-wrap")
+
+
 def model_picker() -> rx.Component:
     # A native <select>: keyboard- and screen-reader-friendly, and the phone's own picker on mobile.
-    return rx.el.select(
-        rx.foreach(SettingsState.model_groups, _group),
-        id="model-select",
-        value=SettingsState.model_choice,
-        on_change=SettingsState.choose_model,
-        disabled=ReplyState.streaming,
-        aria_label="Model",
-        title=SettingsState.answering_label,
-        class_name="model-select",
+    return styled_select(
+        rx.el.select(
+            rx.foreach(SettingsState.model_groups, _group),
+            id="model-select",
+            value=SettingsState.model_choice,
+            on_change=SettingsState.choose_model,
+            disabled=ReplyState.streaming,
+            aria_label="Model",
+            title=SettingsState.answering_label,
+            class_name="model-select",
+        )
     )

@@ -1,17 +1,18 @@
-"""The settings popover: temperature, top_p, max tokens, system prompt, presets, batch mode."""
+"""The settings popover: temperature, top_p, max tokens, system prompt, Read aloud voice, presets, batch mode."""
 
 from __future__ import annotations
 
 import reflex as rx
 
+from chatbot_app.components.model_picker import styled_select
 from chatbot_app.services.chat_settings import MAX_TOKENS_RANGE, TEMPERATURE_RANGE
 from chatbot_app.state.settings import SettingsState
 
 
-def _labelled(label: str, value: rx.Var | str, control: rx.Component) -> rx.Component:
+def _labelled(label: str, value: rx.Var | str, control: rx.Component, control_id: str) -> rx.Component:
     return rx.vstack(
         rx.hstack(
-            rx.text(label, size="2", weight="medium"),
+            rx.el.label(label, html_for=control_id, class_name="field-label"),
             rx.text(value, size="2", color_scheme="gray"),
             justify="between",
             width="100%",
@@ -28,21 +29,33 @@ def _settings_form() -> rx.Component:
             _labelled(
                 "Temperature",
                 SettingsState.temperature.to_string(),
-                rx.slider(
+                # Native ranges: labelled by their <label>, and the phone's own control.
+                rx.el.input(
+                    type="range",
                     name="temperature",
-                    default_value=[SettingsState.temperature],
+                    id="temperature-input",
+                    default_value=SettingsState.temperature.to_string(),
                     min=TEMPERATURE_RANGE[0],
                     max=TEMPERATURE_RANGE[1],
                     step=0.05,
-                    aria_label="Temperature",
+                    class_name="range-input",
                 ),
+                "temperature-input",
             ),
             _labelled(
                 "Top P",
                 SettingsState.top_p.to_string(),
-                rx.slider(
-                    name="top_p", default_value=[SettingsState.top_p], min=0.05, max=1, step=0.05, aria_label="Top P"
+                rx.el.input(
+                    type="range",
+                    name="top_p",
+                    id="top-p-input",
+                    default_value=SettingsState.top_p.to_string(),
+                    min=0.05,
+                    max=1,
+                    step=0.05,
+                    class_name="range-input",
                 ),
+                "top-p-input",
             ),
             _labelled(
                 "Max tokens",
@@ -56,6 +69,7 @@ def _settings_form() -> rx.Component:
                     placeholder=f"{MAX_TOKENS_RANGE[0]} to {MAX_TOKENS_RANGE[1]:,}",
                     width="100%",
                 ),
+                "max-tokens-input",
             ),
             _labelled(
                 "System prompt",
@@ -67,10 +81,33 @@ def _settings_form() -> rx.Component:
                     rows="4",
                     width="100%",
                 ),
+                "system-prompt-input",
+            ),
+            rx.cond(
+                SettingsState.voices.length() > 0,  # type: ignore[attr-defined]
+                _labelled(
+                    "Read aloud voice",
+                    "",
+                    styled_select(
+                        rx.el.select(
+                            rx.foreach(SettingsState.voices, lambda voice: rx.el.option(voice, value=voice)),
+                            name="voice",
+                            id="voice-select",
+                            default_value=SettingsState.voice,
+                            class_name="model-select",
+                        )
+                    ),
+                    "voice-select",
+                ),
             ),
             rx.hstack(
-                rx.switch(name="batch", default_checked=SettingsState.batch_mode, id="batch-switch"),
-                rx.text("Whole reply at once (no streaming)", size="2"),
+                rx.switch(
+                    name="batch",
+                    default_checked=SettingsState.batch_mode,
+                    id="batch-switch",
+                    aria_label="Whole reply at once (no streaming)",
+                ),
+                rx.el.label("Whole reply at once (no streaming)", html_for="batch-switch", class_name="field-label"),
                 align="center",
             ),
             rx.button("Apply", type="submit", id="apply-settings", width="100%"),
@@ -87,18 +124,27 @@ def _settings_form() -> rx.Component:
 def _presets() -> rx.Component:
     return rx.vstack(
         rx.text("Presets", size="2", weight="medium"),
-        rx.el.select(
-            rx.el.option("Use a preset…", value="", disabled=True),
-            rx.foreach(SettingsState.preset_names, lambda name: rx.el.option(name, value=name)),
-            value="",
-            on_change=SettingsState.apply_preset,
-            id="preset-select",
-            aria_label="System prompt preset",
-            class_name="model-select",
+        styled_select(
+            rx.el.select(
+                rx.el.option("Use a preset…", value="", disabled=True),
+                rx.foreach(SettingsState.preset_names, lambda name: rx.el.option(name, value=name)),
+                value="",
+                on_change=SettingsState.apply_preset,
+                id="preset-select",
+                aria_label="System prompt preset",
+                class_name="model-select",
+            )
         ),
         rx.form(
             rx.hstack(
-                rx.input(name="preset_name", placeholder="Name this prompt", size="2", flex="1", id="preset-name"),
+                rx.input(
+                    name="preset_name",
+                    placeholder="Name this prompt",
+                    size="2",
+                    flex="1",
+                    id="preset-name",
+                    aria_label="Name for the current system prompt",
+                ),
                 rx.button("Save", type="submit", variant="soft", size="2", id="save-preset"),
                 width="100%",
             ),
@@ -114,13 +160,23 @@ def _presets() -> rx.Component:
 def settings_panel() -> rx.Component:
     return rx.popover.root(
         rx.popover.trigger(
-            rx.icon_button(rx.icon("sliders-horizontal"), variant="soft", id="settings-button", aria_label="Settings")
+            rx.icon_button(
+                rx.icon("sliders-horizontal"),
+                variant="soft",
+                size="2",
+                id="settings-button",
+                aria_label="Conversation settings",
+            )
         ),
         rx.popover.content(
             rx.vstack(
                 rx.heading("Conversation settings", size="3"),
                 rx.text(SettingsState.answering_label, size="1", color_scheme="gray", id="answering-label"),
-                _settings_form(),
+                rx.cond(
+                    SettingsState.settings_ready,
+                    _settings_form(),
+                    rx.text("Loading settings…", size="2", color_scheme="gray", id="settings-loading"),
+                ),
                 rx.separator(),
                 _presets(),
                 rx.cond(
@@ -132,5 +188,6 @@ def settings_panel() -> rx.Component:
             width="min(22em, 92vw)",
             side="bottom",
             align="end",
+            aria_label="Conversation settings",
         ),
     )

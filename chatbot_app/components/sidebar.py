@@ -1,12 +1,20 @@
-"""The sidebar: new chat, search, and the conversation list (pinned first, newest first)."""
+"""The sidebar: new chat, search, and the conversation list (pinned first, then by day, newest first).
+
+On a phone it is a drawer over the chat: a backdrop behind it, closed by choosing a conversation, by
+the backdrop, by its ✕ or by Escape; while closed it is hidden (CSS), so it leaves the tab order.
+"""
 
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars import Var
 
+from chatbot_app.components.attachments import with_named_file_input
 from chatbot_app.config import get_settings
 from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.library import ConversationItem, LibraryState, SearchHitView, Segment
+
+IMPORT_UPLOAD_ID = "import-upload"
 
 
 def _segment(segment: Segment) -> rx.Component:
@@ -14,19 +22,27 @@ def _segment(segment: Segment) -> rx.Component:
 
 
 def _search_hit(hit: SearchHitView) -> rx.Component:
-    return rx.box(
-        rx.text(hit.title, size="2", weight="medium", trim="both", class_name="ellipsis"),
-        rx.text(rx.foreach(hit.segments, _segment), size="1", color_scheme="gray", class_name="snippet"),
+    return rx.el.button(
+        rx.text(hit.title, size="2", weight="medium", class_name="ellipsis hit-title", as_="span"),
+        rx.text(rx.foreach(hit.segments, _segment), size="1", color_scheme="gray", class_name="snippet", as_="span"),
+        type="button",
         on_click=LibraryState.open_hit(hit.conversation_id, hit.message_id),
-        custom_attrs={"data-testid": "search-hit", "role": "button", "tabindex": "0"},
-        class_name="sidebar-row",
+        custom_attrs={"data-testid": "search-hit"},
+        class_name="sidebar-row search-hit",
     )
 
 
 def _item_menu(item: ConversationItem) -> rx.Component:
     return rx.dropdown_menu.root(
         rx.dropdown_menu.trigger(
-            rx.icon_button(rx.icon("ellipsis", size=16), variant="ghost", size="1", aria_label="Conversation actions")
+            rx.icon_button(
+                rx.icon("ellipsis", size=16),
+                variant="ghost",
+                size="2",
+                color_scheme="gray",
+                aria_label="Actions for " + item.title,
+                class_name="conversation-actions",
+            )
         ),
         rx.dropdown_menu.content(
             rx.dropdown_menu.item("Rename", on_click=LibraryState.start_rename(item.id)),
@@ -38,23 +54,28 @@ def _item_menu(item: ConversationItem) -> rx.Component:
 
 
 def _conversation_item(item: ConversationItem) -> rx.Component:
-    return rx.hstack(
-        rx.cond(item.pinned, rx.icon("pin", size=14, aria_label="Pinned", flex_shrink="0")),
-        rx.link(
-            item.title,
-            href="/c/" + item.id,
-            underline="none",
-            color_scheme="gray",
-            high_contrast=True,
-            size="2",
-            class_name="ellipsis",
-            flex="1",
+    return rx.fragment(
+        rx.cond(item.group_start, rx.text(item.group, as_="div", size="1", weight="medium", class_name="group-label")),
+        rx.hstack(
+            rx.cond(item.pinned, rx.icon("pin", size=14, aria_hidden="true", flex_shrink="0")),
+            rx.link(
+                item.title,
+                href="/c/" + item.id,
+                underline="none",
+                color_scheme="gray",
+                high_contrast=True,
+                size="2",
+                class_name="ellipsis conversation-link",
+                flex="1",
+                # No on_click: opening the conversation's page closes the drawer (LibraryState.refresh).
+                aria_current=rx.cond(item.id == ConversationState.conversation_id, "page", "false"),
+            ),
+            _item_menu(item),
+            align="center",
+            spacing="2",
+            custom_attrs={"data-testid": "conversation-item", "data-id": item.id, "data-group": item.group},
+            class_name=rx.cond(item.id == ConversationState.conversation_id, "sidebar-row active", "sidebar-row"),
         ),
-        _item_menu(item),
-        align="center",
-        spacing="2",
-        custom_attrs={"data-testid": "conversation-item", "data-id": item.id},
-        class_name=rx.cond(item.id == ConversationState.conversation_id, "sidebar-row active", "sidebar-row"),
     )
 
 
@@ -64,7 +85,17 @@ def _rename_dialog() -> rx.Component:
             rx.dialog.title("Rename conversation"),
             rx.form(
                 rx.flex(
-                    rx.input(name="title", id="rename-input", placeholder="New title", auto_focus=True),
+                    rx.input(
+                        name="title",
+                        id="rename-input",
+                        default_value=LibraryState.renaming_title,
+                        # A new key for each conversation: the field opens with that one's title.
+                        key=LibraryState.renaming_id,
+                        placeholder="New title",
+                        aria_label="New title",
+                        auto_focus=True,
+                        max_length=200,
+                    ),
                     rx.flex(
                         rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
                         rx.button("Rename", type="submit", id="rename-confirm"),
@@ -103,30 +134,63 @@ def _delete_dialog() -> rx.Component:
     )
 
 
-IMPORT_UPLOAD_ID = "import-upload"
+def _import_progress() -> rx.Component:
+    """An import running as a job of the server: how far it has got. It goes on if the page is left."""
+    return rx.cond(
+        LibraryState.import_running,
+        rx.vstack(
+            rx.hstack(
+                rx.text("Importing", size="2", weight="medium"),
+                rx.text(LibraryState.import_percent.to_string() + "%", size="2", color_scheme="gray"),
+                justify="between",
+                width="100%",
+            ),
+            rx.progress(value=LibraryState.import_percent, max=100, aria_label="Import progress", width="100%"),
+            rx.text(LibraryState.import_status, size="1", color_scheme="gray", id="import-status"),
+            rx.text("It goes on if you leave this page.", size="1", color_scheme="gray"),
+            spacing="1",
+            width="100%",
+            padding="0.5em",
+            custom_attrs={"data-testid": "import-progress"},
+        ),
+    )
 
 
 def _library_actions() -> rx.Component:
     """Export everything, or import our JSON or ChatGPT's conversations.json."""
     return rx.hstack(
-        rx.upload.root(
-            rx.button(rx.icon("upload", size=14), "Import", variant="ghost", size="1", id="import-button"),
-            id=IMPORT_UPLOAD_ID,
-            accept={"application/json": [".json"]},
-            max_files=1,
-            max_size=get_settings().max_import_bytes,
-            multiple=False,
-            no_drag=True,
-            on_drop=LibraryState.import_file(rx.upload_files(upload_id=IMPORT_UPLOAD_ID)),
-            on_drop_rejected=LibraryState.reject_import,
+        with_named_file_input(
+            rx.upload.root(
+                rx.button(
+                    rx.icon("upload", size=14),
+                    "Import",
+                    variant="ghost",
+                    size="2",
+                    id="import-button",
+                    disabled=LibraryState.import_running,  # one import at a time
+                    aria_label="Import conversations from a JSON file",
+                ),
+                id=IMPORT_UPLOAD_ID,
+                accept={"application/json": [".json"]},
+                max_files=1,
+                max_size=get_settings().max_import_bytes,
+                multiple=False,
+                no_drag=True,
+                # The button inside is the one stop for the keyboard; the zone itself is not another.
+                no_keyboard=True,
+                on_drop=LibraryState.import_file(rx.upload_files(upload_id=IMPORT_UPLOAD_ID)),
+                on_drop_rejected=LibraryState.reject_import,
+            ),
+            "Import conversations from a JSON file",
         ),
         rx.button(
             rx.icon("download", size=14),
             "Export all",
             variant="ghost",
-            size="1",
+            size="2",
             on_click=LibraryState.export_everything,
             id="export-all-button",
+            aria_label="Export all conversations",
         ),
         justify="between",
         width="100%",
@@ -136,64 +200,85 @@ def _library_actions() -> rx.Component:
     )
 
 
+def _conversation_list() -> rx.Component:
+    return rx.cond(
+        LibraryState.search_query != "",
+        rx.vstack(
+            rx.foreach(LibraryState.search_hits, _search_hit),
+            rx.cond(
+                LibraryState.search_hits.length() == 0,
+                rx.text("No matches.", size="2", color_scheme="gray", padding="0.5em"),
+            ),
+            spacing="1",
+            width="100%",
+            id="search-results",
+        ),
+        rx.vstack(
+            rx.foreach(LibraryState.conversations, _conversation_item),
+            rx.cond(
+                LibraryState.has_more,
+                rx.button("Load more", on_click=LibraryState.load_more, variant="ghost", size="2", width="100%"),
+            ),
+            spacing="1",
+            width="100%",
+            id="conversation-list",
+        ),
+    )
+
+
 def sidebar() -> rx.Component:
-    return rx.flex(
-        rx.hstack(
-            rx.button(
-                rx.icon("square-pen", size=16),
-                "New chat",
-                id="sidebar-new-chat",
-                on_click=ConversationState.new_chat,
-                variant="soft",
-                flex="1",
-            ),
-            rx.icon_button(
-                rx.icon("x"),
-                on_click=LibraryState.toggle_sidebar,
-                variant="ghost",
-                aria_label="Close sidebar",
-                class_name="mobile-only",
-            ),
-            width="100%",
-        ),
-        rx.input(
-            rx.input.slot(rx.icon("search", size=14)),
-            id="search-input",
-            placeholder="Search conversations",
-            value=LibraryState.search_query,
-            on_change=LibraryState.search.debounce(250),
-            type="search",
-            aria_label="Search conversations",
-            width="100%",
-        ),
+    return rx.fragment(
+        # The drawer's backdrop (phones only, and only while it is open).
         rx.cond(
-            LibraryState.search_query != "",
-            rx.vstack(
-                rx.foreach(LibraryState.search_hits, _search_hit),
-                rx.cond(
-                    LibraryState.search_hits.length() == 0,
-                    rx.text("No matches.", size="2", color_scheme="gray", padding="0.5em"),
-                ),
-                spacing="1",
-                width="100%",
-            ),
-            rx.vstack(
-                rx.foreach(LibraryState.conversations, _conversation_item),
-                rx.cond(
-                    LibraryState.has_more,
-                    rx.button("Load more", on_click=LibraryState.load_more, variant="ghost", size="2", width="100%"),
-                ),
-                spacing="1",
-                width="100%",
-            ),
+            LibraryState.sidebar_open,
+            rx.box(on_click=LibraryState.close_sidebar, class_name="sidebar-backdrop", aria_hidden="true"),
         ),
-        rx.cond(LibraryState.library_notice != "", rx.text(LibraryState.library_notice, size="2", id="library-notice")),
-        _library_actions(),
-        _rename_dialog(),
-        _delete_dialog(),
-        direction="column",
-        gap="3",
-        padding="0.75em",
-        class_name=rx.cond(LibraryState.sidebar_open, "sidebar open", "sidebar"),
-        id="sidebar",
+        rx.el.nav(
+            rx.hstack(
+                rx.button(
+                    rx.icon("square-pen", size=16),
+                    "New chat",
+                    id="sidebar-new-chat",
+                    on_click=ConversationState.new_chat,  # the new page's load closes the drawer
+                    variant="soft",
+                    size="2",
+                    flex="1",
+                ),
+                rx.icon_button(
+                    rx.icon("x"),
+                    on_click=LibraryState.close_sidebar,
+                    variant="ghost",
+                    size="2",
+                    aria_label="Close the conversation list",
+                    class_name="mobile-only",
+                    id="sidebar-close",
+                ),
+                width="100%",
+                align="center",
+            ),
+            rx.input(
+                rx.input.slot(rx.icon("search", size=14, aria_hidden="true")),
+                id="search-input",
+                placeholder="Search conversations",
+                value=LibraryState.search_query,
+                on_change=LibraryState.search.debounce(250),
+                type="search",
+                aria_label="Search conversations",
+                width="100%",
+            ),
+            _conversation_list(),
+            _import_progress(),
+            rx.cond(
+                LibraryState.library_notice != "",
+                rx.text(LibraryState.library_notice, size="2", id="library-notice", role="status"),
+            ),
+            _library_actions(),
+            _rename_dialog(),
+            _delete_dialog(),
+            # Once shown, the browser says how far it is from UTC: "Today" is then the user's today.
+            on_mount=LibraryState.set_clock(Var(_js_expr="new Date().getTimezoneOffset()", _var_type=int)),
+            aria_label="Conversations",
+            class_name=rx.cond(LibraryState.sidebar_open, "sidebar open", "sidebar"),
+            id="sidebar",
+        ),
     )

@@ -14,7 +14,9 @@ def user_menu() -> rx.Component:
         AccountState.email != "",
         rx.popover.root(
             rx.popover.trigger(
-                rx.icon_button(rx.icon("circle-user"), variant="soft", id="user-menu", aria_label="Account"),
+                rx.icon_button(
+                    rx.icon("circle-user"), variant="soft", size="2", id="user-menu", aria_label="Account menu"
+                ),
             ),
             rx.popover.content(
                 rx.vstack(

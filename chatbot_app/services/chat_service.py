@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from dataclasses import fields as dataclass_fields
 from datetime import timedelta
 from functools import partial
 
@@ -24,6 +25,7 @@ from chatbot_app.providers import ModelGroup, ProviderRegistry
 from chatbot_app.providers.base import (
     ChatMessage,
     ChatProvider,
+    Completion,
     ErrorKind,
     GenerationOptions,
     ProviderError,
@@ -41,7 +43,8 @@ from chatbot_app.services.chat_settings import (
 )
 from chatbot_app.services.context import estimate_tokens, trim_to_budget
 from chatbot_app.services.error_messages import describe_error
-from chatbot_app.services.limits import AbuseLimits, LimitReached, Refusal
+from chatbot_app.services.limits import AbuseLimits, LimitReached
+from chatbot_app.services.quota import QuotaExceeded, Spent, TokenQuota, prompt_token_bound
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
 from chatbot_app.storage import attachments as attachment_store
 from chatbot_app.storage import conversations as store
@@ -53,8 +56,9 @@ log = logging.getLogger(__name__)
 
 #: How much history is read from the database before trimming to the token budget.
 HISTORY_WINDOW = 200
-#: Pauses between tries of a reply's final save when the database is busy (then it is given up).
-FINAL_SAVE_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+#: Pauses between tries of a reply's final save when the database is busy or restarting (about 30 s
+#: in all: a PostgreSQL restart fits in it); then it is given up, and the sweep ends the reply later.
+FINAL_SAVE_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 TITLE_INSTRUCTION = (
@@ -93,6 +97,14 @@ class ReplyRequest:
     options: GenerationOptions
     context: list[ChatMessage]
 
+    def limited_to(self, max_tokens: int) -> ReplyRequest:
+        """The same request allowed at most `max_tokens` of completion (what the quota left)."""
+        return (
+            self
+            if max_tokens >= self.options.max_tokens
+            else replace(self, options=replace(self.options, max_tokens=max_tokens))
+        )
+
     def events(self, *, batch: bool, retry: RetryPolicy) -> AsyncIterator[ProviderEvent | RetryNotice]:
         """The provider's events (in batch mode: one whole-text event), retried before the first one."""
         if batch:
@@ -114,13 +126,21 @@ class ChatService:
     """The chat flow, shared by the UI state and the REST API."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, providers: ProviderRegistry, retry: RetryPolicy | None = None
+        self,
+        settings: Settings,
+        engine: Engine,
+        providers: ProviderRegistry,
+        retry: RetryPolicy | None = None,
+        *,
+        limits: AbuseLimits | None = None,
+        quota: TokenQuota | None = None,
     ) -> None:
         self.settings = settings
         self.providers = providers
         self.retry = retry or RetryPolicy(attempts=settings.retry_attempts)
-        self.limits = AbuseLimits.from_settings(settings)
+        self.limits = limits or AbuseLimits.from_settings(settings)
         self.slots = self.limits.slots
+        self.quota = quota or TokenQuota(engine, settings.daily_tokens_per_user)
         self._db = Database(engine).run
 
     # -- reading ----------------------------------------------------------------------------
@@ -156,10 +176,6 @@ class ChatService:
 
         return await self._db(work)
 
-    async def admit(self, owner_id: str, address: str | None, *, new_identity: bool = False) -> Refusal | None:
-        """Count one provider call (see AbuseLimits.admit); call it before every turn, regeneration and edit."""
-        return await self.limits.admit(owner_id, address, new_identity=new_identity)
-
     async def load_message(self, owner_id: str, conversation_id: str, message_id: int) -> Message | None:
         """One message of the owner's conversation (None if it is gone); raises ConversationNotFound."""
 
@@ -170,10 +186,19 @@ class ChatService:
 
         return await self._db(work)
 
-    async def interrupt_stale_replies(self) -> int:
-        """Mark replies that a dead process left `streaming` as interrupted (their text is kept)."""
+    async def stale_replies(self) -> list[int]:
+        """Replies left `streaming` by a job whose database heartbeat stopped `stale_reply_s` ago."""
         stale_after = timedelta(seconds=self.settings.stale_reply_s)
-        return await self._db(lambda s: store.interrupt_stale_replies(s, stale_after))
+        return await self._db(lambda s: store.stale_replies(s, stale_after))
+
+    async def interrupt_reply(self, reply_id: int, text: str = "", reasoning: str = "") -> bool:
+        """End a reply whose job died as `interrupted`, with `text` if it has more than the last checkpoint;
+        False if it had ended already (see storage.conversations.interrupt_reply)."""
+        return await self._db(lambda s: store.interrupt_reply(s, reply_id, text, reasoning))
+
+    async def request_stop(self, reply_id: int) -> bool:
+        """Write a Stop on the reply's row, for its job's process to read; False if it is no longer written."""
+        return await self._db(lambda s: store.request_stop(s, reply_id))
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -236,9 +261,10 @@ class ChatService:
     # -- titles and summaries ---------------------------------------------------------------
 
     async def _ask(self, conversation: Conversation, instruction: str, transcript: str, max_tokens: int) -> str:
-        """One batch request to the conversation's own provider and model.
+        """One batch request to the conversation's own provider and model, counted against its owner's quota.
 
-        The transcript keeps its newest part that fits the provider's context budget.
+        The transcript keeps its newest part that fits the provider's context budget. Raises ProviderError,
+        or QuotaExceeded (nothing was sent).
         """
         provider, options, _ = await self._choose(settings_of(conversation))
         budget = self.settings.context_budget_tokens
@@ -246,8 +272,19 @@ class ChatService:
             budget = min(budget, provider.context_tokens - max_tokens)
         room = max(4 * (budget - estimate_tokens(instruction)), 400)  # about four characters per token
         context = [ChatMessage("system", instruction), ChatMessage("user", transcript[-room:])]
-        async with self.limits.slot():
-            completion = await provider.complete(context, replace(options, max_tokens=max_tokens, temperature=0.2))
+        reservation = await self.quota.reserve(conversation.owner_id, prompt_token_bound(context), max_tokens)
+        completion: Completion | None = None
+        try:
+            async with self.limits.slot():
+                completion = await provider.complete(
+                    context, replace(options, max_tokens=reservation.max_tokens, temperature=0.2)
+                )
+        finally:
+            usage = completion.usage if completion is not None else None
+            text = completion.text if completion is not None else ""
+            prompt_estimate = sum(estimate_tokens(m.content) for m in context)
+            spent = Spent.of(reservation, options.model, usage, prompt_estimate=prompt_estimate, streamed=text)
+            await self.quota.settle(reservation, spent)
         return completion.text.strip()
 
     async def _admit_or_raise(self, owner_id: str, address: str | None) -> None:
@@ -257,29 +294,29 @@ class ChatService:
     async def suggest_title(self, owner_id: str, conversation_id: str, *, address: str | None = None) -> str | None:
         """Ask the model to title the conversation; None (keeping the first-words title) if that fails.
 
-        Counts against the abuse limits like a message (LimitReached, a ProviderError, also gives None).
+        Counts against the abuse limits like a message, and against the quota (LimitReached, a
+        ProviderError or QuotaExceeded also gives None).
         """
         conversation, messages = await self.load_conversation(owner_id, conversation_id, limit=4)
         try:
             await self._admit_or_raise(owner_id, address)
             title = clean_title(await self._ask(conversation, TITLE_INSTRUCTION, _transcript(messages), 24))
-        except ProviderError as exc:
-            log.info("no title for %s: %s", conversation_id, exc.kind)
+        except (ProviderError, QuotaExceeded) as exc:
+            log.info("no title for %s: %s", conversation_id, getattr(exc, "kind", "quota"))
             return None
         if not title:
             return None
         await self._db(lambda s: store.rename_conversation(s, conversation, title))
         return title
 
-    async def summarize(self, owner_id: str, conversation_id: str, *, address: str | None = None) -> str:
-        """Ask the model for a summary and store it on the conversation.
+    async def summarize(self, owner_id: str, conversation_id: str) -> str:
+        """Ask the model for a summary and store it on the conversation (admission is the caller's).
 
-        Raises ProviderError, or its subclass LimitReached (whose `refusal.message` is for the user).
+        Raises ConversationNotFound, ProviderError, or QuotaExceeded.
         """
         conversation, messages = await self.load_conversation(owner_id, conversation_id, limit=HISTORY_WINDOW)
         if not any(m.content for m in messages):
             raise ProviderError(ErrorKind.BAD_REQUEST, "nothing to summarize yet")
-        await self._admit_or_raise(owner_id, address)
         summary = await self._ask(conversation, SUMMARY_INSTRUCTION, _transcript(messages), 400)
         await self._db(lambda s: store.set_summary(s, conversation, summary))
         return summary
@@ -403,10 +440,11 @@ class ChatService:
 
     async def checkpoint_reply(self, reply_id: int, text: str | None) -> bool:
         """Heartbeat a reply being written (saving its text if given); False if its row was removed."""
-        return not await self.checkpoint_replies({reply_id: text})
+        return not (await self.checkpoint_replies({reply_id: text})).gone
 
-    async def checkpoint_replies(self, checkpoints: Mapping[int, str | None]) -> set[int]:
-        """Heartbeat replies being written, saving the texts given, in one transaction; the removed ones' ids."""
+    async def checkpoint_replies(self, checkpoints: Mapping[int, str | None]) -> store.CheckpointRound:
+        """Heartbeat replies being written, saving the texts given, in one transaction; which of them were
+        removed, and which someone asked to stop."""
         return await self._db(partial(store.checkpoint_replies, checkpoints=checkpoints))
 
     async def save_final_reply(self, reply_id: int, text: str, status: MessageStatus, **fields: object) -> bool:
@@ -414,6 +452,25 @@ class ChatService:
         (or every try failed)."""
         save = partial(store.save_reply, message_id=reply_id, content=text, status=status, **fields)
         return await _retrying_final_save(self._db, save)
+
+    async def owns_reply(self, owner_id: str, reply_id: int) -> bool:
+        """Whether reply `reply_id` is in one of the owner's conversations."""
+        return await self._db(lambda s: store.reply_conversation(s, owner_id, reply_id)) is not None
+
+    async def reply_to_read(self, owner_id: str, reply_id: int) -> tuple[str, str | None] | None:
+        """A reply of the owner's that is no longer being written, and its conversation's voice; else None."""
+
+        def work(session: Session) -> tuple[str, str | None] | None:
+            found = store.owned_reply(session, owner_id, reply_id)
+            if found is None or found[0].status == MessageStatus.STREAMING:
+                return None
+            return found[0].content, found[1].voice
+
+        return await self._db(work)
+
+    async def owners_streaming_replies(self, owner_id: str) -> list[int]:
+        """Every reply still being written in the owner's conversations."""
+        return await self._db(lambda s: store.owners_streaming_replies(s, owner_id))
 
     async def streaming_replies(self, owner_id: str, conversation_id: str) -> list[int]:
         """The conversation's replies still being written; raises ConversationNotFound."""
@@ -452,14 +509,7 @@ def _owned(session: Session, owner_id: str, conversation_id: str) -> Conversatio
 
 
 def settings_of(conversation: Conversation) -> ChatSettings:
-    return ChatSettings(
-        provider=conversation.provider,
-        model=conversation.model,
-        temperature=conversation.temperature,
-        max_tokens=conversation.max_tokens,
-        top_p=conversation.top_p,
-        system_prompt=conversation.system_prompt,
-    )
+    return ChatSettings(**{f.name: getattr(conversation, f.name) for f in dataclass_fields(ChatSettings)})
 
 
 def _as_context(

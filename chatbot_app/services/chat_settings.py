@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from chatbot_app.config import Settings
-from chatbot_app.services.validation import _UNSTORABLE, InvalidInput
+from chatbot_app.services.validation import _UNSTORABLE, InvalidInput, one_line_name
+from chatbot_app.storage.models import ConversationSettings
 
 TEMPERATURE_RANGE = (0.0, 2.0)
 TOP_P_RANGE = (0.0, 1.0)
@@ -32,16 +34,12 @@ BUILTIN_PRESETS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ChatSettings:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatSettings(ConversationSettings):
     """What one conversation asks for; None means "the app's default"."""
 
-    provider: str | None = None
-    model: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    top_p: float | None = None
-    system_prompt: str | None = None
+    #: The voice replies are read aloud in (one of the speech service's voices).
+    voice: str | None = None
 
     def with_choice(self, choice: str) -> ChatSettings:
         """These settings with a model picked as "provider:model"."""
@@ -128,14 +126,21 @@ def check_system_prompt(raw: object) -> str:
     return raw.strip()
 
 
+def check_voice(raw: object, voices: Sequence[str]) -> str:
+    """One of `voices` (the speech service's), as chosen in the settings panel."""
+    if not isinstance(raw, str) or raw not in voices:
+        raise InvalidInput("Choose a voice from the list.")
+    return raw
+
+
 def check_preset_name(raw: object) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise InvalidInput("Give the preset a name.")
-    name = " ".join(raw.split())
-    if len(name) > MAX_PRESET_NAME_CHARS:
-        raise InvalidInput(f"Preset names are limited to {MAX_PRESET_NAME_CHARS} characters.")
-    if _UNSTORABLE.search(name):
-        raise InvalidInput("That preset name contains characters that cannot be saved.")
+    name = one_line_name(
+        raw,
+        MAX_PRESET_NAME_CHARS,
+        missing="Give the preset a name.",
+        too_long=f"Preset names are limited to {MAX_PRESET_NAME_CHARS} characters.",
+        unstorable="That preset name contains characters that cannot be saved.",
+    )
     if name in BUILTIN_PRESETS:
         raise InvalidInput(f"“{name}” is a built-in preset; choose another name.")
     return name

@@ -26,6 +26,9 @@ _MESSAGES: dict[str, str] = {
     ErrorKind.BAD_REQUEST: "{provider} could not process this request.",
     ErrorKind.SERVER: "{provider} had an internal error. Try again in a moment.",
     ErrorKind.BUSY: "Too many replies are being generated right now. Try again in a moment, or choose another model.",
+    ErrorKind.QUOTA: (
+        "You have used today's tokens. The quota starts again at midnight UTC, or an admin can raise it."
+    ),
 }
 _FALLBACK = "Something went wrong while generating the reply. Try again."
 

@@ -7,9 +7,8 @@ someone else raises the same ConversationNotFound, so ids reveal nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -17,11 +16,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from chatbot_app.providers import ModelGroup
-from chatbot_app.services.attachments import AttachmentLimits, prepare_attachment
+from chatbot_app.services.attachments import AttachmentLimits, checking_in, prepare_attachment
 from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.chat_settings import check_max_tokens, check_system_prompt, check_temperature, check_top_p
-from chatbot_app.services.limits import AbuseLimits
-from chatbot_app.services.validation import _UNSTORABLE, InvalidInput
+from chatbot_app.services.export_links import ExportLinks, ExportTicket, LinksUnavailable, export_url
+from chatbot_app.services.file_checks import FileCheckPool
+from chatbot_app.services.validation import _UNSTORABLE, InvalidInput, one_line_name
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import search as search_store
 from chatbot_app.storage import transfer
@@ -37,6 +37,7 @@ MAX_TITLE_CHARS = 200
 MAX_QUERY_CHARS = 500
 #: Rows (conversations and messages) stored per transaction of an import: each holds SQLite's write lock briefly.
 IMPORT_BATCH_ROWS = 2_000
+EXPORT_FORMATS = ("json", "md")
 
 ModelMenu = Callable[[], Awaitable[tuple[list[ModelGroup], str]]]
 
@@ -55,6 +56,29 @@ class ImportSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportCounts:
+    """How far an import has got: conversations and messages stored so far, of how many in the file."""
+
+    conversations: int
+    messages: int
+    total_conversations: int
+    total_messages: int
+
+
+#: Told how far an import has got: once the file is read, then after each batch is stored.
+ImportProgressReport = Callable[[ImportCounts], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportStream:
+    """An export to send as a download: its file name, its media type, and its bytes as they are read."""
+
+    filename: str
+    media_type: str
+    chunks: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationPage:
     conversations: list[Conversation]
     has_more: bool
@@ -68,14 +92,13 @@ def check_page(raw: object) -> int:
 
 
 def check_title(raw: object) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise InvalidInput("A title cannot be empty.")
-    title = " ".join(raw.split())
-    if len(title) > MAX_TITLE_CHARS:
-        raise InvalidInput(f"Titles are limited to {MAX_TITLE_CHARS} characters.")
-    if _UNSTORABLE.search(title):
-        raise InvalidInput("That title contains characters that cannot be saved.")
-    return title
+    return one_line_name(
+        raw,
+        MAX_TITLE_CHARS,
+        missing="A title cannot be empty.",
+        too_long=f"Titles are limited to {MAX_TITLE_CHARS} characters.",
+        unstorable="That title contains characters that cannot be saved.",
+    )
 
 
 def check_search_query(raw: object) -> str:
@@ -96,17 +119,20 @@ class ConversationLibrary:
         self,
         engine: Engine,
         *,
-        limits: AbuseLimits | None = None,
         model_menu: ModelMenu | None = None,
         max_import_bytes: int = transfer.MAX_IMPORT_BYTES,
         attachment_limits: AttachmentLimits | None = None,
+        file_checks: FileCheckPool | None = None,
+        export_links: ExportLinks | None = None,
     ) -> None:
         self._db = Database(engine).run
-        self._limits = limits
         self._model_menu = model_menu
         self.max_import_bytes = max_import_bytes
-        # Imported attachments are checked as uploads are, within the same limits.
+        # Imported attachments are checked as uploads are, within the same limits, in the same worker pool
+        # (without one, as in some tests, in the import's own thread).
         self.attachment_limits = attachment_limits or AttachmentLimits()
+        self._file_checks = file_checks
+        self._export_links = export_links
 
     async def _owned(self, owner_id: str, conversation_id: str, work: Callable[[Session, Conversation], R]) -> R:
         """Run `work` on the owner's conversation in one transaction; raises ConversationNotFound."""
@@ -152,33 +178,68 @@ class ConversationLibrary:
         query = query[:MAX_QUERY_CHARS]
         return await self._db(lambda s: search_store.search(s, owner_id, query))
 
-    async def export_json(self, owner_id: str, conversation_id: str) -> str:
-        data = await self._owned(owner_id, conversation_id, transfer.export_conversation)
-        return json.dumps(data, ensure_ascii=False, indent=2)
+    async def export(self, owner_id: str, conversation_id: str | None, export_format: str = "json") -> ExportStream:
+        """The owner's conversations (all, or the one named) as a stream of bytes; raises ConversationNotFound.
 
-    async def export_markdown(self, owner_id: str, conversation_id: str) -> str:
-        return await self._owned(owner_id, conversation_id, transfer.export_markdown)
+        Ownership is checked now; the content is read as the stream is consumed, in bounded pieces
+        (storage.transfer.stream_json), so an export of any size holds little memory.
+        """
+        ids = await self._exported_ids(owner_id, conversation_id, export_format)
+        if conversation_id is None:
+            return ExportStream("conversations.json", "application/json", transfer.stream_json(self._db, ids))
+        name = f"conversation-{conversation_id[:8]}.{export_format}"
+        if export_format == "md":
+            return ExportStream(name, "text/markdown; charset=utf-8", transfer.stream_markdown(self._db, ids[0]))
+        return ExportStream(name, "application/json", transfer.stream_json(self._db, ids))
 
-    async def export_all(self, owner_id: str) -> str:
-        data = await self._db(lambda s: transfer.export_all(s, owner_id))
-        return json.dumps(data, ensure_ascii=False, indent=2)
+    async def export_link(self, owner_id: str, conversation_id: str | None, export_format: str = "json") -> str:
+        """The backend path of a short-lived link to `export`'s file, for the page to download from.
 
-    async def import_file(self, owner_id: str, data: bytes) -> ImportSummary:
+        Raises ConversationNotFound, InvalidInput, and LinksUnavailable (the links' secret is out of reach).
+        """
+        if self._export_links is None:
+            raise LinksUnavailable("this library makes no export links")
+        await self._exported_ids(owner_id, conversation_id, export_format)
+        token = await self._export_links.token(ExportTicket(owner_id, conversation_id, export_format))
+        return export_url(token)
+
+    async def export_by_link(self, token: str) -> ExportStream | None:
+        """The export a link's token names: None if the token is forged, altered or expired.
+
+        Raises ConversationNotFound (deleted since), InvalidInput and LinksUnavailable.
+        """
+        if self._export_links is None:
+            raise LinksUnavailable("this library makes no export links")
+        ticket = await self._export_links.open(token)
+        if ticket is None:
+            return None
+        return await self.export(ticket.owner_id, ticket.conversation_id, ticket.export_format)
+
+    async def _exported_ids(self, owner_id: str, conversation_id: str | None, export_format: str) -> list[str]:
+        if export_format not in EXPORT_FORMATS or (conversation_id is None and export_format != "json"):
+            raise InvalidInput("Exports are JSON (everything, or one conversation) or Markdown (one conversation).")
+        ids = await self._db(lambda s: transfer.exported_ids(s, owner_id, conversation_id))
+        if conversation_id is not None and not ids:
+            raise ConversationNotFound(conversation_id)
+        return ids
+
+    async def import_file(
+        self, owner_id: str, data: bytes, report: ImportProgressReport | None = None
+    ) -> ImportSummary:
         """Import our JSON or ChatGPT's conversations.json, all or nothing; raises ImportRejected.
 
         Parsing runs in a worker thread; rows are stored in short batches under a staging owner and
         handed to `owner_id` in one statement at the end, so other users' writes never wait long and
-        no one ever sees half an import. Each import counts against CHATBOT_IMPORTS_PER_HOUR.
+        no one ever sees half an import. `report` hears how far it has got. (Its limits are the door's:
+        services.actions.)
         """
-        if self._limits is not None and (refusal := await self._limits.admit_import(owner_id)):
-            raise transfer.ImportRejected(refusal.message)
         limits = self.attachment_limits
+        if self._file_checks is not None:
+            check_file = checking_in(self._file_checks, limits)
+        else:
+            check_file = lambda name, content: prepare_attachment(name, content, limits)  # noqa: E731
         parsed = await asyncio.to_thread(
-            transfer.parse_import,
-            data,
-            self.max_import_bytes,
-            lambda name, content: prepare_attachment(name, content, limits),
-            limits.max_count,
+            transfer.parse_import, data, self.max_import_bytes, check_file, limits.max_count
         )
         offered = await self._offered_models()
         checked, fell_back = [], 0
@@ -186,7 +247,7 @@ class ConversationLibrary:
             conversation, changed = checked_settings(conversation, f"Conversation {number}", offered)
             checked.append(conversation)
             fell_back += changed
-        ids = await self._store_staged(owner_id, checked)
+        ids = await self._store_staged(owner_id, checked, report)
         notes = []
         if fell_back:
             notes.append(
@@ -202,13 +263,25 @@ class ConversationLibrary:
         groups, _ = await self._model_menu()
         return {g.provider: (set(g.models) if g.error is None else None) for g in groups}
 
-    async def _store_staged(self, owner_id: str, conversations: list[transfer.ImportedConversation]) -> list[str]:
+    async def _store_staged(
+        self,
+        owner_id: str,
+        conversations: list[transfer.ImportedConversation],
+        report: ImportProgressReport | None = None,
+    ) -> list[str]:
         staging = transfer.staging_owner()
+        counts = ImportCounts(0, 0, len(conversations), sum(len(c.messages) for c in conversations))
+        if report is not None:  # the file is read: how much there is to store
+            await report(counts)
         await self._db(transfer.discard_abandoned_imports)
         ids: list[str] = []
         try:
             for batch in _batches(conversations, IMPORT_BATCH_ROWS):
                 ids += await self._db(lambda s, batch=batch: transfer.import_conversations(s, staging, batch))
+                if report is not None:
+                    messages = counts.messages + sum(len(c.messages) for c in batch)
+                    counts = replace(counts, conversations=len(ids), messages=messages)
+                    await report(counts)
             await self._db(lambda s: transfer.publish_import(s, staging, owner_id))
         except BaseException:
             try:

@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from limits import RateLimitItemPerHour, RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
@@ -64,17 +64,21 @@ class AbuseLimits:
         waiting: int,
         redis_url: str | None = None,
         key_prefix: str = "chatbot_limits",
+        address_imports_per_hour: int | None = None,
     ) -> None:
         self._per_identity = RateLimitItemPerMinute(per_identity)
         self._per_address = RateLimitItemPerMinute(per_address)
         self._new_identities = RateLimitItemPerHour(new_identities_per_hour)
         self._imports = RateLimitItemPerHour(imports_per_hour)
-        self._storage: Storage
-        if redis_url:
-            self._storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=key_prefix)
-        else:
-            self._storage = MemoryStorage()
-        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._address_imports = RateLimitItemPerHour(address_imports_per_hour or imports_per_hour * 3)
+        # While the shared store (Redis) is unreachable, this process counts alone: each process then admits
+        # its own share of a limit, which is far better than admitting everyone or refusing everyone.
+        self._local = _Counter(MemoryStorage())
+        self._shared = (
+            _Counter(RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=key_prefix))
+            if redis_url
+            else None
+        )
         self.slots = GenerationSlots(active, waiting)
 
     @classmethod
@@ -84,6 +88,7 @@ class AbuseLimits:
             per_address=settings.address_rate_limit_per_minute,
             new_identities_per_hour=settings.new_identities_per_hour,
             imports_per_hour=settings.imports_per_hour,
+            address_imports_per_hour=settings.address_imports_per_hour,
             active=settings.max_active_replies,
             waiting=settings.max_waiting_replies,
             redis_url=settings.redis_url,
@@ -92,16 +97,26 @@ class AbuseLimits:
     async def admit(self, identity: str, address: str | None, *, new_identity: bool = False) -> Refusal | None:
         """Count one provider call for `identity` from `address`; a Refusal if any limit is reached.
 
-        If the counters' store is unreachable (Redis restarting), the call is let through and logged:
-        the concurrency cap still holds, and refusing every user for an outage would be worse.
+        If the shared store is unreachable (Redis restarting), this process counts on its own until it is back.
         """
-        try:
-            return await self._admit(identity, address, new_identity=new_identity)
-        except (StorageError, ConnectionError, OSError, RedisError) as exc:
-            log.warning("limits store unreachable, call let through: %s", type(exc).__name__)
-            return None
+        return await self._counted(lambda counter: self._admit(counter, identity, address, new_identity=new_identity))
 
-    async def _admit(self, identity: str, address: str | None, *, new_identity: bool) -> Refusal | None:
+    async def admit_import(self, identity: str, address: str | None) -> Refusal | None:
+        """Count one import for `identity` from `address`: per identity, per address (CHATBOT_IMPORTS_PER_HOUR and
+        CHATBOT_ADDRESS_IMPORTS_PER_HOUR), and a new identity counts against its address's new identities."""
+        return await self._counted(lambda counter: self._admit_import(counter, identity, address))
+
+    async def _counted(self, check: Callable[[_Counter], Awaitable[Refusal | None]]) -> Refusal | None:
+        if self._shared is not None:
+            try:
+                return await check(self._shared)
+            except (StorageError, ConnectionError, OSError, RedisError) as exc:
+                log.warning("limits store unreachable, counting in this process: %s", type(exc).__name__)
+        return await check(self._local)
+
+    async def _admit(
+        self, counter: _Counter, identity: str, address: str | None, *, new_identity: bool
+    ) -> Refusal | None:
         """See `admit`.
 
         An identity not seen from anywhere in the last hour counts against its address's budget of
@@ -110,38 +125,64 @@ class AbuseLimits:
         that is given but unreadable ("") is counted as "unknown", shared by all such callers.
         """
         if address is None:
-            return await self._identity_refusal(identity)
+            return await self._identity_refusal(counter, identity)
         address = address_key(address)
-        if not await self._limiter.hit(self._per_address, "address", address):
+        if not await counter.hit(self._per_address, "address", address):
             return Refusal(
                 "address",
                 f"Too many messages from your network: the limit is {self._per_address.amount} a minute. "
                 "Wait a moment, then try again.",
             )
-        if (new_identity or await self._first_seen(identity)) and not await self._limiter.hit(
+        if refusal := await self._new_identity_refusal(counter, identity, address, new_identity):
+            return refusal
+        return await self._identity_refusal(counter, identity)
+
+    async def _new_identity_refusal(
+        self, counter: _Counter, identity: str, address: str, new_identity: bool
+    ) -> Refusal | None:
+        if (new_identity or await counter.first_seen(identity)) and not await counter.hit(
             self._new_identities, "new_identity", address
         ):
-            await self._storage.clear(_seen_key(identity))  # still new next time: a retry must not slip through
+            await counter.forget_seen(identity)  # still new next time: a retry must not slip through
             return Refusal(
                 "new_identities",
                 f"Too many new sessions from your network: the limit is {self._new_identities.amount} an hour. "
                 "Keep using the session you have, or try again later.",
             )
-        return await self._identity_refusal(identity)
+        return None
 
-    async def _identity_refusal(self, identity: str) -> Refusal | None:
-        if await self._limiter.hit(self._per_identity, "identity", identity):
+    async def _identity_refusal(self, counter: _Counter, identity: str) -> Refusal | None:
+        if await counter.hit(self._per_identity, "identity", identity):
             return None
         return Refusal(
             "identity",
             f"Too many messages: the limit is {self._per_identity.amount} a minute. Wait a moment, then try again.",
         )
 
-    async def admit_import(self, identity: str) -> Refusal | None:
-        """Count one import for `identity`; a Refusal past CHATBOT_IMPORTS_PER_HOUR."""
-        if await self._limiter.hit(self._imports, "import", identity):
-            return None
-        return Refusal("imports", f"Too many imports: the limit is {self._imports.amount} an hour. Try again later.")
+    async def _admit_import(self, counter: _Counter, identity: str, address: str | None) -> Refusal | None:
+        too_many = Refusal(
+            "imports", f"Too many imports: the limit is {self._imports.amount} an hour. Try again later."
+        )
+        if address is not None:
+            address = address_key(address)
+            if not await counter.hit(self._address_imports, "address_import", address):
+                return Refusal(
+                    "address_imports",
+                    f"Too many imports from your network: the limit is {self._address_imports.amount} an hour. "
+                    "Try again later.",
+                )
+            if refusal := await self._new_identity_refusal(counter, identity, address, False):
+                return refusal
+        return None if await counter.hit(self._imports, "import", identity) else too_many
+
+    async def claim_once(self, key: str, ttl_s: int) -> bool:
+        """True the first time `key` is claimed within `ttl_s` seconds, by any process (a link used once)."""
+        if self._shared is not None:
+            try:
+                return await self._shared.first_claim(key, ttl_s)
+            except (StorageError, ConnectionError, OSError, RedisError) as exc:
+                log.warning("limits store unreachable, claiming in this process: %s", type(exc).__name__)
+        return await self._local.first_claim(key, ttl_s)
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -149,12 +190,31 @@ class AbuseLimits:
         async with self.slots.slot():
             yield
 
-    async def _first_seen(self, identity: str) -> bool:
-        return await self._storage.incr(_seen_key(identity), SEEN_IDENTITY_S) == 1
-
     async def reset(self) -> None:
         """Forget every count (tests)."""
-        await self._storage.reset()
+        for counter in (self._shared, self._local):
+            if counter is not None:
+                await counter.storage.reset()
+
+
+class _Counter:
+    """Moving windows and "seen" marks over one store (the `limits` library's)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._limiter = MovingWindowRateLimiter(storage)
+
+    async def hit(self, item: RateLimitItem, *keys: str) -> bool:
+        return await self._limiter.hit(item, *keys)
+
+    async def first_seen(self, identity: str) -> bool:
+        return await self.storage.incr(_seen_key(identity), SEEN_IDENTITY_S) == 1
+
+    async def forget_seen(self, identity: str) -> None:
+        await self.storage.clear(_seen_key(identity))
+
+    async def first_claim(self, key: str, ttl_s: int) -> bool:
+        return await self.storage.incr(f"once/{key}", ttl_s) == 1
 
 
 def _seen_key(identity: str) -> str:
@@ -232,10 +292,15 @@ class GenerationSlots:
     def waiting(self) -> int:
         return self._waiting
 
+    @property
+    def full(self) -> bool:
+        """No slot is free and the queue is full: a new reply would be refused as BUSY."""
+        return self._semaphore.locked() and self._waiting >= self._max_waiting
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold a slot; raises ProviderError(BUSY) at once when the queue is full."""
-        if self._semaphore.locked() and self._waiting >= self._max_waiting:
+        if self.full:
             raise ProviderError(ErrorKind.BUSY, f"{self._waiting} replies already waiting")
         self._waiting += 1
         try:

@@ -4,9 +4,15 @@ A job streams from the provider, appends its frames to the reply's log (services
 checkpoints the text to the database every few seconds and writes the final row when it ends.
 It runs to its end whether or not anyone follows it. Stop is a command to the job: its task is
 cancelled wherever it waits (first token, a retry's pause, a batch request, the local model's
-queue), which closes the upstream request. A running job also heartbeats its row, so the sweep
-marks a reply `interrupted` only when the process that ran it has died. One task per process
-checkpoints (and so heartbeats) all its running jobs together, in one transaction per round.
+queue), which closes the upstream request. A Stop for a job of another process goes there over
+the log's channel and is also written on the reply's row, which that process reads at its next
+checkpoint round, so a lost message cannot lose it.
+
+One task per process checkpoints (and so heartbeats) all its running jobs together, in one
+transaction per round. A reply whose process died is ended as `interrupted` with everything its
+log holds (every character any follower saw; more than the last checkpoint), as soon as it is
+known dead: within seconds through services.reply_liveness (by any follower, or the sweep), or
+after `stale_reply_s` without a checkpoint (the sweep), whichever comes first.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import OperationalError
@@ -23,8 +29,11 @@ from sqlalchemy.exc import OperationalError
 from chatbot_app.providers.base import ErrorKind, ProviderError, ProviderEvent, ReasoningDelta, TextDelta, Usage
 from chatbot_app.services.chat_service import ChatService, Turn
 from chatbot_app.services.coalesce import coalesce
+from chatbot_app.services.context import estimate_tokens
 from chatbot_app.services.error_messages import describe_retry
 from chatbot_app.services.frame_pacing import DEFAULT_MAX_MS, FramePacer
+from chatbot_app.services.quota import QuotaExceeded, Reservation, Spent, prompt_token_bound
+from chatbot_app.services.reply_liveness import ReplyLiveness, UnknownLiveness, Verdict
 from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, ReplyLog, Snapshot, Titled, follow
 from chatbot_app.services.retry import RetryNotice
 from chatbot_app.storage.models import MessageStatus
@@ -110,10 +119,9 @@ class ReplyJob:
     frames: int = 0
     #: The text its last checkpoint stored (None: nothing yet).
     saved: str | None = None
-
-
-#: Called after each reply with (owner id, model, prompt tokens, completion tokens): per-user usage.
-UsageHook = Callable[[str, str, int, int], Awaitable[None]]
+    #: The tokens held against the owner's quota for the provider call, and the prompt's estimate.
+    reservation: Reservation | None = None
+    prompt_estimate: int = 0
 
 
 class ReplyJobs:
@@ -124,11 +132,11 @@ class ReplyJobs:
         service: ChatService,
         reply_log: ReplyLog,
         compact_every: int = LOG_COMPACT_EVERY,
-        usage_hook: UsageHook | None = None,
+        liveness: ReplyLiveness | None = None,
     ) -> None:
         self.service = service
-        self.usage_hook = usage_hook
         self.log = reply_log
+        self.liveness = liveness or UnknownLiveness()
         self.compact_every = compact_every
         settings = service.settings
         ms = settings.frame_interval_ms
@@ -158,12 +166,24 @@ class ReplyJobs:
             await self.log.begin(turn.reply_id)
         except Exception:  # the log's engine is down: the job goes on (the database has the reply)
             log.warning("could not begin the reply log of %s", turn.reply_id, exc_info=True)
+        await self._list([turn.reply_id])
         job.task = asyncio.get_running_loop().create_task(self._run(job), name=f"reply-{turn.reply_id}")
 
     async def stop(self, reply_id: int) -> None:
-        """Stop a reply wherever its job runs (this process, or another one through the log)."""
-        if not self.stop_here(reply_id):
+        """Stop a reply wherever its job runs: at once in this process; in another one through the log's
+        channel, and (should that message be lost) through the row, read at the job's next checkpoint."""
+        if self.stop_here(reply_id):
+            return
+        try:
             await self.log.request_stop(reply_id)
+        except Exception as exc:  # e.g. Redis is down: the row carries the stop
+            log.warning("could not send a stop for reply %s (%s)", reply_id, type(exc).__name__)
+            await self.service.request_stop(reply_id)  # the only way left: its failure is the caller's
+            return
+        try:
+            await self.service.request_stop(reply_id)
+        except OperationalError as exc:  # the message went: the stop is not lost for this
+            log.warning("could not write a stop on reply %s (%s)", reply_id, type(exc).__name__)
 
     def stop_here(self, reply_id: int) -> bool:
         """Stop a job of this process at once; False if it does not run here."""
@@ -191,11 +211,77 @@ class ReplyJobs:
     async def follow(
         self, reply_id: int, cursor: str = START, *, until_finished: bool = False
     ) -> AsyncIterator[tuple[str, list[ReplyEvent]]]:
-        """(cursor, events) batches of a reply's log; see reply_log.follow. Empty batches mean "no news"."""
+        """(cursor, events) batches of a reply's log; see reply_log.follow. Empty batches mean "no news".
+
+        At each silence, whether the job's process is known dead is asked too: then the reply is ended
+        here, and its end is the log's next entry.
+        """
         async for batch in follow(self.log, reply_id, cursor):
+            if not batch.events and await self.end_if_dead(reply_id):
+                continue
             yield batch.cursor, batch.events
             if until_finished and any(isinstance(e, Finished) for e in batch.events):
                 return
+
+    # -- replies whose process died ------------------------------------------------------------
+
+    async def end_if_dead(self, reply_id: int) -> bool:
+        """End the reply if the process running its job is known dead (a follower asks, when the log is
+        silent); True if it was, and its end is then in its log (or its row, when it has no log)."""
+        if self.is_running_here(reply_id):
+            return False
+        try:
+            verdict = (await self.liveness.verdicts([reply_id])).get(reply_id)
+        except Exception as exc:  # Redis is down: not known, the database heartbeat decides
+            log.debug("no liveness for reply %s (%s)", reply_id, type(exc).__name__)
+            return False
+        if verdict != Verdict.DEAD:
+            return False
+        await self.end_dead(reply_id)
+        return True
+
+    async def sweep(self) -> int:
+        """End every reply whose process is known dead (see services.reply_liveness), and those whose
+        database heartbeat stopped `stale_reply_s` ago; how many were ended now."""
+        dead: set[int] = set()
+        with contextlib.suppress(Exception):  # Redis is down: the database heartbeat still decides
+            dead.update(await self.liveness.dead_replies())
+        try:
+            dead.update(await self.service.stale_replies())
+        except OperationalError as exc:  # the database is busy or restarting: Redis's verdicts still count
+            log.warning("no stale replies this round (%s)", type(exc).__name__)
+        ended = 0
+        for reply_id in sorted(dead - set(self._jobs)):
+            ended += await self.end_dead(reply_id)
+        return ended
+
+    async def end_dead(self, reply_id: int) -> bool:
+        """End a reply whose job died as `interrupted`, with every character its log holds; tell its
+        followers (the log's last entry). False if it had ended already."""
+        result = ReplyResult()
+        try:
+            if (batch := await self.log.read(reply_id, START, 0.001)) is not None:
+                apply(result, batch.events)
+        except Exception as exc:  # the log's engine is down: the last checkpoint is all there is
+            log.warning("could not read the log of dead reply %s (%s)", reply_id, type(exc).__name__)
+        ended = await self.service.interrupt_reply(reply_id, result.text, result.reasoning)
+        if ended:
+            log.info("reply_interrupted", extra={"request_id": f"reply-{reply_id}", "chars": len(result.text)})
+            if result.finished is None:
+                with contextlib.suppress(Exception):
+                    await self.log.append_last(reply_id, Finished(status=MessageStatus.INTERRUPTED))
+        await self._unlist(reply_id)
+        return ended
+
+    async def _list(self, reply_ids: list[int]) -> None:
+        try:
+            await self.liveness.register(reply_ids)
+        except Exception as exc:  # Redis is down: the database heartbeat covers these replies meanwhile
+            log.debug("could not list replies %s as running (%s)", reply_ids, type(exc).__name__)
+
+    async def _unlist(self, reply_id: int) -> None:
+        with contextlib.suppress(Exception):
+            await self.liveness.unregister(reply_id)
 
     def _stop_here(self, reply_id: int, reason: str) -> bool:
         job = self._jobs.get(reply_id)
@@ -233,6 +319,7 @@ class ReplyJobs:
         for task in tasks:
             task.cancel()  # a running job stores its text as `interrupted`
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.liveness.aclose()
 
     # -- the job ----------------------------------------------------------------------------
 
@@ -246,6 +333,11 @@ class ReplyJobs:
                 raise asyncio.CancelledError
             request = await self.service.prepare_reply(job.turn)
             provider, model = request.provider.name, request.options.model
+            job.prompt_estimate = sum(estimate_tokens(m.content) for m in request.context)
+            job.reservation = await self.service.quota.reserve(
+                job.turn.owner_id, prompt_token_bound(request.context), request.options.max_tokens
+            )
+            request = request.limited_to(job.reservation.max_tokens)
             async with self.service.slots.slot():
                 source = request.events(batch=job.batch, retry=self.service.retry)
                 with self.pacer.stream() as interval_s:
@@ -256,6 +348,8 @@ class ReplyJobs:
         except ProviderError as exc:
             status, error = MessageStatus.ERROR, exc
             log.warning("provider_error", extra={"request_id": f"reply-{reply_id}", "kind": str(exc.kind)})
+        except QuotaExceeded:
+            status, error = MessageStatus.ERROR, ProviderError(ErrorKind.QUOTA, "daily token quota spent")
         except asyncio.CancelledError:
             cancelled = job.cancel_reason is None  # shutdown, not a command: re-raised once stored
             status = MessageStatus.INTERRUPTED if cancelled else MessageStatus.STOPPED
@@ -271,6 +365,7 @@ class ReplyJobs:
             await self._expire(reply_id)
         finally:
             self._jobs.pop(reply_id, None)
+            await self._unlist(reply_id)
         if cancelled:
             raise asyncio.CancelledError
 
@@ -285,7 +380,8 @@ class ReplyJobs:
 
     async def _append_frame(self, job: ReplyJob, frame: Frame) -> None:
         job.frames += 1
-        if job.frames % self.compact_every == 0:
+        # A snapshot also after a failed write (Redis restarted, say): the shared log is whole again.
+        if job.frames % self.compact_every == 0 or self.log.lost_entries(job.turn.reply_id):
             progress = job.progress
             event = Snapshot(progress.text, progress.reasoning, progress.notice)
             await self._append(job.turn.reply_id, event, compact=True)
@@ -308,7 +404,9 @@ class ReplyJobs:
     async def _checkpoint(self) -> None:
         """While jobs run here: every round, checkpoint the text of each (if it grew) and mark its row alive.
 
-        A job whose row was removed is stopped. Ends when no job runs (`start` starts it again).
+        A job whose row was removed is stopped, and so is one whose row asks for a stop. The jobs are
+        listed as running again (after a Redis restart, the listing is gone). Ends when no job runs
+        (`start` starts it again).
         """
         while self._jobs:
             await asyncio.sleep(self._heartbeat_s)
@@ -316,16 +414,19 @@ class ReplyJobs:
             if not running:
                 continue
             checkpoints = {reply_id: text if text != job.saved else None for reply_id, (job, text) in running.items()}
+            await self._list(list(running))
             try:
-                gone = await self.service.checkpoint_replies(checkpoints)
+                checked = await self.service.checkpoint_replies(checkpoints)
             except OperationalError:
                 log.warning("checkpoint of %d replies failed; trying again", len(checkpoints))
                 continue
             for reply_id, (job, text) in running.items():
                 job.saved = text
-                if reply_id in gone:
+                if reply_id in checked.gone:
                     log.warning("reply_conflict", extra={"request_id": f"reply-{reply_id}"})
                     self._stop_here(reply_id, "conflict")
+                elif reply_id in checked.stop_requested:
+                    self._stop_here(reply_id, "stop")
 
     async def _finish(
         self,
@@ -356,11 +457,18 @@ class ReplyJobs:
         if self.service.settings.log_content:
             record["content"] = progress.text
         log.info("provider_call", extra=record)
-        if self.usage_hook is not None and usage is not None and model:
+        if job.reservation is not None:
+            spent = Spent.of(
+                job.reservation,
+                model or "",
+                usage,
+                prompt_estimate=job.prompt_estimate,
+                streamed=progress.text + progress.reasoning,
+            )
             try:  # per-user accounting must never lose the reply itself
-                await self.usage_hook(job.turn.owner_id, model, usage.prompt_tokens or 0, usage.completion_tokens or 0)
+                await self.service.quota.settle(job.reservation, spent)
             except Exception:
-                log.exception("could not record usage for reply %d", reply_id)
+                log.exception("could not settle the quota of reply %d", reply_id)
         message = await self.service.describe_failure(error.kind, provider) if error is not None else ""
         finished = Finished(
             status=status,

@@ -113,6 +113,16 @@ class ReplyLog(Protocol):
     async def expire(self, reply_id: int) -> None:
         """Let the log go after the retention time (the reply has ended)."""
 
+    async def append_last(self, reply_id: int, event: ReplyEvent) -> bool:
+        """Add an entry after the log's last one, from any process (for a writer that died).
+
+        False if there is no such log, or another process added one first.
+        """
+
+    def lost_entries(self, reply_id: int) -> bool:
+        """Whether entries of this reply may be missing from the shared log since the last call (a write
+        failed): the writer then appends a compacting snapshot, which makes the log whole again."""
+
     async def request_stop(self, reply_id: int) -> None:
         """Ask whichever process runs the job to stop it."""
 
@@ -213,6 +223,15 @@ class MemoryReplyLog:
     async def expire(self, reply_id: int) -> None:
         self._expires[reply_id] = time.monotonic() + self.retention_s
 
+    async def append_last(self, reply_id: int, event: ReplyEvent) -> bool:
+        if reply_id not in self:
+            return False
+        self.add(reply_id, event)
+        return True
+
+    def lost_entries(self, reply_id: int) -> bool:
+        return False  # nothing is written anywhere else
+
     async def request_stop(self, reply_id: int) -> None:
         """Nothing to do: with no other process, a job that is not running here is not running."""
 
@@ -232,10 +251,12 @@ class RedisReplyLog:
     """The log in Redis Streams, shared by every backend process; stops travel over Pub/Sub.
 
     The entries of this process's own jobs are also kept in its memory for a while: its followers
-    (nearly always the tab that asked, on the same websocket) read them there, with no round trip.
-    Entry n gets the stream id `0-n`, so a cursor reads on from the same place in memory or in Redis,
-    as when a tab's websocket moves to another process. Writes to Redis go out in the background,
-    every entry queued meanwhile (by any job) in one pipeline, in order.
+    (nearly always the tab that asked, on the same websocket) read them there, with no XREAD. An entry
+    shows there only once its write to Redis has been answered, so no tab ever sees a character that
+    a process dying right after would leave out of Redis (and so out of the text its reply is ended
+    with, see ReplyJobs). Entry n gets the stream id `0-n`, so a cursor reads on from the same place in
+    memory or in Redis, as when a tab's websocket moves to another process. Writes to Redis go out in
+    the background, every entry queued meanwhile (by any job) in one pipeline, in order.
     """
 
     shared = True
@@ -255,8 +276,12 @@ class RedisReplyLog:
         self.prefix = prefix
         self._redis = redis.from_url(url)
         self._local = MemoryReplyLog(local_retention_s)
-        # Queued writes, each a function adding its commands to a pipeline.
-        self._queued: list[Callable[[Any], None]] = []
+        # The stream id of each running log's last entry (0-n), counted here: entries reach memory later.
+        self._last: dict[int, int] = {}
+        # Replies some of whose entries a failed write left out of Redis (see lost_entries).
+        self._lost: set[int] = set()
+        # Queued writes: a function adding commands to a pipeline, and what to do once it is answered.
+        self._queued: list[tuple[Callable[[Any], None], Callable[[], None] | None, int | None]] = []
         self._flushed: asyncio.Future[None] | None = None  # the next flush's outcome
         self._writer: asyncio.Task[None] | None = None
         self._failing = False  # the last write failed (said once, until writes succeed again)
@@ -270,13 +295,19 @@ class RedisReplyLog:
 
     async def begin(self, reply_id: int) -> None:
         key, fields = self.key(reply_id), _fields(Frame())
-        self._local.add(reply_id, Frame(), new=True)
+        self._last[reply_id] = 1
+        self._lost.discard(reply_id)
         # An earlier log under this id (SQLite reuses ids) goes first: ids restart at 0-1.
-        await self._write(lambda pipe: pipe.delete(key).xadd(key, fields, id="0-1").expire(key, int(self.retention_s)))
+        await self._write(
+            lambda pipe: pipe.delete(key).xadd(key, fields, id="0-1").expire(key, int(self.retention_s)),
+            then=lambda: self._local.add(reply_id, Frame(), new=True),
+            reply_id=reply_id,
+        )
 
     async def append(self, reply_id: int, event: ReplyEvent, *, compact: bool = False) -> None:
         key, fields = self.key(reply_id), _fields(event)
-        entry_id = f"0-{self._local.add(reply_id, event, compact=compact)}"
+        self._last[reply_id] = number = self._last.get(reply_id, 0) + 1
+        entry_id = f"0-{number}"
 
         def write(pipe: Any) -> None:
             if not compact:  # MAXLEN is a backstop only: the job compacts long before it (see ReplyJobs)
@@ -285,7 +316,30 @@ class RedisReplyLog:
             pipe.xadd(key, fields, id=entry_id).xtrim(key, minid=entry_id, approximate=False)
             pipe.expire(key, int(self.retention_s))  # a long reply's log lives on from its last compaction
 
-        self._queue(write)
+        self._queue(write, then=lambda: self._local.add(reply_id, event, compact=compact), reply_id=reply_id)
+
+    async def append_last(self, reply_id: int, event: ReplyEvent) -> bool:
+        from redis.exceptions import ResponseError
+
+        key = self.key(reply_id)
+        last = await self._redis.xrevrange(key, count=1)
+        if not last:
+            return False
+        last_id = last[0][0].decode() if isinstance(last[0][0], bytes) else last[0][0]
+        try:  # refused if another process added an entry meanwhile: the log has its end then
+            await self._redis.xadd(key, _fields(event), id=f"0-{_position(last_id.split('-')[1]) + 1}")
+        except ResponseError:
+            return False
+        await self._redis.expire(key, int(self.retention_s))
+        if reply_id in self._local:  # its followers here read their memory
+            self._local.add(reply_id, event)
+        return True
+
+    def lost_entries(self, reply_id: int) -> bool:
+        if reply_id in self._lost:
+            self._lost.discard(reply_id)
+            return True
+        return False
 
     async def read(self, reply_id: int, cursor: str, wait_s: float) -> Batch | None:
         if reply_id in self._local and (batch := await self._local.read(reply_id, cursor, wait_s)) is not None:
@@ -304,6 +358,8 @@ class RedisReplyLog:
 
     async def expire(self, reply_id: int) -> None:
         await self._local.expire(reply_id)
+        self._last.pop(reply_id, None)
+        self._lost.discard(reply_id)
         key, ttl = self.key(reply_id), int(self.retention_s)
         await self._write(lambda pipe: pipe.expire(key, ttl))
 
@@ -332,26 +388,31 @@ class RedisReplyLog:
 
     # -- writing in the background ---------------------------------------------------------
 
-    def _queue(self, command: Callable[[Any], None]) -> asyncio.Future[None]:
-        """Queue commands for the next pipeline; the future says how it went."""
-        self._queued.append(command)
+    def _queue(
+        self, command: Callable[[Any], None], then: Callable[[], None] | None = None, reply_id: int | None = None
+    ) -> asyncio.Future[None]:
+        """Queue commands for the next pipeline, and `then` for when Redis has answered it (or failed to);
+        the future says how it went."""
+        self._queued.append((command, then, reply_id))
         if self._flushed is None:
             self._flushed = asyncio.get_running_loop().create_future()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_queued(), name="reply-log-writer")
         return self._flushed
 
-    async def _write(self, command: Callable[[Any], None]) -> None:
+    async def _write(
+        self, command: Callable[[Any], None], then: Callable[[], None] | None = None, reply_id: int | None = None
+    ) -> None:
         """Queue commands, and wait until they (and all queued before them) are in Redis; raises its error."""
-        await asyncio.shield(self._queue(command))
+        await asyncio.shield(self._queue(command, then, reply_id))
 
     async def _write_queued(self) -> None:
         """Write what is queued, one pipeline at a time, until nothing is (then end; `_queue` starts it again)."""
         while self._queued:
-            commands, self._queued = self._queued, []
+            queued, self._queued = self._queued, []
             flushed, self._flushed = self._flushed, None
             pipe = self._redis.pipeline(transaction=False)
-            for command in commands:
+            for command, _, _ in queued:
                 command(pipe)
             try:
                 await pipe.execute()
@@ -359,10 +420,15 @@ class RedisReplyLog:
                 if not self._failing:
                     log.warning("could not write to the reply logs in Redis (%s); trying on", type(exc).__name__)
                 self._failing = True
+                self._lost.update(reply_id for _, _, reply_id in queued if reply_id is not None)
                 if flushed is not None and not flushed.done():
                     flushed.set_exception(exc)
                     flushed.exception()  # retrieved: nobody may be waiting for it
                 continue
+            finally:  # this process's followers see the entries now (also when Redis is down: nothing better)
+                for _, then, _ in queued:
+                    if then is not None:
+                        then()
             if self._failing:
                 log.info("writing to the reply logs in Redis again")
             self._failing = False

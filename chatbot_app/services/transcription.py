@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import httpx
-
 from chatbot_app.config import Settings
-from chatbot_app.providers.base import ErrorKind, ProviderError, classify_status
 from chatbot_app.services.attachments import display_name
+from chatbot_app.services.audio_endpoint import audio_client, audio_configured, provider_errors
 
 #: Formats Whisper accepts, recognised by their first bytes: (offset, signature, name).
 _AUDIO_SIGNATURES = (
@@ -44,6 +42,13 @@ def audio_format(data: bytes) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    #: Seconds of audio, as the service reports them (None if it does not).
+    duration_s: float | None = None
+
+
 @dataclass
 class Transcriber:
     """One speech-to-text endpoint, through the groq or openai SDK (both have `audio.transcriptions`)."""
@@ -69,42 +74,33 @@ class Transcriber:
             )
         return found
 
-    async def transcribe(self, filename: str, data: bytes, language: str | None = None) -> str:
-        """The text spoken in the audio; raises TranscriptionRejected or ProviderError."""
+    async def transcribe(self, filename: str, data: bytes, language: str | None = None) -> Transcript:
+        """The text spoken in the audio, and how long it ran; raises TranscriptionRejected or ProviderError."""
         found = self.check(filename, data)
         name = display_name(filename)
         if not name.lower().endswith(f".{found}"):
             name = f"{name}.{found}"  # the API reads the format from the name: give the one the content has
         extra = {"language": language} if language else {}
-        try:
+        with provider_errors(self.sdk, "transcription"):
+            # verbose_json carries the audio's duration, which the quota counts.
             result = await self.client.audio.transcriptions.create(
-                file=(name, data), model=self.model, response_format="json", **extra
+                file=(name, data), model=self.model, response_format="verbose_json", **extra
             )
-        except self.sdk.APIStatusError as exc:
-            raise ProviderError(classify_status(exc.status_code, str(exc.message)), f"HTTP {exc.status_code}") from exc
-        except (self.sdk.APITimeoutError, httpx.TimeoutException) as exc:
-            raise ProviderError(ErrorKind.TIMEOUT, "transcription timed out") from exc
-        except (self.sdk.APIError, httpx.HTTPError) as exc:
-            raise ProviderError(ErrorKind.CONNECTION, type(exc).__name__) from exc
-        return (getattr(result, "text", "") or "").strip()
+        duration = getattr(result, "duration", None)
+        return Transcript(
+            (getattr(result, "text", "") or "").strip(),
+            float(duration) if isinstance(duration, int | float) and duration >= 0 else None,
+        )
+
+
+def speech_to_text_configured(settings: Settings) -> bool:
+    """Whether `transcriber_from_settings` gives a transcriber (without building one)."""
+    return audio_configured(settings, settings.openai_transcription_model)
 
 
 def transcriber_from_settings(settings: Settings) -> Transcriber | None:
     """Groq's Whisper if a Groq key is set; else the OpenAI-compatible server if a transcription model is set."""
-    if settings.groq_api_key:
-        import groq
-
-        client = groq.AsyncGroq(
-            api_key=settings.groq_api_key, base_url=settings.groq_base_url, timeout=settings.request_timeout_s
-        )
-        return Transcriber(client, groq, settings.groq_transcription_model, settings.max_attachment_bytes, "groq")
-    if settings.openai_transcription_model and (settings.openai_base_url or settings.openai_api_key):
-        import openai
-
-        client = openai.AsyncOpenAI(
-            api_key=settings.openai_api_key or "not-needed",
-            base_url=settings.openai_base_url,
-            timeout=settings.request_timeout_s,
-        )
-        return Transcriber(client, openai, settings.openai_transcription_model, settings.max_attachment_bytes, "openai")
-    return None
+    if (audio := audio_client(settings, settings.openai_transcription_model)) is None:
+        return None
+    model = settings.groq_transcription_model if audio.provider == "groq" else settings.openai_transcription_model
+    return Transcriber(audio.client, audio.sdk, model, settings.max_attachment_bytes, audio.provider)

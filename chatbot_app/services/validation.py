@@ -33,6 +33,21 @@ def clean_message(raw: object, max_chars: int = MAX_MESSAGE_CHARS) -> str:
     return text
 
 
+def one_line_name(raw: object, max_chars: int, *, missing: str, too_long: str, unstorable: str) -> str:
+    """A short name from a client (a title, a preset's): one line, spaces collapsed, not empty, bounded, storable.
+
+    `missing`, `too_long` and `unstorable` are the refusals' words for this kind of name.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidInput(missing)
+    name = " ".join(raw.split())
+    if len(name) > max_chars:
+        raise InvalidInput(too_long)
+    if _UNSTORABLE.search(name):
+        raise InvalidInput(unstorable)
+    return name
+
+
 def is_identity(value: object) -> bool:
     """A browser identity; API-key owners ("key_…") are a separate namespace a browser cannot claim."""
     return isinstance(value, str) and bool(_IDENTITY.fullmatch(value)) and not value.startswith("key_")

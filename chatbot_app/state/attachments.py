@@ -8,6 +8,7 @@ the microphone, is transcribed instead and its text put in the message box for t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -15,24 +16,29 @@ from collections.abc import Sequence
 from typing import Any
 
 import reflex as rx
+from reflex_base.event import blur_focus
 
+from chatbot_app.config import get_settings
 from chatbot_app.providers.base import ProviderError
 from chatbot_app.services.attachments import (
     AttachmentLimits,
     AttachmentRejected,
     PreparedAttachment,
-    check_count,
     check_size,
+    check_upload,
     display_name,
     file_notices,
-    prepare_attachment,
+    read_upload,
     text_budget_chars,
+    thumbnail_data_url,
+    too_many_files,
     vision_refusal,
 )
-from chatbot_app.services.default_service import get_chat_service, get_transcriber
 from chatbot_app.services.error_messages import describe_error
-from chatbot_app.services.transcription import TranscriptionRejected, audio_format
-from chatbot_app.state.session import SessionState, state_helper
+from chatbot_app.services.refusals import Refused
+from chatbot_app.services.transcription import TranscriptionRejected, audio_format, speech_to_text_configured
+from chatbot_app.services.wiring import services
+from chatbot_app.state.session import SessionLost, SessionState, reload_on_lost_session, state_helper
 from chatbot_app.state.settings import SettingsState
 
 #: The composer's upload zone (its one file input) and message box.
@@ -47,6 +53,12 @@ class PendingChip:
     filename: str
     size: str
     is_image: bool = False
+    #: A small `data:` URL of an image ("" for other files, which show an icon).
+    thumbnail: str = ""
+
+
+def _thumbnail_key(file: PreparedAttachment) -> str:
+    return f"{len(file.data)}:{file.filename}"
 
 
 def _size_text(size: int) -> str:
@@ -54,7 +66,7 @@ def _size_text(size: int) -> str:
 
 
 def _limits() -> AttachmentLimits:
-    return AttachmentLimits.from_settings(get_chat_service().settings)
+    return AttachmentLimits.from_settings(services().chat.settings)
 
 
 def _rejection_message(rejection: Any, limits: AttachmentLimits) -> str:
@@ -98,15 +110,24 @@ class ComposerFilesState(SessionState):
     #: What the user should know before sending: files cut to fit the context, PDFs without text.
     file_notices: list[str] = []
     transcribing: bool = False
+    #: Counts the server's writes to the message box: Send is mounted again at each, and reads the box.
+    box_writes: int = 0
     # The microphone is recording (the recorder's start and stop events).
     recording: bool = False
     # The checked files themselves: server-side only, never sent to the browser.
     _pending: list[PreparedAttachment] = []
+    # Their chips' thumbnails, by file (made once, off the event loop, when an image is attached).
+    _thumbnails: dict[str, str] = {}
+
+    @rx.var
+    def has_image(self) -> bool:
+        """An image is waiting to be sent (a model that cannot read images must not get it)."""
+        return any(chip.is_image for chip in self.files)
 
     @rx.var
     def voice_enabled(self) -> bool:
         """The microphone is offered only when a speech-to-text service is configured."""
-        return get_transcriber() is not None
+        return speech_to_text_configured(get_settings())
 
     # -- called by ReplyState.send_message ---------------------------------------------------
 
@@ -127,28 +148,47 @@ class ComposerFilesState(SessionState):
 
     @rx.event
     async def add_files(self, uploads: list[rx.UploadFile]) -> Any:
-        """Check and keep each attached file; an audio file is transcribed into the message box."""
+        """Check and keep each attached file; an audio file is transcribed into the message box.
+
+        Any client can post to this handler: the session is checked before a byte is read, and each
+        file of the request takes one of the message's places whether it is kept or refused, so one
+        request never makes more than CHATBOT_MAX_ATTACHMENTS files' worth of work.
+        """
         if not isinstance(uploads, list) or not all(isinstance(u, rx.UploadFile) for u in uploads):
             self.notice = "Attach files with the button, or by dropping them on the message box."
+            return
+        try:
+            await self.owner_id()  # with accounts on, a tab that signs in no one stops here
+        except SessionLost as lost:  # SignedOut too. An upload's updates go back over HTTP, past the app's handler.
+            yield reload_on_lost_session(lost)
             return
         limits = _limits()
         self.notice = ""
         kept = list(self._pending)
         refusals: list[str] = []
-        for upload in uploads:
+        places = max(limits.max_count - len(kept), 0)
+        for upload in uploads[:places]:
             name = display_name(upload.filename or "file")
             try:
-                if upload.size is not None:
-                    check_size(name, upload.size, limits)  # refused before the body is read
-                data = await upload.read(limits.max_bytes + 1)
-                if audio_format(data) is not None and get_transcriber() is not None:
+                data = await read_upload(upload, limits)
+                if audio_format(data) is not None and services().transcriber is not None:
+                    self.transcribing = True
+                    yield  # "Transcribing…" shows at once
                     if (transcript := await self._transcribe(name, data)) is not None:
-                        yield rx.set_value(COMPOSER_INPUT_ID, transcript)
+                        yield self._into_composer(transcript)
+                    else:
+                        self.transcribing = False
                     continue
-                check_count(len(kept) + 1, limits)
-                kept.append(prepare_attachment(name, data, limits))
+                prepared = await check_upload(name, data, limits, services().file_checks, upload.content_type)
+                if prepared.is_image:  # the checked image is at most 2,048 px a side: a thread is enough
+                    self._thumbnails[_thumbnail_key(prepared)] = await asyncio.to_thread(
+                        thumbnail_data_url, prepared.data
+                    )
+                kept.append(prepared)
             except AttachmentRejected as exc:
                 refusals.append(str(exc))
+        if len(uploads) > places:
+            refusals.append(too_many_files(limits, len(uploads) - places))
         self._set_pending(kept)
         if refusals:
             self.notice = " ".join(refusals)
@@ -172,19 +212,50 @@ class ComposerFilesState(SessionState):
             self.notice = ""
 
     @rx.event
+    def remove_images(self) -> None:
+        """ "Remove the image and send": the images leave the composer, any other file stays."""
+        self._set_pending([p for p in self._pending if not p.is_image])
+        self.notice = ""
+
+    @rx.event
     async def transcribe_recording(self, data_url: str) -> Any:
         """The microphone's recording (a `data:` URL) becomes the message box's text."""
-        transcriber = get_transcriber()
+        transcriber = services().transcriber
         if transcriber is None or not isinstance(data_url, str):
             return
+        await self.caller()  # the session first: nothing is decoded for a caller who has none
         try:
             data = decode_recording(data_url, transcriber.max_bytes)
         except TranscriptionRejected as exc:
             self.notice = str(exc)
             return
         extension = audio_format(data) or "webm"
+        self.transcribing = True
+        yield
         if (transcript := await self._transcribe(f"recording.{extension}", data)) is not None:
-            yield rx.set_value(COMPOSER_INPUT_ID, transcript)
+            yield self._into_composer(transcript)
+        else:
+            self.transcribing = False
+
+    @staticmethod
+    def _into_composer(transcript: str) -> list[Any]:
+        """Write the box, focus it afresh, then end "Transcribing…" by an event queued after those.
+
+        The box's on_focus reads it, so Send knows it holds text (a write fires no input event), and
+        the user can press Enter. Ending "Transcribing…" changes Send's key: it mounts again and reads
+        the box too. A change of state sent with the write would reach the page before the write.
+        """
+        return [
+            rx.set_value(COMPOSER_INPUT_ID, transcript),
+            blur_focus(COMPOSER_INPUT_ID),  # a box that has the focus gets no focus event
+            rx.set_focus(COMPOSER_INPUT_ID),
+            ComposerFilesState.transcribed,
+        ]
+
+    @rx.event
+    def transcribed(self) -> None:
+        self.transcribing = False
+        self.box_writes += 1
 
     @rx.event
     def set_recording(self, recording: bool) -> None:
@@ -201,39 +272,39 @@ class ComposerFilesState(SessionState):
 
     def _set_pending(self, pending: list[PreparedAttachment]) -> None:
         self._pending = pending
-        self.files = [PendingChip(p.filename, _size_text(len(p.data)), p.is_image) for p in pending]
-        budget = text_budget_chars(get_chat_service().settings.context_budget_tokens)
+        kept = {_thumbnail_key(p) for p in pending}
+        self._thumbnails = {key: url for key, url in self._thumbnails.items() if key in kept}
+        self.files = [
+            PendingChip(p.filename, _size_text(len(p.data)), p.is_image, self._thumbnails.get(_thumbnail_key(p), ""))
+            for p in pending
+        ]
+        budget = text_budget_chars(services().chat.settings.context_budget_tokens)
         self.file_notices = file_notices(pending, budget)
 
     async def _transcribe(self, name: str, data: bytes) -> str | None:
-        """The text spoken in `data`, counted against the chat limits; None (with a notice) if it failed."""
-        transcriber, service = get_transcriber(), get_chat_service()
-        if transcriber is None:
-            return None
-        if refusal := await service.admit(await self.owner_id(), self.client_address()):
-            self.notice = refusal.message
-            return None
-        self.transcribing = True
+        """The text spoken in `data`, counted against the chat limits; None (with a notice) if it failed.
+
+        The caller shows `transcribing` around it, and clears it once the text is in the box.
+        """
         try:
-            transcript = await transcriber.transcribe(name, data)
-        except TranscriptionRejected as exc:
-            self.notice = str(exc)
+            text = await services().actions.transcribe(await self.caller(), name, data)
+        except Refused as refusal:
+            self.notice = refusal.message
             return None
         except ProviderError as exc:
             self.notice = describe_error(exc.kind)
             return None
-        finally:
-            self.transcribing = False
-        if not transcript:
+        if not text:
             self.notice = "No speech was heard in the recording."
             return None
-        return transcript
+        return text
 
     async def _vision_warning(self) -> str:
-        """A notice when the chosen model cannot see the images attached ("" when it can)."""
+        """A notice when the chosen model cannot see the images attached ("" when it can); it names only
+        the models that can which the picker really offers."""
         settings = await self.get_state(SettingsState)
         model = settings.chat_settings().model
-        vision_models = get_chat_service().settings.vision_models
+        vision_models = services().chat.settings.vision_models
         if model and model not in vision_models:
-            return vision_refusal(model, vision_models)
+            return vision_refusal(model, [option.label for option in settings.vision_choices])
         return ""

@@ -12,13 +12,13 @@ from typing import Any
 import reflex as rx
 
 from chatbot_app.providers.base import ProviderError
-from chatbot_app.services.accounts import QuotaExceeded
+from chatbot_app.services.actions import NOTHING_TO_SUMMARIZE
 from chatbot_app.services.chat_service import ConversationNotFound
-from chatbot_app.services.default_service import get_accounts, get_chat_service, get_library, get_reply_jobs
 from chatbot_app.services.error_messages import describe_error
-from chatbot_app.services.limits import LimitReached
+from chatbot_app.services.refusals import Refused
+from chatbot_app.services.wiring import services
 from chatbot_app.state.session import SessionState, state_helper
-from chatbot_app.state.views import MessageView, add_file_chips, view_of_message
+from chatbot_app.state.views import MessageView, add_file_chips, backend_download, view_of_message
 from chatbot_app.storage.models import MessageStatus
 
 #: How many of the newest messages a conversation opens with, and "load earlier" adds.
@@ -31,7 +31,6 @@ MAX_LOADED = 2_000
 CHAT_ROUTE = "/[[section]]/[[chat_id]]"
 _CONVERSATION_PATH = re.compile(r"/c/([^/]+)/?")
 NOT_FOUND = "That conversation was not found."
-NO_SUCH_PAGE = "There is no page at that address. Here is a new chat instead."
 
 
 def conversation_url(conversation_id: str) -> str:
@@ -63,6 +62,8 @@ class ConversationState(SessionState):
     focus_message_id: int = 0
     editing_id: int = 0
     summarizing: bool = False
+    #: The address is no page of the app (it matched the chat's route only by its shape): "not found".
+    page_missing: bool = False
     # A reply found still being written when the page opened; ReplyState.resume follows it.
     _running_reply_id: int = 0
     # The conversation a first message just created: its page is already showing, nothing to load.
@@ -104,7 +105,7 @@ class ConversationState(SessionState):
     @state_helper
     async def load_stats(self) -> None:
         if self.conversation_id:
-            stats = await get_library().stats(await self.owner_id(), self.conversation_id)
+            stats = await services().library.stats(await self.owner_id(), self.conversation_id)
             self.stats_line = stats_line(stats.message_count, stats.prompt_tokens + stats.completion_tokens)
 
     # -- opening ----------------------------------------------------------------------------
@@ -123,15 +124,14 @@ class ConversationState(SessionState):
             self._just_created = ""
             return None  # the first message of a new chat created it: already on the page
         self._just_created = ""
+        # "/nowhere" or "/c": not a chat address, so the page says "not found" (and links to a new chat).
+        self.page_missing = not requested and bool(self.router.url.path.strip("/"))
         if not requested:
             self.show_new_chat()
-            if self.router.url.path.strip("/"):  # "/nowhere" or "/c": not a chat address
-                self.notice = NO_SUCH_PAGE
-                return rx.redirect("/", replace=True)
             return None
         target = message_id_in(self.router.url.query_parameters.get("m"))
         try:
-            opened = await get_chat_service().open_conversation(
+            opened = await services().chat.open_conversation(
                 owner, requested, window=OPEN_WINDOW, at_message=target, cap=MAX_LOADED
             )
         except ConversationNotFound:
@@ -157,7 +157,7 @@ class ConversationState(SessionState):
         """Prepend the next page of older messages."""
         if not self.conversation_id or not self.messages or len(self.messages) >= MAX_LOADED:
             return
-        library, owner = get_library(), await self.owner_id()
+        library, owner = services().library, await self.owner_id()
         try:
             older = await library.older_messages(owner, self.conversation_id, self.messages[0].id, OPEN_WINDOW + 1)
         except ConversationNotFound:
@@ -195,14 +195,13 @@ class ConversationState(SessionState):
     @rx.event
     async def clear_conversation(self) -> Any:
         """Delete the messages; a reply still being written is stopped first (and the notice says so)."""
+        caller = await self.caller()
         if not self.conversation_id:
             return None
-        owner, conversation_id = await self.owner_id(), self.conversation_id
         try:
-            stopped = await stop_running_replies(owner, conversation_id)
-            await get_library().clear(owner, conversation_id)
-        except ConversationNotFound:
-            self.notice = NOT_FOUND
+            stopped = await services().actions.clear(caller, self.conversation_id)
+        except Refused as refusal:
+            self.notice = refusal.message
             return None
         self.messages, self.summary, self.has_earlier = [], "", False
         self._view += 1
@@ -212,17 +211,9 @@ class ConversationState(SessionState):
 
     async def _summarize(self) -> bool:
         try:
-            owner = await self.owner_id()
-            await get_accounts().check_quota_for_owner(owner)  # past the day's tokens: no provider call
-            self.summary = await get_chat_service().summarize(
-                owner, self.conversation_id, address=self.client_address()
-            )
-        except QuotaExceeded as exc:
-            self.notice = str(exc)
-        except ConversationNotFound:
-            self.notice = NOT_FOUND
-        except LimitReached as exc:
-            self.notice = exc.refusal.message
+            self.summary = await services().actions.summarize(await self.caller(), self.conversation_id)
+        except Refused as refusal:
+            self.notice = refusal.message
         except ProviderError as exc:
             self.notice = f"Could not summarize: {describe_error(exc.kind)}"
         else:
@@ -234,8 +225,9 @@ class ConversationState(SessionState):
     @rx.event
     async def summarize(self) -> Any:
         """Ask the model for a summary; it is stored and shown at the top of the conversation."""
+        await self.caller()  # the session first
         if not self.conversation_id:
-            self.notice = "Send a message first: there is nothing to summarize yet."
+            self.notice = NOTHING_TO_SUMMARIZE
             return
         self.summarizing = True
         yield  # show the spinner while the model works
@@ -244,6 +236,7 @@ class ConversationState(SessionState):
     @rx.event
     async def end_session(self) -> Any:
         """The original design's "End session": summarize this conversation, then start fresh."""
+        await self.caller()  # the session first
         if not self.conversation_id:
             return
         self.summarizing = True
@@ -253,30 +246,17 @@ class ConversationState(SessionState):
 
     @rx.event
     async def export(self, format: Any) -> Any:
+        """Download this conversation (Markdown or JSON), streamed from a short-lived link."""
+        caller = await self.caller()  # the session first
         if not self.conversation_id or format not in ("md", "json"):
             self.notice = "Open a conversation to export it."
             return None
-        library, owner = get_library(), await self.owner_id()
         try:
-            if format == "md":
-                data = await library.export_markdown(owner, self.conversation_id)
-            else:
-                data = await library.export_json(owner, self.conversation_id)
-        except ConversationNotFound:
-            self.notice = NOT_FOUND
+            path = await services().actions.export_link(caller, self.conversation_id, format)
+        except Refused as refusal:
+            self.notice = refusal.message
             return None
-        return rx.download(data=data, filename=f"conversation-{self.conversation_id[:8]}.{format}")
+        return backend_download(path, f"conversation-{self.conversation_id[:8]}.{format}")
 
 
 STOPPED_FIRST = "The reply that was still being written was stopped first."
-
-
-async def stop_running_replies(owner_id: str, conversation_id: str) -> bool:
-    """Stop the conversation's replies still being written, and wait until they have stored their end.
-
-    Raises ConversationNotFound. True if there was one.
-    """
-    running = await get_chat_service().streaming_replies(owner_id, conversation_id)
-    if running:
-        await get_reply_jobs().stop_and_wait(running)
-    return bool(running)

@@ -9,35 +9,34 @@ This state holds only what a frame changes, so each frame touches little state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import reflex as rx
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from chatbot_app.services.accounts import QuotaExceeded
-from chatbot_app.services.attachments import AttachmentRejected
-from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
+from chatbot_app.services.actions import Caller, Started
+from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.chat_settings import ChatSettings
-from chatbot_app.services.default_service import get_accounts, get_attachment_store, get_chat_service, get_reply_jobs
+from chatbot_app.services.refusals import Refused
 from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, Snapshot, Titled
-from chatbot_app.services.validation import InvalidInput, clean_message
+from chatbot_app.services.wiring import services
 from chatbot_app.state.attachments import ComposerFilesState
-from chatbot_app.state.conversation import STOPPED_FIRST, ConversationState, conversation_url, stop_running_replies
+from chatbot_app.state.conversation import STOPPED_FIRST, ConversationState, conversation_id_in, conversation_url
 from chatbot_app.state.library import LibraryState
-from chatbot_app.state.session import SessionState
+from chatbot_app.state.session import SessionLost, SessionState
 from chatbot_app.state.settings import SettingsState
 from chatbot_app.state.stream_parts import StreamParts
 from chatbot_app.state.views import FileChip, MessageView, file_chips, view_of_message, view_of_reply
 from chatbot_app.storage.models import MessageStatus
 
-#: How often a reply whose log is gone (its process died) is re-read until the sweep ends it.
+#: How often a reply whose log is gone (its process died) is re-read until it is ended.
 SETTLE_POLL_S = 1.0
-#: How long a followed reply may be silent before the database is asked whether its job still lives.
+#: How long a followed reply may be silent before the database is asked whether it has ended. (Whether
+#: its job's process lives is asked at each second of silence: ReplyJobs.follow.)
 LIVENESS_CHECK_S = 3.0
 #: How often a tab following a reply checks again that its session still signs someone in.
 SESSION_RECHECK_S = 10.0
@@ -49,29 +48,20 @@ REASONING_TAIL_CHARS = 160
 
 log = logging.getLogger(__name__)
 
-#: Starts a turn in the database (given the service and the tab's settings) and returns it.
-TurnStarter = Callable[[ChatService, ChatSettings], Awaitable[Turn]]
+#: Starts a reply through its action, given the caller, the tab's settings and batch mode.
+TurnStarter = Callable[[Caller, ChatSettings, bool], Awaitable[Started]]
 #: Updates the shown history once the turn is stored.
-HistoryUpdate = Callable[[ConversationState, Turn], None]
-
-
-def _is_blank(form_data: Any) -> bool:
-    raw = form_data.get("message") if isinstance(form_data, dict) else None
-    return isinstance(raw, str) and not raw.strip()
-
-
-def _message_from(form_data: Any) -> str:
-    """The message text from a submitted form; raises InvalidInput."""
-    raw = form_data.get("message") if isinstance(form_data, dict) else None
-    return clean_message(raw, get_chat_service().settings.max_message_chars)
+HistoryUpdate = Callable[[ConversationState, Started], None]
 
 
 async def _ended_without_log(owner: str, conversation_id: str, reply_id: int) -> bool:
     """Whether a reply ended without its log saying so (its process died and the sweep ended it)."""
     try:
-        message = await get_chat_service().load_message(owner, conversation_id, reply_id)
+        message = await services().chat.load_message(owner, conversation_id, reply_id)
     except ConversationNotFound:
         return True
+    except SQLAlchemyError:  # the database is restarting: not known yet, the log is followed on
+        return False
     return message is None or message.status != MessageStatus.STREAMING
 
 
@@ -97,7 +87,7 @@ class ReplyState(StreamParts, SessionState):
         """A reply has been asked for: show it as coming (its job starts a moment later)."""
         self._leave()
         self.streaming, self.notice = True, ""
-        self._stream_parts = get_chat_service().settings.stream_parts
+        self._stream_parts = services().chat.settings.stream_parts
 
     def _watch(self, reply_id: int, view: int) -> bool:
         """Follow reply `reply_id` from its start (ReplyState.follow does the work).
@@ -107,7 +97,7 @@ class ReplyState(StreamParts, SessionState):
         stop_pending = self._stop_pending
         self._leave()
         self.streaming, self._reply_id, self._reply_view, self._cursor = True, reply_id, view, START
-        self._stream_parts = get_chat_service().settings.stream_parts
+        self._stream_parts = services().chat.settings.stream_parts
         return stop_pending
 
     def _leave(self) -> None:
@@ -119,23 +109,24 @@ class ReplyState(StreamParts, SessionState):
 
     # -- starting a reply: one path for send, regenerate and edit ------------------------------
 
-    async def _start_reply(
-        self, start: TurnStarter, show: HistoryUpdate, not_found: str, *, user_text: str | None = None
-    ) -> AsyncIterator[Any]:
-        """Admit, store the turn, start its job, then follow it (a background handler's body)."""
-        service, jobs = get_chat_service(), get_reply_jobs()
+    def _open_conversation_id(self) -> str:
+        """The conversation a message goes to: the tab's open one, else the one its page's address names.
+
+        A reconnection to another backend can find the tab's websocket still on record and give it a
+        fresh state, whose on_load has not opened the conversation yet when a message comes; the page
+        still shows it. (The action checks that the caller owns it.)
+        """
+        return self.conversation_id or conversation_id_in(self.router.url.path)
+
+    async def _start_reply(self, start: TurnStarter, show: HistoryUpdate, *, user_text: str | None = None) -> Any:
+        """Start a reply through its action (admission, storing, the job), then follow it.
+
+        The body of a background handler. A refusal leaves the composer as it was, with the reason.
+        """
         async with self:
             if self.streaming:
                 return
-            owner, address = await self.owner_id(), self.client_address()
-            if refusal := await service.admit(owner, address):
-                self.notice = refusal.message  # the message stays in the composer
-                return
-            try:  # a user past the day's tokens: nothing goes to the provider
-                await get_accounts().check_quota_for_owner(owner)
-            except QuotaExceeded as exc:
-                self.notice = str(exc)
-                return
+            caller = await self.caller()
             settings = await self.get_state(SettingsState)
             chat, batch = settings.chat_settings(), settings.batch_mode
             self._begin()
@@ -143,28 +134,29 @@ class ReplyState(StreamParts, SessionState):
                 conversation = await self.get_state(ConversationState)
                 conversation.messages.append(MessageView(id=0, role="user", content=user_text))
         try:
-            turn = await start(service, chat)
-        except (ConversationNotFound, AttachmentRejected, SQLAlchemyError) as exc:
+            started = await start(caller, chat, batch)
+        except (Refused, SQLAlchemyError) as exc:
             if isinstance(exc, SQLAlchemyError):
                 log.warning("could not store a turn: %s", type(exc).__name__)
             async with self:
                 self._leave()
                 conversation = await self.get_state(ConversationState)
                 conversation.messages = [m for m in conversation.messages if m.id]
-                # A refused file: the message and its files stay in the composer, with the reason.
-                refused = str(exc) if isinstance(exc, AttachmentRejected) else NOT_STORED
-                self.notice = not_found if isinstance(exc, ConversationNotFound) else refused
+                # The message (and its files) stay in the composer, with the reason.
+                self.notice = exc.message if isinstance(exc, Refused) else NOT_STORED
             return
-        await jobs.start(turn, batch=batch, suggest_title=True, address=address)
+        turn = started.turn
         async with self:
             conversation = await self.get_state(ConversationState)
-            show(conversation, turn)
+            show(conversation, started)
             if turn.created_conversation:
                 conversation.conversation_id, conversation.title = turn.conversation_id, turn.title
                 conversation._just_created = turn.conversation_id
             stop_now = self._watch(turn.reply_id, conversation.current_view())
+            if started.stopped_first:
+                self.notice = STOPPED_FIRST
         if stop_now:
-            await jobs.stop(turn.reply_id)
+            await services().replies.stop(turn.reply_id)
         if user_text is not None:
             yield rx.set_value(COMPOSER_INPUT_ID, "")  # stored: only now does the composer let it go
         if turn.created_conversation:  # its page's on_load lists the new conversation in the sidebar
@@ -176,89 +168,83 @@ class ReplyState(StreamParts, SessionState):
     @rx.event(background=True)
     async def send_message(self, form_data: Any) -> Any:
         """Store the user's message, then stream the reply."""
+        raw = form_data.get("message") if isinstance(form_data, dict) else None
         async with self:
+            await self.caller()  # the session first: nothing is checked or shown for a caller who has none
             pending = (await self.get_state(ComposerFilesState)).pending()
-            try:
-                text = _message_from(form_data)
-            except InvalidInput as exc:
-                if not (pending and _is_blank(form_data)):  # files alone may be sent without a word
-                    self.notice = str(exc)
-                    return
-                text = ""
-            owner, conversation_id = await self.owner_id(), self.conversation_id or None
+            conversation_id = self._open_conversation_id() or None
+            try:  # checked before it is shown: the page must never be sent what it cannot show
+                text = services().actions.message_text(raw, blank_allowed=bool(pending))
+            except Refused as refusal:
+                self.notice = refusal.message
+                return
         chips: list[FileChip] = []
 
-        def show(conversation: ConversationState, turn: Turn) -> None:
+        def show(conversation: ConversationState, started: Started) -> None:
             conversation.messages = [m for m in conversation.messages if m.id] + [
-                MessageView(id=turn.user_message_id, role="user", content=text, attachments=chips)
+                MessageView(id=started.turn.user_message_id, role="user", content=started.text, attachments=chips)
             ]
 
-        async def start(service: ChatService, chat: ChatSettings) -> Turn:
-            turn = await service.start_turn(owner, conversation_id, text, chat, attachments=pending)
+        async def start(caller: Caller, chat: ChatSettings, batch: bool) -> Started:
+            started = await services().actions.send(
+                caller, conversation_id, text, settings=chat, attachments=pending, batch=batch
+            )
+            turn = started.turn
             if pending:  # stored: the composer lets them go, the message shows them
                 async with self:
                     (await self.get_state(ComposerFilesState)).take_sent(pending)
-                views = await get_attachment_store().views(owner, turn.conversation_id, [turn.user_message_id])
+                ids = [turn.user_message_id]
+                views = await services().attachments.views(caller.owner_id, turn.conversation_id, ids)
                 chips.extend(file_chips(views.get(turn.user_message_id, []), rx.config.get_config().api_url))
-            return turn
+            return started
 
-        not_found = "That conversation was not found. Start a new chat."
-        async for event in self._start_reply(start, show, not_found, user_text=text):
+        async for event in self._start_reply(start, show, user_text=text):
             yield event
 
     @rx.event(background=True)
     async def regenerate(self) -> Any:
         """Answer the last message again (also the Retry of a failed or stopped reply)."""
         async with self:
-            owner, conversation_id = await self.owner_id(), self.conversation_id
+            await self.caller()  # the session first
+            conversation_id = self._open_conversation_id()
         if not conversation_id:
             return
 
-        async def start(service: ChatService, _chat: ChatSettings) -> Turn:
-            await self._stop_others(owner, conversation_id)
-            return await service.start_regeneration(owner, conversation_id)
+        async def start(caller: Caller, _chat: ChatSettings, batch: bool) -> Started:
+            return await services().actions.regenerate(caller, conversation_id, batch=batch)
 
-        def show(conversation: ConversationState, turn: Turn) -> None:
+        def show(conversation: ConversationState, started: Started) -> None:
+            turn = started.turn
             kept = [m for m in conversation.messages if m.id <= turn.user_message_id]
             if not any(m.id == turn.user_message_id for m in kept) and turn.history:
                 # A stale tab that never saw the message being answered: show it now.
                 kept.append(MessageView(id=turn.user_message_id, role="user", content=turn.history[-1].content))
             conversation.messages = kept
 
-        async for event in self._start_reply(start, show, "There is no message to answer again."):
+        async for event in self._start_reply(start, show):
             yield event
 
     @rx.event(background=True)
     async def edit_message(self, form_data: Any) -> Any:
         """Replace a user message and answer it again; the messages after it are discarded."""
+        raw = form_data.get("message") if isinstance(form_data, dict) else None
         async with self:
+            await self.caller()  # the session first
             conversation = await self.get_state(ConversationState)
             message_id, conversation.editing_id = conversation.editing_id, 0
-            try:
-                text = _message_from(form_data)
-            except InvalidInput as exc:
-                self.notice = str(exc)
-                return
-            owner, conversation_id = await self.owner_id(), self.conversation_id
+            conversation_id = self._open_conversation_id()
         if not message_id or not conversation_id:
             return
 
-        async def start(service: ChatService, _chat: ChatSettings) -> Turn:
-            await self._stop_others(owner, conversation_id)
-            return await service.start_edit(owner, conversation_id, message_id, text)
+        async def start(caller: Caller, _chat: ChatSettings, batch: bool) -> Started:
+            return await services().actions.edit(caller, conversation_id, message_id, raw, batch=batch)
 
-        def show(conversation: ConversationState, turn: Turn) -> None:
+        def show(conversation: ConversationState, started: Started) -> None:
             kept = [m for m in conversation.messages if m.id < message_id]
-            conversation.messages = [*kept, MessageView(id=message_id, role="user", content=text)]
+            conversation.messages = [*kept, MessageView(id=message_id, role="user", content=started.text)]
 
-        async for event in self._start_reply(start, show, "That message can no longer be edited."):
+        async for event in self._start_reply(start, show):
             yield event
-
-    async def _stop_others(self, owner: str, conversation_id: str) -> None:
-        """Another tab's reply in this conversation is stopped before its history changes."""
-        if await stop_running_replies(owner, conversation_id):
-            async with self:
-                self.notice = STOPPED_FIRST
 
     # -- following and stopping ------------------------------------------------------------
 
@@ -271,6 +257,12 @@ class ReplyState(StreamParts, SessionState):
             return ReplyState.follow
         if not (self.streaming and self._reply_view == conversation.current_view()):
             self._leave()  # a reply of another conversation: its job goes on without this tab
+            return None
+        if self._reply_id:
+            # The page loaded again with its reply still showing (its websocket reconnected, maybe to
+            # another backend): follow it from here on, from where it was shown, so that the tab no
+            # longer depends on the backend it left (which may die). That follower sees it is replaced.
+            return ReplyState.follow
         return None
 
     @rx.event
@@ -281,7 +273,10 @@ class ReplyState(StreamParts, SessionState):
         if not self._reply_id:
             self._stop_pending = True
             return
-        await get_reply_jobs().stop(self._reply_id)
+        try:
+            await services().actions.stop(await self.caller(), self._reply_id)
+        except Refused as refusal:  # it ended meanwhile, or its conversation was deleted
+            self.notice = refusal.message
 
     @rx.event(background=True)
     async def follow(self) -> None:
@@ -301,15 +296,18 @@ class ReplyState(StreamParts, SessionState):
         loop = asyncio.get_running_loop()
         news_at = recheck_at = loop.time()
         try:
-            async for cursor, events in get_reply_jobs().follow(reply_id, start):
+            async for cursor, events in services().replies.follow(reply_id, start):
                 if loop.time() - recheck_at >= SESSION_RECHECK_S:  # a user signed out or disabled meanwhile
                     recheck_at = loop.time()
-                    async with self:
-                        await self.owner_id()
+                    # Without the tab's state lock (the cookie is the connection's): a follower whose tab
+                    # has moved to another backend must not take the lock, which would keep that tab
+                    # waiting for the lock's expiry (10 s) should this backend die while it holds it.
+                    if services().settings.accounts_enabled:
+                        await self.signed_in_user()
                 if not events:
                     if self._subscription != subscription:  # read without the lock, only to end early
                         return
-                    if loop.time() - news_at > LIVENESS_CHECK_S:  # silent: is its job still alive?
+                    if loop.time() - news_at > LIVENESS_CHECK_S:  # silent: has it ended without its log?
                         news_at = loop.time()
                         if await _ended_without_log(owner, conversation_id, reply_id):
                             break
@@ -317,6 +315,7 @@ class ReplyState(StreamParts, SessionState):
                 news_at = loop.time()
                 async with self:
                     if self._subscription != subscription:
+                        self._check_not_lost(conversation_id)
                         return
                     self._cursor = cursor
                     for event in events:
@@ -325,6 +324,12 @@ class ReplyState(StreamParts, SessionState):
             log.warning("could not follow reply %s (%s)", reply_id, type(exc).__name__)
         if not finished:  # no log (its process died, or it expired): the database has the end
             await self._settle_from_database(owner, conversation_id, reply_id, subscription)
+
+    def _check_not_lost(self, conversation_id: str) -> None:
+        """A follower that finds a newer subscription ends; but a state that no page has loaded is one the
+        server lost (Redis restarted): its page is loaded again, so the tab carries on with no one acting."""
+        if self.state_lost():
+            raise SessionLost(conversation_url(conversation_id) if conversation_id else "/")
 
     async def _apply(self, event: ReplyEvent, reply_id: int, conversation_id: str) -> bool:
         """Show one log event (inside the lock); True for the reply's end."""
@@ -381,18 +386,26 @@ class ReplyState(StreamParts, SessionState):
         await conversation.load_stats()
 
     async def _settle_from_database(self, owner: str, conversation_id: str, reply_id: int, subscription: int) -> None:
-        service = get_chat_service()
+        service, jobs = services().chat, services().replies
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 2 * service.settings.stale_reply_s + 5
         message = None
         while loop.time() < deadline:
-            with contextlib.suppress(ConversationNotFound):
+            try:
                 message = await service.load_message(owner, conversation_id, reply_id)
+            except ConversationNotFound:
+                message = None
+            except SQLAlchemyError:  # the database is restarting: ask again
+                message = None
+                await asyncio.sleep(SETTLE_POLL_S)
+                continue
             if message is None or message.status != MessageStatus.STREAMING:
                 break
-            await asyncio.sleep(SETTLE_POLL_S)  # the sweep ends a dead job's reply within its window
+            if not await jobs.end_if_dead(reply_id):  # else the sweep ends a dead job's reply within its window
+                await asyncio.sleep(SETTLE_POLL_S)
         async with self:
             if self._subscription != subscription:
+                self._check_not_lost(conversation_id)
                 return
             if message is None:
                 self._leave()

@@ -1,4 +1,4 @@
-"""Per-conversation generation settings: model, temperature, max tokens, top_p, system prompt."""
+"""Per-conversation settings: model, temperature, max tokens, top_p, system prompt, and the Read aloud voice."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ from chatbot_app.services.chat_settings import (
     check_system_prompt,
     check_temperature,
     check_top_p,
+    check_voice,
     model_choice,
     parse_model_choice,
     resolve,
 )
-from chatbot_app.services.default_service import get_chat_service
 from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.speech import speech_voices
 from chatbot_app.services.validation import InvalidInput
+from chatbot_app.services.wiring import services
 from chatbot_app.state.session import SessionState, state_helper
 
 
@@ -43,17 +45,37 @@ class SettingsState(SessionState):
 
     model_groups: list[ModelGroupView] = []
     model_choice: str = ""
+    #: The picker's models that can read images (CHATBOT_VISION_MODELS that are really offered).
+    vision_choices: list[ModelOption] = []
     # Until `sync` has run, the configured defaults (not made-up ones) are what a first message asks for.
     temperature: float = get_settings().temperature
     max_tokens: int = get_settings().max_reply_tokens
     top_p: float = get_settings().top_p
     system_prompt: str = ""
+    #: The voice replies are read aloud in ("" without a speech service).
+    voice: str = ""
     batch_mode: bool = False
     preset_names: list[str] = []
     # Bumped whenever settings change from outside the form, so the form re-mounts with them.
     form_version: int = 0
+    # False while `sync` loads them: a form shown before would lose what is typed when it re-mounts.
+    settings_ready: bool = False
     settings_notice: str = ""
     _presets: dict[str, str] = {}
+
+    @rx.var
+    def vision_values(self) -> list[str]:
+        return [option.value for option in self.vision_choices]
+
+    @rx.var
+    def voices(self) -> list[str]:
+        """The speech service's voices, its default first (none: no Read aloud, no voice setting)."""
+        return list(speech_voices(get_settings()))
+
+    @rx.var
+    def model_label(self) -> str:
+        """The chosen model's name as the picker shows it."""
+        return next((o.label for g in self.model_groups for o in g.options if o.value == self.model_choice), "")
 
     @rx.var
     def answering_label(self) -> str:
@@ -72,23 +94,27 @@ class SettingsState(SessionState):
             max_tokens=self.max_tokens,
             top_p=self.top_p,
             system_prompt=self.system_prompt or None,
+            voice=self.voice or None,
         )
         return chat.with_choice(self.model_choice) if self.model_choice else chat
 
     def _show(self, chat: ChatSettings, default_choice: str) -> None:
-        service = get_chat_service()
+        service = services().chat
         resolved = resolve(chat, service.settings)
         self.model_choice = model_choice(chat.provider, chat.model) if chat.provider and chat.model else default_choice
         self.temperature, self.max_tokens, self.top_p = resolved.temperature, resolved.max_tokens, resolved.top_p
         self.system_prompt = resolved.system_prompt
+        voices = speech_voices(service.settings)
+        self.voice = (chat.voice if chat.voice in voices else voices[0]) if voices else ""
         self.form_version += 1
 
     @rx.event(background=True)
     async def sync(self) -> None:
         """Load the model menu, presets, and the settings of the open (or a new) conversation."""
-        service = get_chat_service()
+        service = services().chat
         async with self:
             owner, conversation_id = await self.page_owner_id(), self.conversation_id
+            self.settings_ready = False
         groups, default_choice = await service.model_menu()
         presets = await service.presets(owner)
         if conversation_id:
@@ -108,18 +134,23 @@ class SettingsState(SessionState):
                 )
                 for g in groups
             ]
+            vision_models = service.settings.vision_models
+            self.vision_choices = [
+                option for group in self.model_groups for option in group.options if option.label in vision_models
+            ]
             self._presets = presets
             self.preset_names = list(presets)
             self._show(chat, default_choice)
             if not any(o.value == self.model_choice for g in self.model_groups for o in g.options):
                 self.model_choice = default_choice
+            self.settings_ready = True
 
     async def _store(self) -> None:
         """Persist the settings on the open conversation (a new chat stores them with its first message)."""
         if self.conversation_id:
             try:
                 owner = await self.owner_id()
-                await get_chat_service().save_settings(owner, self.conversation_id, self.chat_settings())
+                await services().chat.save_settings(owner, self.conversation_id, self.chat_settings())
             except ConversationNotFound:
                 self.settings_notice = "This conversation no longer exists."
 
@@ -147,11 +178,13 @@ class SettingsState(SessionState):
             top_p = check_top_p(form_data.get("top_p"))
             max_tokens = check_max_tokens(form_data.get("max_tokens"))
             system_prompt = check_system_prompt(form_data.get("system_prompt", ""))
+            voices = speech_voices(services().chat.settings)
+            voice = check_voice(form_data.get("voice"), voices) if voices else ""
         except InvalidInput as exc:
             self.settings_notice = str(exc)
             return
-        self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
-        self.system_prompt = system_prompt or get_chat_service().settings.system_prompt
+        self.temperature, self.top_p, self.max_tokens, self.voice = temperature, top_p, max_tokens, voice
+        self.system_prompt = system_prompt or services().chat.settings.system_prompt
         self.batch_mode = form_data.get("batch") in ("on", True, "true")
         self.settings_notice = "Saved."
         await self._store()
@@ -172,7 +205,7 @@ class SettingsState(SessionState):
         except InvalidInput as exc:
             self.settings_notice = str(exc)
             return
-        await get_chat_service().save_preset(await self.owner_id(), name, self.system_prompt)
+        await services().chat.save_preset(await self.owner_id(), name, self.system_prompt)
         self._presets[name] = self.system_prompt
         self.preset_names = list(self._presets)
         self.settings_notice = f"Saved the current prompt as “{name}”."

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import reflex as rx
+from reflex.event import EventSpec
 
 from chatbot_app.services.attachments import AttachmentView
-from chatbot_app.services.default_service import get_attachment_store
 from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.markdown_fences import tidy_fences
 from chatbot_app.services.reply_log import Finished
+from chatbot_app.services.wiring import services
 from chatbot_app.storage.models import Message, MessageStatus
 
 
@@ -21,6 +24,12 @@ class FileChip:
     filename: str
     url: str
     is_image: bool = False
+
+
+def iso_utc(moment: datetime | None = None) -> str:
+    """An ISO 8601 time in UTC (a stored naive time is UTC), for the page's <time> elements."""
+    moment = moment or datetime.now(UTC)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 @dataclasses.dataclass
@@ -35,6 +44,9 @@ class MessageView:
     # A reasoning model's thinking, shown collapsed above the answer; `thinking` labels it.
     reasoning: str = ""
     thinking: str = ""
+    #: When it was written (ISO 8601, UTC); the browser shows it in the user's time zone. Not compared: two
+    #: views of one message are equal whenever they were made.
+    created: str = dataclasses.field(default_factory=iso_utc, compare=False)
 
 
 def file_chips(views: list[AttachmentView], backend_url: str) -> list[FileChip]:
@@ -48,11 +60,20 @@ async def add_file_chips(messages: Sequence[MessageView], owner_id: str, convers
     ids = [m.id for m in messages if m.role == "user" and m.id]
     if not ids:
         return
-    views = await get_attachment_store().views(owner_id, conversation_id, ids)
+    views = await services().attachments.views(owner_id, conversation_id, ids)
     backend_url = rx.config.get_config().api_url
     for message in messages:
         if found := views.get(message.id):
             message.attachments = file_chips(found, backend_url)
+
+
+def backend_download(path: str, filename: str) -> EventSpec:
+    """Have the browser download a file the backend serves at `path` (the page may be served elsewhere).
+
+    rx.download takes a site-relative string only; as a Var, the backend's absolute URL goes through as is.
+    """
+    url = rx.config.get_config().api_url.rstrip("/") + path
+    return rx.download(url=rx.Var.create(url), filename=filename)
 
 
 def thinking_label(reasoning: str, thinking_ms: int | None) -> str:
@@ -86,10 +107,11 @@ def reply_details(
 
 
 def view_of_message(message: Message) -> MessageView:
+    """A stored message as the page shows it (a reply's misplaced code fences moved onto their own lines)."""
     return MessageView(
         id=message.id or 0,
         role=message.role,
-        content=message.content,
+        content=tidy_fences(message.content) if message.role == "assistant" else message.content,
         status=message.status,
         error=describe_error(message.error_kind, message.provider) if message.status == MessageStatus.ERROR else "",
         details=reply_details(
@@ -99,6 +121,7 @@ def view_of_message(message: Message) -> MessageView:
         else "",
         reasoning=message.reasoning or "",
         thinking=thinking_label(message.reasoning or "", message.thinking_ms),
+        created=iso_utc(message.created_at),
     )
 
 
@@ -109,7 +132,7 @@ def view_of_reply(
     return MessageView(
         id=reply_id,
         role="assistant",
-        content=text,
+        content=tidy_fences(text),
         status=finished.status,
         error=(finished.error or describe_error(finished.error_kind, finished.provider))
         if finished.status == MessageStatus.ERROR

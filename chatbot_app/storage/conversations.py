@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlmodel import Session, col, delete, func, select, update
 
 from chatbot_app.storage.models import Conversation, Message, MessageStatus, utcnow
+from chatbot_app.storage.shares import delete_links_of
 
 
 def create_conversation(session: Session, owner_id: str, title: str = "New chat") -> Conversation:
@@ -87,31 +88,66 @@ def checkpoint_reply(session: Session, message_id: int, content: str | None) -> 
     values: dict[str, object] = {"updated_at": utcnow()}
     if content is not None:
         values["content"] = content
+    return _update_streaming(session, message_id, values) or session.get(Message, message_id) is not None
+
+
+def _update_streaming(session: Session, message_id: int, values: Mapping[str, object]) -> bool:
+    """Set `values` on the reply only if it is still `streaming` (in the same statement); whether it was."""
     result = session.exec(
         update(Message)
         .where(col(Message.id) == message_id)
         .where(col(Message.status) == MessageStatus.STREAMING)
         .values(**values)
     )
-    return bool(result.rowcount) or session.get(Message, message_id) is not None
+    return bool(result.rowcount)
 
 
-def checkpoint_replies(session: Session, checkpoints: Mapping[int, str | None]) -> set[int]:
-    """`checkpoint_reply` for several replies in one transaction; the ids whose rows are gone."""
-    return {
-        message_id for message_id, content in checkpoints.items() if not checkpoint_reply(session, message_id, content)
-    }
+@dataclass(frozen=True, slots=True)
+class CheckpointRound:
+    """What a checkpoint round learnt: replies whose rows are gone, and replies someone asked to stop."""
+
+    gone: set[int]
+    stop_requested: set[int]
 
 
-def interrupt_stale_replies(session: Session, older_than: timedelta) -> int:
-    """Mark replies whose job stopped heartbeating (its process died) as interrupted; their text is kept."""
-    stale = (col(Message.status) == MessageStatus.STREAMING, col(Message.updated_at) < utcnow() - older_than)
-    # Look before writing: the sweep runs every few seconds and almost always finds nothing, while an
-    # UPDATE takes SQLite's write lock even when no row matches (and fails if another writer holds it).
-    if session.exec(select(Message.id).where(*stale).limit(1)).first() is None:
-        return 0
-    result = session.exec(update(Message).where(*stale).values(status=MessageStatus.INTERRUPTED))
-    return result.rowcount or 0
+def checkpoint_replies(session: Session, checkpoints: Mapping[int, str | None]) -> CheckpointRound:
+    """`checkpoint_reply` for several replies in one transaction, reading their stop requests with it."""
+    gone = {reply_id for reply_id, content in checkpoints.items() if not checkpoint_reply(session, reply_id, content)}
+    query = select(Message.id).where(col(Message.id).in_(list(checkpoints)), col(Message.stop_requested))
+    return CheckpointRound(gone, {message_id for message_id in session.exec(query).all() if message_id is not None})
+
+
+def request_stop(session: Session, message_id: int) -> bool:
+    """Ask the job writing this reply to stop, wherever it runs (its next checkpoint round reads it).
+
+    False if the reply is no longer being written.
+    """
+    return _update_streaming(session, message_id, {"stop_requested": True})
+
+
+def stale_replies(session: Session, older_than: timedelta) -> list[int]:
+    """Replies still `streaming` whose job stopped heartbeating this long ago (its process died)."""
+    query = select(Message.id).where(
+        col(Message.status) == MessageStatus.STREAMING, col(Message.updated_at) < utcnow() - older_than
+    )
+    return [message_id for message_id in session.exec(query).all() if message_id is not None]
+
+
+def interrupt_reply(session: Session, message_id: int, content: str = "", reasoning: str = "") -> bool:
+    """End a reply whose job died as `interrupted`, keeping the longer of its stored text and `content`.
+
+    `content` and `reasoning` are what its log holds: more than the last checkpoint when the job died
+    between two. Only a reply still `streaming` is ended: False if it has ended (or gone) meanwhile.
+    """
+    message = session.get(Message, message_id)
+    if message is None or message.status != MessageStatus.STREAMING:
+        return False
+    values: dict[str, object] = {"status": MessageStatus.INTERRUPTED, "updated_at": utcnow()}
+    if len(content) > len(message.content):
+        values["content"] = content
+    if len(reasoning) > len(message.reasoning or ""):
+        values["reasoning"] = reasoning
+    return _update_streaming(session, message_id, values)
 
 
 def streaming_replies(session: Session, conversation_id: str) -> list[int]:
@@ -120,6 +156,37 @@ def streaming_replies(session: Session, conversation_id: str) -> list[int]:
         Message.conversation_id == conversation_id, Message.status == MessageStatus.STREAMING
     )
     return [message_id for message_id in session.exec(query).all() if message_id is not None]
+
+
+def owners_streaming_replies(session: Session, owner_id: str) -> list[int]:
+    """Ids of every reply still being written in the owner's conversations."""
+    query = (
+        select(Message.id)
+        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+        .where(Conversation.owner_id == owner_id, Message.status == MessageStatus.STREAMING)
+    )
+    return [message_id for message_id in session.exec(query).all() if message_id is not None]
+
+
+def reply_conversation(session: Session, owner_id: str, reply_id: int) -> str | None:
+    """The id of the owner's conversation that holds reply `reply_id`; None if it is not the owner's."""
+    query = (
+        select(Conversation.id)
+        .join(Message, col(Message.conversation_id) == col(Conversation.id))
+        .where(Message.id == reply_id, Message.role == "assistant", Conversation.owner_id == owner_id)
+    )
+    return session.exec(query).first()
+
+
+def owned_reply(session: Session, owner_id: str, reply_id: int) -> tuple[Message, Conversation] | None:
+    """Reply `reply_id` and the conversation that holds it, if that is the owner's; else None."""
+    query = (
+        select(Message, Conversation)
+        .join(Conversation, col(Message.conversation_id) == col(Conversation.id))
+        .where(Message.id == reply_id, Message.role == "assistant", Conversation.owner_id == owner_id)
+    )
+    found = session.exec(query).first()
+    return None if found is None else (found[0], found[1])
 
 
 def messages_from(session: Session, conversation_id: str, target_id: int, window: int, cap: int) -> list[Message]:
@@ -179,6 +246,14 @@ def count_conversations(session: Session, owner_id: str) -> int:
     return session.exec(query).one()
 
 
+def move_conversations(session: Session, from_owner: str, to_owner: str) -> int:
+    """Give every conversation of `from_owner` to `to_owner`; how many moved."""
+    result = session.exec(
+        update(Conversation).where(col(Conversation.owner_id) == from_owner).values(owner_id=to_owner)
+    )
+    return int(result.rowcount)
+
+
 def rename_conversation(session: Session, conversation: Conversation, title: str) -> None:
     """Change the title; updated_at is kept, so renaming does not reorder the sidebar."""
     conversation.title = title
@@ -200,10 +275,11 @@ def set_summary(session: Session, conversation: Conversation, summary: str | Non
 
 
 def delete_conversation(session: Session, conversation: Conversation) -> None:
-    """Delete the conversation and all its messages."""
+    """Delete the conversation, all its messages and its share links."""
     # Deleting the messages explicitly (the foreign key also cascades) keeps this correct on a
     # SQLite connection that was opened without PRAGMA foreign_keys.
     session.exec(delete(Message).where(col(Message.conversation_id) == conversation.id))
+    delete_links_of(session, conversation.id)
     session.delete(conversation)
     session.flush()
 

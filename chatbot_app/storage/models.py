@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import secrets
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, LargeBinary, Text, UniqueConstraint, false, text
@@ -17,6 +18,25 @@ def utcnow() -> datetime:
 def new_conversation_id() -> str:
     # 128 random bits: ids appear in URLs, so they must not be guessable or enumerable.
     return secrets.token_hex(16)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationSettings:
+    """A conversation's generation settings, as stored, exported and shown by the API; None: the app's default.
+
+    The one list of them: the services' ChatSettings and an imported conversation extend it. The voice is
+    the listener's choice, not the model's, and stays out.
+    """
+
+    provider: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    system_prompt: str | None = None
+
+
+SETTINGS_FIELDS = tuple(f.name for f in fields(ConversationSettings))
 
 
 class MessageStatus(enum.StrEnum):
@@ -43,6 +63,8 @@ class Conversation(SQLModel, table=True):
     max_tokens: int | None = None
     top_p: float | None = None
     system_prompt: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The voice its replies are read aloud in; None (or one the speech service no longer has): its default.
+    voice: str | None = Field(default=None, max_length=64)
     # A server default so rows written before this column existed read as unpinned.
     pinned: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     summary: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -77,6 +99,9 @@ class Message(SQLModel, table=True):
     reasoning: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # How long the model thought before it began to answer.
     thinking_ms: int | None = None
+    # A Stop asked for while the reply is written: its job's next checkpoint round reads it, so a stop
+    # reaches a job on another process even when the message that carries it (Redis Pub/Sub) is lost.
+    stop_requested: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 def new_attachment_token() -> str:
@@ -145,6 +170,9 @@ class User(SQLModel, table=True):
     daily_token_quota: int | None = None
     oidc_issuer: str | None = Field(default=None, max_length=255)
     oidc_subject: str | None = Field(default=None, max_length=255)
+    # Set by an admin's reset or an admin-made account (the admin knew the password): the user must
+    # choose their own at the next sign-in before doing anything else.
+    must_change_password: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(default_factory=utcnow)
 
     @property
@@ -155,6 +183,17 @@ class User(SQLModel, table=True):
     @property
     def is_admin(self) -> bool:
         return self.role == UserRole.ADMIN
+
+
+class ServerSetting(SQLModel, table=True):
+    """A server-wide fact that every backend must agree on: whether an admin opened sign-up, and
+    which account was the first (its row's primary key is what lets one and only one sign-up win)."""
+
+    __tablename__ = "server_setting"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="", max_length=255)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class UserSession(SQLModel, table=True):
@@ -197,6 +236,9 @@ class ShareLink(SQLModel, table=True):
     # No foreign key: the snapshot is a copy and outlives the conversation if its owner wants it to.
     conversation_id: str = Field(index=True, max_length=32)
     token_hash: str = Field(max_length=64)
+    # The token itself, so that its owner can copy the link again from /account (the snapshot beside it
+    # is no less secret). None for links made before it was kept: those can only be revoked.
+    token: str | None = Field(default=None, max_length=64)
     snapshot: str = Field(sa_column=Column(Text, nullable=False))
     revoked: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(default_factory=utcnow)
@@ -215,3 +257,33 @@ class DailyUsage(SQLModel, table=True):
     messages: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+class TokenLedger(SQLModel, table=True):
+    """One user's tokens for one UTC day: spent, and held by calls still running (the daily quota's ledger).
+
+    Kept for every signed-in user, limited or not, so that a quota set mid-day counts the day so far.
+    """
+
+    __tablename__ = "token_ledger"
+
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True, nullable=False)
+    )
+    day: date = Field(primary_key=True)
+    used_tokens: int = 0
+    reserved_tokens: int = 0
+
+
+class TokenReservation(SQLModel, table=True):
+    """Tokens held for one provider call until it settles; a call whose process died is released on expiry."""
+
+    __tablename__ = "token_reservation"
+    # Ids are never reused (SQLite would reuse a deleted row's): a late settle must not release another's hold.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id", ondelete="CASCADE", index=True)
+    day: date
+    tokens: int
+    expires_at: datetime = Field(index=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
 from chatbot_app.storage.models import PromptPreset
 
@@ -20,3 +20,13 @@ def save_preset(session: Session, owner_id: str, name: str, prompt: str) -> Prom
     session.add(preset)
     session.flush()
     return preset
+
+
+def move_presets(session: Session, from_owner: str, to_owner: str) -> None:
+    """Give `from_owner`'s presets to `to_owner`, but for those whose name `to_owner` has already: they stay."""
+    taken = select(PromptPreset.name).where(PromptPreset.owner_id == to_owner)
+    session.exec(
+        update(PromptPreset)
+        .where(col(PromptPreset.owner_id) == from_owner, col(PromptPreset.name).not_in(taken))
+        .values(owner_id=to_owner)
+    )

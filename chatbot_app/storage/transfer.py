@@ -1,5 +1,7 @@
 """Export conversations (our JSON, Markdown) and import them (our JSON, ChatGPT's conversations.json).
 
+Exports are streamed (stream_json, stream_markdown): conversation by conversation, messages in batches,
+attachments read and base64-encoded in chunks, so memory stays bounded whatever the size.
 Imported files are untrusted: parse_import checks every field it keeps and raises
 ImportRejected, with a message a user can act on, for anything it cannot take as is.
 """
@@ -12,22 +14,40 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlmodel import Session, col, delete, select, update
+from sqlalchemy import LargeBinary
+from sqlmodel import Session, col, delete, func, select, update
 
 from chatbot_app.storage.attachments import FileToStore as CheckedFile
-from chatbot_app.storage.conversations import latest_messages
-from chatbot_app.storage.models import Attachment, Conversation, Message, MessageStatus
+from chatbot_app.storage.models import (
+    SETTINGS_FIELDS,
+    Attachment,
+    Conversation,
+    ConversationSettings,
+    Message,
+    MessageStatus,
+)
+
+R = TypeVar("R")
+#: Runs a function of a session in one transaction, off the event loop (storage.database.Database.run).
+Read = Callable[[Callable[[Session], R]], Awaitable[R]]
 
 FORMAT_NAME = "chatbot_app"
 FORMAT_VERSION = 1
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
+#: Messages read per step of a streamed export.
+EXPORT_MESSAGE_BATCH = 100
+#: Attachment bytes read and encoded per step of a streamed export: 192 KiB (a multiple of 3, so that the
+#: base64 pieces join into one string), 256 KiB once encoded. Larger pieces left more memory behind in
+#: the allocator's per-thread arenas for a fast reader (bench/event_loop_bench.py); smaller ones were slower.
+EXPORT_CHUNK_BYTES = 3 * 2**16
 ROLES = ("user", "assistant")
-SETTINGS_FIELDS = ("provider", "model", "temperature", "max_tokens", "top_p", "system_prompt")
+#: What an export keeps of a conversation besides its messages (its id is never reused on import).
+CONVERSATION_FIELDS = ("title", "summary", "pinned", "created_at", "updated_at", *SETTINGS_FIELDS)
 MESSAGE_FIELDS = (
     "role",
     "content",
@@ -79,20 +99,19 @@ class ImportedMessage:
     attachments: list[CheckedFile] = field(default_factory=list)
 
 
-@dataclass
-class ImportedConversation:
+@dataclass(frozen=True)
+class ImportedConversation(ConversationSettings):
     title: str
     created_at: datetime
     updated_at: datetime
     messages: list[ImportedMessage] = field(default_factory=list)
     summary: str | None = None
     pinned: bool = False
-    provider: str | None = None
-    model: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    top_p: float | None = None
-    system_prompt: str | None = None
+
+
+def _picked(source: object, names: Sequence[str]) -> dict[str, Any]:
+    """The named attributes of `source`, to build another shape from the same field list."""
+    return {name: getattr(source, name) for name in names}
 
 
 # --- export -----------------------------------------------------------------------------------
@@ -110,78 +129,151 @@ def _conversation_dict(conversation: Conversation, messages: list[dict[str, Any]
         "pinned": conversation.pinned,
         "created_at": _iso(conversation.created_at),
         "updated_at": _iso(conversation.updated_at),
-        "settings": {name: getattr(conversation, name) for name in SETTINGS_FIELDS},
+        "settings": _picked(conversation, SETTINGS_FIELDS),
         "messages": messages,
     }
 
 
-def _messages_by_conversation(session: Session, condition: Any) -> dict[str, list[dict[str, Any]]]:
-    """Exported message dicts of the messages matching `condition`, per conversation, oldest first."""
-    # Plain column rows, not Message objects: building ORM objects dominates the cost of
-    # exporting a long history, and export needs none of their behaviour.
+def exported_ids(session: Session, owner_id: str, conversation_id: str | None = None) -> list[str]:
+    """The owner's conversations an export holds, newest activity first: all, or the one named
+    (none when it is not the owner's)."""
+    query = select(Conversation.id).where(Conversation.owner_id == owner_id)
+    if conversation_id is not None:
+        query = query.where(Conversation.id == conversation_id)
+    order = (col(Conversation.updated_at).desc(), col(Conversation.id).desc())
+    return list(session.exec(query.order_by(*order)).all())
+
+
+async def stream_json(
+    read: Read,
+    conversation_ids: Sequence[str],
+    *,
+    message_batch: int = EXPORT_MESSAGE_BATCH,
+    chunk_bytes: int = EXPORT_CHUNK_BYTES,
+) -> AsyncIterator[bytes]:
+    """The conversations in our JSON format, in pieces: memory stays bounded whatever the export's size.
+
+    Each step is one short read (`read` runs a function of a session in its own transaction, off the
+    event loop): a conversation's fields, a batch of its messages, or one chunk of an attachment,
+    encoded to base64 as it goes. A conversation deleted meanwhile is left out.
+    """
+    if chunk_bytes % 3:
+        raise ValueError("chunk_bytes must be a multiple of 3, so that base64 pieces join")
+    yield b'{"format": "%s", "version": %d, "conversations": [' % (FORMAT_NAME.encode(), FORMAT_VERSION)
+    written = 0
+    for conversation_id in conversation_ids:
+        head = await read(lambda s, cid=conversation_id: _conversation_head(s, cid))
+        if head is None:
+            continue
+        yield (b",\n" if written else b"\n") + head
+        written += 1
+        after, first, more = 0, True, True
+        while more:
+            batch = await read(lambda s, cid=conversation_id, a=after: _message_batch(s, cid, a, message_batch))
+            more = len(batch) == message_batch
+            for message_id, fields, files in batch:
+                yield (b"" if first else b", ") + (fields[:-1] + b', "attachments": [' if files else fields)
+                first = False
+                for number, (attachment_id, record, size) in enumerate(files):
+                    yield (b", " if number else b"") + record
+                    for offset in range(0, size, chunk_bytes):
+                        piece = await read(
+                            lambda s, aid=attachment_id, o=offset: _attachment_piece(s, aid, o, chunk_bytes)
+                        )
+                        yield base64.b64encode(piece)
+                    yield b'"}'
+                if files:
+                    yield b"]}"
+                after = message_id
+        yield b"]}"
+    yield b"\n]}\n"
+
+
+def _conversation_head(session: Session, conversation_id: str) -> bytes | None:
+    """The conversation's fields, up to the opening of its message list."""
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        return None
+    text = json.dumps(_conversation_dict(conversation, []), ensure_ascii=False)
+    return text.removesuffix("]}").encode()  # "messages" is the last key: leave its list open
+
+
+def _message_batch(
+    session: Session, conversation_id: str, after_id: int, limit: int
+) -> list[tuple[int, bytes, list[tuple[int, bytes, int]]]]:
+    """Up to `limit` messages after `after_id`, oldest first: (id, its JSON, its attachments), where each
+    attachment is (id, its JSON up to the opening quote of its base64 data, its size)."""
     columns = [getattr(Message, name) for name in MESSAGE_FIELDS]
-    query = (
-        select(Message.conversation_id, Message.id, *columns)
-        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
-        .where(condition)
+    rows = session.exec(  # type: ignore[call-overload]
+        select(Message.id, *columns)
+        .where(Message.conversation_id == conversation_id, col(Message.id) > after_id)
         .order_by(col(Message.id))
-    )
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    files = _attachments_by_message(session, condition)
-    for conversation_id, message_id, *values in session.exec(query):  # type: ignore[call-overload]
-        message = dict(zip(MESSAGE_FIELDS, values, strict=True))
-        message["created_at"] = _iso(message["created_at"])
-        if message_id in files:
-            message["attachments"] = files[message_id]
-        grouped.setdefault(conversation_id, []).append(message)
-    return grouped
-
-
-def _attachments_by_message(session: Session, condition: Any) -> dict[int, list[dict[str, Any]]]:
-    """Exported attachments (name, type, base64 bytes) of the messages matching `condition`."""
-    query = (
-        select(Attachment.message_id, Attachment.filename, Attachment.media_type, Attachment.data)
-        .join(Message, col(Message.id) == col(Attachment.message_id))
-        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
-        .where(condition)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return []
+    files: dict[int, list[tuple[int, bytes, int]]] = {}
+    attachments = session.exec(  # type: ignore[call-overload]
+        select(Attachment.id, Attachment.message_id, Attachment.filename, Attachment.media_type, Attachment.size)
+        .where(col(Attachment.message_id).in_([row[0] for row in rows]))
         .order_by(col(Attachment.id))
     )
-    found: dict[int, list[dict[str, Any]]] = {}
-    for message_id, filename, media_type, data in session.exec(query):  # type: ignore[call-overload]
-        record = {"filename": filename, "media_type": media_type, "data": base64.b64encode(data).decode("ascii")}
-        found.setdefault(message_id, []).append(record)
-    return found
+    for attachment_id, message_id, filename, media_type, size in attachments:
+        record = json.dumps({"filename": filename, "media_type": media_type, "data": ""}, ensure_ascii=False)
+        files.setdefault(message_id, []).append((attachment_id, record.removesuffix('"}').encode(), size))
+    batch = []
+    for message_id, *values in rows:
+        message = dict(zip(MESSAGE_FIELDS, values, strict=True))
+        message["created_at"] = _iso(message["created_at"])
+        batch.append((message_id, json.dumps(message, ensure_ascii=False).encode(), files.get(message_id, [])))
+    return batch
 
 
-def _envelope(conversations: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "conversations": conversations}
+def _attachment_piece(session: Session, attachment_id: int, offset: int, size: int) -> bytes:
+    """`size` bytes of an attachment's data from `offset` (SQL substr: the database sends only those)."""
+    piece = session.exec(
+        select(func.substr(Attachment.data, offset + 1, size, type_=LargeBinary)).where(Attachment.id == attachment_id)
+    ).first()
+    return bytes(piece) if piece is not None else b""
 
 
-def export_conversation(session: Session, conversation: Conversation) -> dict[str, Any]:
-    """One conversation in our JSON format (a dict ready for json.dumps)."""
-    messages = _messages_by_conversation(session, col(Conversation.id) == conversation.id)
-    return _envelope([_conversation_dict(conversation, messages.get(conversation.id, []))])
+async def stream_markdown(
+    read: Read, conversation_id: str, *, message_batch: int = EXPORT_MESSAGE_BATCH
+) -> AsyncIterator[bytes]:
+    """The conversation as a readable Markdown transcript, a batch of messages at a time."""
+    head = await read(lambda s: _markdown_head(s, conversation_id))
+    if head is None:
+        return
+    yield head.encode()
+    after = 0
+    while batch := await read(lambda s, a=after: _markdown_batch(s, conversation_id, a, message_batch)):
+        after, text = batch
+        yield text.encode()
 
 
-def export_all(session: Session, owner_id: str) -> dict[str, Any]:
-    """All of the owner's conversations, newest activity first, in our JSON format."""
-    conversations = session.exec(
-        select(Conversation)
-        .where(Conversation.owner_id == owner_id)
-        .order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
-    ).all()
-    # One query for all messages rather than one per conversation.
-    messages = _messages_by_conversation(session, col(Conversation.owner_id) == owner_id)
-    return _envelope([_conversation_dict(c, messages.get(c.id, [])) for c in conversations])
-
-
-def export_markdown(session: Session, conversation: Conversation) -> str:
-    """The conversation as a readable Markdown document."""
+def _markdown_head(session: Session, conversation_id: str) -> str | None:
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        return None
     lines = [f"# {conversation.title}", ""]
     if conversation.summary:
         lines += [f"> {line}" if line else ">" for line in conversation.summary.splitlines()]
         lines.append("")
-    for message in latest_messages(session, conversation.id):
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_batch(session: Session, conversation_id: str, after_id: int, limit: int) -> tuple[int, str] | None:
+    """The next `limit` messages as Markdown, and the last one's id (None when there are no more)."""
+    messages = session.exec(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, col(Message.id) > after_id)
+        .order_by(col(Message.id))
+        .limit(limit)
+    ).all()
+    if not messages:
+        return None
+    lines: list[str] = []
+    for message in messages:
         when = message.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
         heading = f"**{message.role.capitalize()}** · {when}"
         if message.role == "assistant" and message.model:
@@ -189,7 +281,7 @@ def export_markdown(session: Session, conversation: Conversation) -> str:
         if message.status not in (MessageStatus.COMPLETE, MessageStatus.STREAMING):
             heading += f" · {message.status}"
         lines += [heading, "", message.content or "*(empty)*", ""]
-    return "\n".join(lines)
+    return messages[-1].id or after_id, "\n".join(lines) + "\n"
 
 
 # --- import -----------------------------------------------------------------------------------
@@ -199,10 +291,15 @@ def _reject_constant(name: str) -> None:
     raise ImportRejected(f"The file is not valid JSON: it contains {name}, which JSON does not allow.")
 
 
-def _load_json(data: bytes, max_bytes: int = MAX_IMPORT_BYTES) -> Any:
-    if len(data) > max_bytes:
-        size_mb, limit_mb = len(data) / 2**20, max_bytes / 2**20
+def check_import_size(size: int, max_bytes: int = MAX_IMPORT_BYTES) -> None:
+    """Raise ImportRejected for a file of more than `max_bytes`."""
+    if size > max_bytes:
+        size_mb, limit_mb = size / 2**20, max_bytes / 2**20
         raise ImportRejected(f"The file is {size_mb:.1f} MB; imports are limited to {limit_mb:g} MB.")
+
+
+def _load_json(data: bytes, max_bytes: int = MAX_IMPORT_BYTES) -> Any:
+    check_import_size(len(data), max_bytes)
     try:
         decoded = data.decode("utf-8-sig")  # tolerate a byte-order mark, as some editors write one
     except UnicodeDecodeError:
@@ -516,38 +613,10 @@ def import_conversations(session: Session, owner_id: str, conversations: list[Im
     """
     ids: list[str] = []
     for imported in conversations:
-        conversation = Conversation(
-            owner_id=owner_id,
-            title=imported.title,
-            summary=imported.summary,
-            pinned=imported.pinned,
-            created_at=imported.created_at,
-            updated_at=imported.updated_at,
-            provider=imported.provider,
-            model=imported.model,
-            temperature=imported.temperature,
-            max_tokens=imported.max_tokens,
-            top_p=imported.top_p,
-            system_prompt=imported.system_prompt,
-        )
+        conversation = Conversation(owner_id=owner_id, **_picked(imported, CONVERSATION_FIELDS))
         session.add(conversation)
         rows = [
-            Message(
-                conversation_id=conversation.id,
-                role=m.role,
-                content=m.content,
-                status=m.status,
-                error_kind=m.error_kind,
-                provider=m.provider,
-                model=m.model,
-                prompt_tokens=m.prompt_tokens,
-                completion_tokens=m.completion_tokens,
-                first_token_ms=m.first_token_ms,
-                duration_ms=m.duration_ms,
-                reasoning=m.reasoning,
-                created_at=m.created_at,
-                updated_at=m.created_at,
-            )
+            Message(conversation_id=conversation.id, updated_at=m.created_at, **_picked(m, MESSAGE_FIELDS))
             for m in imported.messages
         ]
         session.add_all(rows)

@@ -47,12 +47,14 @@ def app_of_its_own(
     fake_llm: FakeLLMServer,
     name: str,
     prepare: Callable[[str], None] | None = None,
+    development: bool = False,
     **env: str,
 ) -> Iterator[LiveApp]:
     """A live app on a fresh SQLite database, answered by the fake Groq server, with `env` on top.
 
     `prepare(database_url)` runs on the migrated database before the app starts. With accounts on,
     the backend learns the UI's address (known only once it is served) for its sign-in redirects.
+    `development`: React's development bundle, which warns in the console about mistakes.
     """
     workdir = tmp_path_factory.mktemp(name)
     database_url = f"sqlite:///{workdir / 'app.db'}"
@@ -62,6 +64,7 @@ def app_of_its_own(
     with live_app(
         workdir,
         database_url,
+        development,
         GROQ_API_KEY=TEST_API_KEY,
         GROQ_BASE_URL=fake_llm.base_url,
         CHATBOT_MODEL="fake-large",
@@ -84,6 +87,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> It
         # have tests of their own (test_limits_over_websocket.py, tests/integration/test_abuse_limits.py).
         CHATBOT_NEW_IDENTITIES_PER_HOUR="100000",
         CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE="100000",
+        CHATBOT_UPLOADS_PER_MINUTE="100000",
     ) as running:
         yield running
 
@@ -96,5 +100,7 @@ def page(browser, app: LiveApp, fake: FakeLLMServer):  # type: ignore[no-untyped
     page.set_default_timeout(20_000)
     page.goto(app.frontend_url)
     page.wait_for_selector("#chat-input")
+    # The model list is the page's on_load finishing: a test starts from a page that has settled.
+    page.wait_for_selector("#model-select option", state="attached")
     yield page
     context.close()

@@ -31,10 +31,22 @@ REFLEX_ENV = {
 }
 
 
+#: Every port free_port has given out in this process: none is given twice.
+_GIVEN_PORTS: set[int] = set()
+_GIVEN_PORTS_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on loopback now, and never one this process was given before: the kernel may hand
+    a just-closed port out again, and two picks in a row (nginx's and a backend's) were once the same."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with _GIVEN_PORTS_LOCK:
+            if port not in _GIVEN_PORTS:
+                _GIVEN_PORTS.add(port)
+                return port
 
 
 def app_environment(**overrides: str) -> dict[str, str]:
@@ -46,9 +58,13 @@ def app_environment(**overrides: str) -> dict[str, str]:
     return env
 
 
-def export_frontend(api_url: str, destination: Path) -> Path:
-    """`reflex export --frontend-only` against `api_url`, copied to `destination`."""
-    env = app_environment(REFLEX_API_URL=api_url)
+def export_frontend(api_url: str, destination: Path, development: bool = False, **build_env: str) -> Path:
+    """`reflex export --frontend-only` against `api_url`, copied to `destination`.
+
+    `development` builds React's development bundle, which reports mistakes (hooks called in a changing
+    order, missing keys) as console warnings that the production bundle leaves out.
+    """
+    env = app_environment(REFLEX_API_URL=api_url, **build_env, **({"NODE_ENV": "development"} if development else {}))
     subprocess.run(
         [str(VENV_BIN / "reflex"), "export", "--frontend-only", "--no-zip", "--loglevel", "warning"],
         cwd=PROJECT_ROOT,
@@ -169,11 +185,13 @@ class LiveApp:
 
 
 @contextlib.contextmanager
-def live_app(workdir: Path, database_url: str, **app_env: str) -> Iterator[LiveApp]:
-    """Export, serve and run the whole app; `app_env` sets GROQ_*/CHATBOT_* variables."""
+def live_app(workdir: Path, database_url: str, development: bool = False, **app_env: str) -> Iterator[LiveApp]:
+    """Export, serve and run the whole app; `app_env` sets GROQ_*/CHATBOT_* variables (and CHATBOT_APP_NAME,
+    which the export reads too). `development`: React's development bundle (see export_frontend)."""
     backend_port, frontend_port = free_port(), free_port()
     api_url = f"http://127.0.0.1:{backend_port}"
-    site = export_frontend(api_url, workdir / "site")
+    build_env = {name: value for name, value in app_env.items() if name == "CHATBOT_APP_NAME"}
+    site = export_frontend(api_url, workdir / "site", development, **build_env)
     env = app_environment(CHATBOT_DATABASE_URL=database_url, **app_env)
     backend = Backend(backend_port, env, workdir / "backend.log")
     with static_server(site, frontend_port) as frontend_url:

@@ -22,15 +22,18 @@ put on the wire (no compression is negotiated unless the server offers it; `comp
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 import websockets
+from reflex_base.constants.state import FIELD_MARKER
 from websockets.asyncio.client import ClientConnection
 
 ROOT_STATE = "reflex___state____state"
@@ -39,9 +42,16 @@ ON_LOAD_INTERNAL = f"{ROOT_STATE}.reflex___state____on_load_internal_state.on_lo
 UPDATE_VARS_INTERNAL = f"{ROOT_STATE}.reflex___state____update_vars_internal_state.update_vars_internal"
 IS_HYDRATED = "is_hydrated_rx_state_"
 NAMESPACE = "/_event"
+T = TypeVar("T")
 
 #: Called with (receipt time from time.monotonic(), wire bytes, update) for each `event` update.
 UpdateCallback = Callable[[float, int, dict[str, Any]], None]
+
+
+def in_thread(work: Callable[[], Awaitable[T]]) -> T:
+    """Run async test code on a loop of its own: the browser tests' sync Playwright owns this thread's loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work()).result(timeout=300)  # type: ignore[arg-type]
 
 
 def ws_frame_bytes(payload_bytes: int) -> int:
@@ -60,14 +70,21 @@ class ReflexClient:
     synced_storage: frozenset[str] = frozenset()
     on_update: UpdateCallback | None = None
     token: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: Extra handshake headers, as a browser would send them (Cookie, Origin).
+    headers: dict[str, str] = field(default_factory=dict)
     pathname: str = "/"
     local_storage: dict[str, str] = field(default_factory=dict)
+    #: The latest value of every var an update carried: values[<state full name>][<var name>].
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Frontend events the server asked for (name, payload), in order: downloads, set_value, scripts...
+    frontend_events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     bytes_received: int = 0
     messages_received: int = 0
     hydrated: asyncio.Event = field(default_factory=asyncio.Event)
     _ws: ClientConnection | None = None
     _reader: asyncio.Task[None] | None = None
     _connected: asyncio.Future[None] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def compression(self) -> str:
@@ -88,6 +105,7 @@ class ReflexClient:
             max_size=None,
             ping_interval=None,  # Engine.IO has its own pings
             open_timeout=timeout_s,
+            additional_headers=self.headers or None,
         )
         opening = str(await asyncio.wait_for(self._ws.recv(), timeout_s))
         if not opening.startswith("0{"):  # Engine.IO OPEN: 0{"sid": ..., "pingInterval": ...}
@@ -103,6 +121,33 @@ class ReflexClient:
         assert self._ws is not None, "connect() first"
         event = {"name": name, "payload": payload or {}, "router_data": self.router_data()}
         await self._ws.send(f"42{NAMESPACE},{json.dumps(['event', event])}")
+
+    async def upload(
+        self, handler: str, files: list[tuple[str, bytes, str]], headers: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """POST files to an upload handler as this tab (state.js `uploadFiles`); returns the updates it answered.
+
+        `files` are (name, bytes, content type) in the `files` multipart field, as the browser sends them.
+        """
+        return await upload_files(self.backend_url, self.token, handler, files, headers)
+
+    async def call(self, state: type | str, handler: str, **payload: Any) -> None:
+        """Call a state's event handler as the page would: `await tab.call(ReplyState, "send_message", ...)`."""
+        name = state if isinstance(state, str) else state.get_full_name()  # type: ignore[attr-defined]
+        await self.emit(f"{name}.{handler}", payload)
+
+    def value(self, state: type | str, var: str, default: Any = None) -> Any:
+        """The latest value of a state's var that an update carried."""
+        name = state if isinstance(state, str) else state.get_full_name()  # type: ignore[attr-defined]
+        return self.values.get(name, {}).get(var, default)
+
+    async def until(self, condition: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+        """Wait until `condition()` is truthy (checked after every update); returns its value."""
+        async with asyncio.timeout(timeout_s):
+            while not (result := condition()):
+                self._changed.clear()
+                await self._changed.wait()
+        return result
 
     async def close(self) -> None:
         if self._ws is not None:
@@ -162,12 +207,15 @@ class ReflexClient:
                 full = f"{state_name}.{var}"
                 if full in self.synced_storage and isinstance(value, str) and value:
                     self.local_storage[full] = value
+                self.values.setdefault(state_name, {})[var.removesuffix(FIELD_MARKER)] = value
         if delta.get(ROOT_STATE, {}).get(IS_HYDRATED) is True:
             self.hydrated.set()
         if self.on_update is not None:
             self.on_update(at, size, update)
         for event in update.get("events") or []:
             name = event.get("name", "")
+            if name.startswith("_"):
+                self.frontend_events.append((name, event.get("payload") or {}))
             if name == "_redirect":
                 self.pathname = str(event.get("payload", {}).get("path") or self.pathname)
                 if self.local_storage:
@@ -175,3 +223,24 @@ class ReflexClient:
                 await self.emit(ON_LOAD_INTERNAL)
             elif not name.startswith("_"):
                 await self.emit(name, event.get("payload") or {})
+        self._changed.set()
+
+
+async def upload_files(
+    backend_url: str,
+    token: str,
+    handler: str,
+    files: list[tuple[str, bytes, str]],
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 120.0,
+) -> list[dict[str, Any]]:
+    """POST files to Reflex's `/_upload` for the tab `token` (no websocket needed: any client can);
+    returns the state updates of its newline-delimited JSON answer. Raises for a status other than 200."""
+    async with httpx.AsyncClient(timeout=timeout_s) as client:
+        response = await client.post(
+            f"{backend_url}/_upload",
+            headers={"reflex-client-token": token, "reflex-event-handler": handler, **(headers or {})},
+            files=[("files", (name, data, content_type)) for name, data, content_type in files],
+        )
+    response.raise_for_status()
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]

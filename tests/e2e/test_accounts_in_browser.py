@@ -28,7 +28,7 @@ from chatbot_app.state.library import LibraryState
 from chatbot_app.state.reply import ReplyState
 from chatbot_app.state.session import SessionState
 from chatbot_app.state.settings import SettingsState
-from chatbot_app.state.share import ShareLinksState
+from chatbot_app.state.share import ShareLinksState, ShareListState
 from chatbot_app.storage.database import make_engine
 from chatbot_app.storage.models import Conversation, Message
 from tests.e2e.conftest import app_of_its_own
@@ -61,7 +61,13 @@ def accounts_app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServ
         engine.dispose()
 
     with app_of_its_own(
-        tmp_path_factory, fake_llm, "accounts_app", make_the_admin, CHATBOT_LOCAL_MODEL="off", CHATBOT_AUTH="local"
+        tmp_path_factory,
+        fake_llm,
+        "accounts_app",
+        make_the_admin,
+        CHATBOT_LOCAL_MODEL="off",
+        CHATBOT_AUTH="local",
+        CHATBOT_ALLOW_SIGNUP="true",  # the tests sign up users of their own
     ) as running:
         yield running
 
@@ -103,6 +109,14 @@ def at_path(page, app: LiveApp, path: str) -> None:  # type: ignore[no-untyped-d
 def open_user_menu(page) -> None:  # type: ignore[no-untyped-def]
     page.click("#user-menu")
     page.wait_for_selector("#sign-out-button")
+
+
+def change_password(page, current: str, new: str) -> None:  # type: ignore[no-untyped-def]
+    """The form on /account; the page says when it is done."""
+    page.fill("#current-password-input", current)
+    page.fill("#new-password-input", new)
+    page.click("#change-password-button")
+    page.wait_for_selector("#password-notice:has-text('Your password is changed')")
 
 
 def conversation_items(page) -> int:  # type: ignore[no-untyped-def]
@@ -189,8 +203,9 @@ def test_the_admin_pages_a_disabled_user_thrown_out_at_once_and_a_quota(  # type
     # Usage per user and model: dan's one message is there.
     admin.wait_for_selector(".usage-row:has-text('dan@example.com'):has-text('fake-large')")
 
-    # Disabled: dan's very next event throws him out, and nothing reaches the provider.
+    # Disabled (once confirmed): dan's very next event throws him out, and nothing reaches the provider.
     row.locator(".toggle-disabled-button").click()
+    admin.click("#confirm-admin-action")
     admin.wait_for_selector(".user-row[data-email='dan@example.com'] .user-status:has-text('disabled')")
     requests_before = len(fake.chat_requests())
     send(user, "Am I still here?")
@@ -202,15 +217,23 @@ def test_the_admin_pages_a_disabled_user_thrown_out_at_once_and_a_quota(  # type
 
     # Enabled again, with a temporary password (shown once) and a daily quota of one token.
     row.locator(".toggle-disabled-button").click()
+    admin.click("#confirm-admin-action")
     admin.wait_for_selector(".user-row[data-email='dan@example.com'] .user-status:has-text('active')")
     row.locator(".reset-password-button").click()
+    admin.click("#confirm-admin-action")
     admin.wait_for_function("document.querySelector('#temporary-password').value.length > 8")
     temporary = admin.input_value("#temporary-password")
     row.locator("input[name=daily_tokens]").fill("1")
     row.locator("button[type=submit]").click()
     admin.wait_for_selector("#admin-notice:has-text('Quota saved')")
 
-    sign_in(user, accounts_app, "dan@example.com", temporary)
+    # A temporary password leads to /account, where dan chooses his own before anything else.
+    submit_credentials(user, accounts_app, "/login", "dan@example.com", temporary)
+    at_path(user, accounts_app, "/account")
+    user.wait_for_selector("#must-change-password")
+    change_password(user, temporary, "dan's very own password")
+    user.goto(accounts_app.frontend_url)
+    user.wait_for_selector("#user-menu")
     requests_before = len(fake.chat_requests())
     send(user, "One more, past my quota")
     user.wait_for_selector('#notice:has-text("You have used today\'s 1 tokens")')
@@ -322,6 +345,7 @@ SESSION, REPLY, CONVERSATION = (
 )
 LIBRARY, SETTINGS = LibraryState.get_full_name(), SettingsState.get_full_name()
 ACCOUNT, ADMIN_STATE, SHARE = AccountState.get_full_name(), AdminState.get_full_name(), ShareLinksState.get_full_name()
+SHARE_LIST = ShareListState.get_full_name()
 
 #: Every handler that reads or writes data, with arguments it would accept from a signed-in user.
 DATA_CALLS: list[tuple[str, dict[str, Any]]] = [
@@ -334,6 +358,7 @@ DATA_CALLS: list[tuple[str, dict[str, Any]]] = [
     (f"{LIBRARY}.search", {"query": "zebra"}),
     (f"{LIBRARY}.toggle_pin", {"conversation_id": "0" * 32}),
     (f"{LIBRARY}.export_everything", {}),
+    (f"{LIBRARY}.watch_import", {}),
     (f"{SETTINGS}.sync", {}),
     (f"{SETTINGS}.save_preset", {"form_data": {"preset_name": "mine"}}),
     (f"{ACCOUNT}.load_user", {}),
@@ -341,12 +366,18 @@ DATA_CALLS: list[tuple[str, dict[str, Any]]] = [
     (f"{ACCOUNT}.load_account", {}),
     (f"{ACCOUNT}.create_api_key", {"form_data": {"key_name": "x"}}),
     (f"{ACCOUNT}.revoke_api_key", {"key_id": "1"}),
+    (f"{ACCOUNT}.change_password", {"form_data": {"current_password": "x" * 8, "new_password": "y" * 8}}),
     (f"{ADMIN_STATE}.load", {}),
     (f"{ADMIN_STATE}.set_disabled", {"user_id": "1", "disabled": True}),
+    (f"{ADMIN_STATE}.confirm_action", {}),
     (f"{ADMIN_STATE}.reset_password", {"user_id": "1"}),
     (f"{ADMIN_STATE}.set_quota", {"form_data": {"user_id": "1", "daily_tokens": "0"}}),
+    (f"{ADMIN_STATE}.create_user", {"form_data": {"email": "new@example.com"}}),
+    (f"{ADMIN_STATE}.set_signup_open", {"open_": True}),
     (f"{SHARE}.share", {}),
     (f"{SHARE}.revoke", {"share_id": "1"}),
+    (f"{SHARE_LIST}.load", {}),
+    (f"{SHARE_LIST}.revoke", {"share_id": "1"}),
 ]
 
 
@@ -419,6 +450,7 @@ def test_every_handler_refuses_a_websocket_without_a_session(accounts_app: LiveA
 
 
 def refuses_a_websocket_without_a_session(accounts_app: LiveApp) -> None:
+    log_start = len(accounts_app.backend.log_text())  # from here: a restart's own noise is not a refusal's
     engine = make_engine(accounts_app.database_url)
     with Session(engine) as session:
         conversation = Conversation(owner_id="user:1", title="The admin's private plans")
@@ -441,4 +473,4 @@ def refuses_a_websocket_without_a_session(accounts_app: LiveApp) -> None:
     assert "secret" not in deltas and "private plans" not in deltas
     assert counts() == before
     engine.dispose()
-    assert "Traceback" not in accounts_app.backend.log_text()
+    assert "Traceback" not in accounts_app.backend.log_text()[log_start:]

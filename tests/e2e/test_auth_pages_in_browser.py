@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from chatbot_app.config import Settings
 from chatbot_app.services.accounts import Accounts
+from chatbot_app.services.shares import ShareLinks
 from chatbot_app.storage.database import make_engine
 from chatbot_app.storage.models import Conversation, Message
 from tests.e2e.conftest import app_of_its_own
@@ -31,7 +32,14 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def auth_app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> Iterator[LiveApp]:
-    with app_of_its_own(tmp_path_factory, fake_llm, "auth_app", CHATBOT_LOCAL_MODEL="off", CHATBOT_AUTH="local") as app:
+    with app_of_its_own(
+        tmp_path_factory,
+        fake_llm,
+        "auth_app",
+        CHATBOT_LOCAL_MODEL="off",
+        CHATBOT_AUTH="local",
+        CHATBOT_ALLOW_SIGNUP="true",
+    ) as app:
         yield app
 
 
@@ -90,7 +98,9 @@ def test_a_refused_sign_up_shows_its_message(browser, auth_app: LiveApp) -> None
 
 def test_a_share_link_shows_a_snapshot_to_anyone_until_it_is_revoked(browser, auth_app: LiveApp) -> None:  # type: ignore[no-untyped-def]
     engine = make_engine(auth_app.database_url)
-    accounts = Accounts(Settings(database_url=auth_app.database_url, auth_methods=("local",)), engine)
+    accounts = Accounts(
+        Settings(database_url=auth_app.database_url, auth_methods=("local",), allow_signup=True), engine
+    )
     owner = run(accounts.sign_up("sharer@example.com", PASSWORD))
     with Session(engine) as session:
         conversation = Conversation(owner_id=owner.owner_id, title="Pelican facts")
@@ -100,7 +110,8 @@ def test_a_share_link_shows_a_snapshot_to_anyone_until_it_is_revoked(browser, au
         session.add(Message(conversation_id=conversation.id, role="assistant", content="They are **big** birds."))
         session.commit()
         conversation_id = conversation.id
-    token = run(accounts.create_share(owner.owner_id, conversation_id))
+    shares = ShareLinks(engine)
+    token = run(shares.create(owner.owner_id, conversation_id))
 
     context = browser.new_context()  # signed out
     page = context.new_page()
@@ -114,8 +125,8 @@ def test_a_share_link_shows_a_snapshot_to_anyone_until_it_is_revoked(browser, au
     assert "sharer@example.com" not in page.content()
     assert page.get_attribute('meta[name="robots"]', "content") == "noindex, nofollow"
 
-    [link] = run(accounts.shares(owner.owner_id, conversation_id))
-    run(accounts.revoke_share(owner.owner_id, link.id))  # type: ignore[arg-type]
+    [link] = run(shares.links(owner.owner_id, conversation_id))
+    run(shares.revoke(owner.owner_id, link.id))
     page.reload()
     page.wait_for_selector("#share-missing")
     page.goto(f"{auth_app.frontend_url}/s/{'x' * 43}")

@@ -87,7 +87,7 @@ def test_new_chat_button_starts_an_empty_conversation(page, fake: FakeLLMServer)
     wait_for_replies(page, 1)
     first_url = wait_for_conversation_url(page)
 
-    page.click("#new-chat-button")
+    page.click("#sidebar-new-chat")  # the header's own shows on phones only
     page.wait_for_url(re.compile(r"/$"), wait_until="commit")
     page.wait_for_function("document.querySelectorAll('[data-testid=message]').length === 0")
     send(page, "Second conversation")
@@ -112,12 +112,16 @@ def test_the_first_message_keeps_the_page_mounted_and_the_composer_with_it(page,
     ]
 
 
-@pytest.mark.parametrize("path", ["/nowhere", "/c", "/c/"])
-def test_an_address_that_is_no_page_opens_a_new_chat_and_says_so(page, app: LiveApp, path: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("path", ["/nowhere", "/c", "/c/", "/no/such/page"])
+def test_an_address_that_is_no_page_shows_not_found_with_the_way_to_a_new_chat(page, app: LiveApp, path: str) -> None:  # type: ignore[no-untyped-def]
     page.goto(app.frontend_url + path)
-    page.wait_for_url(re.compile(r"/$"), wait_until="commit")
-    page.wait_for_selector("#notice:has-text('There is no page at that address')")
+    page.wait_for_selector("#not-found:has-text('There is no page at that address')")
+    assert page.url.rstrip("/").endswith(path.rstrip("/"))  # the address stays, as on any "not found" page
     assert page.query_selector_all("[data-testid=message]") == []
+    page.click("#not-found-home")
+    page.wait_for_url(re.compile(r"/$"), wait_until="commit")
+    page.wait_for_selector("#chat-input")
+    assert page.locator("#not-found").count() == 0
 
 
 def test_markdown_renders_without_raw_html_and_code_has_copy_button(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
@@ -145,7 +149,8 @@ def test_markdown_renders_without_raw_html_and_code_has_copy_button(page, fake: 
 
 def test_blank_message_gets_a_clear_notice_and_sends_nothing(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
     page.fill("#chat-input", "   ")
-    page.click("#send-button")
+    assert page.is_disabled("#send-button")  # nothing to send
+    page.keyboard.press("Enter")  # Enter still asks: the server says why nothing went
     page.wait_for_selector("#notice")
     assert "Type a message" in page.inner_text("#notice")
     assert page.query_selector_all("[data-testid=message]") == []

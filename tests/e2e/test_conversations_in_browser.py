@@ -25,7 +25,7 @@ def test_a_second_identity_sees_none_of_the_first_ones_conversations(  # type: i
     page, browser, app: LiveApp, fake: FakeLLMServer
 ) -> None:
     fake.enqueue_stream(Behaviour(text="Reply one."))
-    fake.enqueue_batch(Behaviour(text="Secret Plans"))  # its title
+    fake.enqueue_batch(Behaviour(text="Secret Plans", for_prompt="My secret plan"))  # its title
     send(page, "My secret plan is ready.")
     wait_for_replies(page, 1)
     private_url = wait_for_conversation_url(page)
@@ -50,7 +50,7 @@ def test_first_reply_titles_the_conversation_and_search_opens_it_at_the_hit(  # 
     page, fake: FakeLLMServer
 ) -> None:
     fake.enqueue_stream(Behaviour(text="Sure, here is a haiku about pelicans."))
-    fake.enqueue_batch(Behaviour(text='"Pelican Haiku Request."'))
+    fake.enqueue_batch(Behaviour(text='"Pelican Haiku Request."', for_prompt="haiku about pelicans"))
     send(page, "Write a haiku about pelicans")
     wait_for_replies(page, 1)
     wait_for_conversation_url(page)
@@ -84,13 +84,13 @@ def test_rename_pin_and_delete_with_confirmation(page, fake: FakeLLMServer) -> N
 
     # Locators, not element handles: the list re-renders as it refreshes, and a locator finds it again.
     items = page.locator("[data-testid=conversation-item]")
-    items.nth(1).locator("button[aria-label='Conversation actions']").click()
+    items.nth(1).locator(".conversation-actions").click()
     page.click("text=Pin")
     page.wait_for_function(
         "document.querySelector('[data-testid=conversation-item]').innerText.includes('first topic')"
     )
 
-    items.nth(0).locator("button[aria-label='Conversation actions']").click()
+    items.nth(0).locator(".conversation-actions").click()
     page.click("text=Rename")
     page.fill("#rename-input", "Pinned and renamed")
     page.click("#rename-confirm")
@@ -98,7 +98,7 @@ def test_rename_pin_and_delete_with_confirmation(page, fake: FakeLLMServer) -> N
         "document.querySelector('[data-testid=conversation-item]').innerText.includes('Pinned and renamed')"
     )
 
-    items.nth(1).locator("button[aria-label='Conversation actions']").click()
+    items.nth(1).locator(".conversation-actions").click()
     page.click("text=Delete…")
     page.wait_for_selector("#confirm-delete")
     page.click("#confirm-delete")
@@ -108,7 +108,7 @@ def test_rename_pin_and_delete_with_confirmation(page, fake: FakeLLMServer) -> N
 
 def test_summarize_shows_the_summary_at_the_top(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
     fake.enqueue_stream(Behaviour(text="Paris is the capital of France."))
-    fake.enqueue_batch(Behaviour(text="Capital of France"))
+    fake.enqueue_batch(Behaviour(text="Capital of France", for_prompt="What is the capital"))
     send(page, "What is the capital of France?")
     wait_for_replies(page, 1)
     wait_for_conversation_url(page)

@@ -134,10 +134,59 @@ def test_an_image_for_a_model_that_cannot_see_is_refused_naming_the_ones_that_ca
     assert fake.streamed_requests() == []
 
 
+def test_an_image_chip_shows_a_thumbnail(page) -> None:  # type: ignore[no-untyped-def]
+    attach(page, ("photo.png", "image/png", make_image(64, 48, "PNG")), ("notes.txt", "text/plain", b"plain\n"))
+    page.wait_for_function("document.querySelectorAll('[data-testid=attachment]').length === 2")
+    thumbnail = page.locator("[data-testid=attachment] img.chip-thumbnail")
+    assert thumbnail.count() == 1  # the image's chip only
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle())
+    assert thumbnail.get_attribute("src").startswith("data:image/webp;base64,")
+
+
+def test_an_image_for_a_text_model_says_why_beside_send_and_offers_the_ways_out(  # type: ignore[no-untyped-def]
+    page, fake: FakeLLMServer
+) -> None:
+    choose_model(page, "groq:fake-small")
+    attach(page, ("photo.jpg", "image/jpeg", make_image(32, 32, "JPEG")), ("notes.txt", "text/plain", b"kept\n"))
+    page.wait_for_function("document.querySelectorAll('[data-testid=attachment]').length === 2")
+    page.fill("#chat-input", "What is in this picture?")
+    page.wait_for_selector("#send-blocked-reason:has-text('fake-small cannot read images')")
+    assert page.is_disabled("#send-button")
+    # Only models the picker offers are named: this server's one vision model.
+    assert page.inner_text("#switch-to-vision-model") == "Switch to fake-large"
+    assert "fake-large" in notice(page) and "llama" not in notice(page)
+
+    page.click("#switch-to-vision-model")
+    page.wait_for_function("document.querySelector('#model-select').value === 'groq:fake-large'")
+    page.wait_for_selector("#send-blocked", state="detached")
+    assert page.is_enabled("#send-button")
+
+    choose_model(page, "groq:fake-small")  # blocked again (the page reloads; the files wait on the server)
+    page.wait_for_function("document.querySelectorAll('[data-testid=attachment]').length === 2")
+    page.fill("#chat-input", "What do the notes say?")
+    fake.enqueue_stream(Behaviour(text="They say kept."))
+    page.click("#send-without-images")
+    wait_for_replies(page, 1)
+    sent = page.locator("[data-role=user]").last
+    assert sent.locator("[data-testid=message-attachment]").count() == 1  # the notes went, the image did not
+    assert sent.locator("[data-testid=message-attachment][data-kind=image]").count() == 0
+    content = fake.streamed_requests()[-1].body["messages"][-1]["content"]
+    assert "kept" in str(content) and "image_url" not in str(content)
+
+
 def test_an_audio_file_is_transcribed_into_the_composer(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
     attach(page, ("question.wav", "audio/wav", make_wav(0.5)))
     page.wait_for_function(f"document.querySelector('#chat-input').value === {FAKE_TRANSCRIPT!r}")
     assert page.locator("[data-testid=attachment]").count() == 0
+    try:
+        page.wait_for_function("document.querySelector('#send-button')?.disabled === false")  # the text can go
+    except Exception:
+        shown = page.evaluate(
+            "[...document.querySelectorAll('button[aria-label=Send]')].map(b => `${b.id}:${b.disabled}`).join()"
+            " + ' | ' + (document.querySelector('#notice')?.innerText ?? '')"
+            " + ' | ' + (document.querySelector('#send-blocked')?.innerText ?? '')"
+        )
+        raise AssertionError(f"Send buttons (id:disabled) | notice | blocked: {shown}") from None
     heard = [r for r in fake.requests if r.path.endswith("/audio/transcriptions")]
     assert len(heard) == 1 and heard[0].body["file"].startswith(b"RIFF")
 

@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,14 @@ from sqlalchemy import create_engine, text
 from deploy.run_prod import PROJECT_ROOT, ProdConfig, Topology, find_nginx, running
 from tests.conftest import TEST_API_KEY, new_database, skip_or_fail
 from tests.e2e.live_app import app_environment, free_port
+from tests.e2e.prod_cluster import (
+    TRACK_WEBSOCKETS,
+    RedisServer,
+    connections,
+    drop_websocket,
+    open_tab_on_a_backend,
+    wait_for_new_connection,
+)
 from tests.e2e.test_chat_in_browser import message_texts, send, wait_for_conversation_url, wait_for_replies
 from tests.e2e.test_reliability_in_browser import last_reply, wait_for_streaming_text
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
@@ -35,64 +43,6 @@ from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 pytestmark = pytest.mark.e2e
 
 STALE_REPLY_S = 3
-# reflex.istate.manager.redis.NOTIFY_KEYSPACE_EVENTS: what Reflex's state manager needs from Redis.
-REFLEX_KEYSPACE_EVENTS = "K$sgxe"
-# Test-side instrumentation: keep every websocket the page opens, so a test can drop one.
-TRACK_WEBSOCKETS = """
-window.__sockets = [];
-const NativeWebSocket = window.WebSocket;
-window.WebSocket = class extends NativeWebSocket {
-  constructor(...args) { super(...args); window.__sockets.push(this); }
-};
-"""
-DROP_WEBSOCKETS = """
-() => {
-  const open = window.__sockets.filter(s => s.readyState === 1);
-  open.forEach(s => s.close());
-  return open.length;
-}
-"""
-
-
-# --- peers -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class RedisServer:
-    """A private redis-server without persistence: a restart empties it, as a crash would.
-
-    Configured as production Redis must be (see the README): Reflex turns on keyspace notifications
-    once, when a backend starts, and waits for state locks through them; a restarted server must have
-    them already, or every backend's lock waits hang.
-    """
-
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        argv = [
-            *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-            *("--notify-keyspace-events", REFLEX_KEYSPACE_EVENTS),
-        ]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout != b"PONG\n":
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +81,7 @@ def prod(
             # through them; accounts in a browser are tested in test_accounts_in_browser.py.
             CHATBOT_AUTH="none",
         )
-        config = replace(ProdConfig.from_env(env), backend_ports=[free_port(), free_port()])
+        config = replace(ProdConfig.load(env), backend_ports=[free_port(), free_port()])
         with running(config) as topology:
             yield topology
 
@@ -171,47 +121,6 @@ def every_backend_up(prod: Topology) -> Iterator[None]:
 
 
 # --- where each tab is connected -------------------------------------------------------------------
-
-
-def established_to(port: int) -> set[str]:
-    """Open TCP connections whose local end is `port`, by their remote end (for a backend: nginx's
-    upstream connections, one per websocket)."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                local, remote, state = line.split()[1:4]
-                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
-                    found.add(remote)
-    return found
-
-
-def connections(prod: Topology) -> list[set[str]]:
-    return [established_to(port) for port in prod.config.backend_ports]
-
-
-def wait_for_new_connection(prod: Topology, before: list[set[str]], timeout_s: float = 30) -> int:
-    """The index of the backend that got a websocket not open at `before`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        gained = [i for i, (now, then) in enumerate(zip(connections(prod), before, strict=True)) if now - then]
-        if len(gained) == 1:
-            return gained[0]
-        time.sleep(0.02)
-    raise TimeoutError(f"no backend got a new websocket: before {before}, now {connections(prod)}")
-
-
-def open_tab_on_a_backend(prod: Topology, open_tab: Callable[[], object]) -> tuple[object, int]:
-    before = connections(prod)
-    page = open_tab()
-    return page, wait_for_new_connection(prod, before)
-
-
-def drop_websocket(prod: Topology, page) -> int:  # type: ignore[no-untyped-def]
-    """Close the tab's websocket from the browser; returns the backend its reconnection reached."""
-    before = connections(prod)
-    assert page.evaluate(DROP_WEBSOCKETS) == 1
-    return wait_for_new_connection(prod, before)
 
 
 def instance_of(url: str) -> str:
@@ -415,6 +324,18 @@ def _process_groups_under(pid: int) -> set[int]:
     return found - {os.getpgid(pid)}
 
 
+def _processes_in(groups: set[int]) -> list[str]:
+    """Each process still in one of `groups`, as "pid state command" (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            command, rest = stat.read_text().rsplit(")", 1)
+            fields = rest.split()
+            if int(fields[2]) in groups:
+                found.append(f"{stat.parent.name} {fields[0]} {command.split('(', 1)[1]}")
+    return found
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_make_prod_stops_everything_it_started(prod: Topology, tmp_path: Path, sig: signal.Signals) -> None:
     """deploy/run_prod.py as `make prod` runs it, stopped by Ctrl-C (SIGINT to its group) or SIGTERM."""
@@ -451,9 +372,7 @@ def test_make_prod_stops_everything_it_started(prod: Topology, tmp_path: Path, s
         else:
             launcher.send_signal(sig)
         assert launcher.wait(timeout=60) == 0
-        for group in groups:
-            with pytest.raises(ProcessLookupError):
-                os.killpg(group, 0)
+        assert _processes_in(groups) == []
         for listening in (port, backend_port):
             with pytest.raises(OSError), socket.create_connection(("127.0.0.1", listening), timeout=1):
                 pass

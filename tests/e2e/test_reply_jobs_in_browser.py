@@ -59,7 +59,7 @@ def test_switching_away_from_a_streaming_conversation_and_back(page, fake: FakeL
     first = conversation_id_of(wait_for_conversation_url(page))
     wait_for_replies(page, 1)
 
-    page.click("#new-chat-button")
+    page.click("#sidebar-new-chat")  # the header's own shows on phones only
     fake.enqueue_stream(LONG, Behaviour(text="Answered while the other one streams."))
     send(page, "Second conversation, a long answer")
     second = conversation_id_of(wait_for_conversation_url(page))

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import json
+import math
 import re
 import socket
 import threading
 import time
+import wave
+from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -36,10 +40,44 @@ _FILLER = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
 
 
 @dataclass
+class Hold:
+    """Holds a stream open after `after_tokens` tokens until released: a test decides when it goes on.
+
+    `reached` is set once the stream holds (every token before the hold point is written), so a test
+    waits for that, not for a guessed time. Released streams go on at their pace; so does a stream
+    whose server stops or resets.
+    """
+
+    after_tokens: int = 0
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    # Wakes each stream waiting in the server's loop (release comes from another thread).
+    _wakers: list[Callable[[], object]] = field(default_factory=list)
+
+    def release(self) -> None:
+        self.released.set()
+        for wake in list(self._wakers):
+            wake()
+
+    async def wait_released(self) -> None:
+        """In the server's loop: until released (cancelled with the stream if its client goes)."""
+        loop, released = asyncio.get_running_loop(), asyncio.Event()
+        wake = functools.partial(loop.call_soon_threadsafe, released.set)
+        self._wakers.append(wake)
+        try:
+            if not self.released.is_set():  # checked after joining the wakers: a release cannot slip between
+                await released.wait()
+        finally:
+            self._wakers.remove(wake)
+
+
+@dataclass
 class Behaviour:
     """How the server answers one request. Fields left as None use the server defaults."""
 
     text: str | None = None
+    # Stream exactly these pieces, one per token (e.g. a code fence cut in the middle); overrides `text`.
+    chunks: list[str] | None = None
     tokens: int | None = None  # pad/cut the reply to this many word tokens
     tokens_per_s: float | None = None  # None: as fast as possible
     first_token_delay_s: float = 0.0
@@ -56,6 +94,11 @@ class Behaviour:
     stream_error_style: Literal["openai", "x_groq"] = "openai"
     # Called with the request body, in the server's thread, before the request is answered.
     on_request: Callable[[dict[str, Any]], None] | None = None
+    # Hold the stream open at a point until the test releases it (streamed requests only).
+    hold: Hold | None = None
+    # Taken only by a request whose messages contain this text, and before any other script: the fake
+    # serves every app of the session, and another test's late title request must not take this one's.
+    for_prompt: str | None = None
 
 
 @dataclass
@@ -84,10 +127,15 @@ class FakeLLMServer:
     # Request numbers of streams the client abandoned before the last chunk; `abort_seen` is set on each.
     aborted: list[int] = field(default_factory=list)
     abort_seen: threading.Event = field(default_factory=threading.Event)
+    # What each chat request really cost, as a provider would bill it: request number -> (prompt tokens, completion
+    # tokens sent). A stream the client abandoned counts what was sent before it went.
+    billed: dict[int, tuple[int, int]] = field(default_factory=dict)
     _queue: deque[Behaviour] = field(default_factory=deque)
     _stream_queue: deque[Behaviour] = field(default_factory=deque)
     _batch_queue: deque[Behaviour] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Every hold handed out, released on reset and stop so that no stream waits past its test.
+    _holds: list[Hold] = field(default_factory=list)
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
 
@@ -121,6 +169,7 @@ class FakeLLMServer:
             self._batch_queue.extend(behaviours)
 
     def reset(self) -> None:
+        self._release_holds()
         with self._lock:
             self._queue.clear()
             self._stream_queue.clear()
@@ -129,11 +178,16 @@ class FakeLLMServer:
             self.token_times.clear()
             self.aborted.clear()
             self.abort_seen.clear()
+            self.billed.clear()
         self.default = Behaviour()
         self.chooser = None
 
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def speech_requests(self) -> list[RecordedRequest]:
+        """Text-to-speech requests (Read aloud), in the order they arrived."""
+        return [r for r in self.requests if r.path.endswith("/audio/speech")]
 
     def streamed_requests(self) -> list[RecordedRequest]:
         """Chat requests that asked for a stream (replies; titles and summaries are batch requests)."""
@@ -147,13 +201,28 @@ class FakeLLMServer:
                 raise TimeoutError(f"expected {count} chat requests, got {len(self.chat_requests())}")
             time.sleep(0.02)
 
-    def _next(self, stream: bool) -> Behaviour:
+    def _next(self, stream: bool, body: dict[str, Any] | None = None) -> Behaviour:
         with self._lock:
-            if kind_queue := (self._stream_queue if stream else self._batch_queue):
-                return kind_queue.popleft()
-            if self._queue:
-                return self._queue.popleft()
-            return self.chooser() if self.chooser is not None else self.default
+            kind_queue = self._stream_queue if stream else self._batch_queue
+            # The request's messages as text, only when some script is aimed at a prompt.
+            prompt = (
+                json.dumps((body or {}).get("messages", ""), ensure_ascii=False)
+                if any(b.for_prompt for b in kind_queue)
+                else ""
+            )
+            if aimed := next((b for b in kind_queue if b.for_prompt and b.for_prompt in prompt), None):
+                kind_queue.remove(aimed)
+                behaviour = aimed
+            elif unaimed := next((b for b in kind_queue if not b.for_prompt), None):
+                kind_queue.remove(unaimed)
+                behaviour = unaimed
+            elif self._queue:
+                behaviour = self._queue.popleft()
+            else:
+                behaviour = self.chooser() if self.chooser is not None else self.default
+            if behaviour.hold is not None:
+                self._holds.append(behaviour.hold)
+            return behaviour
 
     def start(self) -> FakeLLMServer:
         if not self.port:
@@ -171,7 +240,14 @@ class FakeLLMServer:
             time.sleep(0.01)
         return self
 
+    def _release_holds(self) -> None:
+        with self._lock:
+            holds, self._holds = self._holds, []
+        for hold in holds:
+            hold.release()
+
     def stop(self) -> None:
+        self._release_holds()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -186,7 +262,7 @@ class FakeLLMServer:
                 Route(f"{prefix}/chat/completions", self._chat, methods=["POST"]),
                 Route(f"{prefix}/models", self._models, methods=["GET"]),
             ]
-        routes += transcription_routes(self)
+        routes += transcription_routes(self) + speech_routes(self)
         return Starlette(routes=routes)
 
     async def _models(self, request: Request) -> Response:
@@ -198,7 +274,7 @@ class FakeLLMServer:
         body = await request.json()
         self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
         number = len(self.requests)
-        behaviour = self._next(bool(body.get("stream")))
+        behaviour = self._next(bool(body.get("stream")), body)
         if behaviour.on_request is not None:
             behaviour.on_request(body)
         if behaviour.status is not None:
@@ -222,6 +298,7 @@ class FakeLLMServer:
                 self._sse(number, body, tokens, prompt_tokens, behaviour), media_type="text/event-stream"
             )
         await asyncio.sleep(behaviour.first_token_delay_s)
+        self.billed[number] = (prompt_tokens, len(tokens))
         return JSONResponse(
             {
                 "id": f"chatcmpl-{number}",
@@ -245,14 +322,25 @@ class FakeLLMServer:
         cut, failing = behaviour.cut_after_tokens, behaviour.stream_error_after_tokens
         # Where the stream stops early, if it does: a connection cut, or an error event.
         limit = min(n for n in (len(events), cut, failing) if n is not None)
+        sent = 0
         try:
             yield frame.delta("content", "", role=True)
             await asyncio.sleep(behaviour.first_token_delay_s)
             started = time.monotonic()
             first: float | None = None
-            async for write in self._paced(events[:limit], behaviour.tokens_per_s, started):
+            hold = behaviour.hold
+            held_at = min(hold.after_tokens, limit) if hold is not None else limit
+            async for count, write in self._paced(events[:held_at], behaviour.tokens_per_s, started):
                 first = first or time.monotonic()
                 yield write
+                sent += count
+            if hold is not None:
+                hold.reached.set()
+                await hold.wait_released()
+                async for count, write in self._paced(events[held_at:limit], behaviour.tokens_per_s, time.monotonic()):
+                    first = first or time.monotonic()
+                    yield write
+                    sent += count
             if cut is not None and limit == cut:
                 raise ConnectionAbortedError("injected connection cut")
             if failing is not None and limit == failing:
@@ -271,9 +359,14 @@ class FakeLLMServer:
             self.aborted.append(number)
             self.abort_seen.set()
             raise
+        finally:
+            self.billed[number] = (prompt_tokens, sent)
 
-    async def _paced(self, events: list[bytes], tokens_per_s: float | None, started: float) -> AsyncIterator[bytes]:
-        """The events at `tokens_per_s` (all at once when None), each write carrying every event then due."""
+    async def _paced(
+        self, events: list[bytes], tokens_per_s: float | None, started: float
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """The events at `tokens_per_s` (all at once when None), each write carrying every event then due (and
+        how many events it carries)."""
         sent = 0
         while sent < len(events):
             due = len(events)
@@ -281,7 +374,7 @@ class FakeLLMServer:
                 # Pace against the start time so sleep granularity does not slow the rate down.
                 due = min(due, int((time.monotonic() - started) * tokens_per_s) + 1)
             if due > sent:
-                yield b"".join(events[sent:due])
+                yield due - sent, b"".join(events[sent:due])
                 sent = due
             if sent < len(events) and tokens_per_s:
                 await asyncio.sleep(max(started + sent / tokens_per_s - time.monotonic(), self.write_interval_s))
@@ -343,7 +436,9 @@ class _SSEResponse(StreamingResponse):
 
 
 def reply_tokens(messages: list[dict[str, Any]], behaviour: Behaviour) -> list[str]:
-    """The deterministic reply, split into word tokens that keep their leading space."""
+    """The deterministic reply, split into word tokens that keep their leading space (or the scripted chunks)."""
+    if behaviour.chunks is not None:
+        return list(behaviour.chunks)
     text = behaviour.text if behaviour.text is not None else _answer(messages)
     tokens = re.findall(r"\s*\S+", text) or [text]
     if behaviour.tokens is not None:
@@ -385,6 +480,15 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
 FAKE_TRANSCRIPT = "This is what the fake server heard."
 
 
+def audio_seconds(data: bytes) -> float:
+    """A WAV file's duration from its header (bytes of data over bytes per second); 1 s for anything else."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE" and len(data) >= 44:
+        byte_rate = int.from_bytes(data[28:32], "little")
+        if byte_rate:
+            return round((len(data) - 44) / byte_rate, 3)
+    return 1.0
+
+
 def transcription_routes(server: FakeLLMServer) -> list[Route]:
     """POST {prefix}/audio/transcriptions as Groq and OpenAI speak it: multipart in, `{"text": ...}` out."""
 
@@ -406,9 +510,65 @@ def transcription_routes(server: FakeLLMServer) -> list[Route]:
             return JSONResponse({"error": error}, status_code=behaviour.status)
         if not data:
             return JSONResponse({"error": {"message": "file is required", "type": "invalid_request_error"}}, 400)
-        return JSONResponse({"text": behaviour.text if behaviour.text is not None else FAKE_TRANSCRIPT})
+        text = behaviour.text if behaviour.text is not None else FAKE_TRANSCRIPT
+        if form.get("response_format") == "verbose_json":  # as Whisper answers it: with the audio's duration
+            return JSONResponse({"text": text, "duration": audio_seconds(data), "language": "en", "segments": []})
+        return JSONResponse({"text": text})
 
     return [Route(f"{prefix}/audio/transcriptions", transcribe, methods=["POST"]) for prefix in ("/openai/v1", "/v1")]
+
+
+# -- text to speech ----------------------------------------------------------------------------------
+
+#: The fake's voice: this many characters a second (a quick reader, so tests stay short), 24 kHz like Orpheus.
+SPOKEN_CHARS_PER_S = 60
+SPEECH_RATE = 24_000
+
+
+def spoken_wav(text: str) -> bytes:
+    """A real WAV for `text`: a tone of 16-bit mono samples, as long as the fake takes to say it."""
+    seconds = max(0.2, len(text) / SPOKEN_CHARS_PER_S)
+    pitch = 220 + 20 * (len(text) % 12)  # pieces of different lengths sound different
+    samples = array(
+        "h", (int(6000 * math.sin(2 * math.pi * pitch * i / SPEECH_RATE)) for i in range(int(seconds * SPEECH_RATE)))
+    )
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SPEECH_RATE)
+        wav.writeframes(samples.tobytes())
+    return out.getvalue()
+
+
+def speech_routes(server: FakeLLMServer) -> list[Route]:
+    """POST {prefix}/audio/speech as Groq and OpenAI speak it: JSON in (model, voice, input), audio out.
+
+    Scripted like the chat routes (as batch requests): an HTTP error, a delay, or a hold before the audio.
+    """
+
+    async def speak(request: Request) -> Response:
+        body = await request.json()
+        server.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        behaviour = server._next(stream=False)
+        if behaviour.on_request is not None:
+            behaviour.on_request(body)
+        if behaviour.hold is not None:  # the answer waits until the test releases it
+            behaviour.hold.reached.set()
+            await behaviour.hold.wait_released()
+        if behaviour.first_token_delay_s:
+            await asyncio.sleep(behaviour.first_token_delay_s)
+        if behaviour.status is not None:
+            error = {"message": behaviour.error_message, "type": "invalid_request_error", "code": None}
+            return JSONResponse({"error": error}, status_code=behaviour.status)
+        text = body.get("input")
+        if not isinstance(text, str) or not text.strip() or not body.get("voice") or not body.get("model"):
+            return JSONResponse({"error": {"message": "input, voice and model are required"}}, status_code=400)
+        if body.get("response_format", "mp3") != "wav":
+            return JSONResponse({"error": {"message": "the fake speaks wav only"}}, status_code=400)
+        return Response(spoken_wav(text), media_type="audio/wav")
+
+    return [Route(f"{prefix}/audio/speech", speak, methods=["POST"]) for prefix in ("/openai/v1", "/v1")]
 
 
 if __name__ == "__main__":  # a manual demo server: GROQ_BASE_URL=http://127.0.0.1:8010 GROQ_API_KEY=fake

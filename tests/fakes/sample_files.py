@@ -1,4 +1,4 @@
-"""Small real files made at test time: a PDF with a text layer, images with metadata, WAV audio."""
+"""Small real files made at test time: PDFs with a text layer, images with metadata, WAV audio."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import math
 import struct
 import wave
+import zlib
 
 from PIL import Image
 
@@ -22,6 +23,31 @@ def make_pdf(*lines: str) -> bytes:
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
+    return _pdf_file(objects)
+
+
+def make_shared_stream_pdf(pages: int, operations: int = 5000) -> bytes:
+    """A small PDF whose `pages` pages all draw one compressed content stream of `operations` text operations:
+    a few KB that cost a PDF reader the whole stream's work once per page (the review's upload attack)."""
+    ops = " ".join(f"({n % 10}) Tj 1 0 Td" for n in range(operations))
+    stream = zlib.compress(f"BT /F1 12 Tf 72 720 Td {ops} ET".encode("latin-1"), 9)
+    kids = " ".join(f"{4 + n} 0 R" for n in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids.encode(), pages),
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        *(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R"
+            b" /Resources << /Font << /F1 %d 0 R >> >> >>" % (4 + pages)
+            for _ in range(pages)
+        ),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    return _pdf_file(objects)
+
+
+def _pdf_file(objects: list[bytes]) -> bytes:
+    """A PDF of these numbered objects (1 is the catalog), with a correct cross-reference table."""
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []

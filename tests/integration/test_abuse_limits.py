@@ -11,20 +11,20 @@ import contextlib
 import ipaddress
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 
 import httpx
 import pytest
 
 from chatbot_app.api import create_api
 from chatbot_app.config import Settings
-from chatbot_app.services import default_service
+from chatbot_app.services.actions import Caller
 from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.limits import AbuseLimits, LimitReached, client_address
+from chatbot_app.services.refusals import RefusalKind, Refused
 from chatbot_app.services.reply_jobs import ReplyJobs
 from chatbot_app.services.reply_log import Frame, MemoryReplyLog
 from chatbot_app.storage.models import MessageStatus
-from tests.conftest import TEST_API_KEY, make_service, skip_or_fail
+from tests.conftest import TEST_API_KEY, make_service, make_services, services_from_environment, skip_or_fail
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 from tests.replies import run_reply
 
@@ -52,7 +52,7 @@ async def limited_service(request: pytest.FixtureRequest, settings: Settings, en
     if request.param == "redis":
         await _redis_or_skip()
         redis_url = REDIS_URL
-    service = make_service(replace(settings, address_rate_limit_per_minute=10), engine)
+    service = make_service(settings.model_copy(update=dict(address_rate_limit_per_minute=10)), engine)
     if redis_url:  # a prefix of its own, so parallel runs and other suites never share counts
         service.limits = AbuseLimits(
             per_identity=20,
@@ -109,7 +109,7 @@ async def test_fresh_identities_from_one_address_share_its_limit(
     refusals: list[str] = []
     for _ in range(30):
         owner = fresh_identity()
-        if refusal := await service.admit(owner, ONE_ADDRESS):
+        if refusal := await service.limits.admit(owner, ONE_ADDRESS):
             refusals.append(refusal.message)
             continue
         turn = await service.start_turn(owner, None, "hello")
@@ -122,38 +122,40 @@ async def test_fresh_identities_from_one_address_share_its_limit(
 
 
 async def test_new_identities_per_address_are_bounded(settings: Settings, engine) -> None:  # type: ignore[no-untyped-def]
-    service = make_service(replace(settings, new_identities_per_hour=3, address_rate_limit_per_minute=100), engine)
+    service = make_service(
+        settings.model_copy(update=dict(new_identities_per_hour=3, address_rate_limit_per_minute=100)), engine
+    )
     identities = [fresh_identity() for _ in range(5)]
-    results = [await service.admit(identity, ONE_ADDRESS) for identity in identities]
-    retried = await service.admit(identities[-1], ONE_ADDRESS)  # a refused new identity stays new
+    results = [await service.limits.admit(identity, ONE_ADDRESS) for identity in identities]
+    retried = await service.limits.admit(identities[-1], ONE_ADDRESS)  # a refused new identity stays new
     known = fresh_identity()
 
     assert [r is None for r in results] == [True, True, True, False, False]
     assert results[-1] is not None and results[-1].limit == "new_identities"
     assert retried is not None and retried.limit == "new_identities"
-    assert await service.admit(known, "198.51.100.20") is None  # another address has its own budget
-    assert await service.admit(known, "198.51.100.20") is None  # and a known identity is not new again
+    assert await service.limits.admit(known, "198.51.100.20") is None  # another address has its own budget
+    assert await service.limits.admit(known, "198.51.100.20") is None  # and a known identity is not new again
 
 
-async def test_summaries_and_titles_count_and_take_a_slot(settings: Settings, engine, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    service = make_service(replace(settings, rate_limit_per_minute=2), engine)
-    owner = fresh_identity()
-    turn = await service.start_turn(owner, None, "hello there")
+async def test_summaries_and_titles_count_and_take_a_slot(settings: Settings, fake: FakeLLMServer) -> None:
+    built = make_services(settings.model_copy(update=dict(rate_limit_per_minute=2)))
+    service, caller = built.chat, Caller(fresh_identity(), ONE_ADDRESS)
+    turn = await service.start_turn(caller.owner_id, None, "hello there")
     await run_reply(service, turn)
     before = len(fake.chat_requests())
 
-    assert await service.summarize(owner, turn.conversation_id, address=ONE_ADDRESS)
-    assert await service.suggest_title(owner, turn.conversation_id, address=ONE_ADDRESS)
-    with pytest.raises(LimitReached) as refused:  # the third provider call in the minute
-        await service.summarize(owner, turn.conversation_id, address=ONE_ADDRESS)
-    assert await service.suggest_title(owner, turn.conversation_id, address=ONE_ADDRESS) is None
+    assert await built.actions.summarize(caller, turn.conversation_id)
+    assert await service.suggest_title(caller.owner_id, turn.conversation_id, address=ONE_ADDRESS)
+    with pytest.raises(Refused) as refused:  # the third provider call in the minute
+        await built.actions.summarize(caller, turn.conversation_id)
+    assert await service.suggest_title(caller.owner_id, turn.conversation_id, address=ONE_ADDRESS) is None
 
-    assert "Too many messages" in refused.value.refusal.message
+    assert refused.value.kind == RefusalKind.RATE_LIMIT and "Too many messages" in refused.value.message
     assert len(fake.chat_requests()) == before + 2
 
 
 async def test_summaries_wait_for_a_generation_slot(settings: Settings, engine, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
-    service = make_service(replace(settings, max_active_replies=1, max_waiting_replies=0), engine)
+    service = make_service(settings.model_copy(update=dict(max_active_replies=1, max_waiting_replies=0)), engine)
     owner = fresh_identity()
     turn = await service.start_turn(owner, None, "hello there")
     fake.enqueue_stream(Behaviour(tokens=20, tokens_per_s=40))
@@ -196,11 +198,8 @@ def api_environment(
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    default_service.forget_services()
-    try:
+    with services_from_environment():
         yield
-    finally:
-        default_service.forget_services()
 
 
 def client(key: str, address: str = ONE_ADDRESS) -> httpx.AsyncClient:

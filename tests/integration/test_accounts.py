@@ -1,44 +1,27 @@
-"""services/accounts.py on both databases: sign-up and sign-in, throttling, sessions, admins, quotas,
-personal API keys, share links and claiming anonymous conversations.
+"""services/accounts.py on both databases: sign-up and sign-in, throttling, sessions, admins, personal API
+keys and claiming anonymous conversations. (Quotas: test_quota.py; share links: test_shares.py.)
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from chatbot_app.config import Settings
-from chatbot_app.services.accounts import (
-    SESSION_COOKIE,
-    Accounts,
-    AuthError,
-    NotAllowed,
-    QuotaExceeded,
-    SignInThrottle,
-)
-from chatbot_app.services.chat_service import ChatService, ConversationNotFound
+from chatbot_app.services.accounts import SESSION_COOKIE, Accounts, AuthError, NotAllowed
+from chatbot_app.services.auth_limits import SignInThrottle
+from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.library import ConversationLibrary
-from chatbot_app.storage.models import Conversation, PromptPreset, User, utcnow
-from tests.conftest import skip_or_fail
+from chatbot_app.storage.models import Conversation, PromptPreset, User
+from tests.conftest import Clock, skip_or_fail
 from tests.replies import run_reply
 
 PASSWORD = "correct horse battery"
 ANONYMOUS = "browser-identity-" + "x" * 16
-
-
-class Clock:
-    """A clock the test moves forward."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -48,7 +31,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def accounts(settings: Settings, engine: Engine, clock: Clock) -> Accounts:
-    local = replace(settings, auth_methods=("local",))
+    # Sign-up open to anyone: these tests make several users (closed sign-up has tests of its own).
+    local = settings.model_copy(update=dict(auth_methods=("local",), allow_signup=True))
     return Accounts(local, engine, SignInThrottle(per_account="3/15 minutes", per_address="5/15 minutes"), clock)
 
 
@@ -83,7 +67,7 @@ async def test_sign_up_refuses_a_taken_email_and_a_closed_server(accounts: Accou
     await accounts.sign_up("ada@example.com", PASSWORD)
     with pytest.raises(AuthError, match="already exists"):
         await accounts.sign_up("ADA@example.com", PASSWORD)
-    accounts.settings = replace(accounts.settings, allow_signup=False)
+    accounts.settings = accounts.settings.model_copy(update=dict(allow_signup=False))
     with pytest.raises(AuthError, match="Sign-up is closed"):
         await accounts.sign_up("new@example.com", PASSWORD)
 
@@ -116,19 +100,20 @@ async def test_sign_in_is_throttled_per_account_and_per_address(accounts: Accoun
         await accounts.sign_in("other@example.com", "whatever1", "10.0.0.1")
 
 
-def test_the_throttle_counts_in_redis_so_workers_share_it() -> None:
+async def test_the_throttle_counts_in_redis_so_workers_share_it() -> None:
     prefix = f"test_signin_{uuid.uuid4().hex}"
+    first, second = (
+        SignInThrottle("redis://127.0.0.1:6379/5", per_account="2/minute", key_prefix=prefix) for _ in range(2)
+    )
     try:
-        first, second = (
-            SignInThrottle("redis://127.0.0.1:6379/5", per_account="2/minute", key_prefix=prefix) for _ in range(2)
-        )
-        first.failed("ada@example.com", "10.0.0.1")
-        second.failed("ada@example.com", "10.0.0.1")
+        await first.counter._shared.storage.check()  # type: ignore[union-attr]
     except Exception as exc:  # no Redis here
         skip_or_fail(f"Redis is not reachable: {type(exc).__name__}")
-    assert not first.allowed("ada@example.com", "10.0.0.9")
-    assert first.allowed("bob@example.com", "10.0.0.9")
-    first.limiter.storage.reset()
+    await first.failed("ada@example.com", "10.0.0.1")
+    await second.failed("ada@example.com", "10.0.0.1")
+    assert not await first.allowed("ada@example.com", "10.0.0.9")
+    assert await first.allowed("bob@example.com", "10.0.0.9")
+    await first.counter.reset()
 
 
 async def test_sessions_slide_expire_and_end(accounts: Accounts, clock: Clock) -> None:
@@ -198,37 +183,6 @@ async def test_admin_functions_and_their_guards(accounts: Accounts) -> None:
         await accounts.list_users(admin.id)
 
 
-async def test_quota_blocks_the_provider_call_and_an_override_lifts_it(
-    accounts: Accounts, clock: Clock, engine: Engine
-) -> None:
-    accounts.settings = replace(accounts.settings, daily_tokens_per_user=100)
-    admin = await accounts.sign_up("admin@example.com", PASSWORD)
-    user = await accounts.sign_up("ada@example.com", PASSWORD)
-    assert admin.id and user.id
-
-    await accounts.check_quota(user.id)
-    await accounts.record_usage(user.id, "fake-large", 40, 20)
-    await accounts.record_usage(user.id, "fake-large", 30, 10)
-    await accounts.record_usage_for_owner(user.owner_id, "fake-small", 1, 1)
-    await accounts.record_usage_for_owner(ANONYMOUS, "fake-small", 1000, 1000)  # not an account: not counted
-    with pytest.raises(QuotaExceeded, match="today's 100 tokens"):
-        await accounts.check_quota_for_owner(user.owner_id)
-    await accounts.check_quota_for_owner(ANONYMOUS)  # anonymous identities have no quota
-
-    await accounts.set_quota(admin.id, user.id, 1000)
-    await accounts.check_quota(user.id)
-    clock.now += timedelta(days=1)
-    await accounts.set_quota(admin.id, user.id, None)
-    await accounts.check_quota(user.id)  # a new day
-
-    rows = await accounts.usage(admin.id)
-    assert [(r.model, r.messages, r.prompt_tokens, r.completion_tokens, r.email) for r in rows] == [
-        ("fake-large", 2, 70, 30, "ada@example.com"),
-        ("fake-small", 1, 1, 1, "ada@example.com"),
-    ]
-    assert await accounts.usage(user.id, user_id=admin.id) == rows  # a user sees only their own
-
-
 async def test_personal_api_keys_are_shown_once_stored_hashed_and_revocable(accounts: Accounts) -> None:
     user = await accounts.sign_up("ada@example.com", PASSWORD)
     other = await accounts.sign_up("bob@example.com", PASSWORD)
@@ -241,28 +195,6 @@ async def test_personal_api_keys_are_shown_once_stored_hashed_and_revocable(acco
     assert not await accounts.revoke_api_key(other.id, row.id or 0)  # not Bob's to revoke
     assert await accounts.revoke_api_key(user.id, row.id or 0)
     assert await accounts.user_for_api_key(key) is None
-
-
-async def test_share_links_snapshot_and_a_revoked_link_looks_unknown(accounts: Accounts, service: ChatService) -> None:
-    user = await accounts.sign_up("ada@example.com", PASSWORD)
-    turn = await service.start_turn(user.owner_id, None, "What is a pelican?")
-    await run_reply(service, turn)
-
-    with pytest.raises(ConversationNotFound):
-        await accounts.create_share("someone-else-" + "y" * 16, turn.conversation_id)
-    token = await accounts.create_share(user.owner_id, turn.conversation_id)
-    await service.start_turn(user.owner_id, turn.conversation_id, "a later message")
-
-    snapshot = await accounts.shared_snapshot(token)
-    assert snapshot is not None and "ada@example.com" not in str(snapshot)
-    assert [m["role"] for m in snapshot["messages"]] == ["user", "assistant"]
-    assert snapshot["messages"][0]["content"] == "What is a pelican?"
-
-    [link] = await accounts.shares(user.owner_id, turn.conversation_id)
-    assert not await accounts.revoke_share("someone-else-" + "y" * 16, link.id or 0)
-    assert await accounts.revoke_share(user.owner_id, link.id or 0)
-    assert await accounts.shared_snapshot(token) is None
-    assert await accounts.shared_snapshot("unknown") is None
 
 
 async def test_claiming_moves_anonymous_conversations_only_when_asked(
@@ -301,9 +233,9 @@ async def test_claiming_moves_anonymous_conversations_only_when_asked(
 
 async def test_oidc_users_are_keyed_by_issuer_and_subject(accounts: Accounts) -> None:
     local = await accounts.sign_up("ada@example.com", PASSWORD)
-    first = await accounts.oidc_user("https://idp.example", "sub-1", "ada@example.com")
-    again = await accounts.oidc_user("https://idp.example", "sub-1", "ada@example.com")
-    elsewhere = await accounts.oidc_user("https://other.example", "sub-1", "grace@example.com")
+    first = await accounts.oidc_user("https://idp.example", "sub-1", "ada@example.com", True)
+    again = await accounts.oidc_user("https://idp.example", "sub-1", "ada@example.com", True)
+    elsewhere = await accounts.oidc_user("https://other.example", "sub-1", "grace@example.com", True)
 
     assert first.id == again.id != local.id  # an email already taken is not linked to a new login
     assert first.email is None and elsewhere.email == "grace@example.com"

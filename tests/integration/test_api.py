@@ -4,6 +4,7 @@ API mounted in it, the fake Groq server behind it, httpx and the real `openai` S
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -21,7 +22,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 
 from chatbot_app.api.auth import owner_id_for_key
+from chatbot_app.config import Settings
 from chatbot_app.services.error_messages import describe_error
+from chatbot_app.services.export_links import ExportLinks, ExportTicket, export_url
 from tests.conftest import TEST_API_KEY, migrate
 from tests.e2e.live_app import Backend, app_environment, free_port
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
@@ -29,6 +32,7 @@ from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 KEY_A = "test-key-a-" + "a" * 24
 KEY_B = "test-key-b-" + "b" * 24
 ALLOWED_ORIGIN = "https://app.example"
+SECRET_KEY = "export-link-secret-" + "s" * 20
 
 
 @dataclass
@@ -64,6 +68,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> It
         fake_llm,
         CHATBOT_API_KEYS=f"{KEY_A}, {KEY_B}",
         CHATBOT_CORS_ORIGINS=ALLOWED_ORIGIN,
+        CHATBOT_SECRET_KEY=SECRET_KEY,
     )
     try:
         yield Api(backend.url, backend)
@@ -465,6 +470,38 @@ def test_list_read_export_and_delete(client_a: httpx.Client) -> None:
     assert client_a.delete(f"/api/conversations/{conversation_id}").status_code == 404
 
 
+def export_link(owner_id: str, conversation_id: str | None, export_format: str, ttl_s: int = 300) -> str:
+    """A link as the page makes one (with the backend's CHATBOT_SECRET_KEY), from this process."""
+    links = ExportLinks(Settings(secret_key=SECRET_KEY, export_link_ttl_s=ttl_s))
+    return export_url(asyncio.run(links.token(ExportTicket(owner_id, conversation_id, export_format))))
+
+
+def test_an_export_link_streams_the_file_without_a_key_and_a_forged_one_gets_404(
+    client_b: httpx.Client, anonymous: httpx.Client
+) -> None:
+    first = client_b.post("/api/chat_batch", json={"message": "First to export"}).headers["x-conversation-id"]
+    second = client_b.post("/api/chat_batch", json={"message": "Second to export"}).headers["x-conversation-id"]
+    owner = owner_id_for_key(KEY_B)  # key A's minute of calls is spent by the other tests
+
+    with anonymous.stream("GET", export_link(owner, None, "json")) as everything:
+        assert everything.headers["content-type"] == "application/json"
+        assert "transfer-encoding" in everything.headers  # streamed: no length known in advance
+        assert everything.headers["content-disposition"] == 'attachment; filename="conversations.json"'
+        data = json.loads(everything.read())
+    ids = [c["id"] for c in data["conversations"]]
+    assert ids[:2] == [second, first]
+    markdown = anonymous.get(export_link(owner, first, "md"))
+    assert markdown.status_code == 200 and markdown.text.startswith("# First to export")
+    assert markdown.headers["content-disposition"] == f'attachment; filename="conversation-{first[:8]}.md"'
+
+    elsewhere = ExportLinks(Settings(secret_key="another-deployment-" + "x" * 20))
+    forged = export_url(asyncio.run(elsewhere.token(ExportTicket(owner, None, "json"))))
+    for bad in (forged, "/api/exports/not-a-token", export_link(owner_id_for_key(KEY_A), first, "md")):
+        answer = anonymous.get(bad)
+        assert answer.status_code == 404, bad
+        assert answer.json()["detail"].startswith("This export link is not valid, or has expired")
+
+
 def test_a_key_cannot_see_another_keys_conversations(client_a: httpx.Client, client_b: httpx.Client) -> None:
     conversation_id = client_a.post("/api/chat_batch", json={"message": "Private"}).headers["x-conversation-id"]
 
@@ -476,9 +513,9 @@ def test_a_key_cannot_see_another_keys_conversations(client_a: httpx.Client, cli
     ]:
         response = client_b.request(method, path)
         assert response.status_code == 404
-        assert response.json() == {"detail": "Conversation not found"}
+        assert response.json() == {"detail": "That conversation was not found."}
     response = client_b.post("/api/chat", json={"message": "Intrude", "conversation_id": conversation_id})
-    assert response.status_code == 404 and response.json() == {"detail": "Conversation not found"}
+    assert response.status_code == 404 and response.json() == {"detail": "That conversation was not found."}
     assert conversation_id not in {c["id"] for c in client_b.get("/api/conversations").json()["conversations"]}
 
     # Still there, unchanged, for its owner.
@@ -602,7 +639,9 @@ def test_generated_requests_never_get_a_server_error(api: Api, fake: FakeLLMServ
     auth = {"Authorization": f"Bearer {KEY_A}"}
     schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 12  # with GET /api/attachments/{token} and POST /api/transcribe
+    # with GET /api/attachments/{token}, GET /api/shared/{share_token}/files/{number}, GET /api/exports/{token},
+    # POST /api/transcribe, GET /api/speech/{token}
+    assert len(operations) == 15
     for operation in operations:
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
             strategy = operation.as_strategy(generation_mode=mode)

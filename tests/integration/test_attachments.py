@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -18,12 +17,11 @@ from sqlmodel import Session, select
 
 from chatbot_app.config import Settings
 from chatbot_app.services import attachments as files
-from chatbot_app.services import default_service
 from chatbot_app.services.attachments import AttachmentLimits, AttachmentRejected, AttachmentStore, prepare_attachment
 from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.chat_settings import ChatSettings
 from chatbot_app.storage.models import Attachment
-from tests.conftest import make_service
+from tests.conftest import make_service, services_from_environment
 from tests.fakes.fake_llm_server import FakeLLMServer
 from tests.fakes.sample_files import make_image, make_pdf
 from tests.integration.test_ownership import ALICE, MALLORY, snapshot
@@ -49,7 +47,7 @@ def user_message(fake: FakeLLMServer) -> dict[str, Any]:
 
 @pytest.fixture
 def vision_settings(settings: Settings) -> Settings:
-    return replace(settings, model="fake-large", vision_models=("fake-large",))
+    return settings.model_copy(update=dict(model="fake-large", vision_models=("fake-large",)))
 
 
 # -- checking files by content ---------------------------------------------------------------------
@@ -136,8 +134,8 @@ async def test_the_upstream_request_holds_the_text_file_pdf_text_and_image(
 async def test_the_openai_sdk_sends_the_same_content_parts(
     vision_settings: Settings, engine: Engine, fake: FakeLLMServer
 ) -> None:
-    settings = replace(
-        vision_settings, groq_api_key=None, openai_base_url=fake.openai_base_url, openai_api_key="sk-test-" + "x" * 20
+    settings = vision_settings.model_copy(
+        update=dict(groq_api_key=None, openai_base_url=fake.openai_base_url, openai_api_key="sk-test-" + "x" * 20)
     )
     service = make_service(settings, engine)
 
@@ -167,7 +165,7 @@ async def test_later_turns_still_carry_the_files_and_a_message_without_files_sta
 async def test_a_long_file_is_cut_to_the_context_budget_and_the_user_is_told(
     vision_settings: Settings, engine: Engine, fake: FakeLLMServer
 ) -> None:
-    service = make_service(replace(vision_settings, context_budget_tokens=1000), engine)
+    service = make_service(vision_settings.model_copy(update=dict(context_budget_tokens=1000)), engine)
     long_text = prepare_attachment("book.txt", b"word " * 5000, LIMITS)
 
     [notice] = files.file_notices([long_text], service.budget_chars())
@@ -182,7 +180,7 @@ async def test_a_long_file_is_cut_to_the_context_budget_and_the_user_is_told(
 async def test_an_image_for_a_model_that_cannot_see_is_refused_naming_the_vision_models(
     settings: Settings, engine: Engine, fake: FakeLLMServer
 ) -> None:
-    service = make_service(replace(settings, model="fake-small", vision_models=("fake-large",)), engine)
+    service = make_service(settings.model_copy(update=dict(model="fake-small", vision_models=("fake-large",))), engine)
     first = await service.start_turn(ALICE, None, "hello")
     await run_reply(service, first)
     before, requests_before = snapshot(engine), len(fake.chat_requests())
@@ -267,7 +265,6 @@ def api_client(
     vision_settings: Settings, monkeypatch: pytest.MonkeyPatch, fake: FakeLLMServer
 ) -> Iterator[httpx.AsyncClient]:
     """The real API app, in process, configured through the environment like the backend."""
-    from chatbot_app import config
     from chatbot_app.api.app import create_api
     from tests.integration.test_api import KEY_A, KEY_B
 
@@ -276,13 +273,9 @@ def api_client(
     monkeypatch.setenv("GROQ_API_KEY", vision_settings.groq_api_key or "")
     monkeypatch.setenv("GROQ_BASE_URL", fake.base_url)
     monkeypatch.setenv("CHATBOT_LOCAL_MODEL", "off")
-    caches = (config.get_settings, default_service.get_chat_service, default_service.get_attachment_store)
-    for cache in (*caches, default_service.get_transcriber):
-        cache.cache_clear()
-    transport = httpx.ASGITransport(app=create_api())
-    yield httpx.AsyncClient(transport=transport, base_url="http://testserver")
-    for cache in (*caches, default_service.get_transcriber):
-        cache.cache_clear()
+    with services_from_environment():
+        transport = httpx.ASGITransport(app=create_api())
+        yield httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
 async def test_the_download_url_serves_by_token_with_safe_headers(
@@ -326,7 +319,8 @@ async def test_attachments_and_reasoning_travel_with_an_export_and_are_checked_o
 
     conversation_id, _, rows = await stored_turn(vision_settings, engine)
     library = ConversationLibrary(engine, attachment_limits=LIMITS)
-    exported = json.loads(await library.export_json(ALICE, conversation_id))
+    export = await library.export(ALICE, conversation_id, "json")
+    exported = json.loads(b"".join([chunk async for chunk in export.chunks]))
     records = exported["conversations"][0]["messages"][0]["attachments"]
     assert [(r["filename"], r["media_type"]) for r in records] == [(row.filename, row.media_type) for row in rows]
 
@@ -384,5 +378,4 @@ async def test_an_upload_is_read_no_further_than_the_limit() -> None:
     assert big.file.tell() == 1001  # the rest was never read
     with pytest.raises(AttachmentRejected, match=r"liar\.txt is 5,000 bytes"):
         await files.read_upload(declared, limits)
-    ok = await files.read_upload(UploadFile(io.BytesIO(NOTES), filename="dir/notes.md"), limits)
-    assert (ok.filename, ok.text) == ("notes.md", NOTES.decode())
+    assert await files.read_upload(UploadFile(io.BytesIO(NOTES), filename="dir/notes.md"), limits) == NOTES

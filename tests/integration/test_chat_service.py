@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 
 import pytest
@@ -123,7 +122,7 @@ async def test_stopping_the_job_stores_the_reply_as_stopped_and_closes_the_upstr
 async def test_many_fast_tokens_arrive_in_far_fewer_frames(
     settings: Settings, engine: Engine, fake: FakeLLMServer
 ) -> None:
-    service = make_service(dataclasses.replace(settings, frame_interval_ms=200), engine)
+    service = make_service(settings.model_copy(update=dict(frame_interval_ms=200)), engine)
     words = [f"w{i}" for i in range(300)]
     fake.enqueue(Behaviour(text=" ".join(words)))
 
@@ -196,7 +195,7 @@ async def test_usage_and_model_are_stored_on_the_reply(service: ChatService, fak
 async def test_a_configured_model_is_used_without_listing_models(
     settings: Settings, engine: Engine, fake: FakeLLMServer
 ) -> None:
-    service = make_service(dataclasses.replace(settings, model="fake-small"), engine)
+    service = make_service(settings.model_copy(update=dict(model="fake-small")), engine)
 
     turn, _ = await collect(service, None, "Hi.")
 

@@ -10,7 +10,6 @@ import json
 import secrets
 import sqlite3
 import threading
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,10 @@ from sqlmodel import Session, col, select
 
 from chatbot_app.config import Settings
 from chatbot_app.services import library as library_module
+from chatbot_app.services.actions import Caller
 from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.library import ConversationLibrary
+from chatbot_app.services.refusals import Refused
 from chatbot_app.storage.database import make_engine
 from chatbot_app.storage.models import Conversation, Message, MessageStatus
 from chatbot_app.storage.transfer import (
@@ -32,7 +33,7 @@ from chatbot_app.storage.transfer import (
     ImportedMessage,
     ImportRejected,
 )
-from tests.conftest import TEST_API_KEY, make_service, migrate
+from tests.conftest import TEST_API_KEY, make_service, make_services, migrate
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 from tests.replies import run_reply
 
@@ -59,7 +60,6 @@ def conversation(settings: dict[str, Any] | None = None, messages: int = 2, **fi
 def library_for(service: ChatService, engine: Engine) -> ConversationLibrary:
     return ConversationLibrary(
         engine,
-        limits=service.limits,
         model_menu=service.model_menu,
         max_import_bytes=service.settings.max_import_bytes,
     )
@@ -130,21 +130,46 @@ async def test_unknown_provider_or_model_falls_back_to_the_default_and_the_summa
     assert summary.message.startswith("Imported 3 conversations.")
 
 
-async def test_imports_count_against_a_per_identity_limit(settings: Settings, engine: Engine) -> None:
-    service = make_service(replace(settings, imports_per_hour=2), engine)
-    library, who = library_for(service, engine), owner()
+async def test_imports_count_against_a_per_identity_limit(settings: Settings) -> None:
+    actions = make_services(settings.model_copy(update=dict(imports_per_hour=2))).actions
+    who = Caller(owner(), "192.0.2.10")
 
-    await library.import_file(who, export([conversation()]))
-    await library.import_file(who, export([conversation()]))
-    with pytest.raises(ImportRejected, match="Too many imports: the limit is 2 an hour"):
-        await library.import_file(who, export([conversation()]))
-    assert len((await library.import_file(owner(), export([conversation()]))).ids) == 1  # others are not affected
+    await actions.import_file(who, export([conversation()]))
+    await actions.import_file(who, export([conversation()]))
+    with pytest.raises(Refused, match="Too many imports: the limit is 2 an hour"):
+        await actions.import_file(who, export([conversation()]))
+    assert len((await actions.import_file(Caller(owner(), "192.0.2.11"), export([conversation()]))).ids) == 1
+
+
+async def test_fresh_identities_cannot_escape_the_import_limits_of_their_address(settings: Settings) -> None:
+    """The review's finding: 40 fresh identities imported 40 times. Per address, and as new identities, they
+    count as any other call does."""
+    limited = settings.model_copy(update=dict(address_imports_per_hour=3, new_identities_per_hour=100))
+    actions = make_services(limited).actions
+    outcomes = []
+    for _ in range(6):
+        try:
+            await actions.import_file(Caller(owner(), "198.51.100.7"), export([conversation()]))
+            outcomes.append("imported")
+        except Refused as refusal:
+            outcomes.append(refusal.code)
+    few_new = make_services(settings.model_copy(update=dict(new_identities_per_hour=2))).actions
+    fresh = []
+    for _ in range(3):
+        try:
+            await few_new.import_file(Caller(owner(), "198.51.100.8"), export([conversation()]))
+            fresh.append("imported")
+        except Refused as refusal:
+            fresh.append(refusal.code)
+
+    assert outcomes == ["imported"] * 3 + ["address_imports"] * 3
+    assert fresh == ["imported", "imported", "new_identities"]
 
 
 async def test_an_import_over_the_configured_size_is_refused(settings: Settings, engine: Engine) -> None:
-    service = make_service(replace(settings, max_import_bytes=1024), engine)
+    service = make_service(settings.model_copy(update=dict(max_import_bytes=1024)), engine)
 
-    with pytest.raises(ImportRejected, match="imports are limited to"):
+    with pytest.raises(ImportRejected, match="imports are limited to"):  # the library's own check
         await library_for(service, engine).import_file(owner(), export([conversation(messages=100)]))
 
 

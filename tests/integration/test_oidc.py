@@ -67,6 +67,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> 
         CHATBOT_OIDC_CLIENT_SECRET=CLIENT_SECRET,
         CHATBOT_OIDC_REDIRECT_BASE=f"http://127.0.0.1:{backend_port}",
         CHATBOT_OIDC_EMAIL_DOMAINS=ALLOWED,
+        CHATBOT_ALLOW_SIGNUP="true",
         CHATBOT_API_KEYS="",
     )
     backend = Backend(backend_port, environment, workdir / "backend.log")
@@ -165,6 +166,29 @@ def test_an_email_outside_the_allowlist_is_refused(setup: Setup) -> None:
         answer = browser.get(log_in_at_provider(browser, setup, "eve@elsewhere.example"))
         assert answer.headers["location"] == f"{APP_URL}/login?error=oidc_domain"
         assert SESSION_COOKIE not in browser.cookies
+
+
+def test_an_unverified_email_is_never_taken_from_its_owner(setup: Setup) -> None:
+    """Without an allowlist any email may sign in, but only a verified one is stored: an impostor who typed
+    ceo@corp.example at the provider gets an account without it, and the real owner can still sign up."""
+    setup.backend.restart(CHATBOT_OIDC_EMAIL_DOMAINS="")
+    try:
+        with browser_client() as impostor:
+            answer = impostor.get(log_in_at_provider(impostor, setup, "unverified:ceo@corp.example"))
+            assert answer.headers["location"] == f"{APP_URL}/"
+            me = impostor.get(f"{setup.backend.url}/auth/session").json()
+            assert (me["signed_in"], me["email"]) == (True, None)
+        with browser_client() as owner:
+            answer = owner.post(
+                f"{setup.backend.url}/auth/sign-up", data={"email": "ceo@corp.example", "password": "the ceo's own pw"}
+            )
+            assert answer.headers["location"] == f"{APP_URL}/"
+            assert owner.get(f"{setup.backend.url}/auth/session").json()["email"] == "ceo@corp.example"
+        with browser_client() as verified:  # a verified email is kept, as before
+            verified.get(log_in_at_provider(verified, setup, "grace@corp.example"))
+            assert verified.get(f"{setup.backend.url}/auth/session").json()["email"] == "grace@corp.example"
+    finally:
+        setup.backend.restart(CHATBOT_OIDC_EMAIL_DOMAINS=ALLOWED)
 
 
 def test_the_log_holds_no_client_secret_or_code(setup: Setup, tmp_path: Path) -> None:

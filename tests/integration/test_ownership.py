@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from chatbot_app.api.auth import owner_id_for_key
 from chatbot_app.services.accounts import owner_id_of
 from chatbot_app.services.chat_service import ChatService, ConversationNotFound
 from chatbot_app.services.chat_settings import ChatSettings
+from chatbot_app.services.export_links import ExportLinks
 from chatbot_app.services.library import ConversationLibrary
 from chatbot_app.storage.models import Conversation, Message
 from tests.fakes.fake_llm_server import FakeLLMServer
@@ -47,8 +49,9 @@ OPERATIONS: dict[str, Operation] = {
     "clear": lambda chat, lib, owner, cid, mid: lib.clear(owner, cid),
     "older": lambda chat, lib, owner, cid, mid: lib.older_messages(owner, cid, mid + 1, 10),
     "stats": lambda chat, lib, owner, cid, mid: lib.stats(owner, cid),
-    "export json": lambda chat, lib, owner, cid, mid: lib.export_json(owner, cid),
-    "export md": lambda chat, lib, owner, cid, mid: lib.export_markdown(owner, cid),
+    "export json": lambda chat, lib, owner, cid, mid: lib.export(owner, cid, "json"),
+    "export md": lambda chat, lib, owner, cid, mid: lib.export(owner, cid, "md"),
+    "export link": lambda chat, lib, owner, cid, mid: lib.export_link(owner, cid, "json"),
 }
 
 
@@ -65,7 +68,7 @@ async def test_a_foreign_or_unknown_conversation_is_not_found_and_nothing_change
     name: str, owners: str, service: ChatService, engine: Engine, fake: FakeLLMServer
 ) -> None:
     alice, mallory = OWNER_PAIRS[owners]
-    library = ConversationLibrary(engine)
+    library = ConversationLibrary(engine, export_links=ExportLinks(service.settings))
     turn = await service.start_turn(alice, None, "Alice's private message")
     await run_reply(service, turn)
     before = snapshot(engine)
@@ -86,5 +89,6 @@ async def test_search_and_lists_show_only_the_callers_conversations(service: Cha
 
     assert (await library.page(MALLORY, 0)).conversations == []
     assert await library.search(MALLORY, "pelican") == []
-    assert '"conversations": []' in await library.export_all(MALLORY)
+    everything = await library.export(MALLORY, None)
+    assert json.loads(b"".join([chunk async for chunk in everything.chunks]))["conversations"] == []
     assert [c.id for c in (await library.page(ALICE, 0)).conversations] == [turn.conversation_id]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatbot_app.config import Settings
+from chatbot_app.config import load_settings
 from chatbot_app.providers import ModelGroup, ProviderRegistry
 from chatbot_app.providers.base import ErrorKind, ProviderError
 from chatbot_app.providers.groq import GroqProvider
@@ -30,7 +30,7 @@ def closed_port() -> Iterator[int]:
 
 def registry(env: dict[str, str]) -> ProviderRegistry:
     """The registry the app would build from exactly these environment variables."""
-    return ProviderRegistry.from_settings(Settings.from_env(env))
+    return ProviderRegistry.from_settings(load_settings(env))
 
 
 def names(registry: ProviderRegistry) -> list[str]:

@@ -8,13 +8,11 @@ second Python process.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -176,7 +174,7 @@ async def test_a_follower_that_leaves_and_rejoins_from_its_cursor_misses_nothing
 async def test_a_long_reply_log_is_compacted_behind_a_snapshot(
     settings: Settings, engine: Engine, reply_log: ReplyLog, fake: FakeLLMServer
 ) -> None:
-    service = make_service(dataclasses.replace(settings, frame_interval_ms=10), engine)
+    service = make_service(settings.model_copy(update=dict(frame_interval_ms=10)), engine)
     compact_every = 20
     jobs = ReplyJobs(service, reply_log, compact_every=compact_every)
     fake.enqueue(Behaviour(tokens=300, tokens_per_s=100))  # about one token per frame
@@ -361,7 +359,7 @@ async def test_a_follower_in_the_jobs_own_process_reads_its_memory_not_redis(
 async def test_a_slow_but_live_job_is_never_swept_and_a_dead_ones_reply_is(
     settings: Settings, engine: Engine, reply_log: ReplyLog, fake: FakeLLMServer
 ) -> None:
-    quick = dataclasses.replace(settings, stale_reply_s=1)  # heartbeats every third of a second
+    quick = settings.model_copy(update=dict(stale_reply_s=1))  # heartbeats every third of a second
     service = make_service(quick, engine)
     jobs = ReplyJobs(service, reply_log)
     fake.enqueue(Behaviour(first_token_delay_s=4, text="slow but alive"))
@@ -372,7 +370,7 @@ async def test_a_slow_but_live_job_is_never_swept_and_a_dead_ones_reply_is(
 
     async with asyncio.timeout(BOUND_S):
         while stored(engine, dead.reply_id).status == MessageStatus.STREAMING:
-            await service.interrupt_stale_replies()
+            await jobs.sweep()
             assert stored(engine, live.reply_id).status == MessageStatus.STREAMING
             await asyncio.sleep(0.2)
         _, result = await follow_until(jobs, live.reply_id, lambda r: r.finished is not None)
@@ -386,7 +384,7 @@ async def test_a_slow_but_live_job_is_never_swept_and_a_dead_ones_reply_is(
 async def test_one_transaction_checkpoints_every_running_reply_of_the_process(
     settings: Settings, engine: Engine, fake: FakeLLMServer
 ) -> None:
-    quick = dataclasses.replace(settings, stale_reply_s=1)  # a checkpoint round every third of a second
+    quick = settings.model_copy(update=dict(stale_reply_s=1))  # a checkpoint round every third of a second
     service = make_service(quick, engine)
     jobs = ReplyJobs(service, MemoryReplyLog())
     statements: dict[int, int] = {}  # checkpoint UPDATEs per open transaction, by connection
@@ -425,7 +423,7 @@ async def test_one_transaction_checkpoints_every_running_reply_of_the_process(
 async def test_a_checkpoint_never_revives_an_ended_reply(service: ChatService, engine: Engine) -> None:
     dead = await turn(service)
     with session_scope(engine) as session:
-        assert store.interrupt_stale_replies(session, timedelta(seconds=-1)) == 1
+        assert store.interrupt_reply(session, dead.reply_id)
 
     assert await service.checkpoint_reply(dead.reply_id, "late text") is True  # the row is there
     assert stored(engine, dead.reply_id).status == MessageStatus.INTERRUPTED
@@ -434,7 +432,7 @@ async def test_a_checkpoint_never_revives_an_ended_reply(service: ChatService, e
 async def test_a_reply_whose_row_was_removed_stops_and_reports_the_conflict(
     settings: Settings, engine: Engine, reply_log: ReplyLog, fake: FakeLLMServer
 ) -> None:
-    quick = dataclasses.replace(settings, stale_reply_s=1)
+    quick = settings.model_copy(update=dict(stale_reply_s=1))
     service = make_service(quick, engine)
     jobs = ReplyJobs(service, reply_log)
     fake.enqueue(Behaviour(tokens=4000, tokens_per_s=100))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from sqlalchemy import Engine
 
 from chatbot_app.config import Settings
@@ -33,7 +31,7 @@ async def test_an_unknown_model_is_answered_with_the_models_available_now(
 async def test_a_decommissioned_model_gets_the_same_message(
     settings: Settings, engine: Engine, fake: FakeLLMServer
 ) -> None:
-    service = make_service(replace(settings, model="fake-large"), engine)
+    service = make_service(settings.model_copy(update=dict(model="fake-large")), engine)
     fake.enqueue_stream(
         Behaviour(
             status=400, error_message="The model `fake-large` has been decommissioned and is no longer supported."

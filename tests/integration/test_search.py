@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.config import Config
 from sqlalchemy import Engine, text
 
@@ -319,7 +321,7 @@ def test_a_reply_the_sweep_marks_interrupted_is_found_by_the_text_it_had(engine:
     checkpoint(engine, message_id, "half an answer about okapis")
 
     with session_scope(engine) as session:
-        assert store.interrupt_stale_replies(session, timedelta(seconds=-1)) == 1  # every streaming row is stale
+        assert store.interrupt_reply(session, message_id)
 
     assert [h.message_id for h in find(engine, "okapis")] == [message_id]
     assert_index_agrees_with_its_content(engine)
@@ -439,6 +441,28 @@ def test_upgrading_keeps_existing_rows_and_makes_them_searchable(database_at_000
         engine.dispose()
 
 
+def new_conversation_at_0007(engine: Engine) -> str:
+    """A conversation inserted as revision 0007's table has it (the models have later columns)."""
+    table = sa.Table("conversation", sa.MetaData(), autoload_with=engine)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    row = {"id": uuid.uuid4().hex, "owner_id": OWNER, "title": "New chat", "created_at": at, "updated_at": at}
+    with engine.begin() as connection:
+        connection.execute(table.insert().values({**row, **({"pinned": False} if "pinned" in table.c else {})}))
+    return row["id"]
+
+
+def add_at_0007(engine: Engine, conversation_id: str, content: str, status: MessageStatus) -> int:
+    """A reply inserted as revision 0007's table has it (the models have later columns)."""
+    with engine.begin() as connection:
+        return connection.execute(
+            text(
+                "INSERT INTO message (conversation_id, role, content, status, created_at, updated_at) "
+                "VALUES (:conversation, 'assistant', :content, :status, :at, :at) RETURNING id"
+            ),
+            {"conversation": conversation_id, "content": content, "status": str(status), "at": "2026-01-01 00:00:00"},
+        ).scalar_one()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_at_0007(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Config]]:
     """Where replies being written were still indexed."""
@@ -452,9 +476,9 @@ def test_upgrading_to_0008_drops_replies_being_written_from_the_index_and_back(
     url, config = database_at_0007
     engine = make_engine(url)
     try:
-        conversation_id = new_conversation(engine)
-        ended = add(engine, conversation_id, "the ended dugong reply", role="assistant")
-        running = add(engine, conversation_id, "the dugong so far", role="assistant", status=MessageStatus.STREAMING)
+        conversation_id = new_conversation_at_0007(engine)
+        ended = add_at_0007(engine, conversation_id, "the ended dugong reply", MessageStatus.COMPLETE)
+        running = add_at_0007(engine, conversation_id, "the dugong so far", MessageStatus.STREAMING)
         assert {h.message_id for h in find(engine, "dugong")} == {ended, running}
 
         command.upgrade(config, "0008")

@@ -166,7 +166,7 @@ def test_save_reply_touches_only_its_own_row(engine: Engine) -> None:
     assert (reload(engine, second.id).content, reload(engine, second.id).status) == ("second", "streaming")
 
 
-def test_interrupt_stale_replies_only_touches_old_streaming_rows_and_keeps_their_text(engine: Engine) -> None:
+def test_stale_replies_are_the_old_streaming_rows_only(engine: Engine) -> None:
     conversation = new_conversation(engine)
     stale = add(engine, conversation, "assistant", "half an ans", status=MessageStatus.STREAMING)
     live = add(engine, conversation, "assistant", "still going", status=MessageStatus.STREAMING)
@@ -177,14 +177,43 @@ def test_interrupt_stale_replies_only_touches_old_streaming_rows_and_keeps_their
         session.exec(update(Message).where(col(Message.id).in_(old_ids)).values(updated_at=LONG_AGO))
 
     with session_scope(engine) as session:
-        count = store.interrupt_stale_replies(session, timedelta(seconds=30))
+        assert store.stale_replies(session, timedelta(seconds=30)) == [stale.id]
+    assert reload(engine, live.id or 0).status == "streaming"
 
-    assert count == 1
-    after = {m.id: m for m in (reload(engine, x.id or 0) for x in (stale, live, old_complete, old_stopped))}
-    assert (after[stale.id].status, after[stale.id].content) == ("interrupted", "half an ans")
-    assert (after[live.id].status, after[live.id].content) == ("streaming", "still going")
-    assert after[old_complete.id].status == "complete"
-    assert after[old_stopped.id].status == "stopped"
+
+def test_an_interrupted_reply_keeps_the_longer_of_its_checkpoint_and_its_log(engine: Engine) -> None:
+    conversation = new_conversation(engine)
+    behind = add(engine, conversation, "assistant", "half an ans", status=MessageStatus.STREAMING)
+    ahead = add(engine, conversation, "assistant", "checkpointed further", status=MessageStatus.STREAMING)
+    ended = add(engine, conversation, "assistant", "done", status=MessageStatus.COMPLETE)
+
+    with session_scope(engine) as session:
+        assert store.interrupt_reply(session, behind.id or 0, "half an answer, all of it", "some thought")
+        assert store.interrupt_reply(session, ahead.id or 0, "checkpointed")
+        assert not store.interrupt_reply(session, ended.id or 0, "done, and more")  # it had ended: left alone
+        assert not store.interrupt_reply(session, 10**9, "no such row")
+
+    after = {m.id: m for m in (reload(engine, x.id or 0) for x in (behind, ahead, ended))}
+    assert (after[behind.id].status, after[behind.id].content) == ("interrupted", "half an answer, all of it")
+    assert after[behind.id].reasoning == "some thought"
+    assert (after[ahead.id].status, after[ahead.id].content) == ("interrupted", "checkpointed further")
+    assert (after[ended.id].status, after[ended.id].content) == ("complete", "done")
+
+
+def test_a_stop_written_on_the_row_is_read_by_the_checkpoint_round(engine: Engine) -> None:
+    conversation = new_conversation(engine)
+    running = add(engine, conversation, "assistant", "", status=MessageStatus.STREAMING)
+    other = add(engine, conversation, "assistant", "", status=MessageStatus.STREAMING)
+    ended = add(engine, conversation, "assistant", "done")
+
+    with session_scope(engine) as session:
+        assert store.request_stop(session, running.id or 0)
+        assert not store.request_stop(session, ended.id or 0)  # nothing to stop
+    with session_scope(engine) as session:
+        checked = store.checkpoint_replies(session, {running.id or 0: "so far", other.id or 0: None, 10**9: None})
+
+    assert checked == store.CheckpointRound(gone={10**9}, stop_requested={running.id})
+    assert reload(engine, running.id or 0).content == "so far"  # a stop does not undo the checkpoint
 
 
 def test_the_sweep_with_nothing_stale_does_not_need_the_write_lock(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -196,7 +225,7 @@ def test_the_sweep_with_nothing_stale_does_not_need_the_write_lock(tmp_path) -> 
     holder.execute("BEGIN IMMEDIATE")  # another writer (a long import, say) holds the lock
     try:
         with session_scope(engine) as session:
-            assert store.interrupt_stale_replies(session, timedelta(seconds=30)) == 0
+            assert store.stale_replies(session, timedelta(seconds=30)) == []
     finally:
         holder.execute("ROLLBACK")
         holder.close()

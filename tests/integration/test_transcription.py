@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from chatbot_app.config import Settings
 from chatbot_app.services.transcription import TranscriptionRejected, audio_format, transcriber_from_settings
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, services_from_environment
 from tests.fakes.fake_llm_server import FAKE_TRANSCRIPT, Behaviour, FakeLLMServer
 from tests.fakes.sample_files import make_image, make_wav
 
@@ -40,9 +39,10 @@ async def test_groq_whisper_gets_the_audio_and_returns_the_text(fake: FakeLLMSer
     transcriber = transcriber_from_settings(groq_settings(fake))
     assert transcriber is not None and transcriber.provider == "groq"
 
-    text = await transcriber.transcribe("recording", audio)
+    transcript = await transcriber.transcribe("recording", audio)
 
-    assert text == FAKE_TRANSCRIPT
+    assert transcript.text == FAKE_TRANSCRIPT
+    assert transcript.duration_s is not None and transcript.duration_s > 0  # what the quota counts
     [request] = [r for r in fake.requests if r.path.endswith("/audio/transcriptions")]
     assert request.path == "/openai/v1/audio/transcriptions"
     assert request.body["model"] == "whisper-large-v3-turbo"
@@ -58,7 +58,7 @@ async def test_the_openai_compatible_server_is_used_without_a_groq_key(fake: Fak
     assert transcriber is not None and transcriber.provider == "openai"
     fake.enqueue(Behaviour(text="  bonjour  "))
 
-    assert await transcriber.transcribe("clip.wav", make_wav()) == "bonjour"
+    assert (await transcriber.transcribe("clip.wav", make_wav())).text == "bonjour"
     [request] = [r for r in fake.requests if r.path.endswith("/audio/transcriptions")]
     assert (request.path, request.body["model"]) == ("/v1/audio/transcriptions", "whisper-1")
 
@@ -79,7 +79,7 @@ async def test_empty_oversized_or_non_audio_is_refused_before_any_upload(
 
     with pytest.raises(TranscriptionRejected, match=words):
         await transcriber.transcribe("x.wav", data)
-    small = transcriber_from_settings(replace(groq_settings(fake), max_attachment_bytes=100))
+    small = transcriber_from_settings(groq_settings(fake).model_copy(update=dict(max_attachment_bytes=100)))
     assert small is not None
     with pytest.raises(TranscriptionRejected, match="audio can be at most"):
         await small.transcribe("long.wav", make_wav())
@@ -99,9 +99,7 @@ async def test_the_rest_endpoint_transcribes_for_a_key_and_refuses_bad_audio(
 ) -> None:
     import httpx
 
-    from chatbot_app import config
     from chatbot_app.api.app import create_api
-    from chatbot_app.services import default_service
     from tests.conftest import migrate
     from tests.integration.test_api import KEY_A
 
@@ -116,11 +114,8 @@ async def test_the_rest_endpoint_transcribes_for_a_key_and_refuses_bad_audio(
         "CHATBOT_MAX_ATTACHMENT_BYTES": "200000",
     }.items():
         monkeypatch.setenv(name, value)
-    caches = (config.get_settings, default_service.get_chat_service, default_service.get_transcriber)
-    for cache in caches:
-        cache.cache_clear()
     headers = {"Authorization": f"Bearer {KEY_A}"}
-    try:
+    with services_from_environment():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_api()), base_url="http://t") as client:
             ok = await client.post("/api/transcribe", files={"file": ("mic.webm", make_wav())}, headers=headers)
             not_audio = await client.post("/api/transcribe", files={"file": ("a.wav", b"hello")}, headers=headers)
@@ -128,9 +123,6 @@ async def test_the_rest_endpoint_transcribes_for_a_key_and_refuses_bad_audio(
                 "/api/transcribe", files={"file": ("a.wav", make_wav(seconds=8))}, headers=headers
             )
             anonymous = await client.post("/api/transcribe", files={"file": ("mic.wav", make_wav())})
-    finally:
-        for cache in caches:
-            cache.cache_clear()
 
     assert (ok.status_code, ok.json()) == (200, {"text": FAKE_TRANSCRIPT})
     assert not_audio.status_code == 422 and "not audio" in not_audio.json()["detail"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,8 +13,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
+from chatbot_app.services.attachments import PreparedAttachment
 from chatbot_app.storage import conversations as store
-from chatbot_app.storage.database import session_scope
+from chatbot_app.storage.attachments import add_attachments
+from chatbot_app.storage.database import Database, session_scope
 from chatbot_app.storage.models import Conversation, Message, MessageStatus
 from chatbot_app.storage.transfer import (
     FORMAT_VERSION,
@@ -19,11 +24,11 @@ from chatbot_app.storage.transfer import (
     ImportedConversation,
     ImportedMessage,
     ImportRejected,
-    export_all,
-    export_conversation,
-    export_markdown,
+    exported_ids,
     import_conversations,
     parse_import,
+    stream_json,
+    stream_markdown,
 )
 
 OWNER = "owner-" + "a" * 20
@@ -102,11 +107,22 @@ def count_rows(engine: Engine, owner: str) -> tuple[int, int]:
     return conversations, messages
 
 
-def export_one(engine: Engine, conversation_id: str) -> dict[str, Any]:
+async def collected(chunks: AsyncIterator[bytes]) -> bytes:
+    return b"".join([chunk async for chunk in chunks])
+
+
+def export_all(engine: Engine, owner: str) -> dict[str, Any]:
+    """Every conversation of `owner`, as the streamed export writes them."""
     with session_scope(engine) as session:
-        conversation = store.get_conversation(session, conversation_id, OWNER)
-        assert conversation is not None
-        return export_conversation(session, conversation)
+        ids = exported_ids(session, owner)
+    return json.loads(asyncio.run(collected(stream_json(Database(engine).run, ids))))
+
+
+def export_one(engine: Engine, conversation_id: str, owner: str = OWNER) -> dict[str, Any]:
+    with session_scope(engine) as session:
+        ids = exported_ids(session, owner, conversation_id)
+    assert ids == [conversation_id]
+    return json.loads(asyncio.run(collected(stream_json(Database(engine).run, ids))))
 
 
 def import_bytes(engine: Engine, data: bytes, owner: str = NEWCOMER) -> list[str]:
@@ -160,10 +176,7 @@ def test_export_import_export_loses_nothing_but_ids(engine: Engine) -> None:
 
     [new_id] = import_bytes(engine, json.dumps(exported).encode())
 
-    with session_scope(engine) as session:
-        imported = store.get_conversation(session, new_id, NEWCOMER)
-        assert imported is not None
-        again = export_conversation(session, imported)
+    again = export_one(engine, new_id, NEWCOMER)
     assert new_id != original_id
     assert without_ids(again) == without_ids(exported)
 
@@ -174,13 +187,11 @@ def test_export_all_round_trips_every_conversation_of_the_owner(engine: Engine) 
         empty = store.create_conversation(session, OWNER, title="Empty one")
         empty.updated_at = T0 + timedelta(days=1)
     make_conversation(engine, owner="someone-else")
-    with session_scope(engine) as session:
-        exported = export_all(session, OWNER)
+    exported = export_all(engine, OWNER)
 
     new_ids = import_bytes(engine, json.dumps(exported, ensure_ascii=False, indent=2).encode())
 
-    with session_scope(engine) as session:
-        again = export_all(session, NEWCOMER)
+    again = export_all(engine, NEWCOMER)
     assert [c["id"] for c in exported["conversations"]] == [empty.id, first]
     assert len(new_ids) == 2 and not set(new_ids) & {empty.id, first}
     assert without_ids(again) == without_ids(exported)
@@ -205,10 +216,7 @@ def test_import_never_takes_over_an_existing_id(engine: Engine) -> None:
 def test_markdown_export_reads_as_a_transcript(engine: Engine) -> None:
     conversation_id = make_conversation(engine)
 
-    with session_scope(engine) as session:
-        conversation = store.get_conversation(session, conversation_id, OWNER)
-        assert conversation is not None
-        markdown = export_markdown(session, conversation)
+    markdown = asyncio.run(collected(stream_markdown(Database(engine).run, conversation_id, message_batch=2))).decode()
 
     assert markdown.startswith("# Pierogi & pelmeni — a comparison\n")
     assert "> Dumplings compared.\n> Pierogi: Polish." in markdown
@@ -443,3 +451,40 @@ def test_a_failure_part_way_through_an_import_writes_nothing(engine: Engine) -> 
 
     assert not isinstance(failure.value, ImportRejected)
     assert count_rows(engine, NEWCOMER) == (0, 0)
+
+
+def test_a_streamed_export_reads_attachments_in_chunks_and_joins_them_whole(engine: Engine) -> None:
+    """Attachments are read from the database in pieces (SQL substr) and encoded as they go; the file still
+    holds each one whole, and no piece written is larger than one chunk's base64."""
+    sizes = [1, 6, 7, 13, 2000]
+    files = [bytes((n * 7 + size) % 256 for n in range(size)) for size in sizes]
+    with session_scope(engine) as session:
+        conversation = store.create_conversation(session, OWNER, title="Files")
+        for number, data in enumerate(files):
+            message = store.add_message(session, conversation, "user", f"file {number}")
+            assert message.id is not None
+            add_attachments(session, message.id, [PreparedAttachment(f"f{number}.bin", "text/plain", data, None)])
+            store.add_message(session, conversation, "assistant", "noted")
+        conversation_id = conversation.id
+    reads = 0
+    database = Database(engine)
+
+    async def read(work):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        return await database.run(work)
+
+    async def pieces() -> list[bytes]:
+        return [piece async for piece in stream_json(read, [conversation_id], message_batch=3, chunk_bytes=6)]
+
+    written = asyncio.run(pieces())
+
+    exported = json.loads(b"".join(written))
+    messages = exported["conversations"][0]["messages"]
+    assert [m["content"] for m in messages] == [text for n in range(5) for text in (f"file {n}", "noted")]
+    found = [base64.b64decode(m["attachments"][0]["data"]) for m in messages if m["role"] == "user"]
+    assert found == files
+    encoded = [piece for piece in written if not piece.startswith((b"{", b",", b"]", b"\n", b'"'))]
+    assert max(len(piece) for piece in encoded) == 8  # 6 bytes of file a read, 8 once encoded
+    assert reads == 1 + 4 + sum(-(-size // 6) for size in sizes)  # the head, 4 batches of messages, the pieces
+    assert export_all(engine, OWNER)["conversations"][0]["messages"] == messages  # the default chunking agrees

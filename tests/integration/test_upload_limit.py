@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from chatbot_app.upload_limit import limit_upload_size
+from chatbot_app.upload_limit import limit_upload_rate, limit_upload_size
 
 LIMIT = 20 * 2**20
 ONE_GIB = 2**30
@@ -122,6 +122,41 @@ async def test_other_paths_are_not_limited(spool_dir: Path) -> None:
         response = await client.post("/other", content=multipart_stream(CHUNK, Sent()), headers=HEADERS)
 
     assert response.status_code == 200
+
+
+# --- the rate -----------------------------------------------------------------------------------
+
+
+async def test_an_address_past_its_uploads_a_minute_gets_429_before_its_body_is_read(spool_dir: Path) -> None:
+    reads = Sent()
+
+    async def counting(request: Request) -> JSONResponse:
+        reads.bytes += 1
+        return await upload(request)
+
+    inner = Starlette(
+        routes=[Route("/_upload", counting, methods=["POST"]), Route("/other", counting, methods=["POST"])]
+    )
+    app = limit_upload_rate(2, trusted_proxies=["10.0.0.1"])(inner)
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 4321))  # a trusted proxy, as nginx would be
+    async with httpx.AsyncClient(transport=transport, base_url="http://backend", timeout=60) as client:
+
+        async def post(path: str, client_address: str) -> httpx.Response:
+            headers = {**HEADERS, "X-Forwarded-For": client_address}
+            return await client.post(path, content=multipart_stream(CHUNK, Sent()), headers=headers)
+
+        statuses = [(await post("/_upload", "203.0.113.7")).status_code for _ in range(3)]
+        refused = await post("/_upload", "203.0.113.7")
+        elsewhere = await post("/_upload", "198.51.100.9")  # another client behind the same proxy
+        other_path = await post("/other", "203.0.113.7")
+
+    assert statuses == [200, 200, 429]
+    assert (refused.status_code, refused.json()["detail"]) == (
+        429,
+        "Too many uploads from your network: the limit is 2 a minute.",
+    )
+    assert (elsewhere.status_code, other_path.status_code) == (200, 200)
+    assert reads.bytes == 4  # two uploads, the other client's, and the other path: refused ones were never read
 
 
 # --- the real backend -------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ def test_scripts_never_get_unsafe_inline_and_connections_only_reach_the_backend(
     assert "'unsafe-inline'" not in scripts and sha("x") in scripts
     connect = directive(policy, "connect-src")
     assert connect == "connect-src 'self' https://api.example.com wss://api.example.com"
+    assert directive(policy, "media-src") == "media-src 'self' https://api.example.com"  # replies read aloud
     assert " ws:" not in policy and " wss:" not in policy.replace("wss://", "")
 
 

@@ -7,7 +7,14 @@ from chatbot_app.state.session import SessionState
 from chatbot_app.state.settings import SettingsState
 
 HELPERS = {
-    SessionState: ["owner_id", "client_address"],
+    SessionState: [
+        "owner_id",
+        "client_address",
+        "signed_in_user",
+        "session_token",
+        "start_clean_on_new_sign_in",
+        "state_lost",
+    ],
     ConversationState: ["show_new_chat", "current_view", "show_reply", "take_running_reply", "load_stats"],
     SettingsState: ["chat_settings"],
 }

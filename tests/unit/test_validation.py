@@ -12,7 +12,13 @@ from chatbot_app.services.validation import (
     is_conversation_id,
     is_identity,
 )
-from chatbot_app.state.session import refused_by_reflex
+from chatbot_app.state.session import (
+    SeenIdentities,
+    SessionLost,
+    SignedOut,
+    refused_by_reflex,
+    reload_on_lost_session,
+)
 
 GOOD_CONVERSATION_ID = "0123456789abcdef" * 2
 
@@ -157,3 +163,24 @@ def test_only_errors_raised_outside_the_apps_code_count_as_a_malformed_event() -
     assert refused_by_reflex(raised(lambda: clean_message(unexpected=1)))  # type: ignore[call-arg]  # wrong arguments
     assert not refused_by_reflex(raised(lambda: clean_message(5)))  # raised inside the app: a bug would show it
     assert not refused_by_reflex(raised(lambda: {}["key"]))  # not a kind an event's binding raises
+
+
+def test_a_lost_session_loads_its_page_again_without_a_script_and_a_signed_out_one_goes_to_sign_in() -> None:
+    def event(spec: object) -> tuple[str, dict[str, object]]:
+        return spec.handler.fn.__qualname__, {name._js_expr: value._var_value for name, value in spec.args}  # type: ignore[attr-defined]
+
+    # A redirect, not a script: the page's CSP refuses to evaluate one sent by the server (no 'unsafe-eval').
+    name, args = event(reload_on_lost_session(SessionLost("/c/" + GOOD_CONVERSATION_ID)))
+    assert (name, args["path"], args["replace"]) == ("_redirect", "/c/" + GOOD_CONVERSATION_ID, True)
+    assert event(reload_on_lost_session(SignedOut()))[1]["path"] == "/login"
+
+
+def test_seen_identities_keep_the_latest_of_each_connection_and_forget_the_least_recently_used() -> None:
+    seen = SeenIdentities(size=2)
+    seen.remember("sid-1", "a" * 24)
+    seen.remember("sid-2", "b" * 24)
+    seen.remember("sid-1", "c" * 24)  # the same connection, the identity the browser now shows
+    seen.remember("sid-3", "d" * 24)  # over the size: sid-2, the least recently used, goes
+    seen.remember("", "e" * 24)  # no connection (a backend task): nothing to remember
+
+    assert [seen.get(s) for s in ("sid-1", "sid-2", "sid-3", "")] == ["c" * 24, None, "d" * 24, None]

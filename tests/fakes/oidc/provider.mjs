@@ -1,5 +1,6 @@
 // A real OpenID provider on loopback for the tests: oidc-provider with its development login and
-// consent pages (any login name is accepted; it becomes the account's `sub` and its email).
+// consent pages (any login name is accepted; it becomes the account's `sub` and its email). A login name
+// "unverified:<email>" gets that email with email_verified false, as a provider that lets users type it in.
 // Configured from the environment: OIDC_PORT, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_REDIRECT_URI.
 import Provider from "oidc-provider";
 
@@ -24,7 +25,8 @@ const provider = new Provider(issuer, {
     return {
       accountId: id,
       async claims() {
-        return { sub: id, email: id, email_verified: true };
+        const unverified = id.startsWith("unverified:");
+        return { sub: id, email: id.replace(/^unverified:/, ""), email_verified: !unverified };
       },
     };
   },

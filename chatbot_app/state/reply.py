@@ -25,7 +25,7 @@ from chatbot_app.services.refusals import Refused
 from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, Snapshot, Titled
 from chatbot_app.services.wiring import services
 from chatbot_app.state.attachments import ComposerFilesState
-from chatbot_app.state.conversation import STOPPED_FIRST, ConversationState, conversation_id_in, conversation_url
+from chatbot_app.state.conversation import STOPPED_FIRST, ConversationState, conversation_url
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.session import SessionLost, SessionState
 from chatbot_app.state.settings import SettingsState
@@ -109,15 +109,6 @@ class ReplyState(StreamParts, SessionState):
 
     # -- starting a reply: one path for send, regenerate and edit ------------------------------
 
-    def _open_conversation_id(self) -> str:
-        """The conversation a message goes to: the tab's open one, else the one its page's address names.
-
-        A reconnection to another backend can find the tab's websocket still on record and give it a
-        fresh state, whose on_load has not opened the conversation yet when a message comes; the page
-        still shows it. (The action checks that the caller owns it.)
-        """
-        return self.conversation_id or conversation_id_in(self.router.url.path)
-
     async def _start_reply(self, start: TurnStarter, show: HistoryUpdate, *, user_text: str | None = None) -> Any:
         """Start a reply through its action (admission, storing, the job), then follow it.
 
@@ -172,7 +163,7 @@ class ReplyState(StreamParts, SessionState):
         async with self:
             await self.caller()  # the session first: nothing is checked or shown for a caller who has none
             pending = (await self.get_state(ComposerFilesState)).pending()
-            conversation_id = self._open_conversation_id() or None
+            conversation_id = self.conversation_id or None
             try:  # checked before it is shown: the page must never be sent what it cannot show
                 text = services().actions.message_text(raw, blank_allowed=bool(pending))
             except Refused as refusal:
@@ -206,7 +197,7 @@ class ReplyState(StreamParts, SessionState):
         """Answer the last message again (also the Retry of a failed or stopped reply)."""
         async with self:
             await self.caller()  # the session first
-            conversation_id = self._open_conversation_id()
+            conversation_id = self.conversation_id
         if not conversation_id:
             return
 
@@ -232,7 +223,7 @@ class ReplyState(StreamParts, SessionState):
             await self.caller()  # the session first
             conversation = await self.get_state(ConversationState)
             message_id, conversation.editing_id = conversation.editing_id, 0
-            conversation_id = self._open_conversation_id()
+            conversation_id = self.conversation_id
         if not message_id or not conversation_id:
             return
 

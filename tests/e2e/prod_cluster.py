@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from deploy.run_prod import ProdConfig, Topology, running
-from tests.conftest import TEST_API_KEY, new_database
+from deploy.run_prod import ProdConfig, Topology, find_nginx, running
+from tests.conftest import TEST_API_KEY, new_database, skip_or_fail
 from tests.e2e.live_app import app_environment, free_port
 from tests.fakes.fake_llm_server import FakeLLMServer
 
@@ -89,6 +89,27 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def require_nginx() -> None:
+    """Skip (fail, under CI) a test of the topology where nginx is not installed."""
+    try:
+        find_nginx()
+    except Exception as exc:
+        skip_or_fail(str(exc))
+
+
+@contextlib.contextmanager
+def started_redis() -> Iterator[RedisServer]:
+    """A private redis-server on a free port, stopped at the end; skipped (failed, under CI) without one."""
+    if shutil.which("redis-server") is None:
+        skip_or_fail("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @dataclass

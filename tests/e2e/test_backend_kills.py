@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from deploy.run_prod import Topology, find_nginx
+from deploy.run_prod import Topology
 from tests.conftest import skip_or_fail
 from tests.e2e.backend_kills import Kill, RestartOutcome, kill_plan, run_kill, run_peer_restart
 from tests.e2e.live_app import free_port
@@ -32,6 +32,8 @@ from tests.e2e.prod_cluster import (
     RedisServer,
     new_signed_in_session,
     prod_cluster,
+    require_nginx,
+    started_redis,
 )
 from tests.fakes.fake_llm_server import FakeLLMServer
 
@@ -44,14 +46,8 @@ INTERRUPTED_WITHIN_S = 10.0
 
 @pytest.fixture(scope="module")
 def private_redis() -> Iterator[RedisServer]:
-    import shutil
-
-    if shutil.which("redis-server") is None:
-        skip_or_fail("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.stop()
+    with started_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +67,7 @@ def prod(
     private_redis: RedisServer,
     private_postgres: PostgresServer,
 ) -> Iterator[Topology]:
-    try:
-        find_nginx()
-    except Exception as exc:
-        skip_or_fail(str(exc))
+    require_nginx()
     workdir = tmp_path_factory.mktemp("kills")
     with prod_cluster(workdir, fake_llm, private_redis, postgres=private_postgres, CHATBOT_AUTH="local") as topology:
         yield topology

@@ -15,7 +15,6 @@ import asyncio
 import importlib.metadata
 import json
 import re
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -29,10 +28,10 @@ from typing import Any, TypeVar
 import pytest
 import websockets
 
-from deploy.run_prod import Topology, find_nginx
+from deploy.run_prod import Topology
 from tests.conftest import skip_or_fail
 from tests.e2e.live_app import free_port
-from tests.e2e.prod_cluster import RedisServer, prod_cluster
+from tests.e2e.prod_cluster import prod_cluster, require_nginx, started_redis
 from tests.e2e.reflex_client import ReflexClient
 from tests.e2e.test_chat_in_browser import send, wait_for_conversation_url, wait_for_replies
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
@@ -57,19 +56,12 @@ class Prod:
 
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> Iterator[Prod]:
-    for command in ("redis-server",):
-        if shutil.which(command) is None:
-            skip_or_fail(f"{command} is not installed (apt-get install redis-server)")
-    try:
-        find_nginx()
-    except Exception as exc:
-        skip_or_fail(str(exc))
+    require_nginx()
     workdir = tmp_path_factory.mktemp("prod_accounts")
-    redis = RedisServer(free_port())
-    redis.start()
     provider_port = free_port()
-    try:
-        with prod_cluster(
+    with (
+        started_redis() as redis,
+        prod_cluster(
             workdir,
             fake_llm,
             redis,
@@ -77,22 +69,21 @@ def prod(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> I
             CHATBOT_OIDC_ISSUER=f"http://127.0.0.1:{provider_port}",
             CHATBOT_OIDC_CLIENT_ID=CLIENT_ID,
             CHATBOT_OIDC_CLIENT_SECRET=CLIENT_SECRET,
-        ) as topology:
-            # The provider is asked for only at the first single sign-on, so it can start once nginx's
-            # address (the redirect URI it must allow) is known.
-            provider = OidcProvider(
-                provider_port, CLIENT_ID, CLIENT_SECRET, f"{topology.url}/auth/oidc/callback", workdir / "oidc.log"
-            )
-            try:
-                provider.start()
-            except (OSError, subprocess.CalledProcessError) as exc:  # no npm registry to install from
-                skip_or_fail(f"could not install or start oidc-provider: {exc}")
-            try:
-                yield Prod(topology, provider)
-            finally:
-                provider.stop()
-    finally:
-        redis.stop()
+        ) as topology,
+    ):
+        # The provider is asked for only at the first single sign-on, so it can start once nginx's
+        # address (the redirect URI it must allow) is known.
+        provider = OidcProvider(
+            provider_port, CLIENT_ID, CLIENT_SECRET, f"{topology.url}/auth/oidc/callback", workdir / "oidc.log"
+        )
+        try:
+            provider.start()
+        except (OSError, subprocess.CalledProcessError) as exc:  # no npm registry to install from
+            skip_or_fail(f"could not install or start oidc-provider: {exc}")
+        try:
+            yield Prod(topology, provider)
+        finally:
+            provider.stop()
 
 
 @pytest.fixture

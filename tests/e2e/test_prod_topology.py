@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,21 +18,22 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from deploy.run_prod import PROJECT_ROOT, ProdConfig, Topology, find_nginx, running
-from tests.conftest import TEST_API_KEY, new_database, skip_or_fail
-from tests.e2e.live_app import app_environment, free_port
+from deploy.run_prod import PROJECT_ROOT, Topology
+from tests.e2e.live_app import free_port
 from tests.e2e.prod_cluster import (
     TRACK_WEBSOCKETS,
     RedisServer,
     connections,
     drop_websocket,
     open_tab_on_a_backend,
+    prod_cluster,
+    require_nginx,
+    started_redis,
     wait_for_new_connection,
 )
 from tests.e2e.test_chat_in_browser import message_texts, send, wait_for_conversation_url, wait_for_replies
@@ -47,43 +47,25 @@ STALE_REPLY_S = 3
 
 @pytest.fixture(scope="module")
 def private_redis() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        skip_or_fail("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.stop()
+    with started_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def prod(
     tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer, private_redis: RedisServer
 ) -> Iterator[Topology]:
-    try:
-        find_nginx()
-    except Exception as exc:
-        skip_or_fail(str(exc))
-    workdir = tmp_path_factory.mktemp("prod")
-    port = free_port()
-    with new_database("postgresql", workdir, prefix="chatbot_prod") as database_url:
-        env = app_environment(
-            PORT=str(port),
-            BACKENDS="2",
-            REFLEX_API_URL=f"http://127.0.0.1:{port}",
-            REFLEX_REDIS_URL=private_redis.url,
-            CHATBOT_DATABASE_URL=database_url,
-            CHATBOT_PROD_DIR=str(workdir),
-            GROQ_API_KEY=TEST_API_KEY,
-            GROQ_BASE_URL=fake_llm.base_url,
-            CHATBOT_MODEL="fake-large",
-            CHATBOT_STALE_REPLY_S=str(STALE_REPLY_S),
-            # These tests are about processes, websockets and Redis, and follow the anonymous identity
-            # through them; accounts in a browser are tested in test_accounts_in_browser.py.
-            CHATBOT_AUTH="none",
-        )
-        config = replace(ProdConfig.load(env), backend_ports=[free_port(), free_port()])
-        with running(config) as topology:
-            yield topology
+    require_nginx()
+    with prod_cluster(
+        tmp_path_factory.mktemp("prod"),
+        fake_llm,
+        private_redis,
+        CHATBOT_STALE_REPLY_S=str(STALE_REPLY_S),
+        # These tests are about processes, websockets and Redis, and follow the anonymous identity
+        # through them; accounts through nginx are tested in test_prod_accounts.py.
+        CHATBOT_AUTH="none",
+    ) as topology:
+        yield topology
 
 
 @pytest.fixture

@@ -60,6 +60,7 @@ def test_switching_away_from_a_streaming_conversation_and_back(page, fake: FakeL
     wait_for_replies(page, 1)
 
     page.click("#sidebar-new-chat")  # the header's own shows on phones only
+    page.wait_for_url(re.compile(r"/$"), wait_until="commit")  # or the next URL read is still the first's
     fake.enqueue_stream(LONG, Behaviour(text="Answered while the other one streams."))
     send(page, "Second conversation, a long answer")
     second = conversation_id_of(wait_for_conversation_url(page))

@@ -295,8 +295,10 @@ class ReplyState(StreamParts, SessionState):
                     # waiting for the lock's expiry (10 s) should this backend die while it holds it.
                     if services().settings.accounts_enabled:
                         await self.signed_in_user()
+                # A newer subscription ends this one, except once the reply has ended: its title is then
+                # all that is left, and it belongs in the sidebar whatever the tab shows now.
                 if not events:
-                    if self._subscription != subscription:  # read without the lock, only to end early
+                    if not finished and self._subscription != subscription:  # without the lock: to end early
                         return
                     if loop.time() - news_at > LIVENESS_CHECK_S:  # silent: has it ended without its log?
                         news_at = loop.time()
@@ -305,10 +307,11 @@ class ReplyState(StreamParts, SessionState):
                     continue
                 news_at = loop.time()
                 async with self:
-                    if self._subscription != subscription:
+                    if not finished and self._subscription != subscription:
                         self._check_not_lost(conversation_id)
                         return
-                    self._cursor = cursor
+                    if not finished:
+                        self._cursor = cursor
                     for event in events:
                         finished = await self._apply(event, reply_id, conversation_id) or finished
         except (RedisError, OSError) as exc:  # the log's engine is down: the database still has the reply
@@ -347,7 +350,7 @@ class ReplyState(StreamParts, SessionState):
             case Titled(title) if title:
                 (await self.get_state(LibraryState)).show_title(conversation_id, title)
                 conversation = await self.get_state(ConversationState)
-                if conversation.current_view() == self._reply_view:
+                if conversation.conversation_id == conversation_id:
                     conversation.title = title
         return False
 

@@ -115,35 +115,41 @@ class SettingsState(SessionState):
         async with self:
             owner, conversation_id = await self.page_owner_id(), self.conversation_id
             self.settings_ready = False
-        groups, default_choice = await service.model_menu()
-        presets = await service.presets(owner)
-        if conversation_id:
-            try:
-                chat = await service.conversation_settings(owner, conversation_id)
-            except ConversationNotFound:
-                chat = ChatSettings()
-        else:
-            chat = await service.settings_for_new_chat(owner)
-        async with self:
-            self.model_groups = [
-                ModelGroupView(
-                    label=g.label
-                    if g.error is None
-                    else f"{g.label} (unavailable: {describe_error(g.error, g.provider)})",
-                    options=[ModelOption(model_choice(g.provider, m), m) for m in g.models],
-                )
-                for g in groups
-            ]
-            vision_models = service.settings.vision_models
-            self.vision_choices = [
-                option for group in self.model_groups for option in group.options if option.label in vision_models
-            ]
-            self._presets = presets
-            self.preset_names = list(presets)
-            self._show(chat, default_choice)
-            if not any(o.value == self.model_choice for g in self.model_groups for o in g.options):
-                self.model_choice = default_choice
-            self.settings_ready = True
+        try:
+            groups, default_choice = await service.model_menu()
+            presets = await service.presets(owner)
+            if conversation_id:
+                try:
+                    chat = await service.conversation_settings(owner, conversation_id)
+                except ConversationNotFound:
+                    chat = ChatSettings()
+            else:
+                chat = await service.settings_for_new_chat(owner)
+            async with self:
+                self.model_groups = [
+                    ModelGroupView(
+                        label=g.label
+                        if g.error is None
+                        else f"{g.label} (unavailable: {describe_error(g.error, g.provider)})",
+                        options=[ModelOption(model_choice(g.provider, m), m) for m in g.models],
+                    )
+                    for g in groups
+                ]
+                vision_models = service.settings.vision_models
+                self.vision_choices = [
+                    option for group in self.model_groups for option in group.options if option.label in vision_models
+                ]
+                self._presets = presets
+                self.preset_names = list(presets)
+                self._show(chat, default_choice)
+                if not any(o.value == self.model_choice for g in self.model_groups for o in g.options):
+                    self.model_choice = default_choice
+                self.settings_ready = True
+        except Exception:
+            async with self:  # not "Loading settings…" for ever: the form shows what it has, and why
+                self.settings_notice = "Could not load the settings. Reload the page to try again."
+                self.settings_ready = True
+            raise
 
     async def _store(self) -> None:
         """Persist the settings on the open conversation (a new chat stores them with its first message)."""

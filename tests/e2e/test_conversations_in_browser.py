@@ -8,7 +8,7 @@ import pytest
 
 from tests.e2e.live_app import LiveApp
 from tests.e2e.test_chat_in_browser import send, wait_for_conversation_url, wait_for_replies
-from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
+from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, Hold
 
 pytestmark = pytest.mark.e2e
 
@@ -66,6 +66,26 @@ def test_first_reply_titles_the_conversation_and_search_opens_it_at_the_hit(  # 
     page.wait_for_url(re.compile(r"/c/[0-9a-f]{32}\?m=\d+$"), wait_until="commit")
     page.wait_for_selector(".message-row.focused")
     assert "pelicans" in page.inner_text(".message-row.focused").lower()
+
+
+def test_a_title_that_comes_after_the_user_moved_on_still_reaches_the_sidebar(  # type: ignore[no-untyped-def]
+    page, fake: FakeLLMServer
+) -> None:
+    """The reply has ended and its title is still being written when the user opens a new chat (or when the
+    new conversation's page loads, on a busy machine): the title still replaces the first words."""
+    title = Hold()
+    fake.enqueue_stream(Behaviour(text="They hold hands when they sleep."))
+    fake.enqueue_batch(Behaviour(text="Otter Facts", for_prompt="Tell me about otters", hold=title))
+    send(page, "Tell me about otters")
+    wait_for_replies(page, 1)
+    wait_for_conversation_url(page)
+    assert title.reached.wait(20)
+    page.click("#sidebar-new-chat")
+    page.wait_for_url(re.compile(r"/$"), wait_until="commit")
+    page.wait_for_selector("[data-testid=conversation-item]:has-text('Tell me about otters')")
+    title.release()
+    page.wait_for_selector("[data-testid=conversation-item]:has-text('Otter Facts')")
+    assert sidebar_titles(page) == ["Otter Facts"]
 
 
 def test_rename_pin_and_delete_with_confirmation(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]

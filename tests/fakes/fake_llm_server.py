@@ -94,7 +94,7 @@ class Behaviour:
     stream_error_style: Literal["openai", "x_groq"] = "openai"
     # Called with the request body, in the server's thread, before the request is answered.
     on_request: Callable[[dict[str, Any]], None] | None = None
-    # Hold the stream open at a point until the test releases it (streamed requests only).
+    # Hold the stream open at a point until the test releases it (a batch answer: before it is sent).
     hold: Hold | None = None
     # Taken only by a request whose messages contain this text, and before any other script: the fake
     # serves every app of the session, and another test's late title request must not take this one's.
@@ -297,6 +297,9 @@ class FakeLLMServer:
             return _SSEResponse(
                 self._sse(number, body, tokens, prompt_tokens, behaviour), media_type="text/event-stream"
             )
+        if behaviour.hold is not None:
+            behaviour.hold.reached.set()
+            await behaviour.hold.wait_released()
         await asyncio.sleep(behaviour.first_token_delay_s)
         self.billed[number] = (prompt_tokens, len(tokens))
         return JSONResponse(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlmodel import Session, col, delete, func, select, update
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, delete, func, or_, select, update
 
 from chatbot_app.storage.models import Conversation, Message, MessageStatus, utcnow
 from chatbot_app.storage.shares import delete_links_of
@@ -47,6 +48,7 @@ def add_message(
 ) -> Message:
     message = Message(
         conversation_id=conversation.id,
+        parent_id=conversation.current_leaf_id,
         role=role,
         content=content,
         status=status,
@@ -56,7 +58,38 @@ def add_message(
     conversation.updated_at = message.created_at
     session.add_all([message, conversation])
     session.flush()
+    conversation.current_leaf_id = message.id  # written with the message, in the caller's transaction
+    session.add(conversation)
+    session.flush()
     return message
+
+
+def current_path(session: Session, conversation: Conversation) -> list[Message]:
+    """The messages from the first to the conversation's current leaf, oldest first: one query at any length."""
+    if conversation.current_leaf_id is None:
+        return []
+    path = (
+        select(col(Message.id), col(Message.parent_id))
+        .where(Message.id == conversation.current_leaf_id, Message.conversation_id == conversation.id)
+        .cte("path", recursive=True)
+    )
+    parent = aliased(Message)
+    path = path.union_all(select(col(parent.id), col(parent.parent_id)).join(path, col(parent.id) == path.c.parent_id))
+    # A parent is always older than its children, so id order is path order.
+    query = select(Message).join(path, col(Message.id) == path.c.id).order_by(col(Message.id))
+    return list(session.exec(query).all())
+
+
+def sibling_counts(session: Session, conversation_id: str, parent_ids: Sequence[int | None]) -> dict[int | None, int]:
+    """How many messages follow each of `parent_ids` (None: the conversation's first messages), in one query."""
+    ids = [p for p in parent_ids if p is not None]
+    query = (
+        select(col(Message.parent_id), func.count())
+        .where(Message.conversation_id == conversation_id)
+        .where(or_(col(Message.parent_id).in_(ids), col(Message.parent_id).is_(None)))
+        .group_by(col(Message.parent_id))
+    )
+    return {parent_id: count for parent_id, count in session.exec(query).all()}
 
 
 def save_reply(
@@ -287,7 +320,7 @@ def delete_conversation(session: Session, conversation: Conversation) -> None:
 def clear_messages(session: Session, conversation: Conversation) -> int:
     """Delete all of the conversation's messages and its summary; returns how many messages went."""
     result = session.exec(delete(Message).where(col(Message.conversation_id) == conversation.id))
-    conversation.summary = None
+    conversation.summary, conversation.current_leaf_id = None, None
     session.add(conversation)
     session.flush()
     return result.rowcount or 0
@@ -323,10 +356,12 @@ def conversation_stats(session: Session, conversation_id: str) -> ConversationSt
 
 
 def delete_messages_after(session: Session, conversation_id: str, message_id: int) -> None:
-    """Delete the conversation's messages newer than `message_id` (editing truncates what follows)."""
+    """Delete the conversation's messages newer than `message_id` (editing truncates what follows), which
+    becomes the conversation's current leaf."""
     session.exec(
         delete(Message).where(col(Message.conversation_id) == conversation_id).where(col(Message.id) > message_id)
     )
+    session.exec(update(Conversation).where(col(Conversation.id) == conversation_id).values(current_leaf_id=message_id))
 
 
 def last_user_message(session: Session, conversation_id: str) -> Message | None:

@@ -68,6 +68,9 @@ class Conversation(SQLModel, table=True):
     # A server default so rows written before this column existed read as unpinned.
     pinned: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     summary: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The last message of the path shown (and sent to the model); None while it has none. A plain id, not a
+    # foreign key: the message table already points here, and deleting either must not need the other first.
+    current_leaf_id: int | None = None
 
 
 # The rows still being written, for the stale-reply sweep (a partial index: only they are in it).
@@ -82,6 +85,10 @@ class Message(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: str = Field(foreign_key="conversation.id", ondelete="CASCADE", max_length=32)
+    # The message this one follows (None for a conversation's first): messages form a tree, and a user's
+    # edit or a new reply is a sibling, not a replacement. Always an older message, so a path sorts by id.
+    # Not a foreign key: SQLite cannot add one to a table in place, and rows go with their conversation.
+    parent_id: int | None = Field(default=None, index=True)
     role: str = Field(max_length=16)
     content: str = Field(default="", sa_column=Column(Text, nullable=False))
     # A plain string, not a database enum, so new statuses need no type migration.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import math
 import secrets
@@ -621,6 +622,10 @@ def import_conversations(session: Session, owner_id: str, conversations: list[Im
         ]
         session.add_all(rows)
         # Batched INSERTs per conversation; message ids follow list order, which keeps the thread order.
+        session.flush()
+        for parent, row in itertools.pairwise(rows):  # one path: each message follows the one before
+            row.parent_id = parent.id
+        conversation.current_leaf_id = rows[-1].id if rows else None
         session.flush()
         session.add_all(
             Attachment(

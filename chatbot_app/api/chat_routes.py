@@ -47,7 +47,13 @@ async def start(owner: str, address: str, body: ChatRequest, *, batch: bool = Fa
     except InvalidInput as exc:
         raise ApiError(422, str(exc)) from None
     started = await services().actions.send(
-        Caller(owner, address), existing, body.message, overrides=overrides, batch=batch, title=False
+        Caller(owner, address),
+        existing,
+        body.message,
+        overrides=overrides,
+        batch=batch,
+        title=False,
+        parent_id=body.parent_id,
     )
     return started.turn
 

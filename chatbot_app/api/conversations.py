@@ -15,6 +15,7 @@ from chatbot_app.api.schemas import (
     ConversationPageOut,
     ConversationSettingsOut,
     ConversationSummaryOut,
+    LeafRequest,
     MessageOut,
 )
 from chatbot_app.services.actions import CONVERSATION_NOT_FOUND, Caller
@@ -37,10 +38,21 @@ def _checked_id(conversation_id: str) -> str:
     return conversation_id
 
 
-def _message(m: Message) -> MessageOut:
-    """The stored message, with a failed reply's error in words."""
+def _message(m: Message, versions: list[int]) -> MessageOut:
+    """The stored message, with a failed reply's error in words and its place among its versions."""
     error = describe_error(m.error_kind, m.provider) if m.status == MessageStatus.ERROR else None
-    return MessageOut.model_validate({**m.model_dump(), "error": error})
+    versions = versions or [m.id or 0]
+    place = versions.index(m.id) + 1 if m.id in versions else 1
+    return MessageOut.model_validate({**m.model_dump(), "error": error, "sibling_ids": versions, "version": place})
+
+
+async def _read(owner: str, conversation_id: str) -> ConversationOut:
+    conversation, messages, versions = await services().chat.read_path(owner, conversation_id)
+    return ConversationOut(
+        **ConversationSummaryOut.model_validate(conversation).model_dump(),
+        settings=ConversationSettingsOut.model_validate(conversation),
+        messages=[_message(m, versions.get(m.id or 0, [])) for m in messages],
+    )
 
 
 @router.get("", summary="List conversations, pinned first, then newest activity first")
@@ -66,17 +78,32 @@ async def list_conversations(
     )
 
 
-@router.get("/{conversation_id}", summary="Read a conversation with all its messages", responses=_NOT_FOUND_DOC)
+@router.get(
+    "/{conversation_id}",
+    summary="Read a conversation: its current path, each message with its versions",
+    responses=_NOT_FOUND_DOC,
+)
 async def read_conversation(conversation_id: str, owner: Owner) -> ConversationOut:
     try:
-        conversation, messages = await services().chat.load_conversation(owner, _checked_id(conversation_id))
+        return await _read(owner, _checked_id(conversation_id))
     except ConversationNotFound:
         raise ApiError(404, NOT_FOUND) from None
-    return ConversationOut(
-        **ConversationSummaryOut.model_validate(conversation).model_dump(),
-        settings=ConversationSettingsOut.model_validate(conversation),
-        messages=[_message(m) for m in messages],
-    )
+
+
+@router.put(
+    "/{conversation_id}/leaf",
+    summary="Switch the branch shown: the newest path through a message becomes the current one",
+    responses={404: {"description": "Conversation or message not found (unknown, or another key's)."}},
+)
+async def switch_branch(
+    conversation_id: str, body: LeafRequest, owner: Owner, address: ClientAddress
+) -> ConversationOut:
+    """Stored, so the UI (every tab and device) shows the same branch; a reply being written elsewhere goes on."""
+    await services().actions.show_branch(Caller(owner, address), conversation_id, body.message_id)
+    try:
+        return await _read(owner, conversation_id)
+    except ConversationNotFound:  # deleted meanwhile
+        raise ApiError(404, NOT_FOUND) from None
 
 
 @router.delete(

@@ -82,6 +82,21 @@ class ChatRequest(BaseModel):
     max_tokens: WholeNumber | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
     top_p: float | None = Field(default=None, json_schema_extra=_TOP_P)
     system_prompt: str | None = Field(default=None, json_schema_extra={"maxLength": MAX_SYSTEM_PROMPT_CHARS})
+    parent_id: int | None = Field(
+        default=None,
+        description="Answer on a branch: the new message follows this message of the conversation (by default, "
+        "the last of the current path), and its path becomes the current one.",
+        json_schema_extra={"minimum": 1},
+    )
+
+
+class LeafRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    message_id: int = Field(
+        description="A message of the conversation: the newest path through it becomes the current one.",
+        json_schema_extra={"minimum": 1},
+    )
 
 
 class RowOut(BaseModel):
@@ -128,11 +143,14 @@ class MessageOut(RowOut):
     first_token_ms: int | None
     duration_ms: int | None
     created_at: UtcDatetime
+    parent_id: int | None = Field(description="The message this one follows; null for the first.")
+    sibling_ids: list[int] = Field(description="Its versions (itself among them), oldest first.")
+    version: int = Field(description="Its place among them, from 1 (the UI's 2 in '2/3').")
 
 
 class ConversationOut(ConversationSummaryOut):
     settings: ConversationSettingsOut
-    messages: list[MessageOut]
+    messages: list[MessageOut] = Field(description="The current path, from the first message to its last.")
 
 
 class HealthOut(BaseModel):

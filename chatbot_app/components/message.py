@@ -37,6 +37,54 @@ def _action(icon: str, label: str | rx.Var[str], **props: object) -> rx.Componen
     )
 
 
+def _version_switch(message: MessageView) -> rx.Component:
+    """ "< 2/3 >" on a message that has other versions (an edit or a regeneration made them): the arrows show
+    the previous or next one and the newest path below it. Not while a reply is written on this path."""
+    place, count = message.version_place, message.version_count
+    return rx.cond(
+        count > 1,
+        rx.hstack(
+            _action(
+                "chevron-left",
+                "Previous version",
+                on_click=[ConversationState.switch_version(message.id, -1), ReplyState.resume],
+                disabled=place <= 1,
+                custom_attrs={"data-testid": "branch-prev"},
+            ),
+            rx.text(
+                place.to_string() + "/" + count.to_string(),
+                size="1",
+                color_scheme="gray",
+                custom_attrs={"data-testid": "branch-position"},
+                aria_label="Version " + place.to_string() + " of " + count.to_string(),
+            ),
+            _action(
+                "chevron-right",
+                "Next version",
+                on_click=[ConversationState.switch_version(message.id, 1), ReplyState.resume],
+                disabled=place >= count,
+                custom_attrs={"data-testid": "branch-next"},
+            ),
+            spacing="0",
+            align="center",
+            class_name="version-switch",
+        ),
+    )
+
+
+def _fork_action(message: MessageView) -> rx.Component:
+    """ "Branch in new chat": a new conversation with the path up to this message (not for one still unsaved)."""
+    return rx.cond(
+        message.id != 0,
+        _action(
+            "git-branch",
+            "Branch in new chat",
+            on_click=ConversationState.fork(message.id),
+            custom_attrs={"data-testid": "fork-button"},
+        ),
+    )
+
+
 def message_time(created: rx.Var[str]) -> rx.Component:
     """When a message was written, in the reader's time zone ("Today at 14:02"); the full date on hover."""
     return rx.moment(
@@ -69,6 +117,7 @@ def _assistant_footer(message: MessageView) -> rx.Component:
     return rx.vstack(
         rx.cond(message.error != "", rx.callout(message.error, icon="triangle_alert", color_scheme="red", size="1")),
         rx.hstack(
+            _version_switch(message),
             _status_badge(message.status),
             _action(
                 "copy",
@@ -76,6 +125,7 @@ def _assistant_footer(message: MessageView) -> rx.Component:
                 on_click=[rx.set_clipboard(message.content), CopyFeedbackState.copied("Message")],
                 class_name="copy-button",
             ),
+            _fork_action(message),
             rx.cond(
                 ReadAloudState.read_aloud_enabled & (message.content != ""),
                 rx.cond(
@@ -122,6 +172,7 @@ def _user_bubble(message: MessageView) -> rx.Component:
             class_name="message user-message",
         ),
         rx.hstack(
+            _version_switch(message),
             message_time(message.created),
             rx.cond(
                 ~ReplyState.streaming,
@@ -161,7 +212,7 @@ def _edit_form(message: MessageView) -> rx.Component:
                 width="100%",
                 aria_label="Edited message",
             ),
-            rx.text("Saving answers this message again; the messages after it are removed.", size="1"),
+            rx.text("Saving answers it as a new version; this one and its replies stay, one click away.", size="1"),
             rx.hstack(
                 rx.button(
                     "Cancel", type="button", variant="soft", color_scheme="gray", on_click=ConversationState.cancel_edit

@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 CONVERSATION_NOT_FOUND = "That conversation was not found."
 NOTHING_TO_ANSWER = "There is no message to answer again."
 MESSAGE_NOT_EDITABLE = "That message can no longer be edited."
+MESSAGE_NOT_FOUND = "That message was not found."
+NO_OTHER_VERSION = "There is no other version that way."
 NOTHING_TO_SUMMARIZE = "Send a message first: there is nothing to summarize yet."
 NO_SPEECH_SERVICE = "Speech to text is off: set GROQ_API_KEY, or CHATBOT_OPENAI_TRANSCRIPTION_MODEL."
 EXPORT_UNAVAILABLE = "Exports are unavailable for a moment; try again shortly."
@@ -128,6 +130,14 @@ def _not_found_as(message: str = CONVERSATION_NOT_FOUND) -> Iterator[None]:
         yield
     except ConversationNotFound:
         raise Refused(RefusalKind.NOT_FOUND, message) from None
+
+
+def _row_id(raw: object, not_found: str) -> int:
+    """A database id as a client sent it: a positive int that fits the column (JSON's true is no id);
+    anything else is refused as not found."""
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw < 2**63:
+        raise Refused(RefusalKind.NOT_FOUND, not_found)
+    return raw
 
 
 def _limit_refusal(refusal: Refusal) -> Refused:
@@ -199,13 +209,14 @@ class Actions:
             raise Refused(RefusalKind.NOT_FOUND, CONVERSATION_NOT_FOUND)
         return raw  # type: ignore[return-value]
 
-    async def _stop_running(self, owner_id: str, conversation_id: str) -> bool:
-        """Stop the conversation's replies still being written and wait until each has stored its end.
+    async def _stop_running(self, owner_id: str, conversation_id: str, *, on_path: bool = False) -> bool:
+        """Stop the conversation's replies still being written (those on its current path only, if `on_path`:
+        the ones an edit or a regeneration replaces) and wait until each has stored its end.
 
         True if there was one; raises Refused(NOT_FOUND).
         """
         with _not_found_as():
-            running = await self.chat.streaming_replies(owner_id, conversation_id)
+            running = await self.chat.streaming_replies(owner_id, conversation_id, on_path=on_path)
         if running:
             await self.replies.stop_and_wait(running)
         return bool(running)
@@ -223,6 +234,7 @@ class Actions:
         attachments: Sequence[PreparedAttachment] = (),
         batch: bool = False,
         title: bool = True,
+        parent_id: object = None,
     ) -> Started:
         """Store the user's message (and its checked files) and start the reply.
 
@@ -231,6 +243,9 @@ class Actions:
         """
         message = self.message_text(text, blank_allowed=bool(attachments))
         existing = None if conversation_id is None else self._conversation_id(conversation_id)
+        parent = None if parent_id is None else _row_id(parent_id, MESSAGE_NOT_FOUND)
+        if parent is not None and existing is None:
+            raise Refused(RefusalKind.INVALID, "A message to follow belongs to a conversation: name it too.")
         await self.admit(caller)
         with _not_found_as():
             if overrides:
@@ -243,17 +258,18 @@ class Actions:
                     )
                 settings = replace(base, **overrides)  # type: ignore[arg-type]
             try:
-                turn = await self.chat.start_turn(caller.owner_id, existing, message, settings, attachments)
+                turn = await self.chat.start_turn(caller.owner_id, existing, message, settings, attachments, parent)
             except AttachmentRejected as exc:
                 raise Refused(RefusalKind.INVALID, str(exc)) from None
         await self.replies.start(turn, batch=batch, suggest_title=title, address=caller.address)
         return Started(turn, text=message)
 
     async def regenerate(self, caller: Caller, conversation_id: object, *, batch: bool = False) -> Started:
-        """Answer the last user message again; the reply it replaces is stopped (and stored) first."""
+        """Answer the last user message again, as a new version of the reply (the old ones stay); a reply being
+        written is stopped (and stored) first."""
         checked = self._conversation_id(conversation_id)
         await self.admit(caller)
-        stopped = await self._stop_running(caller.owner_id, checked)
+        stopped = await self._stop_running(caller.owner_id, checked, on_path=True)
         with _not_found_as(NOTHING_TO_ANSWER):
             turn = await self.chat.start_regeneration(caller.owner_id, checked)
         await self.replies.start(turn, batch=batch, address=caller.address)
@@ -265,24 +281,51 @@ class Actions:
     async def edit(
         self, caller: Caller, conversation_id: object, message_id: object, text: object, *, batch: bool = False
     ) -> Started:
-        """Replace a user message and answer it again; a reply being written is stopped (and stored) first."""
+        """Answer a new version of a user message (the old one and what followed it stay, as another branch); a
+        reply being written is stopped (and stored) first."""
         message = self.message_text(text)
-        checked = self._conversation_id(conversation_id)
-        if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id <= 0:
-            raise Refused(RefusalKind.NOT_FOUND, MESSAGE_NOT_EDITABLE)
+        checked, edited = self._conversation_id(conversation_id), _row_id(message_id, MESSAGE_NOT_EDITABLE)
         await self.admit(caller)
-        stopped = await self._stop_running(caller.owner_id, checked)
+        stopped = await self._stop_running(caller.owner_id, checked, on_path=True)
         with _not_found_as(MESSAGE_NOT_EDITABLE):
-            turn = await self.chat.start_edit(caller.owner_id, checked, message_id, message)
+            turn = await self.chat.start_edit(caller.owner_id, checked, edited, message)
         await self.replies.start(turn, batch=batch, address=caller.address)
         return Started(turn, stopped, message)
 
+    async def switch_version(self, caller: Caller, conversation_id: object, message_id: object, step: object) -> None:
+        """Show the previous (`step` -1) or next (+1) version of a message, and the newest path below it; stored,
+        so every tab and device shows that branch. A reply being written on the branch left goes on."""
+        checked, version_of = self._conversation_id(conversation_id), _row_id(message_id, MESSAGE_NOT_FOUND)
+        if isinstance(step, bool) or step not in (-1, 1):
+            raise Refused(RefusalKind.INVALID, NO_OTHER_VERSION)
+        with _not_found_as(MESSAGE_NOT_FOUND):
+            switched = await self.chat.switch_version(caller.owner_id, checked, version_of, -1 if step == -1 else 1)
+        if not switched:
+            raise Refused(RefusalKind.INVALID, NO_OTHER_VERSION)
+
+    async def show_branch(self, caller: Caller, conversation_id: object, message_id: object) -> None:
+        """Make the newest path through the message the conversation's current one (the API's leaf switch)."""
+        checked, through = self._conversation_id(conversation_id), _row_id(message_id, MESSAGE_NOT_FOUND)
+        with _not_found_as(MESSAGE_NOT_FOUND):
+            await self.chat.show_branch(caller.owner_id, checked, through)
+
+    async def fork(self, caller: Caller, conversation_id: object, message_id: object) -> str:
+        """ "Branch in new chat": a new conversation with a copy of the path up to the message, files included;
+        its id. It writes as much as a message's worth of history, so it counts against the message limits."""
+        checked, at = self._conversation_id(conversation_id), _row_id(message_id, MESSAGE_NOT_FOUND)
+        if refusal := await self.chat.limits.admit(caller.owner_id, caller.address):
+            raise _limit_refusal(refusal)
+        try:
+            with _not_found_as(MESSAGE_NOT_FOUND):
+                return await self.chat.fork(caller.owner_id, checked, at)
+        except InvalidInput as exc:  # a user message
+            raise Refused(RefusalKind.INVALID, str(exc)) from None
+
     async def stop(self, caller: Caller, reply_id: object) -> None:
         """Stop one of the caller's replies wherever its job runs (a reply that has ended is left as it is)."""
-        if isinstance(reply_id, bool) or not isinstance(reply_id, int) or reply_id <= 0:
-            raise Refused(RefusalKind.NOT_FOUND, "That reply was not found.")
+        reply_id = _row_id(reply_id, REPLY_NOT_FOUND)
         if not await self.chat.owns_reply(caller.owner_id, reply_id):
-            raise Refused(RefusalKind.NOT_FOUND, "That reply was not found.")
+            raise Refused(RefusalKind.NOT_FOUND, REPLY_NOT_FOUND)
         await self.replies.stop(reply_id)
 
     # -- the conversation: clear, delete, summarize, end session, share -------------------------------
@@ -298,7 +341,8 @@ class Actions:
     async def _after_stopping(
         self, caller: Caller, conversation_id: object, change: Callable[[str, str], Awaitable[object]]
     ) -> bool:
-        """Stop (and store) the conversation's running reply, then make `change`; whether a reply was stopped."""
+        """Stop (and store) the conversation's running replies, on every branch, then make `change`; whether a
+        reply was stopped."""
         checked = self._conversation_id(conversation_id)
         stopped = await self._stop_running(caller.owner_id, checked)
         with _not_found_as():
@@ -534,9 +578,7 @@ class Actions:
 
     @staticmethod
     def _reply_id(raw: object) -> int:
-        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw < 2**63:
-            raise Refused(RefusalKind.NOT_FOUND, REPLY_NOT_FOUND)
-        return raw
+        return _row_id(raw, REPLY_NOT_FOUND)
 
     async def _pieces_to_read(self, speaker: Speaker, owner_id: str, reply_id: int) -> tuple[list[str], str]:
         """What is read of the owner's reply, piece by piece, and the voice; raises Refused."""

@@ -46,6 +46,7 @@ from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.limits import AbuseLimits, LimitReached
 from chatbot_app.services.quota import QuotaExceeded, Spent, TokenQuota, prompt_token_bound
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
+from chatbot_app.services.validation import InvalidInput
 from chatbot_app.storage import attachments as attachment_store
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import presets as presets_store
@@ -61,6 +62,7 @@ HISTORY_WINDOW = 200
 FINAL_SAVE_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
+FORK_FROM_A_REPLY = "Branch in new chat from a reply; to branch from your own message, edit it."
 TITLE_INSTRUCTION = (
     "Write a title of at most six words for the conversation the user shows you. "
     "Reply with the title only: no quotes, no punctuation at the end."
@@ -162,11 +164,22 @@ class ChatService:
         """A conversation as a page opens it, in one transaction and a fixed number of queries.
 
         It shows the newest `window` messages, reaching back to `at_message` when that is one of its
-        own (at most `cap` messages). Raises ConversationNotFound.
+        own (at most `cap` messages). A message on another branch (a search hit) opens that branch: it becomes
+        the current one, with the newest path below the message. Raises ConversationNotFound.
         """
 
         def work(session: Session) -> OpenedConversation:
             conversation = _owned(session, owner_id, conversation_id)
+            target = session.get(Message, at_message) if at_message else None
+            on_another_branch = (
+                target is not None
+                and target.conversation_id == conversation.id
+                and not store.is_on_path(session, conversation.id, at_message)
+            )
+            if on_another_branch:
+                store.set_current_leaf(
+                    session, conversation, store.newest_leaf_under(session, conversation.id, at_message)
+                )
             messages = store.messages_from(session, conversation.id, at_message, window, cap)
             first_id = messages[0].id if messages else None
             has_earlier = bool(first_id and store.messages_before(session, conversation.id, first_id, 1))
@@ -330,11 +343,14 @@ class ChatService:
         text: str,
         chat: ChatSettings | None = None,
         attachments: Sequence[PreparedAttachment] = (),
+        parent_id: int | None = None,
     ) -> Turn:
         """Commit the user's message (with its checked files) and an empty `streaming` reply, before any provider call.
 
         `chat`, when given, becomes the conversation's stored settings; otherwise the stored ones apply.
-        Raises AttachmentRejected (nothing stored) for too many files, or images for a model that cannot see them.
+        `parent_id` answers on a branch: the message follows that one (of the conversation's) instead of the
+        current path's last. Raises AttachmentRejected (nothing stored) for too many files, or images for a
+        model that cannot see them; ConversationNotFound also for a parent that is not the conversation's.
         """
         files.check_count(len(attachments), files.AttachmentLimits.from_settings(self.settings))
         if any(a.is_image for a in attachments):
@@ -347,6 +363,11 @@ class ChatService:
                 conversation = _owned(session, owner_id, conversation_id)
             if chat is not None:
                 store.update_settings(session, conversation, **asdict(chat))
+            if parent_id is not None:
+                parent = session.get(Message, parent_id)
+                if parent is None or parent.conversation_id != conversation.id:
+                    raise ConversationNotFound(conversation.id)
+                store.set_current_leaf(session, conversation, parent_id)
             message = store.add_message(session, conversation, "user", text)
             if attachments:
                 assert message.id is not None
@@ -375,30 +396,112 @@ class ChatService:
         return files.text_budget_chars(self.settings.context_budget_tokens)
 
     async def start_regeneration(self, owner_id: str, conversation_id: str) -> Turn:
-        """Answer the last user message again: the replies after it are replaced."""
+        """Answer the last user message again: a new version of the reply, beside the ones it had."""
 
         def work(session: Session) -> Turn:
             conversation = _owned(session, owner_id, conversation_id)
             last_user = store.last_user_message(session, conversation.id)
             if last_user is None or last_user.id is None:
                 raise ConversationNotFound(conversation_id)
-            store.delete_messages_after(session, conversation.id, last_user.id)
+            store.set_current_leaf(session, conversation, last_user.id)
             return self._new_reply(session, conversation, created=False)
 
         return await self._db(work)
 
     async def start_edit(self, owner_id: str, conversation_id: str, message_id: int, text: str) -> Turn:
-        """Replace a user message's text and answer it again; everything after it is discarded."""
+        """Answer an edited user message: a new version of it (with its files), beside the one it had and
+        everything that followed that one."""
 
         def work(session: Session) -> Turn:
             conversation = _owned(session, owner_id, conversation_id)
             message = session.get(Message, message_id)
             if message is None or message.conversation_id != conversation.id or message.role != "user":
                 raise ConversationNotFound(conversation_id)
-            message.content = text
-            session.add(message)
-            store.delete_messages_after(session, conversation.id, message_id)
+            store.set_current_leaf(session, conversation, message.parent_id)
+            edited = store.add_message(session, conversation, "user", text)
+            assert edited.id is not None
+            attachment_store.copy_attachments(session, {message_id: edited.id})
             return self._new_reply(session, conversation, created=False)
+
+        return await self._db(work)
+
+    async def show_branch(self, owner_id: str, conversation_id: str, message_id: int) -> None:
+        """Make the newest path through the message the current one (stored, for every tab and device); raises
+        ConversationNotFound (also for a message that is not the conversation's)."""
+
+        def work(session: Session) -> None:
+            conversation = _owned(session, owner_id, conversation_id)
+            message = session.get(Message, message_id)
+            if message is None or message.conversation_id != conversation.id:
+                raise ConversationNotFound(conversation_id)
+            store.set_current_leaf(session, conversation, store.newest_leaf_under(session, conversation.id, message_id))
+
+        await self._db(work)
+
+    async def switch_version(self, owner_id: str, conversation_id: str, message_id: int, step: int) -> bool:
+        """Show the version of a message `step` places from it, and the newest path below that one.
+
+        The choice is stored, so every tab and device shows that branch; a reply being written on the branch
+        left goes on. False if there is no version there; raises ConversationNotFound (also for a message
+        that is not the conversation's).
+        """
+
+        def work(session: Session) -> bool:
+            conversation = _owned(session, owner_id, conversation_id)
+            versions = store.siblings_of(session, conversation.id, message_id)
+            if not versions:
+                raise ConversationNotFound(conversation_id)
+            place = versions.index(message_id) + step
+            if not 0 <= place < len(versions):
+                return False
+            store.set_current_leaf(
+                session, conversation, store.newest_leaf_under(session, conversation.id, versions[place])
+            )
+            return True
+
+        return await self._db(work)
+
+    async def fork(self, owner_id: str, conversation_id: str, message_id: int) -> str:
+        """A new conversation with a copy of the path that ends at the reply (and its files): "Branch in new
+        chat". Its id; raises ConversationNotFound (also for a message that is not the conversation's), or
+        InvalidInput for a user message (Edit makes a branch from one)."""
+
+        def work(session: Session) -> str:
+            conversation = _owned(session, owner_id, conversation_id)
+            message = session.get(Message, message_id)
+            if message is None or message.conversation_id != conversation.id:
+                raise ConversationNotFound(conversation_id)
+            if message.role != "assistant":  # a copy that ended on a question would have no answer to follow
+                raise InvalidInput(FORK_FROM_A_REPLY)
+            title = _title_from(f"{conversation.title} (branch)", words=12)
+            copy, copies = store.fork(session, conversation, message_id, title)
+            attachment_store.copy_attachments(session, copies)
+            return copy.id
+
+        return await self._db(work)
+
+    async def read_path(
+        self, owner_id: str, conversation_id: str
+    ) -> tuple[Conversation, list[Message], dict[int, list[int]]]:
+        """The conversation, its current path, and each path message's versions (its own id among them, oldest
+        first): what the API returns. A fixed number of queries at any length; raises ConversationNotFound."""
+
+        def work(session: Session) -> tuple[Conversation, list[Message], dict[int, list[int]]]:
+            conversation = _owned(session, owner_id, conversation_id)
+            messages = store.latest_messages(session, conversation.id)
+            versions = store.versions_of(session, conversation.id, [m.id for m in messages if m.id is not None])
+            return conversation, messages, versions
+
+        return await self._db(work)
+
+    async def version_positions(
+        self, owner_id: str, conversation_id: str, message_ids: list[int]
+    ) -> dict[int, tuple[int, int]]:
+        """Where each message with other versions stands among them ("2/3"); raises ConversationNotFound."""
+
+        def work(session: Session) -> dict[int, tuple[int, int]]:
+            conversation = _owned(session, owner_id, conversation_id)
+            return store.version_positions(session, conversation.id, message_ids)
 
         return await self._db(work)
 
@@ -472,9 +575,12 @@ class ChatService:
         """Every reply still being written in the owner's conversations."""
         return await self._db(lambda s: store.owners_streaming_replies(s, owner_id))
 
-    async def streaming_replies(self, owner_id: str, conversation_id: str) -> list[int]:
-        """The conversation's replies still being written; raises ConversationNotFound."""
-        return await self._db(lambda s: store.streaming_replies(s, _owned(s, owner_id, conversation_id).id))
+    async def streaming_replies(self, owner_id: str, conversation_id: str, *, on_path: bool = False) -> list[int]:
+        """The conversation's replies still being written (on its current path only, if `on_path`); raises
+        ConversationNotFound."""
+        return await self._db(
+            lambda s: store.streaming_replies(s, _owned(s, owner_id, conversation_id).id, on_path=on_path)
+        )
 
 
 async def _retrying_final_save(db: Callable[..., Awaitable[bool]], save: Callable[[Session], bool]) -> bool:

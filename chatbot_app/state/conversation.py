@@ -6,6 +6,7 @@ finished reply to this history; this state never reaches into it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -18,7 +19,7 @@ from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.refusals import Refused
 from chatbot_app.services.wiring import services
 from chatbot_app.state.session import SessionState, state_helper
-from chatbot_app.state.views import MessageView, add_file_chips, backend_download, view_of_message
+from chatbot_app.state.views import MessageView, add_file_chips, add_versions, backend_download, view_of_message
 from chatbot_app.storage.models import MessageStatus
 
 #: How many of the newest messages a conversation opens with, and "load earlier" adds.
@@ -129,10 +130,13 @@ class ConversationState(SessionState):
         if not requested:
             self.show_new_chat()
             return None
-        target = message_id_in(self.router.url.query_parameters.get("m"))
+        return await self._open(owner, requested, message_id_in(self.router.url.query_parameters.get("m")))
+
+    async def _open(self, owner: str, conversation_id: str, target: int = 0) -> Any:
+        """Show the conversation's current path: its newest messages, reaching back to message `target`."""
         try:
             opened = await services().chat.open_conversation(
-                owner, requested, window=OPEN_WINDOW, at_message=target, cap=MAX_LOADED
+                owner, conversation_id, window=OPEN_WINDOW, at_message=target, cap=MAX_LOADED
             )
         except ConversationNotFound:
             return self._not_found()
@@ -144,6 +148,7 @@ class ConversationState(SessionState):
         self.conversation_id, self.title, self.summary = conversation.id, conversation.title, conversation.summary or ""
         views = [view_of_message(m) for m in messages]
         await add_file_chips(views, owner, conversation.id)
+        await add_versions(views, owner, conversation.id)
         self.messages = views
         self.has_earlier = opened.has_earlier
         found = any(m.id == target for m in messages)
@@ -166,6 +171,7 @@ class ConversationState(SessionState):
         self.has_earlier = len(older) > OPEN_WINDOW
         views = [view_of_message(m) for m in older[-OPEN_WINDOW:]]
         await add_file_chips(views, owner, self.conversation_id)
+        await add_versions(views, owner, self.conversation_id)
         self.messages = views + self.messages
 
     def _not_found(self) -> Any:
@@ -178,6 +184,39 @@ class ConversationState(SessionState):
         self.show_new_chat()
         self.notice = ""
         return rx.redirect("/")
+
+    @state_helper
+    async def show_versions(self) -> None:
+        """After an edit or a regeneration: the shown messages' places among their versions ("2/2")."""
+        if self.conversation_id:
+            views = [dataclasses.replace(m) for m in self.messages]
+            await add_versions(views, await self.owner_id(), self.conversation_id)
+            if views != self.messages:
+                self.messages = views
+
+    # -- versions of a message ("< 2/3 >") ----------------------------------------------------
+
+    @rx.event
+    async def switch_version(self, message_id: Any, step: Any) -> Any:
+        """Show the previous (-1) or next (+1) version of a message, and the newest path below it."""
+        caller = await self.caller()
+        try:
+            await services().actions.switch_version(caller, self.conversation_id, message_id, step)
+        except Refused as refusal:
+            self.notice = refusal.message
+            return None
+        return await self._open(caller.owner_id, self.conversation_id)
+
+    @rx.event
+    async def fork(self, message_id: Any) -> Any:
+        """ "Branch in new chat": open a new conversation holding the path up to this message."""
+        caller = await self.caller()
+        try:
+            new_id = await services().actions.fork(caller, self.conversation_id, message_id)
+        except Refused as refusal:
+            self.notice = refusal.message
+            return None
+        return rx.redirect(conversation_url(new_id))
 
     # -- editing a message ------------------------------------------------------------------
 

@@ -217,7 +217,7 @@ class ReplyState(StreamParts, SessionState):
 
     @rx.event(background=True)
     async def edit_message(self, form_data: Any) -> Any:
-        """Replace a user message and answer it again; the messages after it are discarded."""
+        """Answer a new version of a user message; the old one and what followed it stay, as another branch."""
         raw = form_data.get("message") if isinstance(form_data, dict) else None
         async with self:
             await self.caller()  # the session first
@@ -232,7 +232,10 @@ class ReplyState(StreamParts, SessionState):
 
         def show(conversation: ConversationState, started: Started) -> None:
             kept = [m for m in conversation.messages if m.id < message_id]
-            conversation.messages = [*kept, MessageView(id=message_id, role="user", content=started.text)]
+            files = next((m.attachments for m in conversation.messages if m.id == message_id), [])
+            # The new version (its own id, the old one's files); "2/2" comes when its reply has ended.
+            edited = MessageView(id=started.turn.user_message_id, role="user", content=started.text, attachments=files)
+            conversation.messages = [*kept, edited]
 
         async for event in self._start_reply(start, show):
             yield event
@@ -378,6 +381,7 @@ class ReplyState(StreamParts, SessionState):
         self._clear_stream()
         self._show_reasoning("")
         await conversation.load_stats()
+        await conversation.show_versions()  # an edit or a regeneration made a new version: "2/2"
 
     async def _settle_from_database(self, owner: str, conversation_id: str, reply_id: int, subscription: int) -> None:
         service, jobs = services().chat, services().replies

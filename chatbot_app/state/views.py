@@ -10,6 +10,7 @@ import reflex as rx
 from reflex.event import EventSpec
 
 from chatbot_app.services.attachments import AttachmentView
+from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.markdown_fences import tidy_fences
 from chatbot_app.services.reply_log import Finished
@@ -44,6 +45,10 @@ class MessageView:
     # A reasoning model's thinking, shown collapsed above the answer; `thinking` labels it.
     reasoning: str = ""
     thinking: str = ""
+    #: Its place among its versions and how many there are ("2/3"; an edit or a regeneration makes one);
+    #: 0 and 0 when it has none.
+    version_place: int = 0
+    version_count: int = 0
     #: When it was written (ISO 8601, UTC); the browser shows it in the user's time zone. Not compared: two
     #: views of one message are equal whenever they were made.
     created: str = dataclasses.field(default_factory=iso_utc, compare=False)
@@ -53,6 +58,17 @@ def file_chips(views: list[AttachmentView], backend_url: str) -> list[FileChip]:
     """Chips for a message's stored files; `backend_url` prefixes the path (the page may be served elsewhere)."""
     base = backend_url.rstrip("/")
     return [FileChip(v.filename, base + v.url, v.is_image) for v in views]
+
+
+async def add_versions(messages: Sequence[MessageView], owner_id: str, conversation_id: str) -> None:
+    """Give loaded messages that have other versions their place among them (one query for all)."""
+    ids = [m.id for m in messages if m.id]
+    try:
+        positions = await services().chat.version_positions(owner_id, conversation_id, ids) if ids else {}
+    except ConversationNotFound:  # deleted meanwhile: nothing to switch between
+        positions = {}
+    for message in messages:
+        message.version_place, message.version_count = positions.get(message.id, (0, 0))
 
 
 async def add_file_chips(messages: Sequence[MessageView], owner_id: str, conversation_id: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from sqlmodel import Session, col, select
@@ -34,6 +34,13 @@ def add_attachments(session: Session, message_id: int, files: Sequence[FileToSto
     session.add_all(rows)
     session.flush()
     return rows
+
+
+def copy_attachments(session: Session, copies: Mapping[int, int]) -> None:
+    """Give each copy of a message (an edit's new version, a fork's) the files of its original, each with a
+    link of its own; `copies` maps original ids to copy ids."""
+    for original_id, files in attachments_of(session, list(copies)).items():
+        add_attachments(session, copies[original_id], files)
 
 
 def attachments_of(session: Session, message_ids: Sequence[int]) -> dict[int, list[Attachment]]:

@@ -6,10 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import CTE, Select
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, col, delete, func, or_, select, update
+from sqlmodel import Session, and_, col, delete, func, select, update
 
-from chatbot_app.storage.models import Conversation, Message, MessageStatus, utcnow
+from chatbot_app.storage.models import SETTINGS_FIELDS, Conversation, Message, MessageStatus, utcnow
 from chatbot_app.storage.shares import delete_links_of
 
 
@@ -28,9 +29,35 @@ def get_conversation(session: Session, conversation_id: str, owner_id: str) -> C
     return conversation
 
 
+def _path(conversation_id: str, leaf_id: int | None = None) -> CTE:
+    """The ids on the path from the conversation's first message to `leaf_id` (its current leaf if None).
+
+    One recursive query walks up the parents, whatever the path's length; other branches are never read.
+    """
+    leaf = (
+        select(col(Conversation.current_leaf_id)).where(Conversation.id == conversation_id).scalar_subquery()
+        if leaf_id is None
+        else leaf_id
+    )
+    path = (
+        select(col(Message.id), col(Message.parent_id))
+        .where(Message.id == leaf, Message.conversation_id == conversation_id)
+        .cte("path", recursive=True)
+    )
+    parent = aliased(Message)
+    return path.union_all(select(col(parent.id), col(parent.parent_id)).join(path, col(parent.id) == path.c.parent_id))
+
+
+def _on_path(conversation_id: str) -> Select[tuple[Message]]:
+    """Messages of the conversation's current path; a parent is always older than its children, so id order
+    is path order."""
+    path = _path(conversation_id)
+    return select(Message).join(path, col(Message.id) == path.c.id)
+
+
 def latest_messages(session: Session, conversation_id: str, limit: int | None = None) -> list[Message]:
-    """The newest `limit` messages (all if None), oldest first."""
-    query = select(Message).where(Message.conversation_id == conversation_id).order_by(col(Message.id).desc())
+    """The newest `limit` messages of the current path (all if None), oldest first."""
+    query = _on_path(conversation_id).order_by(col(Message.id).desc())
     if limit is not None:
         query = query.limit(limit)
     return list(reversed(session.exec(query).all()))
@@ -64,32 +91,69 @@ def add_message(
     return message
 
 
-def current_path(session: Session, conversation: Conversation) -> list[Message]:
-    """The messages from the first to the conversation's current leaf, oldest first: one query at any length."""
-    if conversation.current_leaf_id is None:
+def siblings_of(session: Session, conversation_id: str, message_id: int) -> list[int]:
+    """The versions of a message of the conversation (itself and the messages with its parent), oldest first;
+    [] if it is not one of the conversation's."""
+    message = session.get(Message, message_id)
+    if message is None or message.conversation_id != conversation_id:
         return []
-    path = (
-        select(col(Message.id), col(Message.parent_id))
-        .where(Message.id == conversation.current_leaf_id, Message.conversation_id == conversation.id)
-        .cte("path", recursive=True)
+    query = select(col(Message.id)).where(
+        Message.conversation_id == conversation_id, col(Message.parent_id).is_not_distinct_from(message.parent_id)
     )
-    parent = aliased(Message)
-    path = path.union_all(select(col(parent.id), col(parent.parent_id)).join(path, col(parent.id) == path.c.parent_id))
-    # A parent is always older than its children, so id order is path order.
-    query = select(Message).join(path, col(Message.id) == path.c.id).order_by(col(Message.id))
-    return list(session.exec(query).all())
+    return [i for i in session.exec(query.order_by(col(Message.id))).all() if i is not None]
 
 
-def sibling_counts(session: Session, conversation_id: str, parent_ids: Sequence[int | None]) -> dict[int | None, int]:
-    """How many messages follow each of `parent_ids` (None: the conversation's first messages), in one query."""
-    ids = [p for p in parent_ids if p is not None]
+def versions_of(session: Session, conversation_id: str, message_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Each of the messages' versions (itself and the messages with its parent), oldest first, in one query."""
+    message, sibling = aliased(Message), aliased(Message)
     query = (
-        select(col(Message.parent_id), func.count())
-        .where(Message.conversation_id == conversation_id)
-        .where(or_(col(Message.parent_id).in_(ids), col(Message.parent_id).is_(None)))
-        .group_by(col(Message.parent_id))
+        select(col(message.id), col(sibling.id))
+        .join(
+            sibling,
+            and_(
+                col(sibling.conversation_id) == col(message.conversation_id),
+                col(sibling.parent_id).is_not_distinct_from(col(message.parent_id)),
+            ),
+        )
+        .where(col(message.conversation_id) == conversation_id, col(message.id).in_(list(message_ids)))
+        .order_by(col(message.id), col(sibling.id))
     )
-    return {parent_id: count for parent_id, count in session.exec(query).all()}
+    found: dict[int, list[int]] = {}
+    for message_id, sibling_id in session.exec(query).all():
+        if message_id is not None and sibling_id is not None:
+            found.setdefault(message_id, []).append(sibling_id)
+    return found
+
+
+def version_positions(session: Session, conversation_id: str, message_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """For each of `message_ids` that has other versions: its place among them and how many there are, as
+    the page shows them ("2/3"). One query for any number of messages."""
+    found = versions_of(session, conversation_id, message_ids)
+    return {m: (versions.index(m) + 1, len(versions)) for m, versions in found.items() if len(versions) > 1}
+
+
+def newest_leaf_under(session: Session, conversation_id: str, message_id: int) -> int:
+    """The newest message below `message_id` (or itself): the branch a user who picks it sees, as they left it.
+
+    The caller has checked that the message is the conversation's (ValueError if not)."""
+    below = (
+        select(col(Message.id))
+        .where(Message.id == message_id, Message.conversation_id == conversation_id)
+        .cte("below", recursive=True)
+    )
+    child = aliased(Message)
+    below = below.union_all(select(col(child.id)).join(below, col(child.parent_id) == below.c.id))
+    newest = session.exec(select(func.max(below.c.id))).one()
+    if newest is None:
+        raise ValueError(f"message {message_id} is not one of conversation {conversation_id}'s")
+    return newest
+
+
+def set_current_leaf(session: Session, conversation: Conversation, leaf_id: int | None) -> None:
+    """Show (and answer along) the path that ends at `leaf_id`; updated_at is kept, as for a rename."""
+    conversation.current_leaf_id = leaf_id
+    session.add(conversation)
+    session.flush()
 
 
 def save_reply(
@@ -183,12 +247,12 @@ def interrupt_reply(session: Session, message_id: int, content: str = "", reason
     return _update_streaming(session, message_id, values)
 
 
-def streaming_replies(session: Session, conversation_id: str) -> list[int]:
-    """Ids of the conversation's replies that are still being written."""
-    query = select(Message.id).where(
-        Message.conversation_id == conversation_id, Message.status == MessageStatus.STREAMING
-    )
-    return [message_id for message_id in session.exec(query).all() if message_id is not None]
+def streaming_replies(session: Session, conversation_id: str, *, on_path: bool = False) -> list[int]:
+    """Ids of the conversation's replies that are still being written (only those on the current path if
+    `on_path`: a reply on another branch goes on when this one is edited or answered again)."""
+    source = _on_path(conversation_id) if on_path else select(Message)
+    query = source.where(Message.conversation_id == conversation_id, Message.status == MessageStatus.STREAMING)
+    return [message.id for message in session.exec(query).all() if message.id is not None]
 
 
 def owners_streaming_replies(session: Session, owner_id: str) -> list[int]:
@@ -223,23 +287,17 @@ def owned_reply(session: Session, owner_id: str, reply_id: int) -> tuple[Message
 
 
 def messages_from(session: Session, conversation_id: str, target_id: int, window: int, cap: int) -> list[Message]:
-    """The newest `window` messages, extended back to message `target_id` (at most `cap` in all).
+    """The current path's newest `window` messages, extended back to message `target_id` (at most `cap` in all).
 
-    At most three queries whatever `target_id` is: one that is unknown, in another conversation,
-    or older than the first message simply gives the newest `window`.
+    At most three queries whatever `target_id` is: one that is unknown, in another conversation, on a
+    branch not shown, or older than the first message simply gives the newest `window`.
     """
     newest = latest_messages(session, conversation_id, window)
     if not newest or newest[0].id is None or target_id >= newest[0].id:
         return newest
-    target = session.get(Message, target_id)
-    if target is None or target.conversation_id != conversation_id:
-        return newest
-    query = (
-        select(Message)
-        .where(Message.conversation_id == conversation_id, col(Message.id) >= target_id)
-        .order_by(col(Message.id).desc())
-        .limit(cap)
-    )
+    if not is_on_path(session, conversation_id, target_id):
+        return newest  # another conversation's, or on a branch not shown
+    query = _on_path(conversation_id).where(col(Message.id) >= target_id).order_by(col(Message.id).desc()).limit(cap)
     return list(reversed(session.exec(query).all()))
 
 
@@ -327,13 +385,8 @@ def clear_messages(session: Session, conversation: Conversation) -> int:
 
 
 def messages_before(session: Session, conversation_id: str, before_id: int, limit: int) -> list[Message]:
-    """The `limit` messages just older than message `before_id`, oldest first (scrolling back)."""
-    query = (
-        select(Message)
-        .where(Message.conversation_id == conversation_id, col(Message.id) < before_id)
-        .order_by(col(Message.id).desc())
-        .limit(limit)
-    )
+    """The current path's `limit` messages just older than message `before_id`, oldest first (scrolling back)."""
+    query = _on_path(conversation_id).where(col(Message.id) < before_id).order_by(col(Message.id).desc()).limit(limit)
     return list(reversed(session.exec(query).all()))
 
 
@@ -345,9 +398,10 @@ class ConversationStats:
 
 
 def conversation_stats(session: Session, conversation_id: str) -> ConversationStats:
-    """Message count and token totals, in one aggregate query."""
+    """The messages on the current path, and the tokens of every version (all were spent), in one query."""
+    path = _path(conversation_id)
     query = select(
-        func.count(col(Message.id)),
+        select(func.count()).select_from(path).scalar_subquery(),
         func.coalesce(func.sum(Message.prompt_tokens), 0),
         func.coalesce(func.sum(Message.completion_tokens), 0),
     ).where(Message.conversation_id == conversation_id)
@@ -355,20 +409,67 @@ def conversation_stats(session: Session, conversation_id: str) -> ConversationSt
     return ConversationStats(message_count=count, prompt_tokens=int(prompt), completion_tokens=int(completion))
 
 
-def delete_messages_after(session: Session, conversation_id: str, message_id: int) -> None:
-    """Delete the conversation's messages newer than `message_id` (editing truncates what follows), which
-    becomes the conversation's current leaf."""
-    session.exec(
-        delete(Message).where(col(Message.conversation_id) == conversation_id).where(col(Message.id) > message_id)
-    )
-    session.exec(update(Conversation).where(col(Conversation.id) == conversation_id).values(current_leaf_id=message_id))
+#: What a fork copies of each message (its id, parent and conversation are its own).
+COPIED_MESSAGE_FIELDS = (
+    "role",
+    "content",
+    "status",
+    "error_kind",
+    "provider",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "first_token_ms",
+    "duration_ms",
+    "created_at",
+    "updated_at",
+    "reasoning",
+    "thinking_ms",
+)
+
+
+def fork(
+    session: Session, conversation: Conversation, message_id: int, title: str
+) -> tuple[Conversation, dict[int, int]]:
+    """A new conversation of the same owner and settings holding a copy of the path that ends at `message_id`
+    (one of the conversation's); it, and each original message's id mapped to its copy's. The caller copies
+    their files."""
+    path = _path(conversation.id, message_id)
+    originals = session.exec(select(Message).join(path, col(Message.id) == path.c.id).order_by(col(Message.id))).all()
+    copy = Conversation(owner_id=conversation.owner_id, title=title, **_picked_settings(conversation))
+    rows = [
+        Message(conversation_id=copy.id, **{name: getattr(original, name) for name in COPIED_MESSAGE_FIELDS})
+        for original in originals
+    ]
+    for row in rows:
+        if row.status == MessageStatus.STREAMING:  # nothing will finish it in the copy
+            row.status = MessageStatus.INTERRUPTED
+    session.add(copy)
+    session.add_all(rows)
+    session.flush()  # batched INSERTs: ids follow list order
+    for parent, row in zip([None, *rows], rows, strict=False):
+        row.parent_id = parent.id if parent is not None else None
+    copy.current_leaf_id = rows[-1].id if rows else None
+    session.flush()
+    return copy, {o.id: r.id for o, r in zip(originals, rows, strict=True) if o.id is not None and r.id is not None}
+
+
+def _picked_settings(conversation: Conversation) -> dict[str, object]:
+    return {name: getattr(conversation, name) for name in SETTINGS_FIELDS}
+
+
+def is_on_path(session: Session, conversation_id: str, message_id: int) -> bool:
+    """Whether the message is on the conversation's current path."""
+    return session.exec(_on_path(conversation_id).where(Message.id == message_id)).first() is not None
+
+
+def path_after(session: Session, conversation_id: str, after_id: int, limit: int) -> list[Message]:
+    """The current path's `limit` messages after message `after_id`, oldest first (read in batches)."""
+    query = _on_path(conversation_id).where(col(Message.id) > after_id).order_by(col(Message.id)).limit(limit)
+    return list(session.exec(query).all())
 
 
 def last_user_message(session: Session, conversation_id: str) -> Message | None:
-    query = (
-        select(Message)
-        .where(Message.conversation_id == conversation_id, Message.role == "user")
-        .order_by(col(Message.id).desc())
-        .limit(1)
-    )
+    """The current path's last user message (the one Regenerate answers again)."""
+    query = _on_path(conversation_id).where(Message.role == "user").order_by(col(Message.id).desc()).limit(1)
     return session.exec(query).first()

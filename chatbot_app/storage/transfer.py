@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import itertools
 import json
 import math
 import secrets
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import LargeBinary
 from sqlmodel import Session, col, delete, func, select, update
 
+from chatbot_app.storage import conversations as conversation_store
 from chatbot_app.storage.attachments import FileToStore as CheckedFile
 from chatbot_app.storage.models import (
     SETTINGS_FIELDS,
@@ -98,6 +98,8 @@ class ImportedMessage:
     error_kind: str | None = None
     reasoning: str | None = None
     attachments: list[CheckedFile] = field(default_factory=list)
+    #: The place in its conversation's list of the message it follows (None: it begins the conversation).
+    parent: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class ImportedConversation(ConversationSettings):
     messages: list[ImportedMessage] = field(default_factory=list)
     summary: str | None = None
     pinned: bool = False
+    #: The place of the last message of the path shown; None: the messages are one path (an older export).
+    current: int | None = None
 
 
 def _picked(source: object, names: Sequence[str]) -> dict[str, Any]:
@@ -122,7 +126,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
-def _conversation_dict(conversation: Conversation, messages: list[dict[str, Any]]) -> dict[str, Any]:
+def _conversation_dict(
+    conversation: Conversation, messages: list[dict[str, Any]], current: int | None
+) -> dict[str, Any]:
+    """`current`: the place in `messages` of the path's last message (messages form a tree through their
+    "parent", the place of the message each follows)."""
     return {
         "id": conversation.id,
         "title": conversation.title,
@@ -131,6 +139,7 @@ def _conversation_dict(conversation: Conversation, messages: list[dict[str, Any]
         "created_at": _iso(conversation.created_at),
         "updated_at": _iso(conversation.updated_at),
         "settings": _picked(conversation, SETTINGS_FIELDS),
+        "current": current,
         "messages": messages,
     }
 
@@ -168,15 +177,19 @@ async def stream_json(
             continue
         yield (b",\n" if written else b"\n") + head
         written += 1
-        after, first, more = 0, True, True
+        after, more = 0, True
+        places: dict[int, int] = {}  # each message's place in this conversation's list, for its children
         while more:
             batch = await read(lambda s, cid=conversation_id, a=after: _message_batch(s, cid, a, message_batch))
             more = len(batch) == message_batch
-            for message_id, fields, files in batch:
-                yield (b"" if first else b", ") + (fields[:-1] + b', "attachments": [' if files else fields)
-                first = False
-                for number, (attachment_id, record, size) in enumerate(files):
-                    yield (b", " if number else b"") + record
+            for message_id, parent_id, fields, files in batch:
+                record = fields[:-1]  # its closing brace comes after the parent and the files
+                if parent_id in places:
+                    record += b', "parent": %d' % places[parent_id]
+                yield (b", " if places else b"") + record + (b', "attachments": [' if files else b"}")
+                places[message_id] = len(places)
+                for number, (attachment_id, file_record, size) in enumerate(files):
+                    yield (b", " if number else b"") + file_record
                     for offset in range(0, size, chunk_bytes):
                         piece = await read(
                             lambda s, aid=attachment_id, o=offset: _attachment_piece(s, aid, o, chunk_bytes)
@@ -195,18 +208,24 @@ def _conversation_head(session: Session, conversation_id: str) -> bytes | None:
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         return None
-    text = json.dumps(_conversation_dict(conversation, []), ensure_ascii=False)
+    current = None
+    if conversation.current_leaf_id is not None:  # its place in the export, which lists messages by id
+        query = select(func.count()).where(
+            Message.conversation_id == conversation_id, col(Message.id) <= conversation.current_leaf_id
+        )
+        current = session.exec(query).one() - 1
+    text = json.dumps(_conversation_dict(conversation, [], current), ensure_ascii=False)
     return text.removesuffix("]}").encode()  # "messages" is the last key: leave its list open
 
 
 def _message_batch(
     session: Session, conversation_id: str, after_id: int, limit: int
-) -> list[tuple[int, bytes, list[tuple[int, bytes, int]]]]:
-    """Up to `limit` messages after `after_id`, oldest first: (id, its JSON, its attachments), where each
-    attachment is (id, its JSON up to the opening quote of its base64 data, its size)."""
+) -> list[tuple[int, int | None, bytes, list[tuple[int, bytes, int]]]]:
+    """Up to `limit` messages after `after_id`, oldest first: (id, its parent's id, its JSON, its attachments),
+    where each attachment is (id, its JSON up to the opening quote of its base64 data, its size)."""
     columns = [getattr(Message, name) for name in MESSAGE_FIELDS]
     rows = session.exec(  # type: ignore[call-overload]
-        select(Message.id, *columns)
+        select(Message.id, Message.parent_id, *columns)
         .where(Message.conversation_id == conversation_id, col(Message.id) > after_id)
         .order_by(col(Message.id))
         .limit(limit)
@@ -223,10 +242,11 @@ def _message_batch(
         record = json.dumps({"filename": filename, "media_type": media_type, "data": ""}, ensure_ascii=False)
         files.setdefault(message_id, []).append((attachment_id, record.removesuffix('"}').encode(), size))
     batch = []
-    for message_id, *values in rows:
+    for message_id, parent_id, *values in rows:
         message = dict(zip(MESSAGE_FIELDS, values, strict=True))
         message["created_at"] = _iso(message["created_at"])
-        batch.append((message_id, json.dumps(message, ensure_ascii=False).encode(), files.get(message_id, [])))
+        record = json.dumps(message, ensure_ascii=False).encode()
+        batch.append((message_id, parent_id, record, files.get(message_id, [])))
     return batch
 
 
@@ -264,13 +284,8 @@ def _markdown_head(session: Session, conversation_id: str) -> str | None:
 
 
 def _markdown_batch(session: Session, conversation_id: str, after_id: int, limit: int) -> tuple[int, str] | None:
-    """The next `limit` messages as Markdown, and the last one's id (None when there are no more)."""
-    messages = session.exec(
-        select(Message)
-        .where(Message.conversation_id == conversation_id, col(Message.id) > after_id)
-        .order_by(col(Message.id))
-        .limit(limit)
-    ).all()
+    """The current path's next `limit` messages as Markdown, and the last one's id (None when there are no more)."""
+    messages = conversation_store.path_after(session, conversation_id, after_id, limit)
     if not messages:
         return None
     lines: list[str] = []
@@ -424,7 +439,14 @@ def _parse_our_conversation(
     messages = [
         _parse_our_message(raw, f"{where}, message {n}", check_file, max_files) for n, raw in enumerate(raw_messages, 1)
     ]
+    current = fields.integer("current")  # None (an export from before versions): the messages are one path
+    if current is not None and current >= len(messages):
+        raise ImportRejected(f"{where}: 'current' should be the place of one of its messages.")
+    for place, message in enumerate(messages):
+        if current is not None and message.parent is not None and message.parent >= place:
+            raise ImportRejected(f"{where}, message {place + 1}: 'parent' should be the place of an earlier message.")
     return ImportedConversation(
+        current=current,
         title=_title(fields.text("title")),
         created_at=created_at,
         updated_at=fields.moment("updated_at", default=created_at),
@@ -467,6 +489,7 @@ def _parse_our_message(
         error_kind=fields.text("error_kind", max_chars=SHORT_TEXT_CHARS["error_kind"]),
         reasoning=fields.text("reasoning"),
         attachments=_parse_attachments(fields, where, check_file, max_files) if role == "user" else [],
+        parent=fields.integer("parent"),
     )
 
 
@@ -531,20 +554,39 @@ def _parse_chatgpt_conversation(item: object, where: str) -> ImportedConversatio
     if not isinstance(mapping, dict):
         raise ImportRejected(f"{where}: 'mapping' should be an object of messages.")
     created_at = fields.epoch("create_time") or datetime.now(UTC)
+    thread = _chatgpt_thread(mapping, fields.data.get("current_node"), where)  # the root to the branch last seen
     messages: list[ImportedMessage] = []
+    current: int | None = None
     last_time = created_at
-    for node in _chatgpt_thread(mapping, fields.data.get("current_node"), where):
-        if node.get("message") is None:
-            continue  # the root, and other placeholders
-        message = _parse_chatgpt_message(node["message"], f"{where}, message {len(messages) + 1}", last_time)
-        if message is not None:
-            messages.append(message)
-            last_time = message.created_at
+    # Every branch, depth first from the root (iteratively: a thread may be thousands deep), so that a message
+    # comes after the one it follows. Each node carries the place of its nearest kept ancestor: the children of
+    # a hidden, system or tool message follow that one.
+    stack: list[tuple[dict[str, Any], int | None]] = [(thread[0], None)]
+    seen: set[int] = set()
+    while stack:
+        node, place = stack.pop()
+        if id(node) in seen:
+            raise ImportRejected(f"{where}: the message tree is broken (a message is reached twice).")
+        seen.add(id(node))
+        if node.get("message") is not None:  # not the root or another placeholder
+            number = len(messages) + 1
+            if (
+                message := _parse_chatgpt_message(node["message"], f"{where}, message {number}", last_time)
+            ) is not None:
+                message.parent, place, last_time = place, len(messages), message.created_at
+                messages.append(message)
+        if node is thread[-1]:
+            current = place
+        children = node.get("children") or []
+        if not isinstance(children, list) or any(not isinstance(c, str) or c not in mapping for c in children):
+            raise ImportRejected(f"{where}: the message tree is broken (a child is missing).")
+        stack.extend((mapping[child], place) for child in reversed(children))
     return ImportedConversation(
         title=_title(fields.text("title")),
         created_at=created_at,
         updated_at=fields.epoch("update_time") or last_time,
         messages=messages,
+        current=current if current is not None or not messages else 0,
     )
 
 
@@ -623,9 +665,14 @@ def import_conversations(session: Session, owner_id: str, conversations: list[Im
         session.add_all(rows)
         # Batched INSERTs per conversation; message ids follow list order, which keeps the thread order.
         session.flush()
-        for parent, row in itertools.pairwise(rows):  # one path: each message follows the one before
-            row.parent_id = parent.id
-        conversation.current_leaf_id = rows[-1].id if rows else None
+        if imported.current is None:  # one path: each message follows the one before
+            parents: list[int | None] = [place - 1 if place else None for place in range(len(rows))]
+            leaf = len(rows) - 1
+        else:
+            parents, leaf = [m.parent for m in imported.messages], imported.current
+        for row, parent in zip(rows, parents, strict=True):
+            row.parent_id = rows[parent].id if parent is not None else None
+        conversation.current_leaf_id = rows[leaf].id if rows else None
         session.flush()
         session.add_all(
             Attachment(

@@ -242,6 +242,18 @@ def inconsistencies(database_url: str, identities: set[str], provider_calls: int
                 "LEFT JOIN conversation c ON c.id = m.conversation_id WHERE c.id IS NULL",
                 "attachments without a message": "SELECT count(*) FROM attachment a "
                 "LEFT JOIN message m ON m.id = a.message_id WHERE m.id IS NULL",
+                # Messages form a tree of turns: a user message follows a reply (or begins), a reply follows
+                # a user message of the same conversation, and every user message has a reply.
+                "messages that do not follow a message of the other role": "SELECT count(*) FROM message m "
+                "LEFT JOIN message p ON p.id = m.parent_id WHERE (m.parent_id IS NULL AND m.role = 'assistant') "
+                "OR (m.parent_id IS NOT NULL AND (p.id IS NULL OR p.conversation_id != m.conversation_id "
+                "OR p.role = m.role))",
+                "user messages without a reply": "SELECT count(*) FROM message u WHERE u.role = 'user' "
+                "AND NOT EXISTS (SELECT 1 FROM message a WHERE a.parent_id = u.id)",
+                "conversations whose current path ends nowhere": "SELECT count(*) FROM conversation c "
+                "LEFT JOIN message l ON l.id = c.current_leaf_id WHERE (c.current_leaf_id IS NULL AND EXISTS "
+                "(SELECT 1 FROM message m WHERE m.conversation_id = c.id)) OR (c.current_leaf_id IS NOT NULL "
+                "AND (l.id IS NULL OR l.conversation_id != c.id))",
             }
             problems += [f"{n} {what}" for what, sql in orphans.items() if (n := count(session, sql))]
             owners = set(session.execute(text("SELECT DISTINCT owner_id FROM conversation")).scalars())
@@ -251,17 +263,10 @@ def inconsistencies(database_url: str, identities: set[str], provider_calls: int
             if answered > provider_calls:
                 problems.append(f"{answered} complete replies from only {provider_calls} provider calls")
             rows = session.execute(
-                text("SELECT conversation_id, role, status FROM message ORDER BY conversation_id, id")
+                text("SELECT conversation_id, id FROM message WHERE status = 'streaming' ORDER BY conversation_id, id")
             ).all()
-        by_conversation: dict[str, list[tuple[str, str]]] = {}
-        for conversation_id, role, status in rows:
-            by_conversation.setdefault(conversation_id, []).append((role, status))
-        for conversation_id, messages in by_conversation.items():
-            roles = [role for role, _ in messages]
-            if roles != ["user", "assistant"] * (len(roles) // 2) or len(roles) % 2:
-                problems.append(f"conversation {conversation_id}: roles {roles} are not user/assistant pairs")
-            if streaming := [i for i, (_, status) in enumerate(messages) if status == "streaming"]:
-                problems.append(f"conversation {conversation_id}: still streaming at {streaming}")
+        for conversation_id, message_id in rows:
+            problems.append(f"conversation {conversation_id}: message {message_id} still streaming")
     finally:
         engine.dispose()
     return problems

@@ -69,6 +69,10 @@ def api(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> It
         CHATBOT_API_KEYS=f"{KEY_A}, {KEY_B}",
         CHATBOT_CORS_ORIGINS=ALLOWED_ORIGIN,
         CHATBOT_SECRET_KEY=SECRET_KEY,
+        # Every test here is one of two keys from 127.0.0.1: with the defaults (20 messages a minute per key,
+        # 60 per address) a fast run's later tests were refused. The limits have tests of their own.
+        CHATBOT_RATE_LIMIT_PER_MINUTE="100000",
+        CHATBOT_ADDRESS_RATE_LIMIT_PER_MINUTE="100000",
     )
     try:
         yield Api(backend.url, backend)
@@ -163,6 +167,7 @@ def test_openapi_spec_and_docs_are_served(anonymous: httpx.Client) -> None:
         "/api/conversations",
         "/api/conversations/{conversation_id}",
         "/api/conversations/{conversation_id}/export",
+        "/api/conversations/{conversation_id}/leaf",
         "/v1/chat/completions",
         "/v1/models",
     } <= set(spec["paths"])
@@ -181,6 +186,7 @@ PROTECTED = [
     ("GET", "/api/conversations/0123456789abcdef0123456789abcdef", None),
     ("DELETE", "/api/conversations/0123456789abcdef0123456789abcdef", None),
     ("GET", "/api/conversations/0123456789abcdef0123456789abcdef/export", None),
+    ("PUT", "/api/conversations/0123456789abcdef0123456789abcdef/leaf", {"message_id": 1}),
     ("POST", "/api/chat", {"message": "hello"}),
     ("POST", "/api/chat_batch", {"message": "hello"}),
     ("GET", "/v1/models", None),
@@ -522,6 +528,44 @@ def test_a_key_cannot_see_another_keys_conversations(client_a: httpx.Client, cli
     assert len(conversation(client_a, conversation_id)["messages"]) == 2
 
 
+def test_a_message_on_a_branch_and_a_leaf_switch_through_the_api(
+    client_a: httpx.Client, client_b: httpx.Client, fake: FakeLLMServer
+) -> None:
+    fake.enqueue_batch(*(Behaviour(text=f"Answer {n}") for n in range(1, 4)))
+    first = client_a.post("/api/chat_batch", json={"message": "Plan a trip"})
+    conversation_id = first.headers["x-conversation-id"]
+    client_a.post("/api/chat_batch", json={"message": "In winter", "conversation_id": conversation_id})
+    [_, answer, winter, _] = conversation(client_a, conversation_id)["messages"]
+
+    client_a.post(
+        "/api/chat_batch", json={"message": "In summer", "conversation_id": conversation_id, "parent_id": answer["id"]}
+    ).raise_for_status()
+
+    path = conversation(client_a, conversation_id)["messages"]
+    assert [m["content"] for m in path] == ["Plan a trip", "Answer 1", "In summer", "Answer 3"]
+    assert [m["parent_id"] for m in path[1:]] == [m["id"] for m in path[:-1]]
+    assert (path[2]["sibling_ids"], path[2]["version"]) == ([winter["id"], path[2]["id"]], 2)
+    assert (path[0]["sibling_ids"], path[0]["version"]) == ([path[0]["id"]], 1)
+
+    switched = client_a.put(f"/api/conversations/{conversation_id}/leaf", json={"message_id": winter["id"]})
+    assert switched.status_code == 200, switched.text
+    assert [m["content"] for m in switched.json()["messages"]] == ["Plan a trip", "Answer 1", "In winter", "Answer 2"]
+    assert conversation(client_a, conversation_id)["messages"] == switched.json()["messages"]
+
+    # Another key, and bodies that name no message of this conversation, change nothing.
+    leaf = f"/api/conversations/{conversation_id}/leaf"
+    assert client_b.put(leaf, json={"message_id": winter["id"]}).status_code == 404
+    for body in ({"message_id": "1"}, {"message_id": True}, {}, {"message_id": winter["id"], "extra": 1}):
+        assert client_a.put(leaf, json=body).status_code == 422
+    assert client_a.put(leaf, json={"message_id": 2**62}).status_code == 404
+    other = client_a.post("/api/chat_batch", json={"message": "Elsewhere"}).headers["x-conversation-id"]
+    foreign = conversation(client_a, other)["messages"][0]["id"]
+    assert client_a.put(leaf, json={"message_id": foreign}).status_code == 404
+    on_a_foreign_branch = {"message": "Sneak", "conversation_id": conversation_id, "parent_id": foreign}
+    assert client_a.post("/api/chat_batch", json=on_a_foreign_branch).status_code == 404
+    assert [m["content"] for m in conversation(client_a, conversation_id)["messages"]][-1] == "Answer 2"
+
+
 def test_unknown_and_malformed_conversation_ids_are_404(client_a: httpx.Client) -> None:
     for conversation_id in ("0123456789abcdef0123456789abcdef", "nope", "X" * 32):
         assert client_a.get(f"/api/conversations/{conversation_id}").status_code == 404
@@ -640,8 +684,8 @@ def test_generated_requests_never_get_a_server_error(api: Api, fake: FakeLLMServ
     schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     # with GET /api/attachments/{token}, GET /api/shared/{share_token}/files/{number}, GET /api/exports/{token},
-    # POST /api/transcribe, GET /api/speech/{token}
-    assert len(operations) == 15
+    # POST /api/transcribe, GET /api/speech/{token}, PUT /api/conversations/{conversation_id}/leaf
+    assert len(operations) == 16
     for operation in operations:
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
             strategy = operation.as_strategy(generation_mode=mode)

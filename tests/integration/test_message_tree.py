@@ -4,9 +4,11 @@ downgrade that keeps the current path, and the path and sibling queries, on SQLi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,9 +20,10 @@ from alembic import command
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage.database import make_engine, session_scope
 from chatbot_app.storage.models import Conversation, Message
-from chatbot_app.storage.transfer import ImportedConversation, ImportedMessage, import_conversations
+from chatbot_app.storage.transfer import ImportedConversation, ImportedMessage, ImportRejected, import_conversations
 from tests.conftest import new_database
 from tests.integration.test_migrations import alembic_config
+from tests.integration.test_transfer import chatgpt_export, export_one, import_bytes
 
 OWNER = "owner-" + "a" * 20
 
@@ -86,7 +89,7 @@ def test_the_migration_makes_every_conversation_one_path_losing_nothing(empty_da
         with Session(engine) as session:
             c1 = session.get(Conversation, "c1")
             assert c1 is not None
-            assert [m.content for m in store.current_path(session, c1)] == ["message 1", "message 3", "message 4"]
+            assert [m.content for m in store.latest_messages(session, c1.id)] == ["message 1", "message 3", "message 4"]
 
 
 def test_the_downgrade_keeps_each_current_path_and_drops_the_other_branches(empty_database_url: str) -> None:
@@ -109,7 +112,7 @@ def test_the_downgrade_keeps_each_current_path_and_drops_the_other_branches(empt
     with connected(empty_database_url) as engine, Session(engine) as session:
         conversation = session.get(Conversation, conversation_id)
         assert conversation is not None
-        assert [m.content for m in store.current_path(session, conversation)] == ["question", "second answer"]
+        assert [m.content for m in store.latest_messages(session, conversation.id)] == ["question", "second answer"]
 
 
 def count_statements(engine: Engine) -> list[str]:
@@ -138,30 +141,22 @@ def test_the_current_path_of_a_long_conversation_is_one_query_and_skips_other_br
         conversation = session.get(Conversation, conversation_id)
         assert conversation is not None
         statements = count_statements(engine)
-        path = store.current_path(session, conversation)
+        path = store.latest_messages(session, conversation.id)
         assert len(statements) == 1
         assert [m.content for m in path] == [f"m{n}" for n in range(500)] + ["edited twice", "answer to the edit"]
         assert [m.parent_id for m in path[1:]] == [m.id for m in path[:-1]]
 
-        parents = [m.parent_id for m in path]
         statements.clear()
-        counts = store.sibling_counts(session, conversation_id, parents)
+        positions = store.version_positions(session, conversation_id, [m.id for m in path if m.id is not None])
         assert len(statements) == 1
-        assert counts[path[0].parent_id] == 1
-        assert counts[messages[499].id] == 3  # m500 and its two edits
-        assert counts[edited_id] == 1
+        assert positions == {edited_id: (3, 3)}  # m500 and its two edits; every other message has one version
 
 
-def test_truncating_and_clearing_move_the_current_leaf(engine: Engine) -> None:
+def test_clearing_empties_the_path(engine: Engine) -> None:
     with session_scope(engine) as session:
         conversation = store.create_conversation(session, OWNER)
-        ids = [store.add_message(session, conversation, "user", f"m{n}").id for n in range(4)]
-        assert ids[1] is not None
-        store.delete_messages_after(session, conversation.id, ids[1])
-        session.refresh(conversation)
-        assert conversation.current_leaf_id == ids[1]
-        reply = store.add_message(session, conversation, "assistant", "again")
-        assert reply.parent_id == ids[1]
+        for n in range(3):
+            store.add_message(session, conversation, "user", f"m{n}")
         assert store.clear_messages(session, conversation) == 3
         assert conversation.current_leaf_id is None
         assert store.add_message(session, conversation, "user", "fresh").parent_id is None
@@ -176,38 +171,136 @@ def test_an_import_is_stored_as_one_path(engine: Engine) -> None:
     with Session(engine) as session:
         conversation = session.get(Conversation, conversation_id)
         assert conversation is not None
-        path = store.current_path(session, conversation)
+        path = store.latest_messages(session, conversation.id)
         assert [(m.content, m.parent_id) for m in path] == [("a", None), ("b", path[0].id)]
         assert conversation.current_leaf_id == path[-1].id
 
 
-# A turn as the chat service takes it today: send (user + reply), regenerate (truncate to the last user
-# message, then a reply), or edit message k (truncate to it, then a reply). The path is the thread.
-operations = st.lists(
-    st.one_of(st.just(("send", 0)), st.just(("regenerate", 0)), st.tuples(st.just("edit"), st.integers(0, 30))),
-    max_size=12,
+# What users do to a conversation: send (a message and its reply), regenerate (a new version of the last
+# reply), edit the k-th user message of the path (a new version of it, and its reply), or show the previous
+# or next version of the k-th message of the path. A plain model (parents in a dict) says what the path
+# must be after each step.
+steps = st.lists(
+    st.one_of(
+        st.just(("send", 0, 0)),
+        st.just(("regenerate", 0, 0)),
+        st.tuples(st.just("edit"), st.integers(0, 30), st.just(0)),
+        st.tuples(st.just("switch"), st.integers(0, 60), st.sampled_from([-1, 1])),
+    ),
+    max_size=14,
 )
 
 
+def model_path(parents: dict[int, int | None], leaf: int | None) -> list[int]:
+    path: list[int] = []
+    while leaf is not None:
+        path.append(leaf)
+        leaf = parents[leaf]
+    return path[::-1]
+
+
+def model_newest_under(parents: dict[int, int | None], message: int) -> int:
+    return max(m for m in parents if message in model_path(parents, m))
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(operations)
-def test_without_branches_the_current_path_is_the_thread_in_id_order(
-    engine: Engine, turns: list[tuple[str, int]]
+@given(steps)
+def test_the_path_is_what_the_users_steps_made_it(engine: Engine, actions: list[tuple[str, int, int]]) -> None:
+    with session_scope(engine) as session:
+        conversation = store.create_conversation(session, OWNER)
+        parents: dict[int, int | None] = {}
+        leaf: int | None = None
+
+        def add(role: str) -> None:
+            nonlocal leaf
+            message = store.add_message(session, conversation, role, role)
+            assert message.id is not None
+            parents[message.id], leaf = leaf, message.id
+
+        for action, k, step in actions:
+            path = model_path(parents, leaf)
+            users = [m for m in path if session.get(Message, m).role == "user"]  # type: ignore[union-attr]
+            if action == "send" or not users:
+                add("user")
+            elif action == "switch":
+                message = path[k % len(path)]
+                versions = sorted(m for m, p in parents.items() if p == parents[message])
+                place = versions.index(message) + step
+                if 0 <= place < len(versions):
+                    leaf = model_newest_under(parents, versions[place])
+                    newest = store.newest_leaf_under(
+                        session, conversation.id, store.siblings_of(session, conversation.id, message)[place]
+                    )
+                    store.set_current_leaf(session, conversation, newest)
+                continue
+            else:
+                edited = users[-1] if action == "regenerate" else users[k % len(users)]
+                leaf = edited if action == "regenerate" else parents[edited]
+                store.set_current_leaf(session, conversation, leaf)
+                if action == "edit":
+                    add("user")
+            add("assistant")
+            assert [m.id for m in store.latest_messages(session, conversation.id)] == model_path(parents, leaf)
+        assert [m.id for m in store.latest_messages(session, conversation.id)] == model_path(parents, leaf)
+        assert conversation.current_leaf_id == leaf
+
+
+def test_an_export_keeps_every_version_and_the_choice_and_its_import_brings_them_back(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        conversation = store.create_conversation(session, OWNER)
+        question = store.add_message(session, conversation, "user", "question")
+        first = store.add_message(session, conversation, "assistant", "first answer")
+        store.set_current_leaf(session, conversation, question.id)
+        store.add_message(session, conversation, "assistant", "second answer")
+        store.set_current_leaf(session, conversation, first.id)  # the user went back to the first
+        conversation_id = conversation.id
+
+    exported = export_one(engine, conversation_id)
+    [copy_id] = import_bytes(engine, json.dumps(exported).encode())
+
+    with Session(engine) as session:
+        copied = session.exec(select(Message).where(Message.conversation_id == copy_id).order_by(col(Message.id))).all()
+        assert [(m.content, m.parent_id) for m in copied] == [
+            ("question", None),
+            ("first answer", copied[0].id),
+            ("second answer", copied[0].id),
+        ]
+        assert [m.content for m in store.latest_messages(session, copy_id)] == ["question", "first answer"]
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        (lambda c: c.update(current=3), "'current' should be the place of one of its messages"),
+        (lambda c: c["messages"][1].update(parent=1), "'parent' should be the place of an earlier message"),
+        (lambda c: c["messages"][1].update(parent="0"), "parent"),
+        (lambda c: c["messages"][1].update(parent=-1), "parent"),
+    ],
+)
+def test_an_import_whose_tree_does_not_hold_is_refused_whole(
+    engine: Engine, change: Callable[[dict[str, Any]], None], refusal: str
 ) -> None:
     with session_scope(engine) as session:
         conversation = store.create_conversation(session, OWNER)
-        for operation, k in turns:
-            users = [m for m in store.latest_messages(session, conversation.id) if m.role == "user"]
-            if operation == "send" or not users:
-                store.add_message(session, conversation, "user", "question")
-            else:
-                kept = users[-1] if operation == "regenerate" else users[k % len(users)]
-                assert kept.id is not None
-                store.delete_messages_after(session, conversation.id, kept.id)
-                session.refresh(conversation)
-            store.add_message(session, conversation, "assistant", "answer")
-        session.flush()
-        thread = session.exec(
-            select(Message).where(Message.conversation_id == conversation.id).order_by(col(Message.id))
-        ).all()
-        assert [m.id for m in store.current_path(session, conversation)] == [m.id for m in thread]
+        store.add_message(session, conversation, "user", "question")
+        store.add_message(session, conversation, "assistant", "answer")
+        conversation_id = conversation.id
+    exported = export_one(engine, conversation_id)
+    change(exported["conversations"][0])
+
+    with pytest.raises(ImportRejected) as rejected:
+        import_bytes(engine, json.dumps(exported).encode())
+    assert refusal in str(rejected.value)
+
+
+def test_a_chatgpt_export_keeps_its_other_branches_as_versions(engine: Engine) -> None:
+    [rain_id, _] = import_bytes(engine, json.dumps(chatgpt_export()).encode())
+
+    with Session(engine) as session:
+        path = store.latest_messages(session, rain_id)
+        every = session.exec(select(Message).where(Message.conversation_id == rain_id).order_by(col(Message.id))).all()
+        positions = store.version_positions(session, rain_id, [m.id for m in path if m.id is not None])
+    assert [m.content for m in path][2] == "Now one about snow"
+    assert positions == {path[2].id: (2, 2)}  # the question as edited; the first wording is version 1
+    abandoned = [m for m in every if m.content in ("Now one about snwo", "(abandoned branch)")]
+    assert [m.parent_id for m in abandoned] == [path[1].id, abandoned[0].id]

@@ -165,7 +165,10 @@ def test_export_writes_every_field(engine: Engine) -> None:
         "duration_ms": 950,
         "error_kind": None,
         "reasoning": None,
+        "parent": 0,  # the place of the message it follows
     }
+    assert "parent" not in conversation["messages"][0]  # the first
+    assert conversation["current"] == 4
     assert (conversation["messages"][4]["status"], conversation["messages"][4]["error_kind"]) == ("error", "rate_limit")
     json.dumps(export)  # serialisable as is
 

@@ -18,8 +18,9 @@ from sqlmodel import Session
 from chatbot_app.config import Settings
 from chatbot_app.services.accounts import Accounts
 from chatbot_app.services.shares import ShareLinks
+from chatbot_app.storage import conversations as conversation_store
 from chatbot_app.storage.database import make_engine
-from chatbot_app.storage.models import Conversation, Message
+from chatbot_app.storage.models import Conversation
 from tests.e2e.conftest import app_of_its_own
 from tests.e2e.live_app import LiveApp
 from tests.fakes.fake_llm_server import FakeLLMServer
@@ -106,8 +107,8 @@ def test_a_share_link_shows_a_snapshot_to_anyone_until_it_is_revoked(browser, au
         conversation = Conversation(owner_id=owner.owner_id, title="Pelican facts")
         session.add(conversation)
         session.flush()
-        session.add(Message(conversation_id=conversation.id, role="user", content="Tell me about <b>pelicans</b>"))
-        session.add(Message(conversation_id=conversation.id, role="assistant", content="They are **big** birds."))
+        conversation_store.add_message(session, conversation, "user", "Tell me about <b>pelicans</b>")
+        conversation_store.add_message(session, conversation, "assistant", "They are **big** birds.")
         session.commit()
         conversation_id = conversation.id
     shares = ShareLinks(engine)

@@ -212,6 +212,7 @@ def test_a_backend_killed_mid_reply_leaves_it_interrupted_and_retry_completes_it
     assert "The complete answer." in last_reply(page).inner_text()
     assert [(role, status) for role, status, _ in stored_messages(prod, url)] == [
         ("user", "complete"),
+        ("assistant", "interrupted"),  # kept, as the reply's first version
         ("assistant", "complete"),
     ]
 

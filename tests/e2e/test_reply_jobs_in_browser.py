@@ -241,6 +241,7 @@ def test_regenerate_in_a_stale_tab_stops_the_reply_streaming_in_another_first(  
         ("user", "complete"),
         ("assistant", "complete"),
         ("user", "complete"),
+        ("assistant", "stopped"),  # kept, as the reply's first version
         ("assistant", "complete"),
     ]
     stale.reload()

@@ -18,8 +18,9 @@ import redis
 
 from chatbot_app.services.shares import ShareLinks
 from chatbot_app.state.share import SharePageState
+from chatbot_app.storage import conversations as conversation_store
 from chatbot_app.storage.database import make_engine, session_scope
-from chatbot_app.storage.models import Conversation, Message
+from chatbot_app.storage.models import Conversation
 from tests.conftest import TEST_API_KEY, migrate, skip_or_fail
 from tests.e2e.live_app import Backend, backend_only
 from tests.e2e.reflex_client import ReflexClient, in_thread
@@ -47,7 +48,7 @@ def make_share(database_url: str, content: str) -> str:
         conversation = Conversation(owner_id=OWNER, title="Visited")
         session.add(conversation)
         session.flush()
-        session.add(Message(conversation_id=conversation.id, role="user", content=content))
+        conversation_store.add_message(session, conversation, "user", content)
         conversation_id = conversation.id
     token = in_thread(lambda: ShareLinks(engine).create(OWNER, conversation_id))
     engine.dispose()

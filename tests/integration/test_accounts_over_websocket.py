@@ -20,8 +20,9 @@ from chatbot_app.config import Settings
 from chatbot_app.services.accounts import SESSION_COOKIE, Accounts
 from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.library import LibraryState
+from chatbot_app.storage import conversations as conversation_store
 from chatbot_app.storage.database import make_engine
-from chatbot_app.storage.models import Conversation, Message, User
+from chatbot_app.storage.models import Conversation, User
 from tests.conftest import TEST_API_KEY, migrate
 from tests.e2e.live_app import Backend, app_environment, free_port
 from tests.e2e.reflex_client import ReflexClient
@@ -172,7 +173,7 @@ def test_a_tabs_state_starts_clean_whenever_its_sign_in_changes(server: Server) 
         conversation = Conversation(owner_id=admin.owner_id, title="Acquisition of Initech")
         session.add(conversation)
         session.flush()
-        session.add(Message(conversation_id=conversation.id, role="user", content="the secret offer"))
+        conversation_store.add_message(session, conversation, "user", "the secret offer")
         session.commit()
         conversation_id = conversation.id
     engine.dispose()

@@ -37,7 +37,7 @@ def upgrade() -> None:
         "UPDATE conversation SET current_leaf_id = "
         "(SELECT MAX(message.id) FROM message WHERE message.conversation_id = conversation.id)"
     )
-    op.create_index("ix_message_parent_id", "message", ["parent_id"])
+    op.create_index("ix_message_conversation_id_parent_id", "message", ["conversation_id", "parent_id"])
 
 
 def downgrade() -> None:
@@ -48,8 +48,8 @@ def downgrade() -> None:
         " JOIN conversation ON conversation.current_leaf_id = message.id"
         " UNION ALL"
         " SELECT message.id, message.parent_id FROM message JOIN kept ON message.id = kept.parent_id"
-        ") DELETE FROM message WHERE id NOT IN (SELECT id FROM kept)"
+        ") DELETE FROM message WHERE NOT EXISTS (SELECT 1 FROM kept WHERE kept.id = message.id)"
     )
-    op.drop_index("ix_message_parent_id", table_name="message")
+    op.drop_index("ix_message_conversation_id_parent_id", table_name="message")
     op.drop_column("conversation", "current_leaf_id")  # SQLite >= 3.35 drops columns in place
     op.drop_column("message", "parent_id")

@@ -140,6 +140,11 @@ def _row_id(raw: object, not_found: str) -> int:
     return raw
 
 
+def _shown(raw: object) -> int | None:
+    """The last message a page shows, as its handler passes it: a hint, so anything else is no hint."""
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**63 else None
+
+
 def _limit_refusal(refusal: Refusal) -> Refused:
     return Refused(RefusalKind.RATE_LIMIT, refusal.message, code=refusal.limit)
 
@@ -235,6 +240,7 @@ class Actions:
         batch: bool = False,
         title: bool = True,
         parent_id: object = None,
+        shown_id: object = None,
     ) -> Started:
         """Store the user's message (and its checked files) and start the reply.
 
@@ -258,20 +264,24 @@ class Actions:
                     )
                 settings = replace(base, **overrides)  # type: ignore[arg-type]
             try:
-                turn = await self.chat.start_turn(caller.owner_id, existing, message, settings, attachments, parent)
-            except AttachmentRejected as exc:
+                turn = await self.chat.start_turn(
+                    caller.owner_id, existing, message, settings, attachments, parent, _shown(shown_id)
+                )
+            except (AttachmentRejected, InvalidInput) as exc:
                 raise Refused(RefusalKind.INVALID, str(exc)) from None
         await self.replies.start(turn, batch=batch, suggest_title=title, address=caller.address)
         return Started(turn, text=message)
 
-    async def regenerate(self, caller: Caller, conversation_id: object, *, batch: bool = False) -> Started:
+    async def regenerate(
+        self, caller: Caller, conversation_id: object, *, batch: bool = False, shown_id: object = None
+    ) -> Started:
         """Answer the last user message again, as a new version of the reply (the old ones stay); a reply being
         written is stopped (and stored) first."""
         checked = self._conversation_id(conversation_id)
         await self.admit(caller)
         stopped = await self._stop_running(caller.owner_id, checked, on_path=True)
         with _not_found_as(NOTHING_TO_ANSWER):
-            turn = await self.chat.start_regeneration(caller.owner_id, checked)
+            turn = await self.chat.start_regeneration(caller.owner_id, checked, _shown(shown_id))
         await self.replies.start(turn, batch=batch, address=caller.address)
         return Started(turn, stopped)
 

@@ -62,6 +62,7 @@ HISTORY_WINDOW = 200
 FINAL_SAVE_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
+PARENT_NOT_A_REPLY = "A message follows a finished reply: name one as its parent."
 FORK_FROM_A_REPLY = "Branch in new chat from a reply; to branch from your own message, edit it."
 TITLE_INSTRUCTION = (
     "Write a title of at most six words for the conversation the user shows you. "
@@ -344,13 +345,16 @@ class ChatService:
         chat: ChatSettings | None = None,
         attachments: Sequence[PreparedAttachment] = (),
         parent_id: int | None = None,
+        shown_id: int | None = None,
     ) -> Turn:
         """Commit the user's message (with its checked files) and an empty `streaming` reply, before any provider call.
 
         `chat`, when given, becomes the conversation's stored settings; otherwise the stored ones apply.
-        `parent_id` answers on a branch: the message follows that one (of the conversation's) instead of the
-        current path's last. Raises AttachmentRejected (nothing stored) for too many files, or images for a
-        model that cannot see them; ConversationNotFound also for a parent that is not the conversation's.
+        `parent_id` answers on a branch: the message follows that reply (of the conversation's) instead of
+        the current path's last message; `shown_id` is the last message the sender's page shows (see
+        `_act_on_shown_branch`). Raises AttachmentRejected (nothing stored) for too many files, or images for
+        a model that cannot see them; ConversationNotFound also for a parent that is not the conversation's,
+        InvalidInput for one that is not a finished reply.
         """
         files.check_count(len(attachments), files.AttachmentLimits.from_settings(self.settings))
         if any(a.is_image for a in attachments):
@@ -367,7 +371,11 @@ class ChatService:
                 parent = session.get(Message, parent_id)
                 if parent is None or parent.conversation_id != conversation.id:
                     raise ConversationNotFound(conversation.id)
+                if parent.role != "assistant" or parent.status == MessageStatus.STREAMING:
+                    raise InvalidInput(PARENT_NOT_A_REPLY)
                 store.set_current_leaf(session, conversation, parent_id)
+            elif conversation_id is not None:
+                _act_on_shown_branch(session, conversation, shown_id)
             message = store.add_message(session, conversation, "user", text)
             if attachments:
                 assert message.id is not None
@@ -395,11 +403,14 @@ class ChatService:
         """Characters of file text one message may bring into the context."""
         return files.text_budget_chars(self.settings.context_budget_tokens)
 
-    async def start_regeneration(self, owner_id: str, conversation_id: str) -> Turn:
-        """Answer the last user message again: a new version of the reply, beside the ones it had."""
+    async def start_regeneration(self, owner_id: str, conversation_id: str, shown_id: int | None = None) -> Turn:
+        """Answer the last user message again: a new version of the reply, beside the ones it had.
+
+        `shown_id`: the last message the page shows (see `_act_on_shown_branch`)."""
 
         def work(session: Session) -> Turn:
             conversation = _owned(session, owner_id, conversation_id)
+            _act_on_shown_branch(session, conversation, shown_id)
             last_user = store.last_user_message(session, conversation.id)
             if last_user is None or last_user.id is None:
                 raise ConversationNotFound(conversation_id)
@@ -612,6 +623,23 @@ def _owned(session: Session, owner_id: str, conversation_id: str) -> Conversatio
     if conversation is None:
         raise ConversationNotFound(conversation_id)
     return conversation
+
+
+def _act_on_shown_branch(session: Session, conversation: Conversation, shown_id: int | None) -> None:
+    """A page that shows another branch than the current one (switched since, in another tab or device) acts
+    on the branch it shows: its last reply becomes the current leaf. A page that is only behind (its last
+    message is on the current path) acts on the path's end, as before; anything else given is ignored."""
+    if not shown_id:
+        return
+    shown = session.get(Message, shown_id)
+    if (
+        shown is not None
+        and shown.conversation_id == conversation.id
+        and shown.role == "assistant"
+        and shown.status != MessageStatus.STREAMING
+        and not store.is_on_path(session, conversation.id, shown_id)
+    ):
+        store.set_current_leaf(session, conversation, shown_id)
 
 
 def settings_of(conversation: Conversation) -> ChatSettings:

@@ -190,7 +190,9 @@ class ReplyJobs:
         return self._stop_here(reply_id, "stop")
 
     async def stop_and_wait(self, reply_ids: list[int], timeout_s: float = 10.0) -> None:
-        """Stop these replies and wait (bounded) until each has stored its end."""
+        """Stop these replies and wait (bounded) until each has stored its end, and a job of this process has
+        ended whole: a caller that then deletes the rows frees their ids, which SQLite gives to the next
+        messages, and a new job must not meet the old one's log writes under the same id."""
         for reply_id in reply_ids:
             await self.stop(reply_id)
         with contextlib.suppress(TimeoutError):
@@ -198,12 +200,13 @@ class ReplyJobs:
                 for reply_id in reply_ids:
                     async for _ in self.follow(reply_id, until_finished=True):
                         pass
+                    await self.join(reply_id)
 
     def is_running_here(self, reply_id: int) -> bool:
         return reply_id in self._jobs
 
     async def join(self, reply_id: int) -> None:
-        """Wait until a job of this process has stored its end (at once if it is not running here)."""
+        """Wait until a job of this process has ended, its log written (at once if it is not running here)."""
         job = self._jobs.get(reply_id)
         if job is not None and job.task is not None:
             await asyncio.wait([job.task])

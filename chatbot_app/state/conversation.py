@@ -99,6 +99,11 @@ class ConversationState(SessionState):
             self.messages.append(view)
 
     @state_helper
+    def shown_leaf(self) -> int:
+        """The last stored message shown: a send or a regeneration acts on the branch the page shows."""
+        return next((m.id for m in reversed(self.messages) if m.id), 0)
+
+    @state_helper
     def take_running_reply(self) -> int:
         running, self._running_reply_id = self._running_reply_id, 0
         return running

@@ -49,7 +49,7 @@ REASONING_TAIL_CHARS = 160
 log = logging.getLogger(__name__)
 
 #: Starts a reply through its action, given the caller, the tab's settings and batch mode.
-TurnStarter = Callable[[Caller, ChatSettings, bool], Awaitable[Started]]
+TurnStarter = Callable[[Caller, ChatSettings | None, bool], Awaitable[Started]]
 #: Updates the shown history once the turn is stored.
 HistoryUpdate = Callable[[ConversationState, Started], None]
 
@@ -119,7 +119,9 @@ class ReplyState(StreamParts, SessionState):
                 return
             caller = await self.caller()
             settings = await self.get_state(SettingsState)
-            chat, batch = settings.chat_settings(), settings.batch_mode
+            # Settings not loaded (yet) for this page are the previous page's: the stored ones apply instead.
+            chat = settings.chat_settings() if settings.settings_ready else None
+            batch = settings.batch_mode
             self._begin()
             if user_text is not None:  # shown at once; its id comes with the stored turn
                 conversation = await self.get_state(ConversationState)
@@ -164,6 +166,7 @@ class ReplyState(StreamParts, SessionState):
             await self.caller()  # the session first: nothing is checked or shown for a caller who has none
             pending = (await self.get_state(ComposerFilesState)).pending()
             conversation_id = self.conversation_id or None
+            shown = (await self.get_state(ConversationState)).shown_leaf()
             try:  # checked before it is shown: the page must never be sent what it cannot show
                 text = services().actions.message_text(raw, blank_allowed=bool(pending))
             except Refused as refusal:
@@ -176,9 +179,9 @@ class ReplyState(StreamParts, SessionState):
                 MessageView(id=started.turn.user_message_id, role="user", content=started.text, attachments=chips)
             ]
 
-        async def start(caller: Caller, chat: ChatSettings, batch: bool) -> Started:
+        async def start(caller: Caller, chat: ChatSettings | None, batch: bool) -> Started:
             started = await services().actions.send(
-                caller, conversation_id, text, settings=chat, attachments=pending, batch=batch
+                caller, conversation_id, text, settings=chat, attachments=pending, batch=batch, shown_id=shown
             )
             turn = started.turn
             if pending:  # stored: the composer lets them go, the message shows them
@@ -198,11 +201,12 @@ class ReplyState(StreamParts, SessionState):
         async with self:
             await self.caller()  # the session first
             conversation_id = self.conversation_id
+            shown = (await self.get_state(ConversationState)).shown_leaf()
         if not conversation_id:
             return
 
-        async def start(caller: Caller, _chat: ChatSettings, batch: bool) -> Started:
-            return await services().actions.regenerate(caller, conversation_id, batch=batch)
+        async def start(caller: Caller, _chat: ChatSettings | None, batch: bool) -> Started:
+            return await services().actions.regenerate(caller, conversation_id, batch=batch, shown_id=shown)
 
         def show(conversation: ConversationState, started: Started) -> None:
             turn = started.turn
@@ -227,7 +231,7 @@ class ReplyState(StreamParts, SessionState):
         if not message_id or not conversation_id:
             return
 
-        async def start(caller: Caller, _chat: ChatSettings, batch: bool) -> Started:
+        async def start(caller: Caller, _chat: ChatSettings | None, batch: bool) -> Started:
             return await services().actions.edit(caller, conversation_id, message_id, raw, batch=batch)
 
         def show(conversation: ConversationState, started: Started) -> None:

@@ -146,9 +146,8 @@ class SettingsState(SessionState):
                     self.model_choice = default_choice
                 self.settings_ready = True
         except Exception:
-            async with self:  # not "Loading settings…" for ever: the form shows what it has, and why
+            async with self:  # the form stays closed (it holds another page's values): say why
                 self.settings_notice = "Could not load the settings. Reload the page to try again."
-                self.settings_ready = True
             raise
 
     async def _store(self) -> None:

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from sqlalchemy import CTE, Select
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, and_, col, delete, func, select, update
+from sqlmodel import Session, and_, col, delete, func, or_, select, update
 
+from chatbot_app.storage.database import IDS_PER_QUERY
 from chatbot_app.storage.models import SETTINGS_FIELDS, Conversation, Message, MessageStatus, utcnow
 from chatbot_app.storage.shares import delete_links_of
 
@@ -45,7 +46,11 @@ def _path(conversation_id: str, leaf_id: int | None = None) -> CTE:
         .cte("path", recursive=True)
     )
     parent = aliased(Message)
-    return path.union_all(select(col(parent.id), col(parent.parent_id)).join(path, col(parent.id) == path.c.parent_id))
+    # Only older messages of the same conversation: a broken row could neither loop nor reach another's.
+    step = and_(
+        col(parent.id) == path.c.parent_id, col(parent.id) < path.c.id, parent.conversation_id == conversation_id
+    )
+    return path.union_all(select(col(parent.id), col(parent.parent_id)).join(path, step))
 
 
 def _on_path(conversation_id: str) -> Select[tuple[Message]]:
@@ -73,19 +78,18 @@ def add_message(
     provider: str | None = None,
     model: str | None = None,
 ) -> Message:
-    message = Message(
-        conversation_id=conversation.id,
-        parent_id=conversation.current_leaf_id,
-        role=role,
-        content=content,
-        status=status,
-        provider=provider,
-        model=model,
-    )
+    """Add a message after the conversation's current leaf, which it becomes (in the caller's transaction)."""
+    message = Message(conversation_id=conversation.id, role=role, content=content, status=status)
+    message.provider, message.model = provider, model
     conversation.updated_at = message.created_at
-    session.add_all([message, conversation])
+    session.add(conversation)
+    session.flush()  # writes the row first: its lock (a PostgreSQL row's, SQLite's database's) is held from here
+    # So the leaf is read after any change committed meanwhile (a Clear, another message): never a stale one.
+    session.refresh(conversation, attribute_names=["current_leaf_id"])
+    message.parent_id = conversation.current_leaf_id
+    session.add(message)
     session.flush()
-    conversation.current_leaf_id = message.id  # written with the message, in the caller's transaction
+    conversation.current_leaf_id = message.id
     session.add(conversation)
     session.flush()
     return message
@@ -104,24 +108,33 @@ def siblings_of(session: Session, conversation_id: str, message_id: int) -> list
 
 
 def versions_of(session: Session, conversation_id: str, message_ids: Sequence[int]) -> dict[int, list[int]]:
-    """Each of the messages' versions (itself and the messages with its parent), oldest first, in one query."""
-    message, sibling = aliased(Message), aliased(Message)
-    query = (
-        select(col(message.id), col(sibling.id))
-        .join(
-            sibling,
-            and_(
-                col(sibling.conversation_id) == col(message.conversation_id),
-                col(sibling.parent_id).is_not_distinct_from(col(message.parent_id)),
-            ),
-        )
-        .where(col(message.conversation_id) == conversation_id, col(message.id).in_(list(message_ids)))
-        .order_by(col(message.id), col(sibling.id))
-    )
+    """Each of the messages' versions (itself and the messages with its parent), oldest first: two queries per
+    IDS_PER_QUERY messages, each answered from ix_message_conversation_id_parent_id."""
     found: dict[int, list[int]] = {}
-    for message_id, sibling_id in session.exec(query).all():
-        if message_id is not None and sibling_id is not None:
-            found.setdefault(message_id, []).append(sibling_id)
+    ids = list(message_ids)
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start : start + IDS_PER_QUERY]
+        parents = dict(
+            session.exec(
+                select(col(Message.id), col(Message.parent_id)).where(
+                    Message.conversation_id == conversation_id, col(Message.id).in_(chunk)
+                )
+            ).all()
+        )
+        wanted = [p for p in set(parents.values()) if p is not None]
+        query = (
+            select(col(Message.parent_id), col(Message.id))
+            .where(Message.conversation_id == conversation_id)
+            .where(or_(col(Message.parent_id).in_(wanted), col(Message.parent_id).is_(None)))
+            .order_by(col(Message.id))
+        )
+        children: dict[int | None, list[int]] = {}
+        for parent_id, child_id in session.exec(query).all():
+            if child_id is not None:
+                children.setdefault(parent_id, []).append(child_id)
+        for message_id, parent_id in parents.items():
+            if message_id is not None:
+                found[message_id] = children.get(parent_id, [message_id])
     return found
 
 
@@ -142,7 +155,10 @@ def newest_leaf_under(session: Session, conversation_id: str, message_id: int) -
         .cte("below", recursive=True)
     )
     child = aliased(Message)
-    below = below.union_all(select(col(child.id)).join(below, col(child.parent_id) == below.c.id))
+    step = and_(
+        col(child.parent_id) == below.c.id, col(child.id) > below.c.id, child.conversation_id == conversation_id
+    )
+    below = below.union_all(select(col(child.id)).join(below, step))
     newest = session.exec(select(func.max(below.c.id))).one()
     if newest is None:
         raise ValueError(f"message {message_id} is not one of conversation {conversation_id}'s")
@@ -385,8 +401,16 @@ def clear_messages(session: Session, conversation: Conversation) -> int:
 
 
 def messages_before(session: Session, conversation_id: str, before_id: int, limit: int) -> list[Message]:
-    """The current path's `limit` messages just older than message `before_id`, oldest first (scrolling back)."""
-    query = _on_path(conversation_id).where(col(Message.id) < before_id).order_by(col(Message.id).desc()).limit(limit)
+    """The `limit` messages just before message `before_id` on its path, oldest first (scrolling back): the
+    branch the page shows, whichever is current."""
+    path = _path(conversation_id, before_id)
+    query = (
+        select(Message)
+        .join(path, col(Message.id) == path.c.id)
+        .where(col(Message.id) < before_id)
+        .order_by(col(Message.id).desc())
+        .limit(limit)
+    )
     return list(reversed(session.exec(query).all()))
 
 
@@ -463,10 +487,10 @@ def is_on_path(session: Session, conversation_id: str, message_id: int) -> bool:
     return session.exec(_on_path(conversation_id).where(Message.id == message_id)).first() is not None
 
 
-def path_after(session: Session, conversation_id: str, after_id: int, limit: int) -> list[Message]:
-    """The current path's `limit` messages after message `after_id`, oldest first (read in batches)."""
-    query = _on_path(conversation_id).where(col(Message.id) > after_id).order_by(col(Message.id)).limit(limit)
-    return list(session.exec(query).all())
+def path_ids(session: Session, conversation_id: str) -> list[int]:
+    """The ids of the current path's messages, oldest first (an export then reads them in batches)."""
+    path = _path(conversation_id)
+    return [i for i in session.exec(select(path.c.id).order_by(path.c.id)).all() if i is not None]
 
 
 def last_user_message(session: Session, conversation_id: str) -> Message | None:

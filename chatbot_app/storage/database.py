@@ -14,6 +14,9 @@ from sqlmodel import Session, create_engine
 #: How long a SQLite write waits for another's lock before failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
+#: Ids per IN (...) list: far under SQLite's limit on bound parameters, however many ids a caller has.
+IDS_PER_QUERY = 500
+
 
 def make_engine(url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> Engine:
     """An engine for `url`; SQLite gets WAL (readers never wait for the writer), a busy timeout

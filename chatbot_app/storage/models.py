@@ -80,6 +80,8 @@ _STREAMING = text("status = 'streaming'")
 class Message(SQLModel, table=True):
     __table_args__ = (
         Index("ix_message_conversation_id_id", "conversation_id", "id"),
+        # A message's versions (its parent's children), and a conversation's first messages (parent NULL).
+        Index("ix_message_conversation_id_parent_id", "conversation_id", "parent_id"),
         Index("ix_message_streaming_updated_at", "updated_at", sqlite_where=_STREAMING, postgresql_where=_STREAMING),
     )
 
@@ -88,7 +90,7 @@ class Message(SQLModel, table=True):
     # The message this one follows (None for a conversation's first): messages form a tree, and a user's
     # edit or a new reply is a sibling, not a replacement. Always an older message, so a path sorts by id.
     # Not a foreign key: SQLite cannot add one to a table in place, and rows go with their conversation.
-    parent_id: int | None = Field(default=None, index=True)
+    parent_id: int | None = None
     role: str = Field(max_length=16)
     content: str = Field(default="", sa_column=Column(Text, nullable=False))
     # A plain string, not a database enum, so new statuses need no type migration.

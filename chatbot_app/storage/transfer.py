@@ -266,10 +266,10 @@ async def stream_markdown(
     if head is None:
         return
     yield head.encode()
-    after = 0
-    while batch := await read(lambda s, a=after: _markdown_batch(s, conversation_id, a, message_batch)):
-        after, text = batch
-        yield text.encode()
+    path = await read(lambda s: conversation_store.path_ids(s, conversation_id))  # the path shown, walked once
+    for start in range(0, len(path), message_batch):
+        ids = path[start : start + message_batch]
+        yield (await read(lambda s, ids=ids: _markdown_batch(s, ids))).encode()
 
 
 def _markdown_head(session: Session, conversation_id: str) -> str | None:
@@ -283,11 +283,9 @@ def _markdown_head(session: Session, conversation_id: str) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def _markdown_batch(session: Session, conversation_id: str, after_id: int, limit: int) -> tuple[int, str] | None:
-    """The current path's next `limit` messages as Markdown, and the last one's id (None when there are no more)."""
-    messages = conversation_store.path_after(session, conversation_id, after_id, limit)
-    if not messages:
-        return None
+def _markdown_batch(session: Session, message_ids: list[int]) -> str:
+    """These messages (in id order) as Markdown; one deleted meanwhile is left out."""
+    messages = session.exec(select(Message).where(col(Message.id).in_(message_ids)).order_by(col(Message.id))).all()
     lines: list[str] = []
     for message in messages:
         when = message.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -297,7 +295,7 @@ def _markdown_batch(session: Session, conversation_id: str, after_id: int, limit
         if message.status not in (MessageStatus.COMPLETE, MessageStatus.STREAMING):
             heading += f" · {message.status}"
         lines += [heading, "", message.content or "*(empty)*", ""]
-    return messages[-1].id or after_id, "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 # --- import -----------------------------------------------------------------------------------

@@ -563,6 +563,9 @@ def test_a_message_on_a_branch_and_a_leaf_switch_through_the_api(
     assert client_a.put(leaf, json={"message_id": foreign}).status_code == 404
     on_a_foreign_branch = {"message": "Sneak", "conversation_id": conversation_id, "parent_id": foreign}
     assert client_a.post("/api/chat_batch", json=on_a_foreign_branch).status_code == 404
+    after_a_question = {"message": "Twice", "conversation_id": conversation_id, "parent_id": winter["id"]}
+    refused = client_a.post("/api/chat_batch", json=after_a_question)
+    assert refused.status_code == 422 and "finished reply" in refused.json()["detail"]
     assert [m["content"] for m in conversation(client_a, conversation_id)["messages"]][-1] == "Answer 2"
 
 

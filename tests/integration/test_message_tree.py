@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from alembic import command
 from chatbot_app.storage import conversations as store
-from chatbot_app.storage.database import make_engine, session_scope
+from chatbot_app.storage.database import IDS_PER_QUERY, make_engine, session_scope
 from chatbot_app.storage.models import Conversation, Message
 from chatbot_app.storage.transfer import ImportedConversation, ImportedMessage, ImportRejected, import_conversations
 from tests.conftest import new_database
@@ -148,8 +149,15 @@ def test_the_current_path_of_a_long_conversation_is_one_query_and_skips_other_br
 
         statements.clear()
         positions = store.version_positions(session, conversation_id, [m.id for m in path if m.id is not None])
-        assert len(statements) == 1
+        assert len(statements) == 2 * math.ceil(len(path) / IDS_PER_QUERY)  # two per batch, not one per message
         assert positions == {edited_id: (3, 3)}  # m500 and its two edits; every other message has one version
+
+        # Scrolling back from a message follows its own path, whichever branch is current.
+        older = store.messages_before(session, conversation_id, messages[499].id or 0, 3)
+        assert [m.content for m in older] == ["m496", "m497", "m498"]
+        statements.clear()
+        assert store.path_ids(session, conversation_id) == [m.id for m in path]
+        assert len(statements) == 1
 
 
 def test_clearing_empties_the_path(engine: Engine) -> None:

@@ -206,3 +206,36 @@ async def test_branch_in_new_chat_copies_the_path_up_to_the_message_with_its_fil
     with pytest.raises(Refused) as refused:  # a question with no answer to follow in the copy
         await built.actions.fork(caller, conversation_id, first.turn.user_message_id)
     assert refused.value.message == FORK_FROM_A_REPLY
+
+
+async def test_a_page_showing_another_branch_sends_on_it_and_a_page_only_behind_sends_at_the_end(
+    built: Services, engine: Engine, fake: FakeLLMServer
+) -> None:
+    caller, _ = await owner_and_stranger(built)
+    fake.enqueue_stream(*(Behaviour(text=f"Answer {n}") for n in range(1, 6)))
+    conversation_id = await answered(built, caller, None, "Question")
+    first = path_ids(engine, conversation_id)[-1]
+    again = await built.actions.regenerate(caller, conversation_id)
+    await built.replies.join(again.turn.reply_id)
+
+    # A tab still showing the first answer (another device switched since) sends on the branch it shows.
+    sent = await built.actions.send(caller, conversation_id, "Go on", title=False, shown_id=first)
+    await built.replies.join(sent.turn.reply_id)
+    assert path(engine, conversation_id) == ["Question", "Answer 1", "Go on", "Answer 3"]
+
+    # A tab that is only behind (it shows a message of the current path, not its end) sends at the end.
+    behind = await built.actions.send(caller, conversation_id, "And then?", title=False, shown_id=first)
+    await built.replies.join(behind.turn.reply_id)
+    assert path(engine, conversation_id) == ["Question", "Answer 1", "Go on", "Answer 3", "And then?", "Answer 4"]
+
+    # A hint that names nothing of this page's is no hint.
+    for hint in (True, "1", -1, 2**70, again.turn.user_message_id):
+        started = await built.actions.regenerate(caller, conversation_id, shown_id=hint)
+        await built.replies.join(started.turn.reply_id)
+        assert path(engine, conversation_id)[:5] == ["Question", "Answer 1", "Go on", "Answer 3", "And then?"]
+        fake.enqueue_stream(Behaviour(text="Again"))
+
+
+def path_ids(engine: Engine, conversation_id: str) -> list[int]:
+    with Session(engine) as session:
+        return store.path_ids(session, conversation_id)

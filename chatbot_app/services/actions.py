@@ -132,17 +132,20 @@ def _not_found_as(message: str = CONVERSATION_NOT_FOUND) -> Iterator[None]:
         raise Refused(RefusalKind.NOT_FOUND, message) from None
 
 
-def _row_id(raw: object, not_found: str) -> int:
-    """A database id as a client sent it: a positive int that fits the column (JSON's true is no id);
-    anything else is refused as not found."""
-    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw < 2**63:
-        raise Refused(RefusalKind.NOT_FOUND, not_found)
-    return raw
-
-
-def _shown(raw: object) -> int | None:
-    """The last message a page shows, as its handler passes it: a hint, so anything else is no hint."""
+def _as_row_id(raw: object) -> int | None:
+    """A database id as a client sent it: a positive int that fits the column (JSON's true is no id)."""
     return raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**63 else None
+
+
+def _row_id(raw: object, not_found: str) -> int:
+    """`_as_row_id`, refusing anything else as not found."""
+    if (checked := _as_row_id(raw)) is None:
+        raise Refused(RefusalKind.NOT_FOUND, not_found)
+    return checked
+
+
+#: The last message a page shows, as its handler passes it: a hint, so anything else is no hint.
+_shown = _as_row_id
 
 
 def _limit_refusal(refusal: Refusal) -> Refused:

@@ -371,7 +371,7 @@ class ChatService:
                 parent = session.get(Message, parent_id)
                 if parent is None or parent.conversation_id != conversation.id:
                     raise ConversationNotFound(conversation.id)
-                if parent.role != "assistant" or parent.status == MessageStatus.STREAMING:
+                if not _is_finished_reply(parent):
                     raise InvalidInput(PARENT_NOT_A_REPLY)
                 store.set_current_leaf(session, conversation, parent_id)
             elif conversation_id is not None:
@@ -625,6 +625,11 @@ def _owned(session: Session, owner_id: str, conversation_id: str) -> Conversatio
     return conversation
 
 
+def _is_finished_reply(message: Message) -> bool:
+    """A message that a user message may follow: a reply no longer being written."""
+    return message.role == "assistant" and message.status != MessageStatus.STREAMING
+
+
 def _act_on_shown_branch(session: Session, conversation: Conversation, shown_id: int | None) -> None:
     """A page that shows another branch than the current one (switched since, in another tab or device) acts
     on the branch it shows: its last reply becomes the current leaf. A page that is only behind (its last
@@ -635,8 +640,7 @@ def _act_on_shown_branch(session: Session, conversation: Conversation, shown_id:
     if (
         shown is not None
         and shown.conversation_id == conversation.id
-        and shown.role == "assistant"
-        and shown.status != MessageStatus.STREAMING
+        and _is_finished_reply(shown)
         and not store.is_on_path(session, conversation.id, shown_id)
     ):
         store.set_current_leaf(session, conversation, shown_id)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from reflex.event import EventChain, no_args_event_spec
+from reflex.event import EventChain, EventSpec, no_args_event_spec
 from reflex.experimental.client_state import ClientStateVar
-from reflex.vars import Var
+from reflex.vars import Var, VarData
 from reflex.vars.function import ArgsFunctionOperation
 
 #: The composer's text area (ReplyState and ComposerFilesState write it by this id).
@@ -24,6 +24,9 @@ DRAFT_PRESENT = ClientStateVar.create("draft_present", False)
 AWAY_FROM_END = ClientStateVar.create("away_from_end", False)
 #: How far from the end (px) still counts as at the end.
 _END_SLACK_PX = 80
+#: Earlier messages load while the user is this close (px) to the top: before reaching it, so the
+#: browser's scroll anchoring keeps what they read in place.
+_NEAR_TOP_PX = 1500
 
 
 def _set(state: ClientStateVar, expression: str) -> Var:
@@ -49,10 +52,17 @@ def set_draft_present(present: bool) -> Var:
     return DRAFT_PRESENT.set_value(present)
 
 
-def track_scroll() -> Var:
-    """For the message list's on_scroll: remember whether its end is out of view."""
+def track_scroll(near_top: EventSpec, earlier: Var[bool]) -> Var:
+    """For the message list's on_scroll: remember whether its end is out of view, and run `near_top` when
+    the user scrolls up to within a few screens of the top while `earlier` (there is more to load)."""
     target = "_e.currentTarget"
-    return _set(AWAY_FROM_END, f"{target}.scrollHeight - {target}.scrollTop - {target}.clientHeight > {_END_SLACK_PX}")
+    away = AWAY_FROM_END.set.call(
+        Var(_js_expr=f"{target}.scrollHeight - {target}.scrollTop - {target}.clientHeight > {_END_SLACK_PX}")
+    )
+    chain = Var.create(EventChain.create([near_top], args_spec=no_args_event_spec))
+    load = f"(({earlier}) && {target}.scrollTop < {_NEAR_TOP_PX} ? ({chain})() : null)"
+    var_data = VarData.merge(away._get_all_var_data(), chain._get_all_var_data(), earlier._get_all_var_data())
+    return ArgsFunctionOperation.create(("_e",), Var(_js_expr=f"(({away}), {load})", _var_data=var_data)).to(EventChain)
 
 
 def away_from_end() -> Var:

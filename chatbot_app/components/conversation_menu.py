@@ -67,7 +67,22 @@ def conversation_info() -> rx.Component:
             rx.text(ConversationState.stats_line, size="1", color_scheme="gray", id="conversation-stats"),
             rx.cond(
                 ConversationState.has_earlier,
-                rx.button("Load earlier messages", on_click=ConversationState.load_earlier, variant="ghost", size="1"),
+                rx.hstack(
+                    rx.button(
+                        "Load earlier messages",
+                        on_click=ConversationState.load_earlier(None),
+                        variant="ghost",
+                        size="1",
+                    ),
+                    rx.button(
+                        "Go to the first message",
+                        on_click=ConversationState.load_from_start,
+                        variant="ghost",
+                        size="1",
+                        id="first-message-button",
+                    ),
+                    spacing="2",
+                ),
             ),
             width="100%",
             align="center",

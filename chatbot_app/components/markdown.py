@@ -182,3 +182,9 @@ def markdown(text: Any) -> rx.Component:
         ),
         class_name="chat-markdown",
     )
+
+
+@rx.memo
+def message_markdown(content: rx.Var[str]) -> rx.Component:
+    """`markdown`, parsed again only when its text changes (React.memo): a long history re-renders cheaply."""
+    return markdown(content)

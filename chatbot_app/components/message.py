@@ -5,10 +5,12 @@ Actions are 32 px buttons, always shown (Edit too: touch screens have no hover).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import reflex as rx
 
 from chatbot_app.components.attachments import message_files
-from chatbot_app.components.markdown import markdown
+from chatbot_app.components.markdown import message_markdown
 from chatbot_app.components.read_aloud import READ_ALOUD_CLASS, is_playing
 from chatbot_app.components.reasoning import live_reasoning, reasoning_section
 from chatbot_app.state.conversation import ConversationState
@@ -104,7 +106,7 @@ def _assistant_bubble(
 ) -> rx.Component:
     return rx.box(
         thinking,
-        markdown(content),
+        message_markdown(content=content),
         footer,
         custom_attrs={"data-testid": "message", "data-role": "assistant", "data-status": status},
         class_name="message assistant-message",
@@ -112,8 +114,8 @@ def _assistant_bubble(
     )
 
 
-def _assistant_footer(message: MessageView) -> rx.Component:
-    is_last = message.id == ConversationState.last_reply_id
+def _assistant_footer(message: MessageView, last_reply_id: rx.Var[int]) -> rx.Component:
+    is_last = message.id == last_reply_id
     return rx.vstack(
         rx.cond(message.error != "", rx.callout(message.error, icon="triangle_alert", color_scheme="red", size="1")),
         rx.hstack(
@@ -144,8 +146,8 @@ def _assistant_footer(message: MessageView) -> rx.Component:
                     ),
                 ),
             ),
-            rx.cond(
-                is_last & ~ReplyState.streaming,
+            rx.cond(  # hidden while a reply is written (chat.css: .replying), not read here: see history_page
+                is_last,
                 _action(
                     "rotate-ccw",
                     rx.cond(message.status == "complete", "Regenerate", "Retry"),
@@ -174,14 +176,11 @@ def _user_bubble(message: MessageView) -> rx.Component:
         rx.hstack(
             _version_switch(message),
             message_time(message.created),
-            rx.cond(
-                ~ReplyState.streaming,
-                _action(
-                    "pencil",
-                    "Edit message",
-                    on_click=ConversationState.start_edit(message.id),
-                    class_name="edit-button",
-                ),
+            _action(  # hidden while a reply is written (chat.css: .replying)
+                "pencil",
+                "Edit message",
+                on_click=ConversationState.start_edit(message.id),
+                class_name="edit-button",
             ),
             _action(
                 "copy",
@@ -228,27 +227,69 @@ def _edit_form(message: MessageView) -> rx.Component:
     )
 
 
-def message_row(message: MessageView) -> rx.Component:
+class Marks(NamedTuple):
+    """What a message shows of the page's state: whether it is being edited, in focus, the newest reply."""
+
+    editing_id: rx.Var[int]
+    focus_id: rx.Var[int]
+    last_reply_id: rx.Var[int]
+
+
+def message_row(message: MessageView, marks: Marks) -> rx.Component:
     return rx.box(
         rx.cond(
             message.role == "user",
             # A message just sent has id 0 until it is stored: never the one being edited (editing_id 0 is none).
             rx.cond(
-                (message.id == ConversationState.editing_id) & (message.id != 0),
+                (message.id == marks.editing_id) & (message.id != 0),
                 _edit_form(message),
                 _user_bubble(message),
             ),
             _assistant_bubble(
                 message.content,
-                _assistant_footer(message),
+                _assistant_footer(message, marks.last_reply_id),
                 message.status,
                 reasoning_section(message.reasoning, message.thinking),
             ),
         ),
         id="m-" + message.id.to_string(),
-        class_name=rx.cond(message.id == ConversationState.focus_message_id, "message-row focused", "message-row"),
+        class_name=rx.cond(message.id == marks.focus_id, "message-row focused", "message-row"),
         width="100%",
     )
+
+
+@rx.memo
+def history_page(
+    messages: rx.Var[list[MessageView]],
+    editing_id: rx.Var[int],
+    focus_id: rx.Var[int],
+    last_reply_id: rx.Var[int],
+) -> rx.Component:
+    """One page of the history (state/history_pages.py), rendered again only when its props change (React.memo).
+
+    Its messages read no state of their own but these props: a change to the history (a turn, a page loaded)
+    renders the pages it changed, and a streamed frame (ReplyState) renders none.
+    """
+    marks = Marks(editing_id, focus_id, last_reply_id)
+    return rx.fragment(rx.foreach(messages, lambda message: message_row(message, marks)))
+
+
+def history() -> rx.Component:
+    """The history shown, page by page; a page is keyed by its number, so loading earlier ones moves none."""
+    order = ConversationState.history_order
+
+    def page(index: rx.Var[int], position: rx.Var[int]) -> rx.Component:
+        # Only the last two pages can hold the newest reply: the others keep their props as it changes.
+        near_end = position >= order.length() - 2  # type: ignore[attr-defined]
+        return history_page(
+            messages=ConversationState.history_page(index),
+            editing_id=ConversationState.editing_id,
+            focus_id=ConversationState.focus_message_id,
+            last_reply_id=rx.cond(near_end, ConversationState.last_reply_id, 0),
+            key=index,
+        )
+
+    return rx.foreach(order, page)
 
 
 def streaming_row() -> rx.Component:

@@ -19,7 +19,7 @@ from chatbot_app.components.composer import composer
 from chatbot_app.components.conversation_menu import conversation_info
 from chatbot_app.components.feedback import copied_confirmation
 from chatbot_app.components.header import header
-from chatbot_app.components.message import message_row, streaming_row
+from chatbot_app.components.message import history, streaming_row
 from chatbot_app.components.read_aloud import read_aloud_player
 from chatbot_app.components.share_panel import share_panel
 from chatbot_app.components.sidebar import sidebar
@@ -107,10 +107,10 @@ def _messages() -> rx.Component:
             rx.vstack(
                 conversation_info(),
                 rx.cond(
-                    ConversationState.messages.length() == 0,  # type: ignore[attr-defined]
+                    ConversationState.history_order.length() == 0,  # type: ignore[attr-defined]
                     rx.cond(ReplyState.streaming, rx.fragment(), _empty_state()),
                 ),
-                rx.foreach(ConversationState.messages, message_row),
+                history(),
                 streaming_row(),
                 rx.box(id=MESSAGE_END_ID),
                 spacing="5",
@@ -120,12 +120,16 @@ def _messages() -> rx.Component:
                 padding="1em",
                 id="message-list",
             ),
-            on_scroll=track_scroll(),
+            on_scroll=track_scroll(
+                ConversationState.load_earlier(ConversationState.first_shown_id), ConversationState.has_earlier
+            ),
             height="100%",
             width="100%",
             id="message-scroller",
         ),
         _scroll_to_bottom(),
+        # Read here, not in each message: a message reading ReplyState would re-render on every streamed frame.
+        class_name=rx.cond(ReplyState.streaming, "history replying", "history"),
         position="relative",
         flex="1",
         min_height="0",

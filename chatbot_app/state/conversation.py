@@ -18,6 +18,7 @@ from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.refusals import Refused
 from chatbot_app.services.wiring import services
+from chatbot_app.state.history_pages import HistoryPages
 from chatbot_app.state.session import SessionState, state_helper
 from chatbot_app.state.views import MessageView, add_file_chips, add_versions, backend_download, view_of_message
 from chatbot_app.storage.models import MessageStatus
@@ -54,11 +55,12 @@ def stats_line(message_count: int, tokens: int) -> str:
     return f"{message_count:,} messages · {tokens:,} tokens"
 
 
-class ConversationState(SessionState):
+class ConversationState(HistoryPages, SessionState):
+    """The history shown is in pages (state/history_pages.py): read `history`, change it with `_show_history`."""
+
     title: str = ""
     summary: str = ""
     stats_line: str = ""
-    messages: list[MessageView] = []
     has_earlier: bool = False
     focus_message_id: int = 0
     editing_id: int = 0
@@ -72,18 +74,14 @@ class ConversationState(SessionState):
     # Bumped whenever the history shown is replaced: a reply watched under an older view is not added.
     _view: int = 0
 
-    @rx.var
-    def last_reply_id(self) -> int:
-        """The newest assistant message, which gets Regenerate/Retry."""
-        return next((m.id for m in reversed(self.messages) if m.role == "assistant"), 0)
-
     # -- called by sibling states, inside their lock -------------------------------------------
 
     @state_helper
     def show_new_chat(self) -> None:
         """An empty conversation view; a notice (e.g. "not found") stays so the user can read it."""
         self.conversation_id, self.title, self.summary, self.stats_line = "", "", "", ""
-        self.messages, self.has_earlier, self.focus_message_id, self.editing_id = [], False, 0, 0
+        self._show_history([])
+        self.has_earlier, self.focus_message_id, self.editing_id = False, 0, 0
         self._running_reply_id = 0
         self._view += 1
 
@@ -95,13 +93,14 @@ class ConversationState(SessionState):
     @state_helper
     def show_reply(self, view: MessageView, watched_under: int) -> None:
         """Add a finished reply to the history (once), if that history is still the one shown."""
-        if watched_under == self._view and not any(m.id == view.id for m in self.messages):
-            self.messages.append(view)
+        shown = self.history
+        if watched_under == self._view and not any(m.id == view.id for m in shown):
+            self._show_history([*shown, view])
 
     @state_helper
     def shown_leaf(self) -> int:
         """The last stored message shown: a send or a regeneration acts on the branch the page shows."""
-        return next((m.id for m in reversed(self.messages) if m.id), 0)
+        return next((m.id for m in reversed(self.history) if m.id), 0)
 
     @state_helper
     def take_running_reply(self) -> int:
@@ -137,11 +136,12 @@ class ConversationState(SessionState):
             return None
         return await self._open(owner, requested, message_id_in(self.router.url.query_parameters.get("m")))
 
-    async def _open(self, owner: str, conversation_id: str, target: int = 0) -> Any:
-        """Show the conversation's current path: its newest messages, reaching back to message `target`."""
+    async def _open(self, owner: str, conversation_id: str, target: int = 0, keep_from: int = 0) -> Any:
+        """Show the conversation's current path: its newest messages, reaching back to message `target` (shown
+        and scrolled to) or `keep_from` (the first message already shown: the pages before a change stay)."""
         try:
             opened = await services().chat.open_conversation(
-                owner, conversation_id, window=OPEN_WINDOW, at_message=target, cap=MAX_LOADED
+                owner, conversation_id, window=OPEN_WINDOW, at_message=target or keep_from, cap=MAX_LOADED
             )
         except ConversationNotFound:
             return self._not_found()
@@ -154,7 +154,7 @@ class ConversationState(SessionState):
         views = [view_of_message(m) for m in messages]
         await add_file_chips(views, owner, conversation.id)
         await add_versions(views, owner, conversation.id)
-        self.messages = views
+        self._show_history(views)
         self.has_earlier = opened.has_earlier
         found = any(m.id == target for m in messages)
         self.focus_message_id, self.notice, self.editing_id = target if found else 0, "", 0
@@ -163,21 +163,38 @@ class ConversationState(SessionState):
         return rx.scroll_to(f"m-{target}") if found else None
 
     @rx.event
-    async def load_earlier(self) -> None:
-        """Prepend the next page of older messages."""
-        if not self.conversation_id or not self.messages or len(self.messages) >= MAX_LOADED:
-            return
-        library, owner = services().library, await self.owner_id()
+    async def load_earlier(self, before_id: Any = None) -> None:
+        """Prepend the next page of older messages (before message `before_id`, if it is still the first shown:
+        scrolling asks again until the page has come)."""
+        await self._load_earlier(await self.owner_id(), before_id)
+
+    @rx.event
+    async def load_from_start(self) -> Any:
+        """ "Go to the first message": load every earlier page, one frame each, then scroll to the top."""
+        owner = await self.owner_id()
+        while self.has_earlier and await self._load_earlier(owner):
+            yield
+        if self.first_shown_id:
+            yield rx.scroll_to(f"m-{self.first_shown_id}")
+
+    async def _load_earlier(self, owner: str, before_id: Any = None) -> bool:
+        shown = self.history
+        if not self.conversation_id or not shown or len(shown) >= MAX_LOADED:
+            return False
+        if before_id is not None and before_id != shown[0].id:  # loaded meanwhile, or not a message id at all
+            return False
+        library = services().library
         try:
-            older = await library.older_messages(owner, self.conversation_id, self.messages[0].id, OPEN_WINDOW + 1)
+            older = await library.older_messages(owner, self.conversation_id, shown[0].id, OPEN_WINDOW + 1)
         except ConversationNotFound:
             self.notice = NOT_FOUND
-            return
+            return False
         self.has_earlier = len(older) > OPEN_WINDOW
         views = [view_of_message(m) for m in older[-OPEN_WINDOW:]]
         await add_file_chips(views, owner, self.conversation_id)
         await add_versions(views, owner, self.conversation_id)
-        self.messages = views + self.messages
+        self._show_history(views + shown)
+        return bool(views)
 
     def _not_found(self) -> Any:
         self.show_new_chat()
@@ -194,10 +211,9 @@ class ConversationState(SessionState):
     async def show_versions(self) -> None:
         """After an edit or a regeneration: the shown messages' places among their versions ("2/2")."""
         if self.conversation_id:
-            views = [dataclasses.replace(m) for m in self.messages]
+            views = [dataclasses.replace(m) for m in self.history]
             await add_versions(views, await self.owner_id(), self.conversation_id)
-            if views != self.messages:
-                self.messages = views
+            self._show_history(views)
 
     # -- versions of a message ("< 2/3 >") ----------------------------------------------------
 
@@ -210,7 +226,10 @@ class ConversationState(SessionState):
         except Refused as refusal:
             self.notice = refusal.message
             return None
-        return await self._open(caller.owner_id, self.conversation_id)
+        # The messages above the one switched stay on the path: their pages are kept. (Not that message itself:
+        # opening at a message of another branch would switch back to it.)
+        above = self.first_shown_id if self.first_shown_id != message_id else 0
+        return await self._open(caller.owner_id, self.conversation_id, keep_from=above)
 
     @rx.event
     async def fork(self, message_id: Any) -> Any:
@@ -227,7 +246,7 @@ class ConversationState(SessionState):
 
     @rx.event
     def start_edit(self, message_id: Any) -> None:
-        if any(m.id == message_id and m.role == "user" for m in self.messages):
+        if any(m.id == message_id and m.role == "user" for m in self.history):
             self.editing_id = message_id
 
     @rx.event
@@ -247,7 +266,8 @@ class ConversationState(SessionState):
         except Refused as refusal:
             self.notice = refusal.message
             return None
-        self.messages, self.summary, self.has_earlier = [], "", False
+        self._show_history([])
+        self.summary, self.has_earlier = "", False
         self._view += 1
         await self.load_stats()
         self.notice = STOPPED_FIRST if stopped else ""

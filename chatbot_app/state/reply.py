@@ -125,7 +125,7 @@ class ReplyState(StreamParts, SessionState):
             self._begin()
             if user_text is not None:  # shown at once; its id comes with the stored turn
                 conversation = await self.get_state(ConversationState)
-                conversation.messages.append(MessageView(id=0, role="user", content=user_text))
+                conversation._show_history([*conversation.history, MessageView(id=0, role="user", content=user_text)])
         try:
             started = await start(caller, chat, batch)
         except (Refused, SQLAlchemyError) as exc:
@@ -134,7 +134,7 @@ class ReplyState(StreamParts, SessionState):
             async with self:
                 self._leave()
                 conversation = await self.get_state(ConversationState)
-                conversation.messages = [m for m in conversation.messages if m.id]
+                conversation._show_history([m for m in conversation.history if m.id])
                 # The message (and its files) stay in the composer, with the reason.
                 self.notice = exc.message if isinstance(exc, Refused) else NOT_STORED
             return
@@ -175,9 +175,10 @@ class ReplyState(StreamParts, SessionState):
         chips: list[FileChip] = []
 
         def show(conversation: ConversationState, started: Started) -> None:
-            conversation.messages = [m for m in conversation.messages if m.id] + [
-                MessageView(id=started.turn.user_message_id, role="user", content=started.text, attachments=chips)
-            ]
+            conversation._show_history(
+                [m for m in conversation.history if m.id]
+                + [MessageView(id=started.turn.user_message_id, role="user", content=started.text, attachments=chips)]
+            )
 
         async def start(caller: Caller, chat: ChatSettings | None, batch: bool) -> Started:
             started = await services().actions.send(
@@ -210,11 +211,11 @@ class ReplyState(StreamParts, SessionState):
 
         def show(conversation: ConversationState, started: Started) -> None:
             turn = started.turn
-            kept = [m for m in conversation.messages if m.id <= turn.user_message_id]
+            kept = [m for m in conversation.history if m.id <= turn.user_message_id]
             if not any(m.id == turn.user_message_id for m in kept) and turn.history:
                 # A stale tab that never saw the message being answered: show it now.
                 kept.append(MessageView(id=turn.user_message_id, role="user", content=turn.history[-1].content))
-            conversation.messages = kept
+            conversation._show_history(kept)
 
         async for event in self._start_reply(start, show):
             yield event
@@ -235,11 +236,12 @@ class ReplyState(StreamParts, SessionState):
             return await services().actions.edit(caller, conversation_id, message_id, raw, batch=batch)
 
         def show(conversation: ConversationState, started: Started) -> None:
-            kept = [m for m in conversation.messages if m.id < message_id]
-            files = next((m.attachments for m in conversation.messages if m.id == message_id), [])
+            shown = conversation.history
+            kept = [m for m in shown if m.id < message_id]
+            files = next((m.attachments for m in shown if m.id == message_id), [])
             # The new version (its own id, the old one's files); "2/2" comes when its reply has ended.
             edited = MessageView(id=started.turn.user_message_id, role="user", content=started.text, attachments=files)
-            conversation.messages = [*kept, edited]
+            conversation._show_history([*kept, edited])
 
         async for event in self._start_reply(start, show):
             yield event

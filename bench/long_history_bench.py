@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -35,6 +34,7 @@ from chatbot_app.storage.database import make_engine, session_scope
 from tests.conftest import TEST_API_KEY, migrate
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.live_app import live_app
+from tests.e2e.test_long_history_in_browser import linear_chatgpt_export
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
 
 #: Words of one imported message: about 1.5 kB, as in the export the issue measured.
@@ -49,34 +49,6 @@ new PerformanceObserver((list) => {
 #: The fake Groq server answers every turn (with GROQ_BASE_URL).
 SERVED_BY_FAKE = {"GROQ_API_KEY": TEST_API_KEY, "CHATBOT_MODEL": "fake-large"}
 QUIET_S = 0.5  # a turn's trailing frames (totals, versions, title) have come when the socket is this quiet
-
-
-def chatgpt_export(lengths: dict[str, int]) -> bytes:
-    """A conversations.json with one linear conversation of each length (title -> messages)."""
-    conversations = []
-    for title, length in lengths.items():
-        mapping: dict[str, Any] = {"root": {"id": "root", "message": None, "parent": None, "children": []}}
-        parent = "root"
-        for n in range(length):
-            node_id = f"{title}-{n}"
-            role = ("user", "assistant")[n % 2]
-            mapping[parent]["children"].append(node_id)
-            mapping[node_id] = {
-                "id": node_id,
-                "parent": parent,
-                "children": [],
-                "message": {
-                    "id": node_id,
-                    "author": {"role": role},
-                    "create_time": 1_700_000_000 + n,
-                    "content": {"content_type": "text", "parts": [f"{title} {n}: {MESSAGE_TEXT}"]},
-                    "metadata": {},
-                    "recipient": "all",
-                },
-            }
-            parent = node_id
-        conversations.append({"title": title, "create_time": 1_700_000_000, "mapping": mapping, "current_node": parent})
-    return json.dumps(conversations).encode()
 
 
 def import_export(database_url: str, owner: str, data: bytes) -> dict[str, tuple[str, int, int]]:
@@ -173,7 +145,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    data = chatgpt_export({"long": args.messages, "short": 4})
+    data = linear_chatgpt_export({"long": args.messages, "short": 4}, MESSAGE_TEXT)
     fake = FakeLLMServer(default=Behaviour(text="", tokens=args.tokens, tokens_per_s=args.rate)).start()
     owner = secrets.token_urlsafe(24)
     results: dict[str, dict[str, float]] = {}

@@ -38,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app_names import IDENTITY, MESSAGES, REASONING_TAIL, SEND_MESSAGE, STREAM_PARTS, STREAMING
+from app_names import IDENTITY, REASONING_TAIL, SEND_MESSAGE, STREAM_PARTS, STREAMING, changed_messages
 from bench_backend import bench_environment
 
 from tests.conftest import migrate
@@ -78,7 +78,7 @@ async def _one_reply(backend_url: str, message: str, timeout_s: float) -> ReplyR
         if streaming is True:
             streaming_seen[0] = True
         elif streaming is False and streaming_seen[0]:
-            messages = (delta.get(MESSAGES[0]) or {}).get(MESSAGES[1]) or []
+            messages = changed_messages(delta)
             if messages:
                 record.status = str(messages[-1].get("status", ""))
                 record.reasoning_chars_at_end = len(messages[-1].get("reasoning") or "")

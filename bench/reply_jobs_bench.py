@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app_names import IDENTITY, MAX_TOKENS, MESSAGES, SEND_MESSAGE, STOP, STREAM_PARTS, STREAMING
+from app_names import IDENTITY, MAX_TOKENS, SEND_MESSAGE, STOP, STREAM_PARTS, STREAMING, changed_messages
 from bench_backend import bench_environment
 
 from tests.conftest import migrate
@@ -68,7 +68,7 @@ class Tab:
                 self.frame_times.append(at)
         if (flag := (delta.get(STREAMING[0]) or {}).get(STREAMING[1])) is not None:
             self.streaming = bool(flag)
-        messages = (delta.get(MESSAGES[0]) or {}).get(MESSAGES[1])
+        messages = changed_messages(delta)
         if messages:
             self.last_status = str(messages[-1].get("status", ""))
         if (max_tokens := (delta.get(MAX_TOKENS[0]) or {}).get(MAX_TOKENS[1])) is not None:

@@ -83,7 +83,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app_names import IDENTITY, MAX_TOKENS, MESSAGES, SEND_MESSAGE, STREAM_PARTS, STREAMING
+from app_names import IDENTITY, MAX_TOKENS, SEND_MESSAGE, STREAM_PARTS, STREAMING, changed_messages
 from reflex.state import OnLoadInternalState, State, UpdateVarsInternalState
 
 from chatbot_app.config import Settings
@@ -302,7 +302,7 @@ class ChatTracker:
         if streaming is True:
             self._streaming_seen = True
         elif streaming is False and self._streaming_seen:
-            messages = (delta.get(MESSAGES[0]) or {}).get(MESSAGES[1]) or []
+            messages = changed_messages(delta)
             if messages and messages[-1].get("role") == "assistant":
                 record.text_chars = max(record.text_chars, len(messages[-1].get("content") or ""))
                 record.status = str(messages[-1].get("status", ""))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session
 
-from bench.app_names import IDENTITY, MESSAGES, SEND_MESSAGE, STOP, STREAM_PARTS, STREAMING
+from bench.app_names import IDENTITY, SEND_MESSAGE, STOP, STREAM_PARTS, STREAMING, changed_messages
 from chatbot_app.state.reply import ReplyState
 from chatbot_app.storage.database import make_engine
 from chatbot_app.storage.models import Message
@@ -50,7 +50,7 @@ class Tab:
             self.shown.append("".join(self.parts.get(key, "") for key in STREAM_PARTS))
         if (flag := (delta.get(STREAMING[0]) or {}).get(STREAMING[1])) is not None:
             self.streaming = bool(flag)
-        if messages := (delta.get(MESSAGES[0]) or {}).get(MESSAGES[1]):
+        if messages := changed_messages(delta):
             self.last = messages[-1]
         self.changed.set()
 

@@ -3,10 +3,13 @@ between them with the newest path below each, and the choice survives a reload."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.e2e.test_chat_in_browser import send, wait_for_conversation_url, wait_for_replies
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, Hold
+from tests.integration.test_transfer import chatgpt_export
 
 pytestmark = pytest.mark.e2e
 
@@ -77,6 +80,35 @@ def test_regenerating_twice_keeps_three_versions_and_the_arrows_go_through_them(
     page.click("[data-testid=branch-next]")
     wait_for_shown(page, ["Tell me something", "A better answer."])
     position.filter(has_text="2/3").wait_for()
+
+
+def test_a_chatgpt_export_with_an_edited_question_imports_both_branches_to_switch_between(page) -> None:  # type: ignore[no-untyped-def]
+    page.set_input_files(
+        "#import-upload input[type=file]",
+        [
+            {
+                "name": "conversations.json",
+                "mimeType": "application/json",
+                "buffer": json.dumps(chatgpt_export()).encode(),
+            }
+        ],
+    )
+    page.locator("[data-testid=conversation-item]", has_text="Rain haiku").click()
+    current = [
+        "Give me a haiku about rain",
+        "Soft rain on the roof ...",
+        "Now one about snow",
+        "White hush on the pines",
+    ]
+    wait_for_shown(page, current)  # the branch ChatGPT showed last (current_node)
+    position = page.locator("[data-testid=branch-position]")
+    position.filter(has_text="2/2").wait_for()
+
+    page.click("[data-testid=branch-prev]")
+    wait_for_shown(
+        page, ["Give me a haiku about rain", "Soft rain on the roof ...", "Now one about snwo", "(abandoned branch)"]
+    )
+    position.filter(has_text="1/2").wait_for()
 
 
 def test_a_reply_streaming_on_the_branch_left_is_shown_whole_on_returning(  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from chatbot_app.api.schemas import (
     ConversationPageOut,
     ConversationSettingsOut,
     ConversationSummaryOut,
+    ForkRequest,
     LeafRequest,
     MessageOut,
 )
@@ -102,6 +103,26 @@ async def switch_branch(
     await services().actions.show_branch(Caller(owner, address), conversation_id, body.message_id)
     try:
         return await _read(owner, conversation_id)
+    except ConversationNotFound:  # deleted meanwhile
+        raise ApiError(404, NOT_FOUND) from None
+
+
+@router.post(
+    "/{conversation_id}/fork",
+    summary="Branch in new chat: a new conversation with a copy of the path up to a message, files included",
+    status_code=201,
+    responses={
+        404: {"description": "Conversation or message not found (unknown, or another key's)."},
+        429: {"description": "Over a rate limit or the daily quota (a question is answered in the copy)."},
+    },
+)
+async def fork_conversation(
+    conversation_id: str, body: ForkRequest, owner: Owner, address: ClientAddress
+) -> ConversationOut:
+    """As the UI's "Branch in new chat"; a copy that ends on a question has its reply running (`streaming`)."""
+    new_id = await services().actions.fork(Caller(owner, address), conversation_id, body.message_id)
+    try:
+        return await _read(owner, new_id)
     except ConversationNotFound:  # deleted meanwhile
         raise ApiError(404, NOT_FOUND) from None
 

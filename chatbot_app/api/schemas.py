@@ -99,6 +99,16 @@ class LeafRequest(BaseModel):
     )
 
 
+class ForkRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    message_id: int = Field(
+        description="A message of the conversation's: the new one holds a copy of the path up to it (a question "
+        "is answered there at once).",
+        json_schema_extra={"minimum": 1},
+    )
+
+
 class RowOut(BaseModel):
     """A response body read from a stored row's attributes (`model_validate(row)`), field by field as declared."""
 

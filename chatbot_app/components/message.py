@@ -75,7 +75,8 @@ def _version_switch(message: MessageView) -> rx.Component:
 
 
 def _fork_action(message: MessageView) -> rx.Component:
-    """ "Branch in new chat": a new conversation with the path up to this message (not for one still unsaved)."""
+    """ "Branch in new chat": a new conversation with the path up to this message (not for one still unsaved); from
+    a question, the new chat answers it."""
     return rx.cond(
         message.id != 0,
         _action(
@@ -176,6 +177,7 @@ def _user_bubble(message: MessageView) -> rx.Component:
         rx.hstack(
             _version_switch(message),
             message_time(message.created),
+            _fork_action(message),
             _action(  # hidden while a reply is written (chat.css: .replying)
                 "pencil",
                 "Edit message",

@@ -35,7 +35,8 @@ from chatbot_app.providers.base import (
 )
 from chatbot_app.services.accounts import Accounts, NotAllowed, owner_id_of
 from chatbot_app.services.attachments import AttachmentRejected, PreparedAttachment
-from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
+from chatbot_app.services.branch_changes import BranchChanges
+from chatbot_app.services.chat_service import ChatService, ConversationNotFound, MessageNotFound, Turn
 from chatbot_app.services.chat_settings import ChatSettings
 from chatbot_app.services.context import estimate_tokens
 from chatbot_app.services.error_messages import describe_error
@@ -132,6 +133,18 @@ def _not_found_as(message: str = CONVERSATION_NOT_FOUND) -> Iterator[None]:
         raise Refused(RefusalKind.NOT_FOUND, message) from None
 
 
+@contextlib.contextmanager
+def _message_not_found() -> Iterator[None]:
+    """A message that is not in the caller's conversation is not found; a conversation that is not the
+    caller's is not found either, in its own words (as a tab, which cannot open it, is told)."""
+    try:
+        yield
+    except MessageNotFound:
+        raise Refused(RefusalKind.NOT_FOUND, MESSAGE_NOT_FOUND) from None
+    except ConversationNotFound:
+        raise Refused(RefusalKind.NOT_FOUND, CONVERSATION_NOT_FOUND) from None
+
+
 def _as_row_id(raw: object) -> int | None:
     """A database id as a client sent it: a positive int that fits the column (JSON's true is no id)."""
     return raw if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 2**63 else None
@@ -171,8 +184,11 @@ class Actions:
         imports: ImportJobs | None = None,
         speaker: Speaker | None = None,
         speech_links: SignedLinks | None = None,
+        branches: BranchChanges | None = None,
     ) -> None:
         self.settings = settings
+        #: Tells the tabs open on a conversation that its branch was switched.
+        self.branches = branches or BranchChanges()
         self.imports = imports or ImportJobs(library, MemoryImportProgress())
         self.accounts = accounts
         self.chat = chat
@@ -311,28 +327,33 @@ class Actions:
         checked, version_of = self._conversation_id(conversation_id), _row_id(message_id, MESSAGE_NOT_FOUND)
         if isinstance(step, bool) or step not in (-1, 1):
             raise Refused(RefusalKind.INVALID, NO_OTHER_VERSION)
-        with _not_found_as(MESSAGE_NOT_FOUND):
+        with _message_not_found():
             switched = await self.chat.switch_version(caller.owner_id, checked, version_of, -1 if step == -1 else 1)
         if not switched:
             raise Refused(RefusalKind.INVALID, NO_OTHER_VERSION)
+        await self.branches.announce(checked)
 
     async def show_branch(self, caller: Caller, conversation_id: object, message_id: object) -> None:
         """Make the newest path through the message the conversation's current one (the API's leaf switch)."""
         checked, through = self._conversation_id(conversation_id), _row_id(message_id, MESSAGE_NOT_FOUND)
-        with _not_found_as(MESSAGE_NOT_FOUND):
+        with _message_not_found():
             await self.chat.show_branch(caller.owner_id, checked, through)
+        await self.branches.announce(checked)
 
     async def fork(self, caller: Caller, conversation_id: object, message_id: object) -> str:
         """ "Branch in new chat": a new conversation with a copy of the path up to the message, files included;
-        its id. It writes as much as a message's worth of history, so it counts against the message limits."""
+        its id. It writes as much as a message's worth of history, so it counts against the message limits; a
+        copy that ends on a question is answered at once, so that one is admitted as a model call."""
         checked, at = self._conversation_id(conversation_id), _row_id(message_id, MESSAGE_NOT_FOUND)
-        if refusal := await self.chat.limits.admit(caller.owner_id, caller.address):
-            raise _limit_refusal(refusal)
-        try:
-            with _not_found_as(MESSAGE_NOT_FOUND):
-                return await self.chat.fork(caller.owner_id, checked, at)
-        except InvalidInput as exc:  # a user message
-            raise Refused(RefusalKind.INVALID, str(exc)) from None
+        with _message_not_found():
+            if await self.chat.message_role(caller.owner_id, checked, at) == "user":
+                await self.admit(caller)
+            elif refusal := await self.chat.limits.admit(caller.owner_id, caller.address):
+                raise _limit_refusal(refusal)
+            fork = await self.chat.fork(caller.owner_id, checked, at)
+        if fork.turn is not None:
+            await self.replies.start(fork.turn, address=caller.address)
+        return fork.conversation_id
 
     async def stop(self, caller: Caller, reply_id: object) -> None:
         """Stop one of the caller's replies wherever its job runs (a reply that has ended is left as it is)."""

@@ -63,7 +63,6 @@ FINAL_SAVE_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 PARENT_NOT_A_REPLY = "A message follows a finished reply: name one as its parent."
-FORK_FROM_A_REPLY = "Branch in new chat from a reply; to branch from your own message, edit it."
 TITLE_INSTRUCTION = (
     "Write a title of at most six words for the conversation the user shows you. "
     "Reply with the title only: no quotes, no punctuation at the end."
@@ -78,6 +77,10 @@ class ConversationNotFound(LookupError):
     """Unknown, foreign, or malformed conversation id: all three look the same to the caller."""
 
 
+class MessageNotFound(ConversationNotFound):
+    """The caller's conversation has no such message (unknown, or another conversation's)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     """A user message that has been stored, and the reply row that will hold the answer."""
@@ -90,6 +93,14 @@ class Turn:
     reply_id: int
     history: list[ChatMessage]
     settings: ChatSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """A conversation copied up to a message, and the reply it starts when that message is a question."""
+
+    conversation_id: str
+    turn: Turn | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +171,21 @@ class ChatService:
         return await self._db(work)
 
     async def open_conversation(
-        self, owner_id: str, conversation_id: str, *, window: int, at_message: int = 0, cap: int = 2_000
+        self,
+        owner_id: str,
+        conversation_id: str,
+        *,
+        window: int,
+        at_message: int = 0,
+        cap: int = 2_000,
+        to_its_branch: bool = True,
     ) -> OpenedConversation:
         """A conversation as a page opens it, in one transaction and a fixed number of queries.
 
         It shows the newest `window` messages, reaching back to `at_message` when that is one of its
         own (at most `cap` messages). A message on another branch (a search hit) opens that branch: it becomes
-        the current one, with the newest path below the message. Raises ConversationNotFound.
+        the current one, with the newest path below the message; without `to_its_branch`, such a message is
+        passed over (a page that keeps what it shows above a switch made elsewhere). Raises ConversationNotFound.
         """
 
         def work(session: Session) -> OpenedConversation:
@@ -177,11 +196,12 @@ class ChatService:
                 and target.conversation_id == conversation.id
                 and not store.is_on_path(session, conversation.id, at_message)
             )
-            if on_another_branch:
+            start = 0 if on_another_branch and not to_its_branch else at_message
+            if on_another_branch and to_its_branch:
                 store.set_current_leaf(
                     session, conversation, store.newest_leaf_under(session, conversation.id, at_message)
                 )
-            messages = store.messages_from(session, conversation.id, at_message, window, cap)
+            messages = store.messages_from(session, conversation.id, start, window, cap)
             first_id = messages[0].id if messages else None
             has_earlier = bool(first_id and store.messages_before(session, conversation.id, first_id, 1))
             return OpenedConversation(
@@ -444,7 +464,7 @@ class ChatService:
             conversation = _owned(session, owner_id, conversation_id)
             message = session.get(Message, message_id)
             if message is None or message.conversation_id != conversation.id:
-                raise ConversationNotFound(conversation_id)
+                raise MessageNotFound(conversation_id)
             store.set_current_leaf(session, conversation, store.newest_leaf_under(session, conversation.id, message_id))
 
         await self._db(work)
@@ -461,7 +481,7 @@ class ChatService:
             conversation = _owned(session, owner_id, conversation_id)
             versions = store.siblings_of(session, conversation.id, message_id)
             if not versions:
-                raise ConversationNotFound(conversation_id)
+                raise MessageNotFound(conversation_id)
             place = versions.index(message_id) + step
             if not 0 <= place < len(versions):
                 return False
@@ -472,24 +492,31 @@ class ChatService:
 
         return await self._db(work)
 
-    async def fork(self, owner_id: str, conversation_id: str, message_id: int) -> str:
-        """A new conversation with a copy of the path that ends at the reply (and its files): "Branch in new
-        chat". Its id; raises ConversationNotFound (also for a message that is not the conversation's), or
-        InvalidInput for a user message (Edit makes a branch from one)."""
+    async def fork(self, owner_id: str, conversation_id: str, message_id: int) -> Fork:
+        """A new conversation with a copy of the path that ends at the message (and its files): "Branch in new
+        chat". A copy that ends on a question starts its reply at once (`Fork.turn`: the caller runs it).
+        Raises ConversationNotFound (also for a message that is not the conversation's)."""
 
-        def work(session: Session) -> str:
+        def work(session: Session) -> Fork:
             conversation = _owned(session, owner_id, conversation_id)
             message = session.get(Message, message_id)
             if message is None or message.conversation_id != conversation.id:
-                raise ConversationNotFound(conversation_id)
-            if message.role != "assistant":  # a copy that ended on a question would have no answer to follow
-                raise InvalidInput(FORK_FROM_A_REPLY)
+                raise MessageNotFound(conversation_id)
             title = _title_from(f"{conversation.title} (branch)", words=12)
             copy, copies = store.fork(session, conversation, message_id, title)
             attachment_store.copy_attachments(session, copies)
-            return copy.id
+            turn = self._new_reply(session, copy, created=False) if message.role == "user" else None
+            return Fork(copy.id, turn)
 
         return await self._db(work)
+
+    async def message_role(self, owner_id: str, conversation_id: str, message_id: int) -> str:
+        """Whose the message is ("user" or "assistant"); raises ConversationNotFound (also for a message that is
+        not the conversation's)."""
+        message = await self.load_message(owner_id, conversation_id, message_id)
+        if message is None:
+            raise MessageNotFound(conversation_id)
+        return message.role
 
     async def read_path(
         self, owner_id: str, conversation_id: str

@@ -18,6 +18,7 @@ from chatbot_app.providers import ProviderRegistry
 from chatbot_app.services.accounts import Accounts
 from chatbot_app.services.actions import Actions
 from chatbot_app.services.attachments import AttachmentLimits, AttachmentStore
+from chatbot_app.services.branch_changes import BranchChanges
 from chatbot_app.services.chat_service import ChatService
 from chatbot_app.services.export_links import ExportLinks
 from chatbot_app.services.file_checks import FileCheckPool
@@ -55,12 +56,15 @@ class Services:
     file_checks: FileCheckPool
     #: Imports running as jobs of their own, and their progress.
     imports: ImportJobs
+    #: Word of switched branches, for the tabs open on a conversation (the actions announce them).
+    branches: BranchChanges
 
     async def aclose(self) -> None:
         """Shut down: running replies store their text as `interrupted`, running imports are discarded
         (and say so), provider connections close, the file checkers stop."""
         await self.replies.aclose()
         await self.imports.aclose()
+        await self.branches.aclose()
         await self.chat.providers.aclose()
         await asyncio.to_thread(self.file_checks.close)
 
@@ -98,6 +102,7 @@ def build_services(settings: Settings) -> Services:
     speaker = speaker_from_settings(settings)
     accounts = Accounts(settings, engine)
     imports = ImportJobs(library, import_progress_store(settings.redis_url))
+    branches = BranchChanges(settings.redis_url)
     return Services(
         settings=settings,
         chat=chat,
@@ -110,10 +115,21 @@ def build_services(settings: Settings) -> Services:
         transcriber=transcriber,
         speaker=speaker,
         actions=Actions(
-            settings, chat, replies, library, shares, accounts, transcriber, imports, speaker, speech_links(settings)
+            settings,
+            chat,
+            replies,
+            library,
+            shares,
+            accounts,
+            transcriber,
+            imports,
+            speaker,
+            speech_links(settings),
+            branches,
         ),
         file_checks=file_checks,
         imports=imports,
+        branches=branches,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import reflex as rx
@@ -19,7 +20,7 @@ from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.refusals import Refused
 from chatbot_app.services.wiring import services
 from chatbot_app.state.history_pages import HistoryPages
-from chatbot_app.state.session import SessionState, state_helper
+from chatbot_app.state.session import PasswordChangeRequired, SessionLost, SessionState, state_helper, tab_connected
 from chatbot_app.state.views import MessageView, add_file_chips, add_versions, backend_download, view_of_message
 from chatbot_app.storage.models import MessageStatus
 
@@ -33,6 +34,12 @@ MAX_LOADED = 2_000
 CHAT_ROUTE = "/[[section]]/[[chat_id]]"
 _CONVERSATION_PATH = re.compile(r"/c/([^/]+)/?")
 NOT_FOUND = "That conversation was not found."
+#: How often a tab's branch watcher wakes without news, to end itself if its tab is gone.
+BRANCH_WATCH_S = 30.0
+#: Branch watchers one tab may hold (a tab that moved on ends its watcher at its next wake).
+MAX_WATCHERS_PER_TAB = 4
+#: (tab token, conversation) of this process's branch watchers.
+_BRANCH_WATCHERS: set[tuple[str, str]] = set()
 
 
 def conversation_url(conversation_id: str) -> str:
@@ -127,21 +134,70 @@ class ConversationState(HistoryPages, SessionState):
         self._running_reply_id = 0
         if requested and requested == self._just_created:
             self._just_created = ""
-            return None  # the first message of a new chat created it: already on the page
+            return ConversationState.watch_branch  # the first message of a new chat created it: already shown
         self._just_created = ""
         # "/nowhere" or "/c": not a chat address, so the page says "not found" (and links to a new chat).
         self.page_missing = not requested and bool(self.router.url.path.strip("/"))
         if not requested:
             self.show_new_chat()
             return None
-        return await self._open(owner, requested, message_id_in(self.router.url.query_parameters.get("m")))
+        scroll = await self._open(owner, requested, message_id_in(self.router.url.query_parameters.get("m")))
+        if not self.conversation_id:  # not found: a new chat instead
+            return scroll
+        return [ConversationState.watch_branch] if scroll is None else [scroll, ConversationState.watch_branch]
+
+    @rx.event(background=True)
+    async def watch_branch(self) -> Any:
+        """While this tab shows the conversation, show a switch of versions made in another tab or device at
+        once. One watcher per tab and conversation; it ends when the tab shows another or is gone."""
+        async with self:
+            conversation_id, token = self.conversation_id, self.router.session.client_token
+            if not conversation_id or (token, conversation_id) in _BRANCH_WATCHERS:
+                return
+            if sum(1 for watching, _ in _BRANCH_WATCHERS if watching == token) >= MAX_WATCHERS_PER_TAB:
+                return
+        _BRANCH_WATCHERS.add((token, conversation_id))
+        try:
+            async for _ in self._branch_switches(conversation_id, token):
+                from chatbot_app.state.reply import ReplyState  # (it imports this module)
+
+                yield ReplyState.resume  # a reply still written on the branch shown is followed again
+        finally:
+            _BRANCH_WATCHERS.discard((token, conversation_id))
+
+    async def _branch_switches(self, conversation_id: str, token: str) -> AsyncIterator[None]:
+        """Show each switch of the conversation's branch as it comes; yields after each."""
+        changes = services().branches
+        seen = changes.seen(conversation_id)
+        while True:
+            changed = await changes.wait(conversation_id, seen, BRANCH_WATCH_S)
+            seen = changes.seen(conversation_id)
+            if not changed and not await tab_connected(token):
+                return
+            async with self:
+                if self.conversation_id != conversation_id:
+                    return
+                if not changed:
+                    continue
+                try:
+                    owner = await self.owner_id()
+                    await self._open(owner, conversation_id, keep_from=self.first_shown_id)
+                except (SessionLost, PasswordChangeRequired):  # signed out meanwhile: nothing more to show
+                    return
+            yield
 
     async def _open(self, owner: str, conversation_id: str, target: int = 0, keep_from: int = 0) -> Any:
         """Show the conversation's current path: its newest messages, reaching back to message `target` (shown
-        and scrolled to) or `keep_from` (the first message already shown: the pages before a change stay)."""
+        and scrolled to; on another branch, that branch is shown) or `keep_from` (the first message already
+        shown, if still on the path: the pages before a change stay)."""
         try:
             opened = await services().chat.open_conversation(
-                owner, conversation_id, window=OPEN_WINDOW, at_message=target or keep_from, cap=MAX_LOADED
+                owner,
+                conversation_id,
+                window=OPEN_WINDOW,
+                at_message=target or keep_from,
+                cap=MAX_LOADED,
+                to_its_branch=bool(target),
             )
         except ConversationNotFound:
             return self._not_found()

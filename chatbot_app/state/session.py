@@ -251,6 +251,16 @@ class SessionState(rx.State):
         return address_from_headers(headers.raw_headers, self.router.session.client_ip, get_settings().trusted_proxies)
 
 
+async def tab_connected(token: str) -> bool:
+    """Whether the tab with this client token has a websocket open to any backend (Reflex's token manager)."""
+    from reflex.utils.prerequisites import get_and_validate_app
+
+    namespace = get_and_validate_app().app.event_namespace
+    if namespace is None:  # not serving (a test's bare state)
+        return False
+    return await namespace._token_manager.is_token_connected(token)
+
+
 def _states_below(cls: type[BaseState]) -> list[type[BaseState]]:
     found: list[type[BaseState]] = []
     for child in cls.get_substates():

@@ -458,3 +458,97 @@ def test_a_recording_is_transcribed_and_counted_alike_by_the_tab_and_the_api(doo
 
     assert from_tab == from_api == FAKE_TRANSCRIPT
     assert after_tab > 0 and after_api == 2 * after_tab  # the same audio counts the same seconds
+
+
+# --- versions ---------------------------------------------------------------------------------------
+
+
+def current_path(person: Person, conversation_id: str) -> list[str]:
+    from chatbot_app.storage import conversations as store
+
+    with Session(person.doors.engine) as session:
+        return [m.content for m in store.latest_messages(session, conversation_id)]
+
+
+async def branched(person: Person) -> tuple[str, dict[str, int]]:
+    """A conversation whose first reply has two follow-ups (sent with parent_id), "B" the current; its id and
+    the message ids by content."""
+    async with person.api() as api:
+        first = await api.post("/api/chat_batch", json={"message": "Question"})
+        conversation_id = first.headers["x-conversation-id"]
+        reply = (await api.get(f"/api/conversations/{conversation_id}")).json()["messages"][-1]["id"]
+        for text in ("Follow-up A", "Follow-up B"):
+            answer = await api.post(
+                "/api/chat_batch", json={"message": text, "conversation_id": conversation_id, "parent_id": reply}
+            )
+            assert answer.status_code == 200, answer.text
+    await settled(person, conversation_id)
+    return conversation_id, {m.content: m.id or 0 for _, ms in person.conversations() for m in ms}
+
+
+@pytest.mark.parametrize("door", ["tab", "api"])
+def test_switching_and_forking_give_the_same_branches_and_refusals_through_either_door(
+    doors: Doors, fake: FakeLLMServer, door: str
+) -> None:
+    owner, intruder = person(doors), person(doors)
+
+    async def run() -> tuple[list[str], list[str], list[str]]:
+        conversation_id, ids = await branched(owner)
+        if door == "api":
+            async with owner.api() as api:
+                switched = await api.put(
+                    f"/api/conversations/{conversation_id}/leaf", json={"message_id": ids["Follow-up A"]}
+                )
+                assert switched.status_code == 200
+                forked = await api.post(
+                    f"/api/conversations/{conversation_id}/fork", json={"message_id": ids["Question"]}
+                )
+                assert forked.status_code == 201
+                fork_id = forked.json()["id"]
+            async with intruder.api() as api:
+                refusals = [
+                    (
+                        await api.put(
+                            f"/api/conversations/{conversation_id}/leaf", json={"message_id": ids["Question"]}
+                        )
+                    ).json()["detail"],
+                    (
+                        await api.post(
+                            f"/api/conversations/{conversation_id}/fork", json={"message_id": ids["Question"]}
+                        )
+                    ).json()["detail"],
+                ]
+        else:
+            tab = await owner.tab(f"/c/{conversation_id}")
+            try:
+                await tab.call(ConversationState, "open_page")
+                await tab.until(lambda: tab.value(SessionState, "conversation_id") == conversation_id)
+                await tab.call(ConversationState, "switch_version", message_id=ids["Follow-up B"], step=-1)
+                await polled(lambda: current_path(owner, conversation_id)[2] == "Follow-up A")
+                await tab.call(ConversationState, "fork", message_id=ids["Question"])
+                fork_id = await polled(
+                    lambda: next((c.id for c, _ in owner.conversations() if c.id != conversation_id), None)
+                )
+            finally:
+                await tab.close()
+            refusals = []
+            for handler, payload in [
+                ("switch_version", {"message_id": ids["Question"], "step": 1}),
+                ("fork", {"message_id": ids["Question"]}),
+            ]:
+                tab = await intruder.tab(f"/c/{conversation_id}")  # a tab each: the same words twice are no change
+                try:
+                    await tab.call(ConversationState, "open_page")  # not theirs: a new chat instead, and a notice
+                    await tab.until(lambda tab=tab: tab.value(SessionState, "notice"))
+                    refusals.append(await notice_after(tab, tab.call(ConversationState, handler, **payload)))
+                finally:
+                    await tab.close()
+        await settled(owner, fork_id)
+        return current_path(owner, conversation_id), current_path(owner, fork_id), refusals
+
+    path, fork, refusals = in_thread(run)
+
+    assert path == ["Question", "You said: Question", "Follow-up A", "You said: Follow-up A"]
+    assert fork == ["Question", "You said: Question"]  # a fork at a question answers it in the copy
+    assert refusals == [CONVERSATION_NOT_FOUND, CONVERSATION_NOT_FOUND]
+    assert intruder.conversations() == []

@@ -82,6 +82,23 @@ def test_regenerating_twice_keeps_three_versions_and_the_arrows_go_through_them(
     position.filter(has_text="2/3").wait_for()
 
 
+def test_a_second_tab_on_the_conversation_follows_a_switch_made_in_the_first(page, fake: FakeLLMServer) -> None:  # type: ignore[no-untyped-def]
+    fake.enqueue_stream(Behaviour(text="A dull answer."), Behaviour(text="A better answer."))
+    send(page, "Tell me something")
+    wait_for_replies(page, 1)
+    url = wait_for_conversation_url(page)
+    page.locator(".regenerate-button").click()
+    page.locator("[data-testid=branch-position]").filter(has_text="2/2").wait_for()
+    other = page.context.new_page()  # the same browser: the same identity
+    other.goto(url)
+    wait_for_shown(other, ["Tell me something", "A better answer."])
+
+    page.click("[data-testid=branch-prev]")
+    wait_for_shown(other, ["Tell me something", "A dull answer."])  # no reload, no click in this tab
+    other.locator("[data-testid=branch-position]").filter(has_text="1/2").wait_for()
+    other.close()
+
+
 def test_a_chatgpt_export_with_an_edited_question_imports_both_branches_to_switch_between(page) -> None:  # type: ignore[no-untyped-def]
     page.set_input_files(
         "#import-upload input[type=file]",

@@ -10,9 +10,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from chatbot_app.services.actions import MESSAGE_NOT_FOUND, NO_OTHER_VERSION, Caller
+from chatbot_app.services.actions import CONVERSATION_NOT_FOUND, MESSAGE_NOT_FOUND, NO_OTHER_VERSION, Caller
 from chatbot_app.services.attachments import AttachmentLimits, prepare_attachment
-from chatbot_app.services.chat_service import FORK_FROM_A_REPLY
 from chatbot_app.services.refusals import RefusalKind, Refused
 from chatbot_app.services.wiring import Services
 from chatbot_app.storage import attachments as attachment_store
@@ -137,7 +136,8 @@ async def test_hostile_arguments_to_a_switch_change_nothing(
         messages.append(refused.value.message)
 
     assert kinds == [RefusalKind.NOT_FOUND] * 5 + [RefusalKind.INVALID] * 4 + [RefusalKind.NOT_FOUND] * 2
-    assert messages[:5] == [MESSAGE_NOT_FOUND] * 5
+    # Another user's conversation is not found as a conversation (as in a tab, which cannot open it).
+    assert messages[:5] == [CONVERSATION_NOT_FOUND] + [MESSAGE_NOT_FOUND] * 4
     assert path(engine, conversation_id) == ["Question", "Two"]
 
 
@@ -203,9 +203,19 @@ async def test_branch_in_new_chat_copies_the_path_up_to_the_message_with_its_fil
         with pytest.raises(Refused) as refused:
             await built.actions.fork(who, conversation, message)
         assert refused.value.kind == RefusalKind.NOT_FOUND
-    with pytest.raises(Refused) as refused:  # a question with no answer to follow in the copy
-        await built.actions.fork(caller, conversation_id, first.turn.user_message_id)
-    assert refused.value.message == FORK_FROM_A_REPLY
+
+    fake.enqueue_stream(Behaviour(text="Answered in the copy."))
+    question_fork = await built.actions.fork(caller, conversation_id, path_ids(engine, conversation_id)[2])
+    await built.replies.join(path_ids(engine, question_fork)[-1])
+    # A copy that ends on a question is answered there, with the path up to it as the context.
+    assert path(engine, question_fork) == [
+        "Read this",
+        "Otters hold hands.",
+        "Something later",
+        "Answered in the copy.",
+    ]
+    assert [m["content"] for m in fake.streamed_requests()[-1].body["messages"]][-1] == "Something later"
+    assert path(engine, conversation_id) == ["Read this", "Otters hold hands.", "Something later", "Later answer"]
 
 
 async def test_a_page_showing_another_branch_sends_on_it_and_a_page_only_behind_sends_at_the_end(

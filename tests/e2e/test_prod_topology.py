@@ -30,6 +30,7 @@ from tests.e2e.prod_cluster import (
     RedisServer,
     connections,
     drop_websocket,
+    move_websocket,
     open_tab_on_a_backend,
     prod_cluster,
     require_nginx,
@@ -362,3 +363,24 @@ def test_make_prod_stops_everything_it_started(prod: Topology, tmp_path: Path, s
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
+
+
+def test_a_switch_of_versions_on_one_backend_reaches_a_tab_on_the_other(  # type: ignore[no-untyped-def]
+    prod: Topology, tabs, fake: FakeLLMServer
+) -> None:
+    fake.enqueue_stream(Behaviour(text="A dull answer."), Behaviour(text="A better answer."))
+    page, home = open_tab_on_a_backend(prod, tabs)
+    send(page, "Tell me something")
+    wait_for_replies(page, 1)
+    url = wait_for_conversation_url(page)
+    page.locator(".regenerate-button").click()
+    page.locator("[data-testid=branch-position]").filter(has_text="2/2").wait_for()
+    other = page.context.new_page()  # the same identity, its websocket on the other backend
+    other.goto(url)
+    other.wait_for_selector("[data-testid=branch-position]:has-text('2/2')")
+    move_websocket(prod, other, to=1 - home)
+
+    page.click("[data-testid=branch-prev]")  # stored by one backend, announced through Redis
+    other.wait_for_selector("[data-role=assistant]:has-text('A dull answer.')")
+    other.wait_for_selector("[data-testid=branch-position]:has-text('1/2')")
+    assert "A better answer." not in other.inner_text("#message-list")

@@ -249,3 +249,21 @@ async def test_a_page_showing_another_branch_sends_on_it_and_a_page_only_behind_
 def path_ids(engine: Engine, conversation_id: str) -> list[int]:
     with Session(engine) as session:
         return store.path_ids(session, conversation_id)
+
+
+async def test_a_share_link_shows_the_path_as_it_was_when_shared(
+    built: Services, engine: Engine, fake: FakeLLMServer
+) -> None:
+    caller, _ = await owner_and_stranger(built)
+    fake.enqueue_stream(Behaviour(text="First answer"), Behaviour(text="Second answer"))
+    conversation_id = await answered(built, caller, None, "Question")
+    again = await built.actions.regenerate(caller, conversation_id)
+    await built.replies.join(again.turn.reply_id)
+    token = await built.shares.create(caller.owner_id, conversation_id)
+
+    await built.actions.switch_version(caller, conversation_id, again.turn.reply_id, -1)
+
+    assert path(engine, conversation_id) == ["Question", "First answer"]
+    snapshot = await built.shares.snapshot(token)
+    assert snapshot is not None
+    assert [m["content"] for m in snapshot["messages"]] == ["Question", "Second answer"]

@@ -258,7 +258,11 @@ async def tab_connected(token: str) -> bool:
     namespace = get_and_validate_app().app.event_namespace
     if namespace is None:  # not serving (a test's bare state)
         return False
-    return await namespace._token_manager.is_token_connected(token)
+    try:
+        return await namespace._token_manager.is_token_connected(token)
+    except Exception as exc:  # Redis out of reach: ask again later rather than end a live tab's watcher
+        log.warning("could not tell whether a tab is connected (%s)", type(exc).__name__)
+        return True
 
 
 def _states_below(cls: type[BaseState]) -> list[type[BaseState]]:

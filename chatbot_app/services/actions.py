@@ -272,7 +272,7 @@ class Actions:
         if parent is not None and existing is None:
             raise Refused(RefusalKind.INVALID, "A message to follow belongs to a conversation: name it too.")
         await self.admit(caller)
-        with _not_found_as():
+        with _message_not_found():
             if overrides:
                 base = settings
                 if base is None:

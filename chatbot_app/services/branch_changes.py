@@ -15,6 +15,8 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from redis.exceptions import RedisError
+
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "chatbot:branch:"
@@ -31,7 +33,8 @@ class BranchChanges:
         if redis_url:
             import redis.asyncio as redis
 
-            self._redis = redis.from_url(redis_url)
+            # A health check every 30 s: a half-open connection would leave the subscription deaf without a word.
+            self._redis = redis.from_url(redis_url, health_check_interval=30)
         self._counts: dict[str, int] = {}
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
@@ -47,13 +50,14 @@ class BranchChanges:
             return
         try:
             await self._redis.publish(CHANNEL_PREFIX + conversation_id, b"1")
-        except (OSError, ConnectionError) as exc:  # the switch is stored: other tabs show it on their next load
+        except (OSError, RedisError) as exc:  # the switch is stored: other tabs show it on their next load
             log.warning("could not announce a switch of versions (%s)", type(exc).__name__)
 
-    async def wait(self, conversation_id: str, seen: int, timeout_s: float) -> bool:
-        """Wait until the conversation has changed past `seen` (True), or `timeout_s` passes (False)."""
+    async def wait(self, conversation_id: str, seen: int, timeout_s: float, event: asyncio.Event) -> bool:
+        """Wait until the conversation has changed past `seen` (True), or `timeout_s` passes or `event` is set by
+        someone else (False). The caller owns `event` (it is cleared here), so it can also wake the waiter."""
         self._listen()
-        event = asyncio.Event()
+        event.clear()
         self._waiters[conversation_id].add(event)
         try:
             if self.seen(conversation_id) != seen:
@@ -83,19 +87,20 @@ class BranchChanges:
     async def _relay(self) -> None:
         """This process's one subscription: each switch announced anywhere wakes the tabs here."""
         while True:
+            pubsub = self._redis.pubsub()
             try:
-                pubsub = self._redis.pubsub()
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
                 async for message in pubsub.listen():
                     if message.get("type") == "pmessage":
                         channel = message["channel"]
                         channel = channel.decode() if isinstance(channel, bytes) else channel
                         self._heard(channel.removeprefix(CHANNEL_PREFIX))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis restarted: subscribe again shortly (tabs read on their next load)
+            except (OSError, RedisError) as exc:  # Redis restarted: subscribe again (tabs read on their next load)
                 log.warning("lost the switch announcements (%s); subscribing again", type(exc).__name__)
-                await asyncio.sleep(1)
+                await asyncio.sleep(1)  # not a condition: a pause between attempts to reach Redis again
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
 
     async def aclose(self) -> None:
         if self._listener is not None:

@@ -390,7 +390,7 @@ class ChatService:
             if parent_id is not None:
                 parent = session.get(Message, parent_id)
                 if parent is None or parent.conversation_id != conversation.id:
-                    raise ConversationNotFound(conversation.id)
+                    raise MessageNotFound(conversation.id)
                 if not _is_finished_reply(parent):
                     raise InvalidInput(PARENT_NOT_A_REPLY)
                 store.set_current_leaf(session, conversation, parent_id)

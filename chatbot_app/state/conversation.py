@@ -6,12 +6,15 @@ finished reply to this history; this state never reaches into it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import reflex as rx
+from sqlalchemy.exc import SQLAlchemyError
 
 from chatbot_app.providers.base import ProviderError
 from chatbot_app.services.actions import NOTHING_TO_SUMMARIZE
@@ -23,6 +26,8 @@ from chatbot_app.state.history_pages import HistoryPages
 from chatbot_app.state.session import PasswordChangeRequired, SessionLost, SessionState, state_helper, tab_connected
 from chatbot_app.state.views import MessageView, add_file_chips, add_versions, backend_download, view_of_message
 from chatbot_app.storage.models import MessageStatus
+
+log = logging.getLogger(__name__)
 
 #: How many of the newest messages a conversation opens with, and "load earlier" adds.
 OPEN_WINDOW = 50
@@ -36,10 +41,8 @@ _CONVERSATION_PATH = re.compile(r"/c/([^/]+)/?")
 NOT_FOUND = "That conversation was not found."
 #: How often a tab's branch watcher wakes without news, to end itself if its tab is gone.
 BRANCH_WATCH_S = 30.0
-#: Branch watchers one tab may hold (a tab that moved on ends its watcher at its next wake).
-MAX_WATCHERS_PER_TAB = 4
-#: (tab token, conversation) of this process's branch watchers.
-_BRANCH_WATCHERS: set[tuple[str, str]] = set()
+#: This process's branch watchers: tab token -> (the conversation it watches, the event that wakes it).
+_BRANCH_WATCHERS: dict[str, tuple[str, asyncio.Event]] = {}
 
 
 def conversation_url(conversation_id: str) -> str:
@@ -80,6 +83,9 @@ class ConversationState(HistoryPages, SessionState):
     _just_created: str = ""
     # Bumped whenever the history shown is replaced: a reply watched under an older view is not added.
     _view: int = 0
+    # How many switches of the open conversation's branch this process had heard of when it was read: its
+    # watcher shows any that come after (services/branch_changes.py).
+    _branch_seen: int = 0
 
     # -- called by sibling states, inside their lock -------------------------------------------
 
@@ -149,47 +155,57 @@ class ConversationState(HistoryPages, SessionState):
     @rx.event(background=True)
     async def watch_branch(self) -> Any:
         """While this tab shows the conversation, show a switch of versions made in another tab or device at
-        once. One watcher per tab and conversation; it ends when the tab shows another or is gone."""
+        once. One watcher per tab: a newer one (another conversation opened) wakes and replaces it; it also
+        ends when its tab is gone from every backend."""
         async with self:
-            conversation_id, token = self.conversation_id, self.router.session.client_token
-            if not conversation_id or (token, conversation_id) in _BRANCH_WATCHERS:
+            await self.caller()  # the session first
+            conversation_id, token, seen = self.conversation_id, self.router.session.client_token, self._branch_seen
+            if not conversation_id or _BRANCH_WATCHERS.get(token, ("", None))[0] == conversation_id:
                 return
-            if sum(1 for watching, _ in _BRANCH_WATCHERS if watching == token) >= MAX_WATCHERS_PER_TAB:
-                return
-        _BRANCH_WATCHERS.add((token, conversation_id))
+        wake = asyncio.Event()
+        if (replaced := _BRANCH_WATCHERS.get(token)) is not None:
+            replaced[1].set()
+        _BRANCH_WATCHERS[token] = (conversation_id, wake)
         try:
-            async for _ in self._branch_switches(conversation_id, token):
+            async for shown in self._branch_switches(conversation_id, token, seen, wake):
                 from chatbot_app.state.reply import ReplyState  # (it imports this module)
 
+                if shown is not None:  # a scroll, or "not found" and its redirect
+                    yield shown
                 yield ReplyState.resume  # a reply still written on the branch shown is followed again
         finally:
-            _BRANCH_WATCHERS.discard((token, conversation_id))
+            if _BRANCH_WATCHERS.get(token, ("", None))[1] is wake:
+                del _BRANCH_WATCHERS[token]
 
-    async def _branch_switches(self, conversation_id: str, token: str) -> AsyncIterator[None]:
-        """Show each switch of the conversation's branch as it comes; yields after each."""
+    async def _branch_switches(
+        self, conversation_id: str, token: str, seen: int, wake: asyncio.Event
+    ) -> AsyncIterator[Any]:
+        """Show each switch of the conversation's branch as it comes; yields what the page does then."""
         changes = services().branches
-        seen = changes.seen(conversation_id)
         while True:
-            changed = await changes.wait(conversation_id, seen, BRANCH_WATCH_S)
+            changed = await changes.wait(conversation_id, seen, BRANCH_WATCH_S, wake)
             seen = changes.seen(conversation_id)
-            if not changed and not await tab_connected(token):
-                return
+            if _BRANCH_WATCHERS.get(token, ("", None))[1] is not wake or not await tab_connected(token):
+                return  # replaced by a newer watcher, or the tab is gone
             async with self:
                 if self.conversation_id != conversation_id:
                     return
                 if not changed:
                     continue
                 try:
-                    owner = await self.owner_id()
-                    await self._open(owner, conversation_id, keep_from=self.first_shown_id)
+                    shown = await self._open(await self.owner_id(), conversation_id, keep_from=self.first_shown_id)
                 except (SessionLost, PasswordChangeRequired):  # signed out meanwhile: nothing more to show
                     return
-            yield
+                except SQLAlchemyError as exc:  # the database is back soon: the next switch shows both
+                    log.warning("could not show a switched branch (%s)", type(exc).__name__)
+                    continue
+            yield shown
 
     async def _open(self, owner: str, conversation_id: str, target: int = 0, keep_from: int = 0) -> Any:
         """Show the conversation's current path: its newest messages, reaching back to message `target` (shown
         and scrolled to; on another branch, that branch is shown) or `keep_from` (the first message already
         shown, if still on the path: the pages before a change stay)."""
+        seen = services().branches.seen(conversation_id)  # before reading: a switch meanwhile is shown again
         try:
             opened = await services().chat.open_conversation(
                 owner,
@@ -206,6 +222,7 @@ class ConversationState(HistoryPages, SessionState):
             self._running_reply_id = messages.pop().id or 0
         conversation = opened.conversation
         self._view += 1
+        self._branch_seen = seen
         self.conversation_id, self.title, self.summary = conversation.id, conversation.title, conversation.summary or ""
         views = [view_of_message(m) for m in messages]
         await add_file_chips(views, owner, conversation.id)
@@ -235,7 +252,9 @@ class ConversationState(HistoryPages, SessionState):
 
     async def _load_earlier(self, owner: str, before_id: Any = None) -> bool:
         shown = self.history
-        if not self.conversation_id or not shown or len(shown) >= MAX_LOADED:
+        if len(shown) >= MAX_LOADED:  # the page holds no more: scrolling up asks for nothing more
+            self.has_earlier = False
+        if not self.conversation_id or not shown or not self.has_earlier:
             return False
         if before_id is not None and before_id != shown[0].id:  # loaded meanwhile, or not a message id at all
             return False

@@ -34,6 +34,9 @@ SMALL_PAGE = 2
 #: When fewer pages than this are free, the smallest neighbouring pages are merged, a few at a time.
 SPARE_PAGES = 8
 
+#: The most messages the pages hold.
+CAPACITY = HISTORY_PAGES * PAGE_SIZE
+
 PAGE_NAMES = [f"history_page_{i}" for i in range(HISTORY_PAGES)]
 
 # Reflex reads vars from class annotations, so the page vars are declared programmatically.
@@ -76,6 +79,18 @@ def lay_out(pages: Pages, new: list[MessageView], free: int) -> tuple[int, int, 
     return head, tail, middle
 
 
+def _once_each(messages: list[MessageView]) -> list[MessageView]:
+    """Each stored message the first time it comes; messages not stored yet (id 0) all."""
+    seen: set[int] = set()
+    kept = []
+    for message in messages:
+        if message.id and message.id in seen:
+            continue
+        seen.add(message.id)
+        kept.append(message)
+    return kept
+
+
 class HistoryPages(_PageVars, mixin=True):
     """A state mixin: `history` reads the messages shown, `_show_history(messages)` changes them."""
 
@@ -101,7 +116,12 @@ class HistoryPages(_PageVars, mixin=True):
         return [message for index in self.history_order for message in getattr(self, PAGE_NAMES[index])]
 
     def _show_history(self, messages: list[MessageView]) -> None:
-        """Show `messages`, writing (and so sending) only the pages that change."""
+        """Show `messages`, writing (and so sending) only the pages that change.
+
+        A message already shown under the same id is shown once (a reply's page and a reload may both
+        bring it), and past the pages' room the oldest leave the view.
+        """
+        messages = _once_each(messages)[-CAPACITY:]
         if HISTORY_PAGES - len(self.history_order) < SPARE_PAGES:
             self._merge_small_pages()
         order = list(self.history_order)

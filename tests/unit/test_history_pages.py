@@ -110,3 +110,10 @@ def test_many_turns_in_a_full_history_merge_small_pages_a_few_at_a_time() -> Non
             largest = max(largest, sent(state))
     assert state.history == views(range(2000)) + views(range(10_000, 10_600))
     assert largest <= 4 * SMALL_PAGE * SPARE_PAGES  # never the whole history again
+
+
+def test_a_message_given_twice_is_shown_once() -> None:
+    state = new_state()
+    state._show_history(views([1, 2]) + views([2]) + [MessageView(id=0, role="user", content="not stored yet")] * 2)
+
+    assert [m.id for m in state.history] == [1, 2, 0, 0]

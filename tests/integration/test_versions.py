@@ -105,15 +105,23 @@ async def test_an_edit_adds_a_version_and_switching_back_shows_the_old_branch_wh
     assert path(engine, conversation_id) == ["Plan a trip to Oslo", "Answer 1", "In winter", "Answer 2"]
 
 
+async def answered_twice(
+    built: Services, caller: Caller, fake: FakeLLMServer, first: str, second: str
+) -> tuple[str, int]:
+    """A new conversation whose question was answered (`first`), then regenerated (`second`, shown now); its id
+    and the second reply's."""
+    fake.enqueue_stream(Behaviour(text=first), Behaviour(text=second))
+    conversation_id = await answered(built, caller, None, "Question")
+    again = await built.actions.regenerate(caller, conversation_id)
+    await built.replies.join(again.turn.reply_id)
+    return conversation_id, again.turn.reply_id
+
+
 async def test_hostile_arguments_to_a_switch_change_nothing(
     built: Services, engine: Engine, fake: FakeLLMServer
 ) -> None:
     caller, mallory = await owner_and_stranger(built)
-    fake.enqueue_stream(Behaviour(text="One"), Behaviour(text="Two"))
-    conversation_id = await answered(built, caller, None, "Question")
-    again = await built.actions.regenerate(caller, conversation_id)
-    await built.replies.join(again.turn.reply_id)
-    reply = again.turn.reply_id
+    conversation_id, reply = await answered_twice(built, caller, fake, "One", "Two")
 
     hostile: list[tuple[Caller, Any, Any, Any]] = [
         (mallory, conversation_id, reply, -1),  # another user's
@@ -255,13 +263,10 @@ async def test_a_share_link_shows_the_path_as_it_was_when_shared(
     built: Services, engine: Engine, fake: FakeLLMServer
 ) -> None:
     caller, _ = await owner_and_stranger(built)
-    fake.enqueue_stream(Behaviour(text="First answer"), Behaviour(text="Second answer"))
-    conversation_id = await answered(built, caller, None, "Question")
-    again = await built.actions.regenerate(caller, conversation_id)
-    await built.replies.join(again.turn.reply_id)
+    conversation_id, second = await answered_twice(built, caller, fake, "First answer", "Second answer")
     token = await built.shares.create(caller.owner_id, conversation_id)
 
-    await built.actions.switch_version(caller, conversation_id, again.turn.reply_id, -1)
+    await built.actions.switch_version(caller, conversation_id, second, -1)
 
     assert path(engine, conversation_id) == ["Question", "First answer"]
     snapshot = await built.shares.snapshot(token)

@@ -140,6 +140,7 @@ class ConversationState(HistoryPages, SessionState):
         self._running_reply_id = 0
         if requested and requested == self._just_created:
             self._just_created = ""
+            self._branch_seen = services().branches.seen(requested)
             return ConversationState.watch_branch  # the first message of a new chat created it: already shown
         self._just_created = ""
         # "/nowhere" or "/c": not a chat address, so the page says "not found" (and links to a new chat).

@@ -216,6 +216,13 @@ def test_the_admin_makes_an_account_whose_user_changes_its_password_then_signs_i
     at_path(third, prod, "/")
     third.goto(conversation)
     third.wait_for_selector("[data-role=assistant]:has-text('Hello Bob, through nginx.')")
+    # Versions, with accounts on: a regeneration and a switch in one browser, followed live in the other.
+    fake.enqueue_stream(Behaviour(text="Hi again, Bob."))
+    bob.locator(".regenerate-button").click()
+    bob.locator("[data-testid=branch-position]").filter(has_text="2/2").wait_for()
+    bob.click("[data-testid=branch-prev]")
+    third.wait_for_selector("[data-testid=branch-position]:has-text('1/2')")
+    assert "Hi again, Bob." not in third.inner_text("#message-list")
     assert post_form(prod, "/auth/sign-in", {"email": "bob@example.com", "password": temporary}).endswith(
         "/login?error=invalid"
     )

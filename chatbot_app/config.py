@@ -30,6 +30,16 @@ PROVIDER_CHOICES = ("auto", "groq", "openai", "local")
 AUTH_METHODS = ("local", "oidc")
 # Groq's current models that accept images (CHATBOT_VISION_MODELS replaces the list).
 GROQ_VISION_MODELS = ("meta-llama/llama-4-scout-17b-16e-instruct", "meta-llama/llama-4-maverick-17b-128e-instruct")
+# Groq's current models that call functions, and those with built-in browsing and code (the settings replace them).
+GROQ_TOOL_MODELS = (
+    "openai/gpt-oss-20b",
+    "openai/gpt-oss-120b",
+    "qwen/qwen3-32b",
+    "moonshotai/kimi-k2-instruct-0905",
+    "llama-3.3-70b-versatile",
+)
+GROQ_BROWSER_SEARCH_MODELS = ("openai/gpt-oss-20b", "openai/gpt-oss-120b")
+GROQ_CODE_INTERPRETER_MODELS = ("openai/gpt-oss-20b", "openai/gpt-oss-120b")
 # The voices of Groq's Orpheus English model, and of OpenAI's speech models.
 GROQ_SPEECH_VOICES = ("autumn", "diana", "hannah", "austin", "daniel", "troy")
 OPENAI_SPEECH_VOICES = ("alloy", "ash", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer")
@@ -435,6 +445,59 @@ class Settings(BaseSettings):
         "CHATBOT_EXPORT_LINK_TTL_S", 300, "How long an export link works, in seconds.", ge=10
     )
 
+    # --- Tools -----------------------------------------------------------------------------------------
+    tool_models: Names = setting(
+        "CHATBOT_TOOL_MODELS",
+        GROQ_TOOL_MODELS,
+        "Comma-separated models that are offered function tools (search in files, MCP servers). With any other "
+        "model the tool switches are off, and say why.",
+        section="Tools",
+    )
+    browser_search_models: Names = setting(
+        "CHATBOT_BROWSER_SEARCH_MODELS",
+        GROQ_BROWSER_SEARCH_MODELS,
+        "Comma-separated models that get Groq's built-in `browser_search` when a conversation's Web search is on.",
+    )
+    code_interpreter_models: Names = setting(
+        "CHATBOT_CODE_INTERPRETER_MODELS",
+        GROQ_CODE_INTERPRETER_MODELS,
+        "Comma-separated models that get Groq's built-in `code_interpreter` when a conversation's Web search is on.",
+    )
+    max_tool_rounds: int = setting(
+        "CHATBOT_MAX_TOOL_ROUNDS", 8, "At most this many rounds of tool calls in one reply; then it must answer.", ge=0
+    )
+    tool_calls_per_minute: int = setting(
+        "CHATBOT_TOOL_CALLS_PER_MINUTE", 30, "Tool calls one user may make per minute (0: no limit).", ge=0
+    )
+    tool_timeout_s: float = setting(
+        "CHATBOT_TOOL_TIMEOUT_S", 60.0, "A tool call that takes longer is ended, and the model told so.", gt=0
+    )
+    tool_result_chars: int = setting(
+        "CHATBOT_TOOL_RESULT_CHARS", 20_000, "A longer tool result is cut, and the model and the user told so.", ge=500
+    )
+    tool_approval_s: float = setting(
+        "CHATBOT_TOOL_APPROVAL_S",
+        300.0,
+        "How long a tool call that needs approval waits for the user; then it counts as denied.",
+        gt=0,
+    )
+    mcp_servers: str = setting(
+        "CHATBOT_MCP_SERVERS",
+        "",
+        'MCP servers (Streamable HTTP), a JSON list: `[{"name": "wiki", "url": "https://mcp.example.com/mcp", '
+        '"headers": {"Authorization": "WIKI_MCP_AUTH"}, "default_on": false, "trusted": false}]`. Header values '
+        "name environment variables, which hold the secrets. Admins can add more in /admin.",
+    )
+    mcp_allow_private: bool = setting(
+        "CHATBOT_MCP_ALLOW_PRIVATE",
+        False,
+        "Allow `http` and private, loopback or link-local addresses for MCP servers (a server on the same host). "
+        "Off: only `https` to public addresses, checked at each connection.",
+    )
+    mcp_tools_ttl_s: float = setting(
+        "CHATBOT_MCP_TOOLS_TTL_S", 300.0, "How long an MCP server's tool list is kept before it is asked again.", gt=0
+    )
+
     # --- The page ------------------------------------------------------------------------------------
     app_name: str = setting(
         "CHATBOT_APP_NAME",
@@ -479,6 +542,16 @@ class Settings(BaseSettings):
             return {k: v.strip() if isinstance(v, str) else v for k, v in values.items() if not _blank(v)}
         return values
 
+    @field_validator("mcp_servers")
+    @classmethod
+    def _mcp_servers(cls, value: str) -> str:
+        """A list that does not parse stops the start-up with its reason (not the first reply that needs it)."""
+        if value.strip():
+            from chatbot_app.services.tools.mcp_servers import parse_mcp_servers  # the one parser of the list
+
+            parse_mcp_servers(value)
+        return value
+
     @field_validator(
         "groq_models",
         "openai_models",
@@ -489,6 +562,9 @@ class Settings(BaseSettings):
         "oidc_email_domains",
         "groq_speech_voices",
         "openai_speech_voices",
+        "tool_models",
+        "browser_search_models",
+        "code_interpreter_models",
         mode="before",
     )
     @classmethod

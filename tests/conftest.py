@@ -26,6 +26,7 @@ from chatbot_app.services.wiring import Services, build_services, installed
 from chatbot_app.storage.database import make_engine
 from chatbot_app.storage.models import utcnow
 from tests.fakes.fake_llm_server import FakeLLMServer
+from tests.fakes.mcp_fixture import mcp_fake, mcp_server  # noqa: F401 (the real MCP server on loopback)
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get("CHATBOT_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
@@ -107,7 +108,7 @@ def _empty_tables(engine: Engine) -> None:
         connection.execute(text("DELETE FROM conversation"))
         connection.execute(text("DELETE FROM prompt_preset"))
         accounts = ("daily_usage", "token_reservation", "token_ledger", "api_key", "user_session", "share_link")
-        for table in (*accounts, "app_user", "server_setting"):
+        for table in (*accounts, "app_user", "server_setting", "mcp_server"):
             connection.execute(text(f"DELETE FROM {table}"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,13 +12,13 @@ from fastapi.responses import PlainTextResponse, Response
 from chatbot_app.api.auth import ClientAddress, Owner
 from chatbot_app.api.errors import ApiError
 from chatbot_app.api.inputs import chat_overrides, conversation_id, resolve_model
-from chatbot_app.api.schemas import ChatRequest
+from chatbot_app.api.schemas import ChatRequest, ToolAnswer
 from chatbot_app.api.streaming import STREAM_HEADERS, ClosingStreamingResponse, sse
 from chatbot_app.services.actions import Caller
 from chatbot_app.services.chat_service import Turn
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.reply_jobs import ReplyJobs, ReplyResult, apply
-from chatbot_app.services.reply_log import Finished
+from chatbot_app.services.reply_log import Finished, ToolUpdate
 from chatbot_app.services.validation import InvalidInput
 from chatbot_app.services.wiring import services
 from chatbot_app.storage.models import MessageStatus
@@ -74,6 +75,12 @@ def done_event(turn: Turn, finished: Finished) -> dict[str, Any]:
     }
 
 
+def tool_event(turn: Turn, update: ToolUpdate) -> dict[str, Any]:
+    """A tool call's state, as `event: tool` carries it, with its reply's id: a call that waits is answered
+    at /api/replies/{message_id}/tool_calls/{call_id}."""
+    return {"message_id": turn.reply_id, **asdict(update), "sources": [list(pair) for pair in update.sources]}
+
+
 async def followed(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[tuple[str, ReplyResult]]:
     """(new text, reply so far) per log batch until the reply ends; a client that leaves stops its reply."""
     result = ReplyResult()
@@ -105,10 +112,15 @@ async def sse_events(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[str]:
     While a failed request waits to be retried, `event: notice` says so (as the UI shows it).
     """
     notice = ""
+    tools: dict[str, ToolUpdate] = {}
     async for new, reply in followed(jobs, turn):
         if reply.notice and reply.notice != notice:
             yield sse({"notice": reply.notice}, event="notice")
         notice = reply.notice
+        for call_id, update in reply.tools.items():
+            if tools.get(call_id) != update:
+                tools[call_id] = update
+                yield sse(tool_event(turn, update), event="tool")
         if new:
             yield sse({"delta": new})
         if reply.finished is not None:
@@ -124,7 +136,8 @@ async def sse_events(jobs: ReplyJobs, turn: Turn) -> AsyncIterator[str]:
             "description": (
                 "The reply as it is written: text/plain chunks, or server-sent events when the request's "
                 'Accept includes text/event-stream (`data: {"delta": "..."}`, `event: notice` while a failed '
-                "request waits to be retried, then `event: done` with status and usage). A provider failure "
+                "request waits to be retried, `event: tool` for each change of a tool call's state, then `event: done` "
+                "with status and usage). A provider failure "
                 "ends the stream with its description."
             ),
             "content": {"text/plain": {}, "text/event-stream": {}},
@@ -167,3 +180,21 @@ async def chat_batch(body: ChatRequest, owner: Owner, address: ClientAddress) ->
             headers=headers,
         )
     return PlainTextResponse(reply.text, headers=headers)
+
+
+@router.post(
+    "/api/replies/{reply_id}/tool_calls/{call_id}",
+    summary="Approve or deny a tool call that waits for the user",
+    status_code=204,
+    response_class=Response,
+    responses={
+        204: {"description": "Answered: the reply's job runs the call (or tells the model it was denied)."},
+        **_ERRORS,
+    },
+)
+async def answer_tool_call(
+    reply_id: int, call_id: str, body: ToolAnswer, owner: Owner, address: ClientAddress
+) -> Response:
+    """The same door as the page's Approve once and Deny: only the reply's owner, only a call that waits."""
+    await services().actions.answer_tool_call(Caller(owner, address), reply_id, call_id, body.approve)
+    return Response(status_code=204)

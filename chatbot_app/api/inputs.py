@@ -67,6 +67,12 @@ def chat_overrides(body: ChatRequest) -> dict[str, Any]:
     given = sampling(body.temperature, body.top_p, body.max_tokens)
     if body.system_prompt is not None:
         given["system_prompt"] = check_system_prompt(body.system_prompt) or None
+    if body.web_search is not None:
+        given["web_search"] = body.web_search
+    if body.mcp_servers is not None:
+        if not all(isinstance(name, str) and 0 < len(name) <= 32 and "," not in name for name in body.mcp_servers):
+            raise InvalidInput("mcp_servers: name servers from the list (see /admin or CHATBOT_MCP_SERVERS).")
+        given["mcp_servers"] = ",".join(body.mcp_servers)
     return given
 
 

@@ -56,6 +56,11 @@ def _range(low: float, high: float) -> dict[str, Any]:
 _TOP_P = {"exclusiveMinimum": TOP_P_RANGE[0], "maximum": TOP_P_RANGE[1]}
 
 
+#: Bounds on a /v1 request's own `tools`.
+MAX_TOOLS = 128
+MAX_TOOLS_BYTES = 64 * 1024
+TOOL_CHOICES = ("none", "auto", "required")
+
 MODEL_DESCRIPTION = (
     'A model as "provider:model" (the ids GET /v1/models lists, e.g. "groq:openai/gpt-oss-120b"), '
     "or a bare model id of the default provider."
@@ -88,6 +93,23 @@ class ChatRequest(BaseModel):
         "the last of the current path), and its path becomes the current one.",
         json_schema_extra={"minimum": 1},
     )
+    web_search: bool | None = Field(
+        default=None,
+        description="Turn the conversation's Web search on or off (kept): Groq's built-in search for the models "
+        "that have it. Left out: as the conversation has it.",
+    )
+    mcp_servers: list[str] | None = Field(
+        default=None,
+        description="The MCP servers whose tools the conversation uses (kept): names from the server's list. Left "
+        "out: as the conversation has it (a new one: the servers on by default).",
+        json_schema_extra={"maxItems": 64},
+    )
+
+
+class ToolAnswer(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    approve: bool = Field(description="true: run the call once; false: deny it (the model is told).")
 
 
 class LeafRequest(BaseModel):
@@ -183,11 +205,30 @@ class OpenAITextPart(BaseModel):
     text: str
 
 
+class OpenAIFunctionCall(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    name: str
+    arguments: str = Field(description="The arguments as JSON text, as the model wrote them.")
+
+
+class OpenAIToolCall(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: OpenAIFunctionCall
+
+
 class OpenAIMessage(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[OpenAITextPart] | None = Field(default=None, json_schema_extra=_context_message_limit)
+    tool_calls: list[OpenAIToolCall] | None = Field(
+        default=None, description="An assistant message: the functions it called (the `tool` messages answer them)."
+    )
+    tool_call_id: str | None = Field(default=None, description="A `tool` message: the id of the call it answers.")
 
 
 class OpenAIStreamOptions(BaseModel):
@@ -212,6 +253,28 @@ class OpenAIChatRequest(BaseModel):
     max_tokens: WholeNumber | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
     max_completion_tokens: WholeNumber | None = Field(default=None, json_schema_extra=_range(*MAX_TOKENS_RANGE))
     n: WholeNumber | None = Field(default=None, description="Only 1 is supported.", json_schema_extra=_range(1, 1))
+    # Checked by the route rather than here, so that a bad value is a 400 as OpenAI answers it (not a 422).
+    tools: Any = Field(
+        default=None,
+        description=f"Your functions, in OpenAI's shape; passed to the model as given (at most {MAX_TOOLS} tools, "
+        f"{MAX_TOOLS_BYTES // 1024} kB of JSON). Calls come back as `tool_calls`; you run them and send the results "
+        "as `tool` messages.",
+        json_schema_extra={
+            "type": "array",
+            "maxItems": MAX_TOOLS,
+            "items": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}},
+        },
+    )
+    tool_choice: Any = Field(
+        default=None,
+        description='"none", "auto", "required", or an object naming a function; only with `tools`.',
+        json_schema_extra={"anyOf": [{"type": "string", "enum": list(TOOL_CHOICES)}, {"type": "object"}]},
+    )
+    parallel_tool_calls: Any = Field(
+        default=None,
+        description="Whether the model may call several functions in one turn; only with `tools`.",
+        json_schema_extra={"type": "boolean"},
+    )
 
 
 class OpenAIModel(BaseModel):

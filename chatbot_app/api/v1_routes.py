@@ -9,22 +9,34 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
+import orjson
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from chatbot_app.api.auth import ClientAddress, Owner
 from chatbot_app.api.errors import ApiError, openai_error_event, provider_error
-from chatbot_app.api.inputs import UnknownModel, openai_context, resolve_model, sampling
-from chatbot_app.api.schemas import OpenAIChatRequest, OpenAIModel, OpenAIModelList
+from chatbot_app.api.inputs import MAX_CONTEXT_CHARS, UnknownModel, openai_context, resolve_model, sampling
+from chatbot_app.api.schemas import (
+    MAX_TOOLS,
+    MAX_TOOLS_BYTES,
+    TOOL_CHOICES,
+    OpenAIChatRequest,
+    OpenAIMessage,
+    OpenAIModel,
+    OpenAIModelList,
+)
 from chatbot_app.api.streaming import STREAM_HEADERS, ClosingStreamingResponse, detached, sse
 from chatbot_app.providers.base import (
+    ChatMessage,
     GenerationOptions,
     ProviderError,
     ProviderEvent,
     TextDelta,
+    ToolCall,
     Usage,
 )
 from chatbot_app.services.actions import Caller
@@ -55,7 +67,9 @@ def _usage(usage: Usage | None) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _finish_reason(usage: Usage | None, options: GenerationOptions) -> str:
+def _finish_reason(usage: Usage | None, options: GenerationOptions, calls: Sequence[ToolCall]) -> str:
+    if calls:
+        return "tool_calls"
     reached = (
         usage is not None and usage.completion_tokens is not None and usage.completion_tokens >= options.max_tokens
     )
@@ -71,6 +85,7 @@ def _finish_reason(usage: Usage | None, options: GenerationOptions) -> str:
             "description": "A `chat.completion`, or with `stream: true` `chat.completion.chunk` events and `[DONE]`.",
             "content": {"application/json": {}, "text/event-stream": {}},
         },
+        400: {"description": "`tools`, `tool_choice` or `parallel_tool_calls` is invalid, or a tool message is."},
         401: {"description": "No key, a wrong key, or no keys configured."},
         404: {"description": "Unknown model."},
         422: {"description": "The body is invalid."},
@@ -79,10 +94,11 @@ def _finish_reason(usage: Usage | None, options: GenerationOptions) -> str:
 )
 async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: ClientAddress) -> Response:
     service = services().chat
+    tools = _tool_options(body)
     try:
         if body.n not in (None, 1):
             raise InvalidInput("n: only one choice per request is supported.")
-        context = openai_context(body.messages, service.settings.max_message_chars)
+        context = _with_tool_turns(body.messages, openai_context(body.messages, service.settings.max_message_chars))
         limit = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         given = sampling(body.temperature, body.top_p, limit)
         name, model = await resolve_model(service, body.model)
@@ -100,6 +116,7 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
         given.get("temperature", defaults.temperature),
         given.get("max_tokens", defaults.max_reply_tokens),
         given.get("top_p", defaults.top_p),
+        **tools,
     )
     completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
     caller, actions = Caller(owner, address), services().actions
@@ -110,6 +127,13 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
         except ProviderError as exc:
             log.info("v1 completion failed: provider=%s kind=%s", provider.name, exc.kind)
             raise provider_error(exc, provider.name) from None
+        message: dict[str, Any] = {"role": "assistant", "content": completion.text}
+        if completion.tool_calls:  # as OpenAI answers a turn that only calls: no content
+            message = {
+                "role": "assistant",
+                "content": completion.text or None,
+                "tool_calls": [call.as_dict() for call in completion.tool_calls],
+            }
         return JSONResponse(
             {
                 "id": completion_id,
@@ -119,8 +143,8 @@ async def chat_completions(body: OpenAIChatRequest, owner: Owner, address: Clien
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": completion.text},
-                        "finish_reason": _finish_reason(completion.usage, options),
+                        "message": message,
+                        "finish_reason": _finish_reason(completion.usage, options, completion.tool_calls),
                         "logprobs": None,
                     }
                 ],
@@ -151,7 +175,8 @@ async def _chunks(
     include_usage: bool,
     provider_name: str,
 ) -> AsyncIterator[str]:
-    """OpenAI's stream: a role chunk, content chunks, a finish chunk, the usage chunk if asked, [DONE]."""
+    """OpenAI's stream: a role chunk, content chunks, a chunk per tool call, a finish chunk, the usage chunk if
+    asked, [DONE]."""
 
     def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
@@ -166,6 +191,7 @@ async def _chunks(
         return sse(payload)
 
     usage: Usage | None = None
+    calls: list[ToolCall] = []
     try:
         yield chunk({"role": "assistant", "content": ""})
         try:
@@ -173,6 +199,10 @@ async def _chunks(
                 match event:
                     case TextDelta(text) if text:
                         yield chunk({"content": text})
+                    case ToolCall():
+                        # Whole (the provider put its pieces together), under its index as OpenAI streams it.
+                        yield chunk({"tool_calls": [{"index": len(calls)} | event.as_dict()]})
+                        calls.append(event)
                     case Usage():
                         usage = event
         except ProviderError as exc:  # after the response started: OpenAI's in-stream error event
@@ -180,7 +210,7 @@ async def _chunks(
             yield sse(openai_error_event(exc, provider_name))
             yield sse("[DONE]")
             return
-        yield chunk({}, _finish_reason(usage, options))
+        yield chunk({}, _finish_reason(usage, options, calls))
         if include_usage:
             yield chunk(None, usage=_usage(usage))
         yield sse("[DONE]")
@@ -193,3 +223,67 @@ async def _chained(first: list[ProviderEvent], rest: AsyncIterator[ProviderEvent
         yield event
     async for event in rest:
         yield event
+
+
+def _bad_request(message: str, param: str) -> ApiError:
+    return ApiError(400, message, code="invalid_request", param=param)
+
+
+def _json_size(value: Any) -> int:
+    """Bytes of `value` as JSON; more than any limit when it cannot be JSON (too deep, an integer too large)."""
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError:
+        return MAX_CONTEXT_CHARS + 1
+
+
+def _tool_options(body: OpenAIChatRequest) -> dict[str, Any]:
+    """The client's own tools, choice and parallelism, checked (a 400 as OpenAI answers one), for GenerationOptions.
+
+    The tools go to the provider as given: the client runs its functions, and the app adds none of its own.
+    """
+    tools, choice, parallel = body.tools, body.tool_choice, body.parallel_tool_calls
+    if tools is not None:
+        if (
+            not isinstance(tools, list)
+            or len(tools) > MAX_TOOLS
+            or not all(isinstance(tool, dict) and isinstance(tool.get("type"), str) for tool in tools)
+        ):
+            raise _bad_request(f'tools must be a list of at most {MAX_TOOLS} objects, each with a "type".', "tools")
+        if _json_size(tools) > MAX_TOOLS_BYTES:
+            raise _bad_request(f"tools is limited to {MAX_TOOLS_BYTES // 1024} kB of JSON.", "tools")
+    if choice is not None and not (
+        choice in TOOL_CHOICES
+        if isinstance(choice, str)
+        else isinstance(choice, dict) and isinstance(choice.get("type"), str) and _json_size(choice) <= 4096
+    ):
+        raise _bad_request('tool_choice must be "none", "auto", "required", or an object naming a tool.', "tool_choice")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise _bad_request("parallel_tool_calls must be true or false.", "parallel_tool_calls")
+    return {"tools": tuple(tools or ()), "tool_choice": choice, "parallel_tool_calls": parallel}
+
+
+def _with_tool_turns(messages: list[OpenAIMessage], context: list[ChatMessage]) -> list[ChatMessage]:
+    """The context with its tool turns: `openai_context` keeps each message's text (one for one); this adds back
+    an assistant message's calls and a tool message's call id."""
+    turns: list[ChatMessage] = []
+    size = 0
+    for number, (message, turn) in enumerate(zip(messages, context, strict=True)):
+        if message.role == "assistant" and message.tool_calls:
+            if len(message.tool_calls) > MAX_TOOLS:
+                raise _bad_request(f"messages[{number}]: at most {MAX_TOOLS} tool calls in one message.", "messages")
+            calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls)
+            size += sum(len(c.id) + len(c.name) + len(c.arguments) for c in calls)
+            turn = replace(turn, tool_calls=calls)
+        elif message.role == "tool":
+            if not message.tool_call_id:
+                raise _bad_request(
+                    f"messages[{number}]: a tool message needs the tool_call_id of the call it answers.", "messages"
+                )
+            size += len(message.tool_call_id)
+            turn = replace(turn, tool_call_id=message.tool_call_id)
+        turns.append(turn)
+    # The calls' arguments are context too, beyond the text openai_context has bounded.
+    if size + sum(len(t.content) for t in turns) > MAX_CONTEXT_CHARS:
+        raise _bad_request(f"The messages and their tool calls exceed {MAX_CONTEXT_CHARS:,} characters.", "messages")
+    return turns

@@ -98,6 +98,31 @@ def _send_button() -> rx.Component:
     )
 
 
+def _tool_switches() -> rx.Component:
+    """Web search for this conversation; off and disabled, with the reason, for a model without it."""
+    return rx.hstack(
+        rx.switch(
+            id="web-search-toggle",
+            checked=SettingsState.web_search & SettingsState.web_search_available,
+            disabled=~SettingsState.web_search_available,
+            on_change=SettingsState.toggle_web_search,
+            size="1",
+        ),
+        rx.el.label("Web search", html_for="web-search-toggle", class_name="field-label"),
+        rx.cond(
+            SettingsState.tools_reason != "",
+            rx.text(
+                SettingsState.tools_reason, size="1", color_scheme="gray", id="tools-unavailable", min_width="0"
+            ),
+        ),
+        align="center",
+        spacing="2",
+        wrap="wrap",
+        margin_top="0.4em",
+        class_name="tool-switches",
+    )
+
+
 def _message_form() -> rx.Component:
     return rx.form(
         pending_files(),
@@ -147,6 +172,7 @@ def _message_form() -> rx.Component:
             align="end",
             width="100%",
         ),
+        _tool_switches(),
         _vision_way_out(),
         rx.cond(
             ReplyState.notice != "",

@@ -13,6 +13,7 @@ from chatbot_app.components.attachments import message_files
 from chatbot_app.components.markdown import message_markdown
 from chatbot_app.components.read_aloud import READ_ALOUD_CLASS, is_playing
 from chatbot_app.components.reasoning import live_reasoning, reasoning_section
+from chatbot_app.components.tool_calls import sources, tool_calls
 from chatbot_app.state.conversation import ConversationState
 from chatbot_app.state.feedback import CopyFeedbackState
 from chatbot_app.state.read_aloud import ReadAloudState
@@ -103,11 +104,18 @@ def message_time(created: rx.Var[str]) -> rx.Component:
 
 
 def _assistant_bubble(
-    content: rx.Var[str], footer: rx.Component, status: rx.Var[str] | str, thinking: rx.Component
+    content: rx.Var[str],
+    footer: rx.Component,
+    status: rx.Var[str] | str,
+    thinking: rx.Component,
+    tools: rx.Component,
+    source_list: rx.Component,
 ) -> rx.Component:
     return rx.box(
         thinking,
+        tools,
         message_markdown(content=content),
+        source_list,
         footer,
         custom_attrs={"data-testid": "message", "data-role": "assistant", "data-status": status},
         class_name="message assistant-message",
@@ -252,6 +260,8 @@ def message_row(message: MessageView, marks: Marks) -> rx.Component:
                 _assistant_footer(message, marks.last_reply_id),
                 message.status,
                 reasoning_section(message.reasoning, message.thinking),
+                tool_calls(message.tool_calls),
+                sources(message.sources),
             ),
         ),
         id="m-" + message.id.to_string(),
@@ -310,5 +320,7 @@ def streaming_row() -> rx.Component:
             ),
             "streaming",
             live_reasoning(),
+            tool_calls(ReplyState.live_tools, live=True),
+            rx.fragment(),
         ),
     )

@@ -157,6 +157,33 @@ def _presets() -> rx.Component:
     )
 
 
+def _mcp_switches() -> rx.Component:
+    """Each MCP server's tools, on or off for this conversation."""
+    return rx.cond(
+        SettingsState.mcp_switches.length() > 0,  # type: ignore[attr-defined]
+        rx.vstack(
+            rx.text("Tools from MCP servers", size="2", weight="medium"),
+            rx.foreach(
+                SettingsState.mcp_switches,
+                lambda server: rx.hstack(
+                    rx.switch(
+                        checked=server.on & SettingsState.tools_available,
+                        disabled=~SettingsState.tools_available,
+                        on_change=lambda on: SettingsState.toggle_mcp(server.name, on),
+                        id="mcp-" + server.name,
+                        size="1",
+                        custom_attrs={"data-testid": "mcp-toggle", "data-server": server.name},
+                    ),
+                    rx.el.label(server.name, html_for="mcp-" + server.name, class_name="field-label"),
+                    align="center",
+                ),
+            ),
+            spacing="2",
+            width="100%",
+        ),
+    )
+
+
 def settings_panel() -> rx.Component:
     return rx.popover.root(
         rx.popover.trigger(
@@ -179,6 +206,7 @@ def settings_panel() -> rx.Component:
                 ),
                 rx.separator(),
                 _presets(),
+                _mcp_switches(),
                 rx.cond(
                     SettingsState.settings_notice != "",
                     rx.text(SettingsState.settings_notice, size="2", id="settings-notice"),

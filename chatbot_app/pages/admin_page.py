@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from chatbot_app.components.mcp_admin import mcp_servers_section, tool_usage_section
 from chatbot_app.pages.account_page import page_header, usage_section
 from chatbot_app.state.admin import LAST_ADMIN, TEMPORARY_PASSWORD_INPUT_ID, AdminState
 
@@ -213,6 +214,8 @@ def admin_page() -> rx.Component:
             usage_section(AdminState.usage_points, AdminState.usage_series, AdminState.usage, with_user=True),
             rx.heading("Top users, last 30 days", as_="h2", size="4"),
             _top_users(),
+            tool_usage_section(),
+            mcp_servers_section(),
             _confirmation(),
             spacing="4",
             width="100%",

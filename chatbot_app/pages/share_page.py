@@ -7,6 +7,7 @@ import reflex as rx
 from chatbot_app.components.attachments import message_files
 from chatbot_app.components.feedback import copied_confirmation
 from chatbot_app.components.markdown import markdown
+from chatbot_app.components.tool_calls import sources, tool_calls
 from chatbot_app.config import get_settings
 from chatbot_app.state.share import SharedMessage, SharePageState
 
@@ -18,11 +19,13 @@ def _message(message: SharedMessage) -> rx.Component:
     return rx.box(
         rx.text(rx.cond(message.role == "user", "You", "Assistant"), size="1", weight="bold", color_scheme="gray"),
         message_files(message.files),
+        tool_calls(message.tool_calls),
         rx.cond(
             message.role == "user",
             rx.text(message.content, white_space="pre-wrap"),
             markdown(message.content),
         ),
+        sources(message.sources),
         class_name="shared-message",
         width="100%",
     )

@@ -12,7 +12,22 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function the model asks to call: an event at the end of its turn, and part of an assistant message.
+
+    `arguments` is the JSON text as the model wrote it (it may not parse: the tool's runner says so).
+    """
+
+    id: str
+    name: str
+    arguments: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +36,21 @@ class ChatMessage:
     content: str
     #: Images as `data:` URLs (a provider cannot reach this server); only for models that accept images.
     images: tuple[str, ...] = ()
+    #: An assistant message's calls of tools; the `tool` messages that follow answer them.
+    tool_calls: tuple[ToolCall, ...] = ()
+    #: A `tool` message: the id of the call it answers.
+    tool_call_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The OpenAI wire shape: plain text, or content parts when the message carries images."""
+        if self.tool_calls:
+            return {
+                "role": self.role,
+                "content": self.content or None,
+                "tool_calls": [c.as_dict() for c in self.tool_calls],
+            }
+        if self.tool_call_id is not None:
+            return {"role": "tool", "tool_call_id": self.tool_call_id, "content": self.content}
         if not self.images:
             return {"role": self.role, "content": self.content}
         parts: list[dict[str, Any]] = [{"type": "text", "text": self.content}] if self.content else []
@@ -37,6 +64,11 @@ class GenerationOptions:
     temperature: float = 0.7
     max_tokens: int = 1024
     top_p: float = 1.0
+    #: Tools offered, in the OpenAI wire shape: functions, or a provider's built-ins ({"type": "browser_search"}).
+    tools: tuple[dict[str, Any], ...] = ()
+    #: Passed through when set (the /v1 API's clients choose): "auto", "none", "required" or a named function.
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +86,19 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutedTool:
+    """A tool the provider ran itself (Groq's compound models): what it ran, and what came back.
+
+    `sources` are the web results it used, as (title, url) pairs.
+    """
+
+    name: str
+    arguments: str
+    output: str
+    sources: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts and timings, as reported by the provider (None where it gives none)."""
 
@@ -63,13 +108,15 @@ class Usage:
 
 
 #: What a provider's stream yields; consumers `match` on the class.
-ProviderEvent = TextDelta | ReasoningDelta | Usage
+ProviderEvent = TextDelta | ReasoningDelta | Usage | ToolCall | ExecutedTool
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
     text: str
     usage: Usage | None
+    #: The functions the model asks to call, in order (its turn ends there).
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ErrorKind(enum.StrEnum):
@@ -147,10 +194,13 @@ class ChatProvider(abc.ABC):
         """The whole reply at once, derived from the stream."""
         parts: list[str] = []
         usage: Usage | None = None
+        calls: list[ToolCall] = []
         async for event in self.stream(messages, options):
             match event:
                 case TextDelta(text):
                     parts.append(text)
                 case Usage():
                     usage = event
-        return Completion("".join(parts), usage)
+                case ToolCall():
+                    calls.append(event)
+        return Completion("".join(parts), usage, tuple(calls))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
@@ -25,11 +25,13 @@ from chatbot_app.providers.base import (
     ChatProvider,
     Completion,
     ErrorKind,
+    ExecutedTool,
     GenerationOptions,
     ProviderError,
     ProviderEvent,
     ReasoningDelta,
     TextDelta,
+    ToolCall,
     Usage,
     classify_status,
 )
@@ -83,13 +85,21 @@ class OpenAIStyleProvider(ChatProvider):
         return {}
 
     def _request(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> dict[str, Any]:
-        return {
+        request: dict[str, Any] = {
             "model": options.model,
             "messages": [m.as_dict() for m in messages],
             "temperature": options.temperature,
             "max_tokens": options.max_tokens,
             "top_p": options.top_p,
         }
+        # Only with tools: APIs refuse an empty `tools`, and a `tool_choice` without tools.
+        if options.tools:
+            request["tools"] = list(options.tools)
+            if options.tool_choice is not None:
+                request["tool_choice"] = options.tool_choice
+            if options.parallel_tool_calls is not None:
+                request["parallel_tool_calls"] = options.parallel_tool_calls
+        return request
 
     async def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[ProviderEvent]:
         read = self._stream_sdk_objects if self._parser == "sdk" else self._stream_raw
@@ -111,6 +121,7 @@ class OpenAIStyleProvider(ChatProvider):
         `async with` (the reply ended, failed, or its reader closed this iterator) closes the connection.
         """
         request = self._request(messages, options) | {"stream": True} | self._stream_arguments()
+        calls, executed = _ToolCalls(), _ExecutedTools()
         async with (
             self._client.chat.completions.with_streaming_response.create(**request) as response,
             contextlib.aclosing(server_sent_events(response.iter_bytes())) as events,
@@ -128,8 +139,19 @@ class OpenAIStyleProvider(ChatProvider):
                         yield ReasoningDelta(reasoning)
                     if content := delta.get("content"):
                         yield TextDelta(content)
+                    # Rare keys, looked up once each: the tool code runs only for chunks that carry them.
+                    if pieces := delta.get("tool_calls"):
+                        calls.add(pieces)
+                    if ran := delta.get("executed_tools"):
+                        for tool in executed.add(ran):
+                            yield tool
                 if (usage := self._payload_usage(payload)) is not None:
+                    # Groq's usage comes in the chunk that finishes the turn: the calls go first.
+                    for event in (*executed.rest(), *calls.done()):
+                        yield event
                     yield usage
+            for event in (*executed.rest(), *calls.done()):
+                yield event
 
     def _stream_error(self, payload: dict[str, Any], request: Any) -> Exception:
         """An error sent inside the stream, as the SDK reports it: an APIError with the server's message."""
@@ -146,6 +168,7 @@ class OpenAIStyleProvider(ChatProvider):
         response = await self._client.chat.completions.create(
             **self._request(messages, options), stream=True, **self._stream_arguments()
         )
+        calls, executed = _ToolCalls(), _ExecutedTools()
         async with response:
             async for chunk in response:
                 if chunk.choices:
@@ -154,8 +177,18 @@ class OpenAIStyleProvider(ChatProvider):
                         yield ReasoningDelta(reasoning)
                     if delta.content:
                         yield TextDelta(delta.content)
+                    if delta.tool_calls:
+                        calls.add(delta.tool_calls)
+                    # A declared field of Groq's delta; an extra (plain dicts) in the openai SDK's.
+                    if ran := getattr(delta, "executed_tools", None):
+                        for tool in executed.add(ran):
+                            yield tool
                 if (usage := self._usage(chunk)) is not None:
+                    for event in (*executed.rest(), *calls.done()):
+                        yield event
                     yield usage
+            for event in (*executed.rest(), *calls.done()):
+                yield event
 
     async def complete(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> Completion:
         """One non-streaming request: the whole reply in one response."""
@@ -164,11 +197,19 @@ class OpenAIStyleProvider(ChatProvider):
         except (self.sdk.APIError, self.http.HTTPError) as exc:
             raise self.translate(exc) from exc
         usage = response.usage
+        message = response.choices[0].message if response.choices else None
+        # Function calls only (openai's SDK also knows "custom" tools, which are never offered here).
+        calls = tuple(
+            ToolCall(c.id, c.function.name, c.function.arguments)
+            for c in (message.tool_calls if message is not None else None) or ()
+            if getattr(c, "function", None) is not None
+        )
         return Completion(
-            response.choices[0].message.content or "" if response.choices else "",
+            (message.content or "") if message is not None else "",
             Usage(usage.prompt_tokens, usage.completion_tokens, getattr(usage, "completion_time", None))
             if usage
             else None,
+            calls,
         )
 
     async def list_models(self) -> list[str]:
@@ -214,6 +255,101 @@ class OpenAIStyleProvider(ChatProvider):
             message = str(exc.message)
             return ProviderError(classify_status(500, message), f"error in stream: {message}")
         return ProviderError(ErrorKind.SERVER, str(exc))
+
+
+def _field(item: Any, name: str) -> Any:
+    """A field of a parsed chunk's object (a dict) or of an SDK object (an attribute); None when absent."""
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+class _ToolCalls:
+    """Function calls put together from a stream's `delta.tool_calls` pieces.
+
+    Each piece names its call by `index`; the call's first piece has its `id` and `function.name`, and
+    `function.arguments` comes in parts.
+    """
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
+
+    def add(self, pieces: Iterable[Any]) -> None:
+        for piece in pieces:
+            index = _field(piece, "index")
+            if not isinstance(index, int):
+                # Left out by some servers: a piece with an id starts a call, one without goes on with the last.
+                last = max(self._calls, default=-1)
+                index = last + 1 if _field(piece, "id") or last < 0 else last
+            call = self._calls.setdefault(index, ["", "", ""])
+            if call_id := _field(piece, "id"):
+                call[0] = call_id
+            if function := _field(piece, "function"):
+                if name := _field(function, "name"):
+                    call[1] = name  # whole in the first piece (some servers repeat it)
+                if arguments := _field(function, "arguments"):
+                    call[2] += arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
+
+    def done(self) -> list[ToolCall]:
+        """The calls in index order (each once: they are forgotten), with an id made up where a server gave none."""
+        calls = [
+            ToolCall(call_id or f"call_{index}", name, arguments)
+            for index, (call_id, name, arguments) in sorted(self._calls.items())
+        ]
+        self._calls.clear()
+        return calls
+
+
+class _ExecutedTools:
+    """The tools Groq's compound models ran (`delta.executed_tools`), each yielded once.
+
+    A tool can appear in several chunks under the same `index`: when it starts (no `output` yet) and
+    when it has run. It is yielded when its output arrives; one that never gets an output, at the end.
+    """
+
+    __slots__ = ("_done", "_waiting")
+
+    def __init__(self) -> None:
+        self._done: set[int] = set()
+        self._waiting: dict[int, Any] = {}
+
+    def add(self, items: Iterable[Any]) -> list[ExecutedTool]:
+        ready: list[ExecutedTool] = []
+        for item in items:
+            index = _field(item, "index")
+            if not isinstance(index, int):  # nothing to tell repeats apart by
+                ready.append(_executed_tool(item))
+            elif index in self._done:
+                continue
+            elif _field(item, "output") is None:
+                self._waiting[index] = item
+            else:
+                self._waiting.pop(index, None)
+                self._done.add(index)
+                ready.append(_executed_tool(item))
+        return ready
+
+    def rest(self) -> list[ExecutedTool]:
+        """The tools seen without an output, in index order (each once)."""
+        rest = [_executed_tool(item) for _, item in sorted(self._waiting.items())]
+        self._done.update(self._waiting)
+        self._waiting.clear()
+        return rest
+
+
+def _executed_tool(item: Any) -> ExecutedTool:
+    """One of `executed_tools`, parsed or an SDK object: its type, arguments, output, and the pages it found."""
+    arguments = _field(item, "arguments")
+    if not isinstance(arguments, str):
+        arguments = "" if arguments is None else orjson.dumps(arguments).decode()
+    output = _field(item, "output")
+    output = output if isinstance(output, str) else ""
+    # Web search results, and the pages a browsing tool visited (both carry title and url).
+    found = [*(_field(_field(item, "search_results"), "results") or ()), *(_field(item, "browser_results") or ())]
+    sources = tuple(
+        (str(_field(r, "title") or url), str(url)) for r in found if isinstance(url := _field(r, "url"), str) and url
+    )
+    return ExecutedTool(str(_field(item, "type") or "tool"), arguments, output, sources)
 
 
 def _parsed(data: bytes) -> dict[str, Any]:

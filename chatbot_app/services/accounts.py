@@ -26,7 +26,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
@@ -40,9 +40,10 @@ from chatbot_app.services.usage_report import TopUser, UsageChart, usage_chart
 from chatbot_app.services.validation import is_identity
 from chatbot_app.storage import api_keys, presets, server_settings, sessions, shares, users
 from chatbot_app.storage import conversations as store
+from chatbot_app.storage import mcp_servers as mcp_store
 from chatbot_app.storage import usage as usage_store
 from chatbot_app.storage.database import Database
-from chatbot_app.storage.models import ApiKey, User, UserRole, utcnow
+from chatbot_app.storage.models import ApiKey, McpServerRow, User, UserRole, utcnow
 
 R = TypeVar("R")
 
@@ -533,6 +534,20 @@ class Accounts:
             actor_id, lambda session: server_settings.put_setting(session, SIGNUP_OPEN, value, self.clock())
         )
 
+    # --- MCP servers (services.tools.catalog reads them) -----------------------------------------
+
+    async def add_mcp_server(self, actor_id: int, row: McpServerRow) -> None:
+        if not await self._as_admin(actor_id, lambda session: mcp_store.add_server(session, row)):
+            raise NotAllowed(f"A server named “{row.name}” exists already.")
+
+    async def change_mcp_server(self, actor_id: int, name: str, **changes: bool) -> None:
+        if not await self._as_admin(actor_id, lambda session: mcp_store.change_server(session, name, **changes)):
+            raise NotAllowed("No such server (those of CHATBOT_MCP_SERVERS are changed in the environment).")
+
+    async def remove_mcp_server(self, actor_id: int, name: str) -> None:
+        if not await self._as_admin(actor_id, lambda session: mcp_store.remove_server(session, name)):
+            raise NotAllowed("No such server (those of CHATBOT_MCP_SERVERS are changed in the environment).")
+
     # --- Operators (python -m chatbot_app.admin): whoever runs commands on the server ----------
 
     async def operator_create_admin(self, email: object) -> tuple[User, str]:
@@ -631,6 +646,13 @@ class Accounts:
         since = self.clock().date() - timedelta(days=days - 1)
         rows = await self._as_admin(actor_id, lambda session: usage_store.top_users(session, since, limit))
         return [TopUser(*row) for row in rows]
+
+    async def tool_usage(self, actor_id: int, days: int = 30, limit: int = 50) -> list[tuple[str, str, int, int]]:
+        """Tool calls in the last `days` days per user and tool, most first (admins only): (who, tool, calls,
+        failed or denied). Anonymous browsers are named by the start of their identity."""
+        since = datetime.combine(self.clock().date() - timedelta(days=days - 1), time.min, UTC)
+        rows = await self._as_admin(actor_id, lambda session: usage_store.tool_calls_per_user(session, since, limit))
+        return [(email or f"anonymous {owner[:8]}…", tool, calls, failed) for owner, email, tool, calls, failed in rows]
 
     # --- Claiming anonymous conversations ------------------------------------------------------
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from chatbot_app.config import Settings
 from chatbot_app.providers.base import (
@@ -31,6 +33,7 @@ from chatbot_app.providers.base import (
     ProviderEvent,
     ReasoningDelta,
     TextDelta,
+    ToolCall,
     Usage,
 )
 from chatbot_app.services.accounts import Accounts, NotAllowed, owner_id_of
@@ -66,8 +69,10 @@ from chatbot_app.services.reply_jobs import ReplyJobs
 from chatbot_app.services.shares import SharedLink, ShareLinks
 from chatbot_app.services.speech import SPEECH_LINK_TTL_S, Speaker, joined_wav, speech_url
 from chatbot_app.services.spoken_text import pieces_to_read
+from chatbot_app.services.tools.mcp_servers import parse_mcp_servers
 from chatbot_app.services.transcription import Transcriber, Transcript, TranscriptionRejected
 from chatbot_app.services.validation import InvalidInput, clean_message, is_conversation_id
+from chatbot_app.storage.models import McpServerRow
 from chatbot_app.storage.transfer import ImportRejected, check_import_size
 
 log = logging.getLogger(__name__)
@@ -85,6 +90,9 @@ SHARE_NOT_FOUND = "That link was not found: it may have been revoked already."
 IMPORTS_UNAVAILABLE = "Imports are unavailable for a moment; try again shortly."
 NO_READ_ALOUD = "Read aloud is off: set GROQ_API_KEY, or CHATBOT_OPENAI_SPEECH_MODEL."
 REPLY_NOT_FOUND = "That reply was not found."
+BAD_SERVER = "Name a server from the list, and one of its settings: enabled, trusted or default_on, true or false."
+MCP_SETTINGS = ("enabled", "trusted", "default_on")
+TOOL_CALL_NOT_WAITING = "That tool call is not waiting for an answer (it was answered, or it is not yours)."
 NOTHING_TO_READ = "There is nothing in this reply to read aloud."
 #: Read aloud counts one message against the rate limits per this many characters read.
 SPEECH_CHARS_PER_MESSAGE = 1000
@@ -163,6 +171,19 @@ _shown = _as_row_id
 
 def _limit_refusal(refusal: Refusal) -> Refused:
     return Refused(RefusalKind.RATE_LIMIT, refusal.message, code=refusal.limit)
+
+
+def _call_text(call: ToolCall) -> str:
+    """A tool call as completion text, for estimates where a provider reports no usage."""
+    return call.name + call.arguments
+
+
+def _tool_token_bound(context: list[ChatMessage], options: GenerationOptions) -> int:
+    """What tools add to a /v1 prompt beyond its messages' text, bounded by bytes as the text is: the functions
+    offered (JSON with non-ASCII escaped: never fewer bytes than UTF-8), and the calls already made and answered."""
+    offered = len(json.dumps(list(options.tools))) if options.tools else 0
+    made = sum(len(f"{c.id}{c.name}{c.arguments}".encode()) for m in context for c in m.tool_calls)
+    return offered + made + sum(len((m.tool_call_id or "").encode()) for m in context)
 
 
 def _quota_refusal(exc: QuotaExceeded) -> Refused:
@@ -362,6 +383,15 @@ class Actions:
             raise Refused(RefusalKind.NOT_FOUND, REPLY_NOT_FOUND)
         await self.replies.stop(reply_id)
 
+    async def answer_tool_call(self, caller: Caller, reply_id: object, call_id: object, approve: object) -> None:
+        """Approve once (True) or deny (False) a tool call of the caller's that waits, wherever its job runs."""
+        reply_id = _row_id(reply_id, TOOL_CALL_NOT_WAITING)
+        if not isinstance(call_id, str) or not 0 < len(call_id) <= 128 or not isinstance(approve, bool):
+            raise Refused(RefusalKind.INVALID, "Answer a tool call with its id and true (approve) or false (deny).")
+        if not await self.chat.answer_tool_call(caller.owner_id, reply_id, call_id, approve):
+            raise Refused(RefusalKind.NOT_FOUND, TOOL_CALL_NOT_WAITING)
+        self.replies.tools.answered(reply_id, call_id)  # its job, if it runs here, goes on at once
+
     # -- the conversation: clear, delete, summarize, end session, share -------------------------------
 
     async def clear(self, caller: Caller, conversation_id: object) -> bool:
@@ -499,6 +529,56 @@ class Actions:
             running = await self.chat.owners_streaming_replies(owner_id_of(user_id))
             if running:
                 await self.replies.stop_and_wait(running)
+
+    async def add_mcp_server(self, admin_id: int, form: dict[str, Any]) -> None:
+        """An admin adds an MCP server: checked as CHATBOT_MCP_SERVERS entries are (its URL again at each
+        connection); its header values name environment variables, so no secret is stored."""
+        headers = form.get("headers") or "{}"
+        try:
+            entry = {
+                "name": form.get("name"),
+                "url": form.get("url"),
+                "headers": json.loads(headers) if isinstance(headers, str) and len(headers) <= 4_000 else headers,
+                "default_on": form.get("default_on") in ("on", True),
+                "trusted": form.get("trusted") in ("on", True),
+            }
+            [server] = parse_mcp_servers(json.dumps([entry]))
+        except (ValueError, TypeError) as exc:
+            raise Refused(RefusalKind.INVALID, str(exc) if isinstance(exc, ValueError) else BAD_SERVER) from None
+        # An admin must not be able to send the app's own secrets (GROQ_API_KEY, ...) to a server they name.
+        if unprefixed := [variable for variable in server.headers.values() if not variable.startswith("MCP_")]:
+            raise Refused(
+                RefusalKind.INVALID,
+                f"Header variables of servers added here must start with MCP_ (not {unprefixed[0]}): set "
+                "the secret in such a variable on the server.",
+            )
+        if self.chat.tools.is_configured(server.name):
+            raise Refused(RefusalKind.INVALID, f"“{server.name}” is a server of CHATBOT_MCP_SERVERS already.")
+        row = McpServerRow(
+            name=server.name,
+            url=server.url,
+            headers=json.dumps(server.headers),
+            default_on=server.default_on,
+            trusted=server.trusted,
+        )
+        await self._as_admin_action(self.accounts.add_mcp_server(admin_id, row))
+
+    async def change_mcp_server(self, admin_id: int, name: object, setting: object, value: object) -> None:
+        if not isinstance(name, str) or setting not in MCP_SETTINGS or not isinstance(value, bool):
+            raise Refused(RefusalKind.INVALID, BAD_SERVER)
+        await self._as_admin_action(self.accounts.change_mcp_server(admin_id, name, **{str(setting): value}))
+
+    async def remove_mcp_server(self, admin_id: int, name: object) -> None:
+        if not isinstance(name, str):
+            raise Refused(RefusalKind.INVALID, BAD_SERVER)
+        await self._as_admin_action(self.accounts.remove_mcp_server(admin_id, name))
+
+    @staticmethod
+    async def _as_admin_action(change: Awaitable[None]) -> None:
+        try:
+            await change
+        except NotAllowed as exc:
+            raise Refused(RefusalKind.FORBIDDEN, str(exc)) from None
 
     # -- voice ----------------------------------------------------------------------------------------
 
@@ -641,7 +721,8 @@ class Actions:
                 completion = await provider.complete(context, replace(options, max_tokens=reservation.max_tokens))
         finally:
             usage = completion.usage if completion is not None else None
-            await self._settle(reservation, options.model, context, usage, completion.text if completion else "")
+            text = "".join([completion.text, *map(_call_text, completion.tool_calls)]) if completion else ""
+            await self._settle(reservation, options.model, context, usage, text)
         return completion
 
     async def stream(
@@ -666,6 +747,8 @@ class Actions:
                     match event:
                         case TextDelta(text) | ReasoningDelta(text):
                             streamed.append(text)
+                        case ToolCall():
+                            streamed.append(_call_text(event))
                         case Usage():
                             usage = event
                     yield event
@@ -673,8 +756,9 @@ class Actions:
             await self._settle(reservation, options.model, context, usage, "".join(streamed))
 
     async def _reserve(self, caller: Caller, context: list[ChatMessage], options: GenerationOptions) -> Reservation:
+        bound = prompt_token_bound(context) + _tool_token_bound(context, options)
         try:
-            return await self.quota.reserve(caller.owner_id, prompt_token_bound(context), options.max_tokens)
+            return await self.quota.reserve(caller.owner_id, bound, options.max_tokens)
         except QuotaExceeded as exc:
             raise _quota_refusal(exc) from None
 

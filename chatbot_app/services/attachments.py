@@ -457,7 +457,10 @@ def message_with_files(
         header = f"--- Attached {label}: {f.filename} ---"
         if len(body) > remaining:
             shown = body[: max(remaining, 0)]
-            body = f"{shown}\n[The file was cut here to fit the context: {len(shown):,} of {len(body):,} characters.]"
+            body = (
+                f"{shown}\n[The file was cut here to fit the context: {len(shown):,} of {len(body):,} characters. "
+                "If you have the search_files tool, it searches the whole file.]"
+            )
         remaining -= len(f.text or "")
         parts.append(f"{header}\n{body}")
     return ChatMessage(role, "\n\n".join(parts), tuple(images))  # type: ignore[arg-type]

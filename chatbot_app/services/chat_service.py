@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from datetime import timedelta
 from functools import partial
@@ -31,6 +32,7 @@ from chatbot_app.providers.base import (
     ProviderError,
     ProviderEvent,
     TextDelta,
+    ToolCall,
 )
 from chatbot_app.services import attachments as files
 from chatbot_app.services.attachments import AttachmentRejected, PreparedAttachment
@@ -45,13 +47,19 @@ from chatbot_app.services.context import estimate_tokens, trim_to_budget
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.limits import AbuseLimits, LimitReached
 from chatbot_app.services.quota import QuotaExceeded, Spent, TokenQuota, prompt_token_bound
+from chatbot_app.services.reply_log import ToolUpdate
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
+from chatbot_app.services.tools.catalog import ToolCatalog
+from chatbot_app.services.tools.mcp_servers import McpClients
+from chatbot_app.services.tools.toolbox import Toolbox, fit
 from chatbot_app.services.validation import InvalidInput
 from chatbot_app.storage import attachments as attachment_store
 from chatbot_app.storage import conversations as store
+from chatbot_app.storage import documents
 from chatbot_app.storage import presets as presets_store
+from chatbot_app.storage import tool_calls as tool_store
 from chatbot_app.storage.database import Database
-from chatbot_app.storage.models import Attachment, Conversation, Message, MessageStatus
+from chatbot_app.storage.models import Attachment, Conversation, Message, MessageStatus, ToolCallRecord
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,7 @@ HISTORY_WINDOW = 200
 FINAL_SAVE_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
+INTERRUPTED_TOOL = "The reply was interrupted (its server stopped) before this call ended."
 PARENT_NOT_A_REPLY = "A message follows a finished reply: name one as its parent."
 TITLE_INSTRUCTION = (
     "Write a title of at most six words for the conversation the user shows you. "
@@ -105,11 +114,26 @@ class Fork:
 
 @dataclass(frozen=True, slots=True)
 class ReplyRequest:
-    """The provider, options and context a reply is generated with."""
+    """The provider, options and context a reply is generated with, and the tools it may call."""
 
     provider: ChatProvider
     options: GenerationOptions
     context: list[ChatMessage]
+    toolbox: Toolbox = field(default_factory=Toolbox)
+    #: The context's budget (CHATBOT_CONTEXT_BUDGET_TOKENS): tool answers are cut to fit what is left of it.
+    context_budget_tokens: int = 8_000
+
+    def after_tools(
+        self, text: str, calls: Sequence[ToolCall], answers: Sequence[ChatMessage], *, last: bool
+    ) -> ReplyRequest:
+        """The request for the model's next round: its calls and their answers added to the context, the
+        answers cut to what the context budget has room for. On the `last` round no tools are offered,
+        so the model answers with what it has."""
+        # About 4 characters a token (services.context); at least a little room, so the model hears back.
+        room = max(self.context_budget_tokens * 4 - sum(len(m.content) for m in self.context) - len(text), 2_000)
+        context = [*self.context, ChatMessage("assistant", text, tool_calls=tuple(calls)), *fit(answers, room)]
+        options = replace(self.options, tools=(), tool_choice=None, parallel_tool_calls=None) if last else self.options
+        return replace(self, context=context, options=options)
 
     def limited_to(self, max_tokens: int) -> ReplyRequest:
         """The same request allowed at most `max_tokens` of completion (what the quota left)."""
@@ -148,6 +172,7 @@ class ChatService:
         *,
         limits: AbuseLimits | None = None,
         quota: TokenQuota | None = None,
+        tools: ToolCatalog | None = None,
     ) -> None:
         self.settings = settings
         self.providers = providers
@@ -155,7 +180,18 @@ class ChatService:
         self.limits = limits or AbuseLimits.from_settings(settings)
         self.slots = self.limits.slots
         self.quota = quota or TokenQuota(engine, settings.daily_tokens_per_user)
-        self._db = Database(engine).run
+        self.database = Database(engine)
+        self._db = self.database.run
+        self.tools = tools or ToolCatalog(
+            settings,
+            self.database,
+            McpClients(
+                allow_private=settings.mcp_allow_private,
+                ttl_s=settings.mcp_tools_ttl_s,
+                timeout_s=settings.tool_timeout_s,
+                max_result_chars=settings.tool_result_chars,
+            ),
+        )
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -228,7 +264,14 @@ class ChatService:
     async def interrupt_reply(self, reply_id: int, text: str = "", reasoning: str = "") -> bool:
         """End a reply whose job died as `interrupted`, with `text` if it has more than the last checkpoint;
         False if it had ended already (see storage.conversations.interrupt_reply)."""
-        return await self._db(lambda s: store.interrupt_reply(s, reply_id, text, reasoning))
+
+        def work(session: Session) -> bool:
+            ended = store.interrupt_reply(session, reply_id, text, reasoning)
+            if ended:
+                tool_store.end_unfinished(session, reply_id, INTERRUPTED_TOOL)
+            return ended
+
+        return await self._db(work)
 
     async def request_stop(self, reply_id: int) -> bool:
         """Write a Stop on the reply's row, for its job's process to read; False if it is no longer written."""
@@ -399,7 +442,10 @@ class ChatService:
             message = store.add_message(session, conversation, "user", text)
             if attachments:
                 assert message.id is not None
-                attachment_store.add_attachments(session, message.id, attachments)
+                for row in attachment_store.add_attachments(session, message.id, attachments):
+                    if row.text:
+                        assert row.id is not None
+                        documents.index_document(session, row.id, owner_id, row.text)
             return self._new_reply(session, conversation, created=conversation_id is None)
 
         return await self._db(work)
@@ -543,6 +589,22 @@ class ChatService:
 
         return await self._db(work)
 
+    async def tool_calls(
+        self, owner_id: str, conversation_id: str, reply_ids: list[int]
+    ) -> dict[int, list[ToolUpdate]]:
+        """The tool calls of the conversation's replies, as their logs carried them; raises ConversationNotFound."""
+
+        def work(session: Session) -> dict[int, list[ToolUpdate]]:
+            conversation = _owned(session, owner_id, conversation_id)
+            found = tool_store.calls_of(session, conversation.id, reply_ids)
+            return {reply_id: [_tool_update(r) for r in records] for reply_id, records in found.items()}
+
+        return await self._db(work)
+
+    async def answer_tool_call(self, owner_id: str, reply_id: int, call_id: str, approve: bool) -> bool:
+        """The owner approves or denies a call that waits; False if it is not theirs, or not waiting."""
+        return await self._db(lambda session: tool_store.answer(session, owner_id, reply_id, call_id, approve))
+
     def _new_reply(self, session: Session, conversation: Conversation, *, created: bool) -> Turn:
         """An empty `streaming` reply to the conversation's last user message."""
         history = store.latest_messages(session, conversation.id, HISTORY_WINDOW)
@@ -569,7 +631,14 @@ class ChatService:
         context = self._context(turn, provider, resolved)
         if options.model not in self.settings.vision_models:  # earlier images stay out of a text model's context
             context = [files.without_images(m) for m in context]
-        return ReplyRequest(provider, options, context)
+        chat = turn.settings
+        toolbox = await self.tools.toolbox(
+            turn.owner_id, provider.name, options.model, web_search=chat.web_search, mcp_servers=chat.mcp_servers
+        )
+        if toolbox:
+            options = replace(options, tools=toolbox.schemas())
+        budget = self.settings.context_budget_tokens
+        return ReplyRequest(provider, options, context, toolbox, context_budget_tokens=budget)
 
     async def describe_failure(self, kind: str, provider_name: str | None) -> str:
         """The sentence for a failed reply; a retired or unknown model also gets the models available now."""
@@ -638,9 +707,11 @@ async def _retrying_final_save(db: Callable[..., Awaitable[bool]], save: Callabl
 async def _whole(
     provider: ChatProvider, context: list[ChatMessage], options: GenerationOptions
 ) -> AsyncIterator[ProviderEvent]:
-    """A batch completion in the shape of a stream: the whole text, then its usage."""
+    """A batch completion in the shape of a stream: the whole text, the tools it calls, then its usage."""
     completion = await provider.complete(context, options)
     yield TextDelta(completion.text)
+    for call in completion.tool_calls:
+        yield call
     if completion.usage is not None:
         yield completion.usage
 
@@ -671,6 +742,22 @@ def _act_on_shown_branch(session: Session, conversation: Conversation, shown_id:
         and not store.is_on_path(session, conversation.id, shown_id)
     ):
         store.set_current_leaf(session, conversation, shown_id)
+
+
+def _tool_update(record: ToolCallRecord) -> ToolUpdate:
+    """A stored tool call as the reply log carries it."""
+    sources = tuple((str(title), str(url)) for title, url in json.loads(record.sources)) if record.sources else ()
+    return ToolUpdate(
+        call_id=record.call_id,
+        name=record.name,
+        status=record.status,
+        server=record.server,
+        arguments=record.arguments,
+        result=record.result,
+        error=record.error or "",
+        duration_ms=record.duration_ms,
+        sources=sources,
+    )
 
 
 def settings_of(conversation: Conversation) -> ChatSettings:

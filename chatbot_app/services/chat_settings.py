@@ -40,6 +40,10 @@ class ChatSettings(ConversationSettings):
 
     #: The voice replies are read aloud in (one of the speech service's voices).
     voice: str | None = None
+    #: Groq's built-in web search (and code) for the models that have them.
+    web_search: bool = False
+    #: The MCP servers whose tools are on, comma-separated; None: those an admin marked on by default.
+    mcp_servers: str | None = None
 
     def with_choice(self, choice: str) -> ChatSettings:
         """These settings with a model picked as "provider:model"."""

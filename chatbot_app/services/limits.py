@@ -65,12 +65,14 @@ class AbuseLimits:
         redis_url: str | None = None,
         key_prefix: str = "chatbot_limits",
         address_imports_per_hour: int | None = None,
+        tool_calls_per_minute: int = 0,
     ) -> None:
         self._per_identity = RateLimitItemPerMinute(per_identity)
         self._per_address = RateLimitItemPerMinute(per_address)
         self._new_identities = RateLimitItemPerHour(new_identities_per_hour)
         self._imports = RateLimitItemPerHour(imports_per_hour)
         self._address_imports = RateLimitItemPerHour(address_imports_per_hour or imports_per_hour * 3)
+        self._tool_calls = RateLimitItemPerMinute(tool_calls_per_minute) if tool_calls_per_minute else None
         # While the shared store (Redis) is unreachable, this process counts alone: each process then admits
         # its own share of a limit, which is far better than admitting everyone or refusing everyone.
         self._local = _Counter(MemoryStorage())
@@ -92,6 +94,7 @@ class AbuseLimits:
             active=settings.max_active_replies,
             waiting=settings.max_waiting_replies,
             redis_url=settings.redis_url,
+            tool_calls_per_minute=settings.tool_calls_per_minute,
         )
 
     async def admit(self, identity: str, address: str | None, *, new_identity: bool = False) -> Refusal | None:
@@ -105,6 +108,19 @@ class AbuseLimits:
         """Count one import for `identity` from `address`: per identity, per address (CHATBOT_IMPORTS_PER_HOUR and
         CHATBOT_ADDRESS_IMPORTS_PER_HOUR), and a new identity counts against its address's new identities."""
         return await self._counted(lambda counter: self._admit_import(counter, identity, address))
+
+    async def admit_tool_call(self, identity: str) -> Refusal | None:
+        """Count one tool call for `identity` (CHATBOT_TOOL_CALLS_PER_MINUTE); a Refusal past the limit."""
+        item = self._tool_calls
+        if item is None:
+            return None
+
+        async def check(counter: _Counter) -> Refusal | None:
+            if await counter.hit(item, "tools", identity):
+                return None
+            return Refusal("tools", f"Too many tool calls: the limit is {item.amount} a minute.")
+
+        return await self._counted(check)
 
     async def _counted(self, check: Callable[[_Counter], Awaitable[Refusal | None]]) -> Refusal | None:
         if self._shared is not None:

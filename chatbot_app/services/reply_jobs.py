@@ -23,19 +23,40 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy.exc import OperationalError
 
-from chatbot_app.providers.base import ErrorKind, ProviderError, ProviderEvent, ReasoningDelta, TextDelta, Usage
-from chatbot_app.services.chat_service import ChatService, Turn
+from chatbot_app.providers.base import (
+    ErrorKind,
+    ExecutedTool,
+    ProviderError,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+from chatbot_app.services.chat_service import ChatService, ReplyRequest, Turn
 from chatbot_app.services.coalesce import coalesce
 from chatbot_app.services.context import estimate_tokens
 from chatbot_app.services.error_messages import describe_retry
 from chatbot_app.services.frame_pacing import DEFAULT_MAX_MS, FramePacer
 from chatbot_app.services.quota import QuotaExceeded, Reservation, Spent, prompt_token_bound
 from chatbot_app.services.reply_liveness import ReplyLiveness, UnknownLiveness, Verdict
-from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, ReplyLog, Snapshot, Titled, follow
+from chatbot_app.services.reply_log import (
+    START,
+    Finished,
+    Frame,
+    ReplyEvent,
+    ReplyLog,
+    Snapshot,
+    Titled,
+    ToolUpdate,
+    follow,
+)
 from chatbot_app.services.retry import RetryNotice
+from chatbot_app.services.tools.runner import RoundContext, ToolRunner
 from chatbot_app.storage.models import MessageStatus
 
 log = logging.getLogger(__name__)
@@ -59,6 +80,13 @@ class ReplyProgress:
     #: From the first reasoning to the first answer text (or to the end, if no answer came).
     thinking_ms: int | None = None
     _thinking_from: int | None = None
+    #: The calls the model asked for in this round, and the tools the provider ran itself (not yet shown).
+    calls: list[ToolCall] = field(default_factory=list)
+    executed: list[ExecutedTool] = field(default_factory=list)
+    #: Every tool call so far, as its latest update (by call id): a snapshot carries them.
+    tools: dict[str, ToolUpdate] = field(default_factory=dict)
+    #: The usage of the rounds before this one (a reply with tools calls the model several times).
+    earlier_usage: Usage | None = None
 
     def add(self, items: list[ProviderEvent | RetryNotice]) -> Frame | None:
         text: list[str] = []
@@ -72,6 +100,10 @@ class ReplyProgress:
                     reasoning.append(delta)
                 case Usage():
                     self.usage = item
+                case ToolCall():
+                    self.calls.append(item)
+                case ExecutedTool():
+                    self.executed.append(item)
                 case RetryNotice(kind, next_attempt, attempts, delay_s):
                     notice = describe_retry(kind, delay_s, next_attempt, attempts)
         if text or reasoning:
@@ -93,11 +125,35 @@ class ReplyProgress:
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
 
+    def next_round(self) -> None:
+        """The model is called again: this round's usage joins the earlier rounds'."""
+        self.earlier_usage, self.usage = self.total_usage(), None
+        self.calls = []
+
+    def total_usage(self) -> Usage | None:
+        """The usage of every round so far (unknown counts stay unknown)."""
+        earlier, now = self.earlier_usage, self.usage
+        if earlier is None or now is None:
+            return now or earlier
+        prompt, completion = (
+            _sum(earlier.prompt_tokens, now.prompt_tokens),
+            _sum(earlier.completion_tokens, now.completion_tokens),
+        )
+        return Usage(
+            None if prompt is None else int(prompt),
+            None if completion is None else int(completion),
+            _sum(earlier.completion_time_s, now.completion_time_s),
+        )
+
     def thinking_time_ms(self) -> int | None:
         """How long the model thought; still thinking at the end: until now."""
         if self.thinking_ms is None and self._thinking_from is not None:
             return self.elapsed_ms() - self._thinking_from
         return self.thinking_ms
+
+
+def _sum(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
 
 
 @dataclass(slots=True)
@@ -122,6 +178,8 @@ class ReplyJob:
     #: The tokens held against the owner's quota for the provider call, and the prompt's estimate.
     reservation: Reservation | None = None
     prompt_estimate: int = 0
+    #: Where the current call of the model began in the text (a reply with tools calls it several times).
+    round_start: int = 0
 
 
 class ReplyJobs:
@@ -145,6 +203,7 @@ class ReplyJobs:
         # Heartbeat well inside the stale window, so a live job is never taken for a dead one.
         self._heartbeat_s = min(CHECKPOINT_INTERVAL_S, settings.stale_reply_s / 3)
         self._jobs: dict[int, ReplyJob] = {}
+        self.tools = ToolRunner(service.database, service.limits, settings.tool_approval_s)
         self._listener: asyncio.Task[None] | None = None
         self._checkpointer: asyncio.Task[None] | None = None
 
@@ -336,18 +395,14 @@ class ReplyJobs:
                 raise asyncio.CancelledError
             request = await self.service.prepare_reply(job.turn)
             provider, model = request.provider.name, request.options.model
-            job.prompt_estimate = sum(estimate_tokens(m.content) for m in request.context)
-            job.reservation = await self.service.quota.reserve(
-                job.turn.owner_id, prompt_token_bound(request.context), request.options.max_tokens
-            )
-            request = request.limited_to(job.reservation.max_tokens)
+            request = await self._reserve(job, request)
             async with self.service.slots.slot():
-                source = request.events(batch=job.batch, retry=self.service.retry)
-                with self.pacer.stream() as interval_s:
-                    async with contextlib.aclosing(coalesce(source, interval_s)) as batches:
-                        async for items in batches:
-                            if (frame := progress.add(items)) is not None:
-                                await self._append_frame(job, frame)
+                await self._stream(job, request)
+                for round_number in range(1, self.service.settings.max_tool_rounds + 1):
+                    if not progress.calls:
+                        break
+                    request = await self._tool_round(job, request, round_number)
+                    await self._stream(job, request)
         except ProviderError as exc:
             status, error = MessageStatus.ERROR, exc
             log.warning("provider_error", extra={"request_id": f"reply-{reply_id}", "kind": str(exc.kind)})
@@ -372,6 +427,68 @@ class ReplyJobs:
         if cancelled:
             raise asyncio.CancelledError
 
+    async def _reserve(self, job: ReplyJob, request: ReplyRequest) -> ReplyRequest:
+        """Hold the owner's quota for one call of the model; the request, cut to what the quota leaves."""
+        job.prompt_estimate = sum(estimate_tokens(m.content) for m in request.context)
+        job.reservation = await self.service.quota.reserve(
+            job.turn.owner_id, prompt_token_bound(request.context), request.options.max_tokens
+        )
+        return request.limited_to(job.reservation.max_tokens)
+
+    async def _stream(self, job: ReplyJob, request: ReplyRequest) -> None:
+        """One call of the model, its frames into the log; the tools it asks for stay in `progress.calls`."""
+        progress = job.progress
+        job.round_start = len(progress.text)
+        source = request.events(batch=job.batch, retry=self.service.retry)
+        with self.pacer.stream() as interval_s:
+            async with contextlib.aclosing(coalesce(source, interval_s)) as batches:
+                async for items in batches:
+                    if (frame := progress.add(items)) is not None:
+                        await self._append_frame(job, frame)
+                    if progress.executed:
+                        await self._show_executed(job)
+
+    async def _tool_round(self, job: ReplyJob, request: ReplyRequest, round_number: int) -> ReplyRequest:
+        """Run the calls of one round; the next request, its quota held (the round's own settled)."""
+        progress, turn = job.progress, job.turn
+        calls = list(progress.calls)
+        context = RoundContext(turn.owner_id, turn.reply_id, round_number, partial(self._show_tool, job))
+        answers = await self.tools.run_round(request.toolbox, calls, context)
+        await self._settle(job, request.options.model)
+        text = progress.text[job.round_start :]
+        progress.next_round()
+        last = round_number == self.service.settings.max_tool_rounds
+        return await self._reserve(job, request.after_tools(text, calls, answers, last=last))
+
+    async def _show_tool(self, job: ReplyJob, update: ToolUpdate) -> None:
+        job.progress.tools[update.call_id] = update
+        await self._append(job.turn.reply_id, update)
+
+    async def _show_executed(self, job: ReplyJob) -> None:
+        """Tools the provider ran itself (Groq's compound models): stored and shown as done calls."""
+        executed, job.progress.executed = job.progress.executed, []
+        for n, tool in enumerate(executed):
+            context = RoundContext(job.turn.owner_id, job.turn.reply_id, 0, partial(self._show_tool, job))
+            await self.tools.record_executed(tool, f"groq-{len(job.progress.tools) + n}", context)
+
+    async def _settle(self, job: ReplyJob, model: str) -> None:
+        """Count a call of the model against the owner's quota: what it used, or else what it streamed."""
+        if job.reservation is None:
+            return
+        progress = job.progress
+        spent = Spent.of(
+            job.reservation,
+            model,
+            progress.usage,
+            prompt_estimate=job.prompt_estimate,
+            streamed=progress.text[job.round_start :] + progress.reasoning,
+        )
+        reservation, job.reservation = job.reservation, None
+        try:  # per-user accounting must never lose the reply itself
+            await self.service.quota.settle(reservation, spent)
+        except Exception:
+            log.exception("could not settle the quota of reply %d", job.turn.reply_id)
+
     async def _title(self, job: ReplyJob) -> str:
         """The model's title for a new conversation; "" if there is none (the first words stay)."""
         try:
@@ -386,7 +503,7 @@ class ReplyJobs:
         # A snapshot also after a failed write (Redis restarted, say): the shared log is whole again.
         if job.frames % self.compact_every == 0 or self.log.lost_entries(job.turn.reply_id):
             progress = job.progress
-            event = Snapshot(progress.text, progress.reasoning, progress.notice)
+            event = Snapshot(progress.text, progress.reasoning, progress.notice, tuple(progress.tools.values()))
             await self._append(job.turn.reply_id, event, compact=True)
         else:
             await self._append(job.turn.reply_id, frame)
@@ -441,7 +558,7 @@ class ReplyJobs:
     ) -> Finished:
         """Store the final row (retried while the database is busy), then append the log's last entry."""
         progress, reply_id = job.progress, job.turn.reply_id
-        usage = progress.usage
+        usage = progress.total_usage()
         fields = {
             "provider": provider,
             "model": model,
@@ -457,21 +574,12 @@ class ReplyJobs:
         )
         conflict = job.cancel_reason == "conflict" or not stored
         record = {"request_id": f"reply-{reply_id}", "status": str(status), "conflict": conflict, **fields}
+        if progress.tools:  # names and timings; arguments and results are content
+            record["tools"] = [[t.name, t.status, t.duration_ms] for t in progress.tools.values()]
         if self.service.settings.log_content:
             record["content"] = progress.text
         log.info("provider_call", extra=record)
-        if job.reservation is not None:
-            spent = Spent.of(
-                job.reservation,
-                model or "",
-                usage,
-                prompt_estimate=job.prompt_estimate,
-                streamed=progress.text + progress.reasoning,
-            )
-            try:  # per-user accounting must never lose the reply itself
-                await self.service.quota.settle(job.reservation, spent)
-            except Exception:
-                log.exception("could not settle the quota of reply %d", reply_id)
+        await self._settle(job, model or "")
         message = await self.service.describe_failure(error.kind, provider) if error is not None else ""
         finished = Finished(
             status=status,
@@ -494,6 +602,7 @@ class ReplyResult:
     finished: Finished | None = None
     title: str | None = None
     frames: int = 0
+    tools: dict[str, ToolUpdate] = field(default_factory=dict)
 
 
 def apply(result: ReplyResult, events: list[ReplyEvent]) -> None:
@@ -505,9 +614,12 @@ def apply(result: ReplyResult, events: list[ReplyEvent]) -> None:
                 result.reasoning += reasoning
                 result.notice = notice
                 result.frames += bool(text or reasoning or notice)
-            case Snapshot(text, reasoning, notice):
+            case Snapshot(text, reasoning, notice, tools):
                 result.text, result.reasoning, result.notice = text, reasoning, notice
+                result.tools = {tool.call_id: tool for tool in tools}
                 result.frames += 1
+            case ToolUpdate():
+                result.tools[event.call_id] = event
             case Finished():
                 result.finished = event
             case Titled(title):

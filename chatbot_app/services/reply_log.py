@@ -33,12 +33,30 @@ class Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolUpdate:
+    """A tool call began, waits for the user's approval, or ended: its whole state now (followers replace
+    the call's earlier state with it, by `call_id`). `sources` are [title, url] pairs of web results."""
+
+    call_id: str
+    name: str
+    status: str
+    server: str = ""
+    arguments: str = ""
+    result: str = ""
+    error: str = ""
+    duration_ms: int | None = None
+    sources: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything so far; it replaces what came before it (the log is compacted behind it)."""
 
     text: str
     reasoning: str = ""
     notice: str = ""
+    #: Every tool call so far, as its latest update.
+    tools: tuple[ToolUpdate, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +86,9 @@ class Titled:
     title: str
 
 
-ReplyEvent = Frame | Snapshot | Finished | Titled
+ReplyEvent = Frame | Snapshot | Finished | Titled | ToolUpdate
 
-_TAGS: dict[str, type[Any]] = {"f": Frame, "s": Snapshot, "e": Finished, "t": Titled}
+_TAGS: dict[str, type[Any]] = {"f": Frame, "s": Snapshot, "e": Finished, "t": Titled, "k": ToolUpdate}
 _TAG_OF = {cls: tag for tag, cls in _TAGS.items()}
 
 
@@ -80,7 +98,16 @@ def encode(event: ReplyEvent) -> str:
 
 def decode(data: str | bytes) -> ReplyEvent:
     tag, fields = json.loads(data)
+    if tag == "s" and fields.get("tools"):
+        fields["tools"] = tuple(_tool_update(tool) for tool in fields["tools"])
+    if tag == "k":
+        return _tool_update(fields)
     return _TAGS[tag](**fields)
+
+
+def _tool_update(fields: dict[str, Any]) -> ToolUpdate:
+    sources = tuple((str(title), str(url)) for title, url in fields.pop("sources", ()))
+    return ToolUpdate(**fields, sources=sources)
 
 
 @dataclass(slots=True)

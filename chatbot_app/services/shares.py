@@ -26,11 +26,23 @@ from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.refusals import RefusalKind, Refused
 from chatbot_app.storage import conversations as conversation_store
 from chatbot_app.storage import shares as store
+from chatbot_app.storage import tool_calls as tool_store
 from chatbot_app.storage.database import Database
-from chatbot_app.storage.models import Attachment, MessageStatus, ShareLink, utcnow
+from chatbot_app.storage.models import Attachment, MessageStatus, ShareLink, ToolCallRecord, utcnow
 
 #: The longest a share token can be: longer "tokens" are refused before any lookup.
 MAX_TOKEN_CHARS = 128
+
+
+def _shared_call(call: ToolCallRecord) -> dict[str, Any]:
+    return {
+        "name": call.name,
+        "server": call.server,
+        "status": call.status,
+        "arguments": call.arguments,
+        "result": call.error or call.result,
+        "sources": json.loads(call.sources) if call.sources else [],
+    }
 
 
 def token_digest(token: str) -> str:
@@ -103,7 +115,19 @@ class ShareLinks:
                 files.setdefault(message_id, []).append(
                     {"filename": filename, "is_image": media_type.startswith("image/"), "attachment": file_id}
                 )
-            messages = [{"role": m.role, "content": m.content, "files": files.get(m.id or 0, [])} for m in shown]
+            # Each reply's tool calls: what was asked and what came back (headers live in the environment only).
+            calls = tool_store.calls_of(
+                session, conversation.id, [m.id for m in shown if m.id and m.role == "assistant"]
+            )
+            messages = [
+                {
+                    "role": m.role,
+                    "content": m.content,
+                    "files": files.get(m.id or 0, []),
+                    "tools": [_shared_call(call) for call in calls.get(m.id or 0, [])],
+                }
+                for m in shown
+            ]
             messages = [m for m in messages if m["content"] or m["files"]]
             snapshot = json.dumps(
                 {"title": conversation.title, "created_at": self.clock().isoformat(), "messages": messages},

@@ -57,6 +57,10 @@ class AdminState(SessionState):
     signup_open: bool = False
     # CHATBOT_ALLOW_SIGNUP=true: sign-up is open whatever the admins choose here.
     signup_always_open: bool = False
+    # {"who", "tool", "calls", "failed"}: tool calls in the last 30 days, most first.
+    tool_usage: list[dict[str, str]] = []
+    # {"name", "url", "source" ("environment" or "admin"), "enabled", "trusted", "default_on"} per MCP server.
+    mcp_servers: list[dict[str, str]] = []
 
     async def _admin_id(self) -> int | None:
         """The signed-in admin's id (raises SignedOut); None for a user who is not an admin."""
@@ -87,6 +91,22 @@ class AdminState(SessionState):
         ]
         self.signup_open = await accounts.signup_open()
         self.signup_always_open = accounts.settings.allow_signup
+        self.tool_usage = [
+            {"who": who, "tool": tool, "calls": f"{calls:,}", "failed": f"{failed:,}"}
+            for who, tool, calls, failed in await accounts.tool_usage(admin_id, USAGE_DAYS)
+        ]
+        catalog = services().chat.tools
+        self.mcp_servers = [
+            {
+                "name": server.name,
+                "url": server.url,
+                "source": "environment" if catalog.is_configured(server.name) else "admin",
+                "enabled": "true" if server.enabled else "",
+                "trusted": "true" if server.trusted else "",
+                "default_on": "true" if server.default_on else "",
+            }
+            for server in await catalog.servers()
+        ]
 
     @rx.event
     async def load(self) -> Any:
@@ -225,3 +245,22 @@ class AdminState(SessionState):
         quota = int(text) if text else None
         await self._act(lambda admin: services().accounts.set_quota(admin, target, quota), "Quota saved.")
         return None
+
+    # -- MCP servers ---------------------------------------------------------------------------------
+
+    @rx.event
+    async def add_mcp_server(self, form_data: Any) -> Any:
+        """The add-a-server form: name, URL, headers (JSON: header name -> environment variable), switches."""
+        data = form_data if isinstance(form_data, dict) else {}
+        await self._act(lambda admin: services().actions.add_mcp_server(admin, data), "Server added.")
+
+    @rx.event
+    async def change_mcp_server(self, name: Any, setting: Any, value: Any) -> Any:
+        """Enable or disable a server, trust it (its tools need no approval), or turn it on for new chats."""
+        await self._act(
+            lambda admin: services().actions.change_mcp_server(admin, name, setting, value), "Server changed."
+        )
+
+    @rx.event
+    async def remove_mcp_server(self, name: Any) -> Any:
+        await self._act(lambda admin: services().actions.remove_mcp_server(admin, name), "Server removed.")

@@ -24,7 +24,7 @@ from chatbot_app.services.refusals import Refused
 from chatbot_app.services.wiring import services
 from chatbot_app.state.history_pages import HistoryPages
 from chatbot_app.state.session import PasswordChangeRequired, SessionLost, SessionState, state_helper, tab_connected
-from chatbot_app.state.views import MessageView, add_file_chips, add_versions, backend_download, view_of_message
+from chatbot_app.state.views import MessageView, add_details, add_versions, backend_download, view_of_message
 from chatbot_app.storage.models import MessageStatus
 
 log = logging.getLogger(__name__)
@@ -226,8 +226,7 @@ class ConversationState(HistoryPages, SessionState):
         self._branch_seen = seen
         self.conversation_id, self.title, self.summary = conversation.id, conversation.title, conversation.summary or ""
         views = [view_of_message(m) for m in messages]
-        await add_file_chips(views, owner, conversation.id)
-        await add_versions(views, owner, conversation.id)
+        await add_details(views, owner, conversation.id)
         self._show_history(views)
         self.has_earlier = opened.has_earlier
         found = any(m.id == target for m in messages)
@@ -267,8 +266,7 @@ class ConversationState(HistoryPages, SessionState):
             return False
         self.has_earlier = len(older) > OPEN_WINDOW
         views = [view_of_message(m) for m in older[-OPEN_WINDOW:]]
-        await add_file_chips(views, owner, self.conversation_id)
-        await add_versions(views, owner, self.conversation_id)
+        await add_details(views, owner, self.conversation_id)
         self._show_history(views + shown)
         return bool(views)
 

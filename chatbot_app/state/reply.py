@@ -22,7 +22,7 @@ from chatbot_app.services.actions import Caller, Started
 from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.chat_settings import ChatSettings
 from chatbot_app.services.refusals import Refused
-from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, Snapshot, Titled
+from chatbot_app.services.reply_log import START, Finished, Frame, ReplyEvent, Snapshot, Titled, ToolUpdate
 from chatbot_app.services.wiring import services
 from chatbot_app.state.attachments import ComposerFilesState
 from chatbot_app.state.conversation import STOPPED_FIRST, ConversationState, conversation_url
@@ -30,7 +30,17 @@ from chatbot_app.state.library import LibraryState
 from chatbot_app.state.session import SessionLost, SessionState
 from chatbot_app.state.settings import SettingsState
 from chatbot_app.state.stream_parts import StreamParts
-from chatbot_app.state.views import FileChip, MessageView, file_chips, view_of_message, view_of_reply
+from chatbot_app.state.views import (
+    FileChip,
+    MessageView,
+    ToolCallView,
+    add_tool_calls,
+    file_chips,
+    show_tools,
+    tool_call_view,
+    view_of_message,
+    view_of_reply,
+)
 from chatbot_app.storage.models import MessageStatus
 
 #: How often a reply whose log is gone (its process died) is re-read until it is ended.
@@ -80,6 +90,9 @@ class ReplyState(StreamParts, SessionState):
     # A reasoning model's thinking so far: a frame sends only its short tail; the whole comes at the end.
     reasoning_tail: str = ""
     _reasoning: str = ""
+    #: The reply's tool calls so far (their latest states): a call's update re-sends this short list only.
+    live_tools: list[ToolCallView] = []
+    _tools: dict[str, ToolUpdate] = {}
     _thinking_since: float = 0.0
     _thinking_ms: int | None = None
 
@@ -106,6 +119,7 @@ class ReplyState(StreamParts, SessionState):
         self._subscription += 1
         self._clear_stream()
         self._show_reasoning("")
+        self._show_tools({})
 
     # -- starting a reply: one path for send, regenerate and edit ------------------------------
 
@@ -345,7 +359,10 @@ class ReplyState(StreamParts, SessionState):
                     self._thinking_done()
                 if notice != self.stream_notice:
                     self.stream_notice = notice
-            case Snapshot(text, reasoning, notice):
+            case ToolUpdate():
+                self._show_tools({**self._tools, event.call_id: event})
+            case Snapshot(text, reasoning, notice, tools):
+                self._show_tools({tool.call_id: tool for tool in tools})
                 self._show_reasoning(reasoning)
                 self._show_stream(text)
                 if text and self._thinking_ms is None:
@@ -354,6 +371,7 @@ class ReplyState(StreamParts, SessionState):
             case Finished():
                 self._thinking_done()
                 view = view_of_reply(reply_id, self._stream_text, event, self._reasoning, self._thinking_ms)
+                show_tools(view, self._tools.values())
                 await self._end(view)
                 return True
             case Titled(title) if title:
@@ -374,6 +392,21 @@ class ReplyState(StreamParts, SessionState):
         if tail != self.reasoning_tail:
             self.reasoning_tail = tail
 
+    def _show_tools(self, tools: dict[str, ToolUpdate]) -> None:
+        if tools != self._tools:
+            self._tools = tools
+            self.live_tools = [tool_call_view(update) for update in tools.values()]
+
+    @rx.event
+    async def answer_tool(self, call_id: Any, approve: Any) -> None:
+        """Approve once (True) or deny (False) a call of the shown reply that waits for the user."""
+        if not self.streaming or not self._reply_id:
+            return
+        try:
+            await services().actions.answer_tool_call(await self.caller(), self._reply_id, call_id, approve)
+        except Refused as refusal:
+            self.notice = refusal.message
+
     def _thinking_done(self) -> None:
         """The answer has begun (or the reply ended): the thinking time, as this tab saw it."""
         if self._reasoning and self._thinking_ms is None and self._thinking_since:
@@ -386,6 +419,7 @@ class ReplyState(StreamParts, SessionState):
         self.streaming, self.stream_notice = False, ""
         self._clear_stream()
         self._show_reasoning("")
+        self._show_tools({})
         await conversation.load_stats()
         await conversation.show_versions()  # an edit or a regeneration made a new version: "2/2"
 
@@ -415,6 +449,7 @@ class ReplyState(StreamParts, SessionState):
                 self._leave()
                 return
             view = view_of_message(message)
+            await add_tool_calls([view], owner, conversation_id)
             if view.status == MessageStatus.STREAMING:  # past the sweep's window: it will say so too
                 view.status = MessageStatus.INTERRUPTED
             await self._end(view)

@@ -40,6 +40,14 @@ class ModelGroupView:
     options: list[ModelOption]
 
 
+@dataclasses.dataclass
+class McpServerSwitch:
+    """An MCP server as the settings panel lists it: its tools on or off for this conversation."""
+
+    name: str
+    on: bool
+
+
 class SettingsState(SessionState):
     """The settings the next message is sent with; stored on the conversation."""
 
@@ -62,6 +70,16 @@ class SettingsState(SessionState):
     settings_ready: bool = False
     settings_notice: str = ""
     _presets: dict[str, str] = {}
+    #: Tools: Groq's web search on, each MCP server's switch, and whether the chosen model can use them.
+    web_search: bool = False
+    web_search_available: bool = False
+    tools_available: bool = False
+    tools_reason: str = ""
+    mcp_switches: list[McpServerSwitch] = []
+    #: The servers turned on, comma-separated (None: never chosen, the default ones), and every enabled
+    #: server with whether it is on by default.
+    _mcp_chosen: str | None = None
+    _mcp_servers: list[tuple[str, bool]] = []
 
     @rx.var
     def vision_values(self) -> list[str]:
@@ -95,6 +113,8 @@ class SettingsState(SessionState):
             top_p=self.top_p,
             system_prompt=self.system_prompt or None,
             voice=self.voice or None,
+            web_search=self.web_search,
+            mcp_servers=self._mcp_chosen,
         )
         return chat.with_choice(self.model_choice) if self.model_choice else chat
 
@@ -106,7 +126,23 @@ class SettingsState(SessionState):
         self.system_prompt = resolved.system_prompt
         voices = speech_voices(service.settings)
         self.voice = (chat.voice if chat.voice in voices else voices[0]) if voices else ""
+        self.web_search = chat.web_search
+        self._mcp_chosen = chat.mcp_servers
         self.form_version += 1
+        self._show_tool_availability()
+
+    def _show_tool_availability(self) -> None:
+        """What the tool switches say for the chosen model (the local model takes none, and says why)."""
+        if self.model_choice:
+            provider, _, model = self.model_choice.partition(":")
+            availability = services().chat.tools.availability(provider, model)
+            self.tools_available, self.web_search_available = availability.functions, availability.web_search
+            self.tools_reason = availability.reason
+        chosen = set(self._mcp_chosen.split(",")) if self._mcp_chosen is not None else None
+        self.mcp_switches = [
+            McpServerSwitch(name, default_on if chosen is None else name in chosen)
+            for name, default_on in self._mcp_servers
+        ]
 
     @rx.event(background=True)
     async def sync(self) -> None:
@@ -118,6 +154,7 @@ class SettingsState(SessionState):
         try:
             groups, default_choice = await service.model_menu()
             presets = await service.presets(owner)
+            servers = [(server.name, server.default_on) for server in await service.tools.servers() if server.enabled]
             if conversation_id:
                 try:
                     chat = await service.conversation_settings(owner, conversation_id)
@@ -141,9 +178,11 @@ class SettingsState(SessionState):
                 ]
                 self._presets = presets
                 self.preset_names = list(presets)
+                self._mcp_servers = servers
                 self._show(chat, default_choice)
                 if not any(o.value == self.model_choice for g in self.model_groups for o in g.options):
                     self.model_choice = default_choice
+                    self._show_tool_availability()
                 self.settings_ready = True
         except Exception:
             async with self:  # the form stays closed (it holds another page's values): say why
@@ -170,6 +209,32 @@ class SettingsState(SessionState):
             self.notice = "That model is not available. Choose one from the list."
             return
         self.model_choice, self.notice = value, ""
+        self._show_tool_availability()
+        await self._store()
+
+    @rx.event
+    async def toggle_web_search(self, on: Any) -> None:
+        """The composer's Web search switch, kept on the conversation."""
+        if not isinstance(on, bool):
+            self.notice = "Web search is switched on or off, nothing else."
+            return
+        if on and not self.web_search_available:
+            self.notice = self.tools_reason or "This model has no web search."
+            return
+        self.web_search, self.notice = on, ""
+        await self._store()
+
+    @rx.event
+    async def toggle_mcp(self, name: Any, on: Any) -> None:
+        """Turn one MCP server's tools on or off for this conversation."""
+        names = [switch.name for switch in self.mcp_switches]
+        if not isinstance(name, str) or name not in names or not isinstance(on, bool):
+            self.settings_notice = "Choose a server from the list, and switch it on or off."
+            return
+        chosen = {switch.name for switch in self.mcp_switches if switch.on} - {name} | ({name} if on else set())
+        self._mcp_chosen = ",".join(n for n in names if n in chosen)
+        self._show_tool_availability()
+        self.settings_notice = ""
         await self._store()
 
     @rx.event

@@ -17,9 +17,10 @@ from chatbot_app.config import get_settings
 from chatbot_app.services.actions import Caller
 from chatbot_app.services.markdown_fences import tidy_fences
 from chatbot_app.services.refusals import Refused
+from chatbot_app.services.reply_log import ToolUpdate
 from chatbot_app.services.wiring import services
 from chatbot_app.state.session import SessionState
-from chatbot_app.state.views import FileChip, iso_utc
+from chatbot_app.state.views import FileChip, SourceView, ToolCallView, iso_utc, source_views, tool_call_view
 
 SHARE_ROUTE = "/s/[token]"
 
@@ -29,6 +30,8 @@ class SharedMessage:
     role: str
     content: str
     files: list[FileChip] = dataclasses.field(default_factory=list)
+    tool_calls: list[ToolCallView] = dataclasses.field(default_factory=list)
+    sources: list[SourceView] = dataclasses.field(default_factory=list)
 
 
 def shared_messages(snapshot: dict[str, Any], backend_url: str) -> list[SharedMessage]:
@@ -43,8 +46,34 @@ def shared_messages(snapshot: dict[str, Any], backend_url: str) -> list[SharedMe
             for f in message.get("files", [])
             if str(f.get("url", "")).startswith("/api/shared/")
         ]
-        shown.append(SharedMessage(role, tidy_fences(content) if role == "assistant" else content, files))
+        calls = [
+            _shared_call(number, call) for number, call in enumerate(message.get("tools", [])) if isinstance(call, dict)
+        ]
+        shown.append(
+            SharedMessage(
+                role,
+                tidy_fences(content) if role == "assistant" else content,
+                files,
+                [tool_call_view(call) for call in calls],
+                source_views(calls),
+            )
+        )
     return shown
+
+
+def _shared_call(number: int, call: dict[str, Any]) -> ToolUpdate:
+    sources = tuple(
+        (str(pair[0]), str(pair[1])) for pair in call.get("sources", []) if isinstance(pair, list) and len(pair) == 2
+    )
+    return ToolUpdate(
+        call_id=str(number),
+        name=str(call.get("name", "")),
+        status=str(call.get("status", "")),
+        server=str(call.get("server", "")),
+        arguments=str(call.get("arguments", "")),
+        result=str(call.get("result", "")),
+        sources=sources,
+    )
 
 
 def without_vars(stored: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import reflex as rx
@@ -13,7 +14,7 @@ from chatbot_app.services.attachments import AttachmentView
 from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.markdown_fences import tidy_fences
-from chatbot_app.services.reply_log import Finished
+from chatbot_app.services.reply_log import Finished, ToolUpdate
 from chatbot_app.services.wiring import services
 from chatbot_app.storage.models import Message, MessageStatus
 
@@ -34,6 +35,29 @@ def iso_utc(moment: datetime | None = None) -> str:
 
 
 @dataclasses.dataclass
+class ToolCallView:
+    """A tool call as a reply shows it: collapsed to its name and status, opened to its arguments and result."""
+
+    call_id: str
+    name: str
+    status: str
+    server: str = ""
+    arguments: str = ""
+    #: The result, or the error the call ended with.
+    result: str = ""
+    duration: str = ""
+
+
+@dataclasses.dataclass
+class SourceView:
+    """A web page a search used, listed under the answer as a numbered link."""
+
+    number: int
+    title: str
+    url: str
+
+
+@dataclasses.dataclass
 class MessageView:
     id: int
     role: str
@@ -49,9 +73,60 @@ class MessageView:
     #: 0 and 0 when it has none.
     version_place: int = 0
     version_count: int = 0
+    tool_calls: list[ToolCallView] = dataclasses.field(default_factory=list)
+    sources: list[SourceView] = dataclasses.field(default_factory=list)
     #: When it was written (ISO 8601, UTC); the browser shows it in the user's time zone. Not compared: two
     #: views of one message are equal whenever they were made.
     created: str = dataclasses.field(default_factory=iso_utc, compare=False)
+
+
+#: Shown of a call's arguments and result on the page (the whole stays in the database and exports).
+SHOWN_TOOL_CHARS = 4_000
+
+
+def tool_call_view(update: ToolUpdate) -> ToolCallView:
+    result = update.error or update.result
+    if len(result) > SHOWN_TOOL_CHARS:
+        result = result[:SHOWN_TOOL_CHARS] + "\n…"
+    return ToolCallView(
+        call_id=update.call_id,
+        name=update.name,
+        status=update.status,
+        server=update.server,
+        arguments=update.arguments[:SHOWN_TOOL_CHARS],
+        result=result,
+        duration=f"{update.duration_ms / 1000:.1f} s" if update.duration_ms is not None else "",
+    )
+
+
+def source_views(updates: Iterable[ToolUpdate]) -> list[SourceView]:
+    """The web pages the calls used, each once, numbered in order; only http(s) links are kept."""
+    sources: list[SourceView] = []
+    seen: set[str] = set()
+    for update in updates:
+        for title, url in update.sources:
+            if url not in seen and url.startswith(("https://", "http://")):
+                seen.add(url)
+                sources.append(SourceView(len(sources) + 1, title or url, url))
+    return sources
+
+
+def show_tools(message: MessageView, updates: Iterable[ToolUpdate]) -> None:
+    """Give a reply its tool calls and their sources."""
+    updates = list(updates)
+    message.tool_calls = [tool_call_view(update) for update in updates]
+    message.sources = source_views(updates)
+
+
+async def add_tool_calls(messages: Sequence[MessageView], owner_id: str, conversation_id: str) -> None:
+    """Give loaded replies their tool calls (one query for all of them)."""
+    ids = [m.id for m in messages if m.role == "assistant" and m.id]
+    if not ids:
+        return
+    found = await services().chat.tool_calls(owner_id, conversation_id, ids)
+    for message in messages:
+        if updates := found.get(message.id):
+            show_tools(message, updates)
 
 
 def file_chips(views: list[AttachmentView], backend_url: str) -> list[FileChip]:
@@ -81,6 +156,14 @@ async def add_file_chips(messages: Sequence[MessageView], owner_id: str, convers
     for message in messages:
         if found := views.get(message.id):
             message.attachments = file_chips(found, backend_url)
+
+
+async def add_details(messages: Sequence[MessageView], owner_id: str, conversation_id: str) -> None:
+    """What loaded messages show beside their text: files, versions and tool calls (a query for each)."""
+    await add_file_chips(messages, owner_id, conversation_id)
+    await add_versions(messages, owner_id, conversation_id)
+    with contextlib.suppress(ConversationNotFound):  # deleted meanwhile
+        await add_tool_calls(messages, owner_id, conversation_id)
 
 
 def backend_download(path: str, filename: str) -> EventSpec:

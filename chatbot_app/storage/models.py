@@ -71,6 +71,9 @@ class Conversation(SQLModel, table=True):
     # The last message of the path shown (and sent to the model); None while it has none. A plain id, not a
     # foreign key: the message table already points here, and deleting either must not need the other first.
     current_leaf_id: int | None = None
+    # Tools: Groq's web search (and code) on; the MCP servers turned on, comma-separated (None: the defaults).
+    web_search: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    mcp_servers: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 # The rows still being written, for the stale-reply sweep (a partial index: only they are in it).
@@ -296,3 +299,71 @@ class TokenReservation(SQLModel, table=True):
     day: date
     tokens: int
     expires_at: datetime = Field(index=True)
+
+
+class ToolCallStatus(enum.StrEnum):
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting-approval"
+    DONE = "done"
+    ERROR = "error"
+    DENIED = "denied"
+
+
+class ToolCallRecord(SQLModel, table=True):
+    """One call of a tool made while writing a reply: what was asked, what came back, how long it took.
+
+    Rows go with their reply. Arguments and results are the user's data (exported and shared with the
+    reply); headers never are, they stay in the environment.
+    """
+
+    __tablename__ = "tool_call"
+
+    id: int | None = Field(default=None, primary_key=True)
+    reply_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("message.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    # The model's id for the call (answered by a `tool` message), and the round of the loop it came in.
+    call_id: str = Field(max_length=128)
+    round: int = 0
+    name: str = Field(max_length=128)
+    # The MCP server that has the tool; "" for a built-in (search_files) and "groq" for one Groq ran itself.
+    server: str = Field(default="", max_length=64)
+    arguments: str = Field(default="", sa_column=Column(Text, nullable=False))
+    result: str = Field(default="", sa_column=Column(Text, nullable=False))
+    status: str = Field(default=ToolCallStatus.RUNNING, max_length=24)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Web results a search used, as a JSON list of [title, url]: shown as numbered sources.
+    sources: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    started_at: datetime = Field(default_factory=utcnow)
+    duration_ms: int | None = None
+
+
+class McpServerRow(SQLModel, table=True):
+    """An MCP server an admin added (those in CHATBOT_MCP_SERVERS live in the environment only).
+
+    `headers` maps header names to environment variable NAMES, never to secrets.
+    """
+
+    __tablename__ = "mcp_server"
+
+    name: str = Field(primary_key=True, max_length=32)
+    url: str = Field(max_length=2048)
+    headers: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    default_on: bool = Field(default=False)
+    trusted: bool = Field(default=False)
+    enabled: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DocumentChunk(SQLModel, table=True):
+    """A piece of an attached document's text, indexed for the `search_files` tool (migration 0016)."""
+
+    __tablename__ = "document_chunk"
+
+    id: int | None = Field(default=None, primary_key=True)
+    attachment_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("attachment.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    owner_id: str = Field(index=True, max_length=64)
+    seq: int = 0
+    text: str = Field(sa_column=Column(Text, nullable=False))

@@ -31,11 +31,11 @@ CANDIDATES = 500
 # term: PostgreSQL's parser indexes hosts, emails and hyphenated words as single lexemes.
 TERM_JOINERS = frozenset(".-_@/")
 
-# Full-text objects built by migration 0003 that the SQLModel tables do not describe.
-SEARCH_TABLES = frozenset({"message_fts", "conversation_fts"})
+# Full-text objects built by migrations 0003 and 0016 that the SQLModel tables do not describe.
+SEARCH_TABLES = frozenset({"message_fts", "conversation_fts", "document_chunk_fts"})
 FTS5_SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
-SEARCH_COLUMNS = frozenset({("message", "content_tsv"), ("conversation", "title_tsv")})
-SEARCH_INDEXES = frozenset({"ix_message_content_tsv", "ix_conversation_title_tsv"})
+SEARCH_COLUMNS = frozenset({("message", "content_tsv"), ("conversation", "title_tsv"), ("document_chunk", "text_tsv")})
+SEARCH_INDEXES = frozenset({"ix_message_content_tsv", "ix_conversation_title_tsv", "ix_document_chunk_text_tsv"})
 
 
 def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:

@@ -23,6 +23,7 @@ from sqlalchemy import LargeBinary
 from sqlmodel import Session, col, delete, func, select, update
 
 from chatbot_app.storage import conversations as conversation_store
+from chatbot_app.storage import tool_calls
 from chatbot_app.storage.attachments import FileToStore as CheckedFile
 from chatbot_app.storage.models import (
     SETTINGS_FIELDS,
@@ -31,6 +32,8 @@ from chatbot_app.storage.models import (
     ConversationSettings,
     Message,
     MessageStatus,
+    ToolCallRecord,
+    ToolCallStatus,
 )
 
 R = TypeVar("R")
@@ -63,6 +66,10 @@ MESSAGE_FIELDS = (
     "error_kind",
     "reasoning",
 )
+#: What an export keeps of a reply's tool calls (`sources` is JSON text: [[title, url], ...]).
+TOOL_CALL_FIELDS = ("call_id", "name", "server", "arguments", "result", "status", "error", "sources", "duration_ms")
+#: A reply carries at most this many tool calls in an import (8 rounds of a few calls each, with room).
+MAX_TOOL_CALLS = 200
 # Column limits (VARCHAR lengths, 32-bit integers): PostgreSQL enforces them, so check first.
 TITLE_CHARS = 200
 # Text columns have no length limit, but nothing the app writes comes near these.
@@ -98,6 +105,7 @@ class ImportedMessage:
     error_kind: str | None = None
     reasoning: str | None = None
     attachments: list[CheckedFile] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
     #: The place in its conversation's list of the message it follows (None: it begins the conversation).
     parent: int | None = None
 
@@ -241,10 +249,13 @@ def _message_batch(
     for attachment_id, message_id, filename, media_type, size in attachments:
         record = json.dumps({"filename": filename, "media_type": media_type, "data": ""}, ensure_ascii=False)
         files.setdefault(message_id, []).append((attachment_id, record.removesuffix('"}').encode(), size))
+    calls = tool_calls.calls_of(session, conversation_id, [row[0] for row in rows])
     batch = []
     for message_id, parent_id, *values in rows:
         message = dict(zip(MESSAGE_FIELDS, values, strict=True))
         message["created_at"] = _iso(message["created_at"])
+        if message_id in calls:
+            message["tool_calls"] = [_picked(call, TOOL_CALL_FIELDS) for call in calls[message_id]]
         record = json.dumps(message, ensure_ascii=False).encode()
         batch.append((message_id, parent_id, record, files.get(message_id, [])))
     return batch
@@ -487,8 +498,55 @@ def _parse_our_message(
         error_kind=fields.text("error_kind", max_chars=SHORT_TEXT_CHARS["error_kind"]),
         reasoning=fields.text("reasoning"),
         attachments=_parse_attachments(fields, where, check_file, max_files) if role == "user" else [],
+        tool_calls=_parse_tool_calls(fields.data.get("tool_calls"), where) if role == "assistant" else [],
         parent=fields.integer("parent"),
     )
+
+
+def _parse_tool_calls(raw: object, where: str) -> list[dict[str, Any]]:
+    """A reply's tool calls as exported: each field checked for its type and size, unknown ones left out."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > MAX_TOOL_CALLS:
+        raise ImportRejected(f"{where}: 'tool_calls' should be a list of at most {MAX_TOOL_CALLS}.")
+    calls = []
+    for number, item in enumerate(raw, 1):
+        fields = _Fields(item, f"{where}, tool call {number}")
+        status = fields.text("status") or ToolCallStatus.DONE
+        if status not in {s.value for s in ToolCallStatus}:
+            raise ImportRejected(f"{where}, tool call {number}: unknown status {status!r}.")
+        calls.append(
+            {
+                "call_id": fields.text("call_id", max_chars=128) or f"imported-{number}",
+                "name": fields.text("name", required=True, max_chars=128),
+                "server": fields.text("server", max_chars=64) or "",
+                "arguments": fields.text("arguments", max_chars=MESSAGE_CHARS) or "",
+                "result": fields.text("result", max_chars=MESSAGE_CHARS) or "",
+                # A call that was still running when exported never ends in its new home.
+                "status": ToolCallStatus.ERROR
+                if status in (ToolCallStatus.RUNNING, ToolCallStatus.AWAITING_APPROVAL)
+                else status,
+                "error": fields.text("error", max_chars=MESSAGE_CHARS),
+                "sources": _sources_text(fields.text("sources", max_chars=MESSAGE_CHARS), where),
+                "duration_ms": fields.integer("duration_ms"),
+            }
+        )
+    return calls
+
+
+def _sources_text(raw: str | None, where: str) -> str | None:
+    """Sources as stored: JSON [[title, url], ...], or None."""
+    if raw is None:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair) for pair in parsed
+    ):
+        raise ImportRejected(f"{where}: a tool call's 'sources' should be a list of [title, url] pairs.")
+    return raw
 
 
 def _parse_attachments(fields: _Fields, where: str, check_file: FileCheck | None, max_files: int) -> list[CheckedFile]:
@@ -683,6 +741,11 @@ def import_conversations(session: Session, owner_id: str, conversations: list[Im
             )
             for row, m in zip(rows, imported.messages, strict=True)
             for f in m.attachments
+        )
+        session.add_all(
+            ToolCallRecord(reply_id=row.id, round=0, **call)
+            for row, m in zip(rows, imported.messages, strict=True)
+            for call in m.tool_calls
         )
         ids.append(conversation.id)
     return ids

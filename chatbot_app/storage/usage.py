@@ -16,7 +16,15 @@ from sqlalchemy import case, delete, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from chatbot_app.storage.models import DailyUsage, TokenLedger, TokenReservation, User
+from chatbot_app.storage.models import (
+    Conversation,
+    DailyUsage,
+    Message,
+    TokenLedger,
+    TokenReservation,
+    ToolCallRecord,
+    User,
+)
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -168,3 +176,30 @@ def top_users(session: Session, since: date, limit: int) -> list[tuple[int, str 
         .limit(limit)
     )
     return [(user, email, int(total or 0), int(messages or 0)) for user, email, total, messages in session.exec(query)]
+
+
+def tool_calls_per_user(session: Session, since: datetime, limit: int) -> list[tuple[str, str | None, str, int, int]]:
+    """Tool calls made from `since` on, per owner and tool, most first: (owner id, email, tool, calls, failed).
+
+    Anonymous owners have no email; an account's owner id is "user:<id>".
+    """
+    failed = func.sum(case((col(ToolCallRecord.status).in_(["error", "denied"]), 1), else_=0))
+    calls = func.count(col(ToolCallRecord.id))
+    query = (
+        select(Conversation.owner_id, ToolCallRecord.name, calls, failed)
+        .join(Message, col(Message.id) == col(ToolCallRecord.reply_id))
+        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+        .where(col(ToolCallRecord.started_at) >= since)
+        .group_by(col(Conversation.owner_id), col(ToolCallRecord.name))
+        .order_by(calls.desc(), col(Conversation.owner_id), col(ToolCallRecord.name))
+        .limit(limit)
+    )
+    rows = list(session.exec(query))
+    ids = {user_id for owner, *_ in rows if (user_id := _account_id(owner)) is not None}
+    emails = dict(session.exec(select(User.id, User.email).where(col(User.id).in_(ids))).all()) if ids else {}
+    return [(owner, emails.get(_account_id(owner)), name, int(n), int(bad or 0)) for owner, name, n, bad in rows]
+
+
+def _account_id(owner_id: str) -> int | None:
+    prefix, _, number = owner_id.partition(":")
+    return int(number) if prefix == "user" and number.isascii() and number.isdigit() else None

@@ -95,6 +95,13 @@ def app(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> It
 @pytest.fixture
 def page(browser, app: LiveApp, fake: FakeLLMServer):  # type: ignore[no-untyped-def]
     """A fresh browser context (a new anonymous identity) on the app's start page."""
+    with start_page(browser, app) as page:
+        yield page
+
+
+@contextlib.contextmanager
+def start_page(browser, app: LiveApp):  # type: ignore[no-untyped-def]
+    """A new browser context on the app's start page, once it has settled; closed afterwards."""
     context = browser.new_context(viewport={"width": 1100, "height": 800})
     page = context.new_page()
     page.set_default_timeout(20_000)

@@ -40,6 +40,7 @@ from tests.e2e.prod_cluster import (
 from tests.e2e.test_chat_in_browser import message_texts, send, wait_for_conversation_url, wait_for_replies
 from tests.e2e.test_reliability_in_browser import last_reply, wait_for_streaming_text
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
+from tests.fakes.mcp_server import FakeMcpServer
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,10 @@ def private_redis() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def prod(
-    tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer, private_redis: RedisServer
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_llm: FakeLLMServer,
+    private_redis: RedisServer,
+    mcp_server: FakeMcpServer,
 ) -> Iterator[Topology]:
     require_nginx()
     with prod_cluster(
@@ -62,6 +66,10 @@ def prod(
         fake_llm,
         private_redis,
         CHATBOT_STALE_REPLY_S=str(STALE_REPLY_S),
+        # Tools, for a call approved from a tab on the other backend (a message without "call ..." asks for none).
+        CHATBOT_TOOL_MODELS="fake-large",
+        CHATBOT_MCP_SERVERS=json.dumps([{"name": "facts", "url": mcp_server.url, "default_on": True}]),
+        CHATBOT_MCP_ALLOW_PRIVATE="true",
         # These tests are about processes, websockets and Redis, and follow the anonymous identity
         # through them; accounts through nginx are tested in test_prod_accounts.py.
         CHATBOT_AUTH="none",
@@ -384,3 +392,24 @@ def test_a_switch_of_versions_on_one_backend_reaches_a_tab_on_the_other(  # type
     other.wait_for_selector("[data-role=assistant]:has-text('A dull answer.')")
     other.wait_for_selector("[data-testid=branch-position]:has-text('1/2')")
     assert "A better answer." not in other.inner_text("#message-list")
+
+
+def test_a_tool_call_waiting_on_one_backend_is_approved_from_a_tab_on_the_other(  # type: ignore[no-untyped-def]
+    prod: Topology, tabs, fake: FakeLLMServer, mcp_fake: FakeMcpServer
+) -> None:
+    page, home = open_tab_on_a_backend(prod, tabs)
+    send(page, 'call facts__write_note {"text": "approved elsewhere"}')
+    waiting = '[data-testid="tool-call"][data-name="facts__write_note"][data-status="awaiting-approval"]'
+    page.wait_for_selector(waiting)
+    url = wait_for_conversation_url(page)
+    other = page.context.new_page()  # the same identity
+    other.goto(url)
+    other.wait_for_selector(waiting)
+    move_websocket(prod, other, to=1 - home)  # its answer goes through the other backend; the job runs on `home`
+
+    other.click(f"{waiting} [data-testid=tool-approve]")
+
+    page.wait_for_selector('[data-testid="tool-call"][data-name="facts__write_note"][data-status="done"]')
+    wait_for_replies(page, 1)
+    assert mcp_fake.notes == ["approved elsewhere"]
+    other.wait_for_selector('[data-testid="tool-call"][data-status="done"]')

@@ -8,6 +8,12 @@ per request from Python: delays, token counts, HTTP errors with retry-after, and
 
 Its "model" is deterministic: it answers "Your name is X." when asked for a name that an earlier
 user message gave ("My name is X."), and otherwise echoes the last user message.
+
+Tools, in Groq's (and OpenAI's) wire format: when a request offers `tools` and its last user message has
+lines `call <name> <json-args>`, the reply calls those functions (streamed in pieces, finish_reason
+"tool_calls"); when the last messages are `tool` results, it answers "Tool results: " and their contents.
+Groq's compound systems (COMPOUND_MODELS, when the server offers them) report the tools they ran
+(`executed_tools`: one web search of the last user message by default) before their answer.
 """
 
 from __future__ import annotations
@@ -36,6 +42,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 DEFAULT_MODELS = ("fake-large", "fake-small")
+#: Groq's agentic systems, which run tools themselves; served only when a test sets `compound_models`.
+COMPOUND_MODELS = ("groq/compound", "groq/compound-mini")
+#: What a compound model's default web search finds, as (title, url).
+FAKE_SEARCH_RESULTS = (
+    ("Fake result one", "https://example.com/one"),
+    ("Fake result two", "https://example.com/two"),
+)
 _FILLER = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
 
 
@@ -99,6 +112,12 @@ class Behaviour:
     # Taken only by a request whose messages contain this text, and before any other script: the fake
     # serves every app of the session, and another test's late title request must not take this one's.
     for_prompt: str | None = None
+    # Call these functions, (name, arguments as JSON text), in one turn after any `text`; streamed as Groq
+    # sends them (arguments in pieces). None: the default rule (lines "call <name> <json>" when tools are
+    # offered); [] calls nothing.
+    tool_calls: list[tuple[str, str]] | None = None
+    # What a compound model ran, in Groq's `executed_tools` shape; None: a web search of the last user message.
+    executed_tools: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -113,6 +132,9 @@ class FakeLLMServer:
     """Start with `start()`; `base_url` is for GROQ_BASE_URL, `openai_base_url` for the openai SDK."""
 
     models: tuple[str, ...] = DEFAULT_MODELS
+    # Compound systems it also serves and lists (e.g. COMPOUND_MODELS); none by default, since tests pin
+    # the model list. `reset` turns them off again.
+    compound_models: tuple[str, ...] = ()
     default: Behaviour = field(default_factory=Behaviour)
     # When set, unscripted requests take their behaviour from this (e.g. random faults for a soak test).
     chooser: Callable[[], Behaviour] | None = None
@@ -124,12 +146,16 @@ class FakeLLMServer:
     requests: list[RecordedRequest] = field(default_factory=list)
     # Monotonic times of each stream's first and last token, keyed by request number (for benchmarks).
     token_times: dict[int, tuple[float, float]] = field(default_factory=dict)
+    #: When the last chunk of a streamed answer's tool calls was written (wall clock), by request number.
+    calls_sent_at: dict[int, float] = field(default_factory=dict)
     # Request numbers of streams the client abandoned before the last chunk; `abort_seen` is set on each.
     aborted: list[int] = field(default_factory=list)
     abort_seen: threading.Event = field(default_factory=threading.Event)
     # What each chat request really cost, as a provider would bill it: request number -> (prompt tokens, completion
     # tokens sent). A stream the client abandoned counts what was sent before it went.
     billed: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: The usage each streamed answer reported, by request number (what the client is told it spent).
+    reported_usage: dict[int, dict[str, Any]] = field(default_factory=dict)
     _queue: deque[Behaviour] = field(default_factory=deque)
     _stream_queue: deque[Behaviour] = field(default_factory=deque)
     _batch_queue: deque[Behaviour] = field(default_factory=deque)
@@ -179,8 +205,11 @@ class FakeLLMServer:
             self.aborted.clear()
             self.abort_seen.clear()
             self.billed.clear()
+            self.reported_usage.clear()
+            self.calls_sent_at.clear()
         self.default = Behaviour()
         self.chooser = None
+        self.compound_models = ()
 
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
@@ -267,7 +296,10 @@ class FakeLLMServer:
 
     async def _models(self, request: Request) -> Response:
         self.requests.append(RecordedRequest(request.url.path, dict(request.headers), {}))
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake", "active": True} for m in self.models]
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "fake", "active": True}
+            for m in (*self.models, *self.compound_models)
+        ]
         return JSONResponse({"object": "list", "data": data})
 
     async def _chat(self, request: Request) -> Response:
@@ -282,46 +314,61 @@ class FakeLLMServer:
             error = {"message": behaviour.error_message, "type": "invalid_request_error", "code": None}
             return JSONResponse({"error": error}, status_code=behaviour.status, headers=headers)
         model = body.get("model", "")
-        if model not in self.models:
+        if model not in self.models and model not in self.compound_models:
             error = {
                 "message": f"The model `{model}` does not exist",
                 "type": "invalid_request_error",
                 "code": "model_not_found",
             }
             return JSONResponse({"error": error}, status_code=404)
-        tokens = reply_tokens(body.get("messages", []), behaviour)
+        turn = _ToolTurn.of(number, body, behaviour, compound=model in self.compound_models)
+        # A turn that calls tools says nothing unless its text is scripted.
+        quiet = turn.calls and behaviour.text is None and behaviour.chunks is None
+        tokens = [] if quiet else reply_tokens(body.get("messages", []), behaviour)
         if body.get("max_tokens"):
             tokens = tokens[: int(body["max_tokens"])]
         prompt_tokens = sum(len(str(m.get("content", ""))) // 4 + 4 for m in body.get("messages", []))
         if body.get("stream"):
             return _SSEResponse(
-                self._sse(number, body, tokens, prompt_tokens, behaviour), media_type="text/event-stream"
+                self._sse(number, body, tokens, prompt_tokens, behaviour, turn), media_type="text/event-stream"
             )
         if behaviour.hold is not None:
             behaviour.hold.reached.set()
             await behaviour.hold.wait_released()
         await asyncio.sleep(behaviour.first_token_delay_s)
-        self.billed[number] = (prompt_tokens, len(tokens))
+        completion = len(tokens) + turn.tokens
+        self.billed[number] = (prompt_tokens, completion)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(tokens) if tokens or not quiet else None}
+        if turn.calls:
+            message["tool_calls"] = turn.wire_calls()
+        if turn.executed:
+            message["executed_tools"] = turn.executed
         return JSONResponse(
             {
                 "id": f"chatcmpl-{number}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": "".join(tokens)}, "finish_reason": "stop"}
-                ],
-                "usage": _usage(prompt_tokens, len(tokens)),
+                "choices": [{"index": 0, "message": message, "finish_reason": turn.finish_reason}],
+                "usage": _usage(prompt_tokens, completion),
             }
         )
 
     async def _sse(
-        self, number: int, body: dict[str, Any], tokens: list[str], prompt_tokens: int, behaviour: Behaviour
+        self,
+        number: int,
+        body: dict[str, Any],
+        tokens: list[str],
+        prompt_tokens: int,
+        behaviour: Behaviour,
+        turn: _ToolTurn,
     ) -> AsyncIterator[bytes]:
         frame = _ChunkFrame(number, body["model"])
         reasoning = reply_tokens([], Behaviour(text=behaviour.reasoning)) if behaviour.reasoning else []
         # Pre-encoded: the per-token cost is one bytes join, whatever the payload's shape.
         events = [frame.delta("reasoning", t) for t in reasoning] + [frame.delta("content", t) for t in tokens]
+        if turn.executed or turn.calls:  # the tools a compound model ran come first, the calls last
+            events = turn.executed_events(frame) + events + turn.call_events(frame)
         cut, failing = behaviour.cut_after_tokens, behaviour.stream_error_after_tokens
         # Where the stream stops early, if it does: a connection cut, or an error event.
         limit = min(n for n in (len(events), cut, failing) if n is not None)
@@ -344,15 +391,18 @@ class FakeLLMServer:
                     first = first or time.monotonic()
                     yield write
                     sent += count
+            if turn.calls:  # the calls' chunks come last: the last argument chunk has just been written
+                self.calls_sent_at[number] = time.time()
             if cut is not None and limit == cut:
                 raise ConnectionAbortedError("injected connection cut")
             if failing is not None and limit == failing:
                 yield frame.error(behaviour.error_message, behaviour.stream_error_style)
                 return
             self.token_times[number] = (first or time.monotonic(), time.monotonic())
-            completion = len(reasoning) + len(tokens)
+            completion = len(reasoning) + len(tokens) + turn.tokens
             usage = _usage(prompt_tokens, completion) | {"completion_time": round(time.monotonic() - started, 4)}
-            yield frame.last(x_groq={"id": f"req_{number}", "usage": usage})
+            self.reported_usage[number] = usage
+            yield frame.last(turn.finish_reason, x_groq={"id": f"req_{number}", "usage": usage})
             if (body.get("stream_options") or {}).get("include_usage"):
                 # What OpenAI sends when asked: one more chunk, with no choices and a top-level `usage`.
                 yield frame.usage_only(_usage(prompt_tokens, completion))
@@ -398,9 +448,13 @@ class _ChunkFrame:
         role_part = b'"role": "assistant", ' if role else b""
         return b"".join((self._head, role_part, _encoded_delta(field, text), self._tail))
 
-    def last(self, **extra: Any) -> bytes:
-        """The chunk that ends the reply: an empty delta, finish_reason "stop", and Groq's `x_groq` usage."""
-        return self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], **extra})
+    def delta_of(self, delta: dict[str, Any]) -> bytes:
+        """A chunk whose delta is `delta` as given (tool calls, executed tools)."""
+        return self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+
+    def last(self, finish_reason: str = "stop", **extra: Any) -> bytes:
+        """The chunk that ends the reply: an empty delta, its finish_reason, and Groq's `x_groq` usage."""
+        return self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}], **extra})
 
     def usage_only(self, usage: dict[str, Any]) -> bytes:
         """OpenAI's usage chunk (stream_options.include_usage): no choices, a top-level `usage`."""
@@ -421,6 +475,101 @@ class _ChunkFrame:
 def _encoded_delta(field: str, text: str) -> bytes:
     """`"field": "text"` as JSON bytes; replies repeat their word tokens, so most are encoded once."""
     return f'"{field}": {json.dumps(text)}'.encode()
+
+
+@dataclass
+class _ToolTurn:
+    """The tools in one reply: the functions it calls, as (id, name, arguments), and what a compound model ran."""
+
+    calls: list[tuple[str, str, str]]
+    executed: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, number: int, body: dict[str, Any], behaviour: Behaviour, *, compound: bool) -> _ToolTurn:
+        wanted = behaviour.tool_calls if behaviour.tool_calls is not None else requested_calls(body)
+        calls = [(f"call_{number}_{i}", name, arguments) for i, (name, arguments) in enumerate(wanted)]
+        executed: list[dict[str, Any]] = []
+        if compound:
+            messages = body.get("messages", [])
+            ran = behaviour.executed_tools if behaviour.executed_tools is not None else web_search(messages)
+            executed = [{"index": index} | tool for index, tool in enumerate(ran)]
+        return cls(calls, executed)
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.calls else "stop"
+
+    @property
+    def tokens(self) -> int:
+        """What the calls cost as completion tokens: one per streamed piece of arguments."""
+        return sum(len(_pieces(arguments)) for _, _, arguments in self.calls)
+
+    def wire_calls(self) -> list[dict[str, Any]]:
+        """The calls as a whole message carries them."""
+        return [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            for call_id, name, arguments in self.calls
+        ]
+
+    def call_events(self, frame: _ChunkFrame) -> list[bytes]:
+        """Each call as Groq and OpenAI stream it: id and name first (no arguments yet), then the arguments in
+        pieces, each piece naming its call by `index` only."""
+        events = []
+        for index, (call_id, name, arguments) in enumerate(self.calls):
+            opening = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+            events.append(frame.delta_of({"tool_calls": [opening]}))
+            events += [
+                frame.delta_of({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                for piece in _pieces(arguments)
+            ]
+        return events
+
+    def executed_events(self, frame: _ChunkFrame) -> list[bytes]:
+        """Each tool a compound model ran, twice under its index: when it starts (no output yet) and when it is
+        done, as Groq streams them."""
+        events = []
+        for tool in self.executed:
+            started = {k: tool[k] for k in ("index", "type", "arguments") if k in tool}
+            events += [frame.delta_of({"executed_tools": [started]}), frame.delta_of({"executed_tools": [tool]})]
+        return events
+
+
+def _pieces(arguments: str) -> list[str]:
+    """A call's arguments cut in three pieces or fewer (never none), as a model streams them token by token."""
+    size = max(1, math.ceil(len(arguments) / 3))
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
+
+
+#: `call <name> <json-args>` in a user message, one call per line.
+_CALL = re.compile(r"\bcall\s+([A-Za-z_][\w.-]*)\s+(\{.*\})")
+
+
+def requested_calls(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """The calls an unscripted reply makes: when the request offers tools and its last message is the user's,
+    each `call <name> <json-args>` in that message, in order."""
+    messages = body.get("messages") or []
+    if not body.get("tools") or not messages or messages[-1].get("role") != "user":
+        return []
+    return [(m.group(1), m.group(2)) for m in _CALL.finditer(_text_of(messages[-1].get("content", "")))]
+
+
+def web_search(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A compound model's default tool run: a web search of the last user message, finding FAKE_SEARCH_RESULTS."""
+    user_texts = [_text_of(m.get("content", "")) for m in messages if m.get("role") == "user"]
+    query = user_texts[-1] if user_texts else ""
+    results = [
+        {"title": title, "url": url, "content": f"What {title.lower()} says about {query}.", "score": 0.9}
+        for title, url in FAKE_SEARCH_RESULTS
+    ]
+    output = "\n\n".join(f"Title: {r['title']}\nURL: {r['url']}\nContent: {r['content']}" for r in results)
+    return [
+        {
+            "type": "search",
+            "arguments": json.dumps({"query": query}),
+            "output": output,
+            "search_results": {"results": results},
+        }
+    ]
 
 
 class _SSEResponse(StreamingResponse):
@@ -452,6 +601,13 @@ def reply_tokens(messages: list[dict[str, Any]], behaviour: Behaviour) -> list[s
 
 
 def _answer(messages: list[dict[str, Any]]) -> str:
+    if messages and messages[-1].get("role") == "tool":  # after its calls: the results, so a test sees they came
+        results: list[str] = []
+        for message in reversed(messages):
+            if message.get("role") != "tool":
+                break
+            results.insert(0, _text_of(message.get("content") or ""))
+        return "Tool results: " + " | ".join(results)
     user_texts = [_text_of(m.get("content", "")) for m in messages if m.get("role") == "user"]
     last = user_texts[-1] if user_texts else ""
     if re.search(r"\bwhat\b.*\bmy name\b", last, re.IGNORECASE):

@@ -688,8 +688,8 @@ def test_generated_requests_never_get_a_server_error(api: Api, fake: FakeLLMServ
     operations = [result.ok() for result in schema.get_all_operations()]
     # with GET /api/attachments/{token}, GET /api/shared/{share_token}/files/{number}, GET /api/exports/{token},
     # POST /api/transcribe, GET /api/speech/{token}, PUT /api/conversations/{conversation_id}/leaf,
-    # POST /api/conversations/{conversation_id}/fork
-    assert len(operations) == 17
+    # POST /api/conversations/{conversation_id}/fork, POST /api/replies/{reply_id}/tool_calls/{call_id}
+    assert len(operations) == 18
     for operation in operations:
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
             strategy = operation.as_strategy(generation_mode=mode)

@@ -174,7 +174,8 @@ async def test_a_long_file_is_cut_to_the_context_budget_and_the_user_is_told(
     turn = await service.start_turn(ALICE, None, "Summarize", attachments=[long_text])
     await run_reply(service, turn)
     text = user_message(fake)["content"]
-    assert "[The file was cut here to fit the context: 2,000 of 25,000 characters.]" in text
+    assert "[The file was cut here to fit the context: 2,000 of 25,000 characters." in text
+    assert "search_files tool, it searches the whole file.]" in text  # what was cut can still be found
 
 
 async def test_an_image_for_a_model_that_cannot_see_is_refused_naming_the_vision_models(

@@ -1,0 +1,1 @@
+"""Tools a model can call while it writes a reply: built-ins, Groq's own, and MCP servers'."""

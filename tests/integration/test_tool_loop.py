@@ -1,0 +1,485 @@
+"""The tool loop inside the reply job, with real peers: the fake Groq server through the real SDK asks for
+the calls ("call <tool> <json>" in the question), a real MCP server on loopback answers them, and every
+call is stored and shown through the reply's log. Both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from chatbot_app.config import Settings
+from chatbot_app.services.actions import Caller
+from chatbot_app.services.attachments import AttachmentLimits, prepare_attachment
+from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
+from chatbot_app.services.chat_settings import ChatSettings
+from chatbot_app.services.refusals import Refused
+from chatbot_app.services.reply_jobs import ReplyJobs, ReplyResult, apply
+from chatbot_app.services.reply_log import MemoryReplyLog, ReplyEvent, ToolUpdate
+from chatbot_app.services.shares import ShareLinks
+from chatbot_app.storage.models import Message, MessageStatus, ToolCallRecord
+from chatbot_app.storage.transfer import ImportRejected, exported_ids, import_conversations, parse_import, stream_json
+from tests.conftest import make_service, make_services
+from tests.fakes.fake_llm_server import COMPOUND_MODELS, Behaviour, FakeLLMServer
+from tests.fakes.mcp_server import FakeMcpServer
+
+OWNER = "owner-" + "t" * 20
+STRANGER = "owner-" + "s" * 20
+BOUND_S = 60
+#: A long document: cut to fit the context, its end is found only through search_files.
+BOOK = ("filler " * 6000 + "The blue whale's heart weighs about 180 kilograms. ").encode()
+
+
+@pytest.fixture
+def tool_settings(settings: Settings, mcp_fake: FakeMcpServer) -> Settings:
+    servers = [{"name": "facts", "url": mcp_fake.url, "default_on": True}]
+    return settings.model_copy(
+        update={
+            "tool_models": ("fake-large",),
+            "mcp_servers": json.dumps(servers),
+            "mcp_allow_private": True,
+            "context_budget_tokens": 2_000,
+        }
+    )
+
+
+@pytest.fixture
+def service(tool_settings: Settings, engine: Engine) -> ChatService:
+    return make_service(tool_settings, engine)
+
+
+@pytest.fixture
+async def jobs(service: ChatService) -> AsyncIterator[ReplyJobs]:
+    jobs = ReplyJobs(service, MemoryReplyLog())
+    yield jobs
+    await jobs.aclose()
+
+
+async def followed(jobs: ReplyJobs, turn: Turn) -> tuple[ReplyResult, list[ReplyEvent]]:
+    """Start the reply's job and follow it to its end."""
+    await jobs.start(turn)
+    return await followed_to_end(jobs, turn)
+
+
+def stored_calls(engine: Engine, reply_id: int) -> list[ToolCallRecord]:
+    with Session(engine) as session:
+        query = select(ToolCallRecord).where(ToolCallRecord.reply_id == reply_id).order_by(ToolCallRecord.id)
+        return list(session.exec(query).all())
+
+
+def tool_messages(fake: FakeLLMServer, request: int = -1) -> list[dict]:
+    return [m for m in fake.chat_requests()[request].body["messages"] if m["role"] == "tool"]
+
+
+async def wait_for_status(jobs: ReplyJobs, reply_id: int, status: str) -> ToolUpdate:
+    """The first update of the reply's calls with `status`, as a follower sees it."""
+    async with asyncio.timeout(BOUND_S):
+        async for _, batch in jobs.follow(reply_id):
+            for event in batch:
+                if isinstance(event, ToolUpdate) and event.status == status:
+                    return event
+    raise AssertionError(f"no call reached {status}")
+
+
+async def test_search_files_finds_what_was_cut_from_a_long_document(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, engine: Engine
+) -> None:
+    book = prepare_attachment("book.txt", BOOK, AttachmentLimits())
+    first = await service.start_turn(OWNER, None, "Summarize this", attachments=[book])
+    await followed(jobs, first)
+    assert "blue whale" not in fake.chat_requests()[-1].body["messages"][-1]["content"]  # cut to fit
+
+    question = 'How heavy is its heart? call search_files {"query": "blue whale heart"}'
+    turn = await service.start_turn(OWNER, first.conversation_id, question)
+    result, events = await followed(jobs, turn)
+
+    assert result.finished is not None and result.finished.status == MessageStatus.COMPLETE
+    assert "180 kilograms" in result.text  # the fake quotes the tool's answer
+    [answer] = tool_messages(fake)
+    assert "book.txt" in answer["content"] and "180 kilograms" in answer["content"]
+    statuses = [e.status for e in events if isinstance(e, ToolUpdate)]
+    assert statuses == ["running", "done"]
+    [call] = stored_calls(engine, turn.reply_id)
+    assert (call.name, call.status, call.server) == ("search_files", "done", "")
+    assert json.loads(call.arguments) == {"query": "blue whale heart"} and "180 kilograms" in call.result
+
+
+async def test_search_files_reads_only_its_owners_files(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer
+) -> None:
+    book = prepare_attachment("book.txt", BOOK, AttachmentLimits())
+    await followed(jobs, await service.start_turn(STRANGER, None, "Keep this", attachments=[book]))
+
+    turn = await service.start_turn(OWNER, None, 'call search_files {"query": "blue whale"}')
+    await followed(jobs, turn)
+
+    [answer] = tool_messages(fake)
+    assert "180 kilograms" not in answer["content"] and "No passage" in answer["content"]
+
+
+async def test_two_calls_in_one_turn_run_and_both_answers_reach_the_model_in_order(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, mcp_fake: FakeMcpServer, engine: Engine
+) -> None:
+    question = 'call facts__lookup {"key": "capital-of-france"}\ncall search_files {"query": "nothing here"}'
+    turn = await service.start_turn(OWNER, None, question)
+    result, _ = await followed(jobs, turn)
+
+    offered = {tool.get("function", {}).get("name") for tool in fake.chat_requests()[0].body["tools"]}
+    assert {"search_files", "facts__lookup", "facts__write_note"} <= offered
+    answers = tool_messages(fake)
+    assert [a["content"][:5] for a in answers] == ["Paris", "No pa"]
+    calls = sorted(stored_calls(engine, turn.reply_id), key=lambda c: c.call_id)  # they run at once
+    assert [(c.name, c.server, c.status) for c in calls] == [
+        ("facts__lookup", "facts", "done"),
+        ("search_files", "", "done"),
+    ]
+    assert "Paris" in result.text
+
+
+async def test_the_loop_stops_after_the_last_round_which_offers_no_tools(
+    tool_settings: Settings, engine: Engine, fake: FakeLLMServer
+) -> None:
+    service = make_service(tool_settings.model_copy(update={"max_tool_rounds": 2}), engine)
+    jobs = ReplyJobs(service, MemoryReplyLog())
+    calls = [("search_files", '{"query": "anything"}')]
+    fake.enqueue_stream(Behaviour(tool_calls=calls), Behaviour(tool_calls=calls), Behaviour(tool_calls=calls))
+    try:
+        result, _ = await followed(jobs, await service.start_turn(OWNER, None, "Keep looking"))
+    finally:
+        await jobs.aclose()
+
+    assert len(fake.chat_requests()) == 3
+    assert "tools" in fake.chat_requests()[1].body and "tools" not in fake.chat_requests()[2].body
+    assert result.finished is not None and result.finished.status == MessageStatus.COMPLETE
+
+
+async def test_every_round_counts_in_the_replys_usage(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, engine: Engine
+) -> None:
+    turn = await service.start_turn(OWNER, None, 'call search_files {"query": "x"}')
+    result, _ = await followed(jobs, turn)
+
+    reported = list(fake.reported_usage.values())  # what each call of the model said it used
+    assert len(reported) == 2
+    assert result.finished is not None
+    assert result.finished.prompt_tokens == sum(usage["prompt_tokens"] for usage in reported)
+    assert result.finished.completion_tokens == sum(usage["completion_tokens"] for usage in reported)
+
+
+async def test_a_tool_that_is_not_read_only_waits_for_approval_and_runs_once_approved(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, mcp_fake: FakeMcpServer, engine: Engine
+) -> None:
+    turn = await service.start_turn(OWNER, None, 'call facts__write_note {"text": "buy milk"}')
+    await jobs.start(turn)
+    waiting = await wait_for_status(jobs, turn.reply_id, "awaiting-approval")
+    assert mcp_fake.notes == []  # nothing ran before the answer
+
+    assert not await service.answer_tool_call(STRANGER, turn.reply_id, waiting.call_id, True)  # not theirs
+    assert await service.answer_tool_call(OWNER, turn.reply_id, waiting.call_id, True)
+    jobs.tools.answered(turn.reply_id, waiting.call_id)
+    result, _ = await followed_to_end(jobs, turn)
+
+    assert mcp_fake.notes == ["buy milk"]
+    [call] = stored_calls(engine, turn.reply_id)
+    assert call.status == "done" and "Noted" in call.result
+    assert result.finished is not None and result.finished.status == MessageStatus.COMPLETE
+
+
+async def test_a_denied_call_does_not_run_and_the_model_is_told(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, mcp_fake: FakeMcpServer, engine: Engine
+) -> None:
+    turn = await service.start_turn(OWNER, None, 'call facts__write_note {"text": "sell milk"}')
+    await jobs.start(turn)
+    waiting = await wait_for_status(jobs, turn.reply_id, "awaiting-approval")
+    # Answered as another backend would: only the row changes; the job reads it.
+    assert await service.answer_tool_call(OWNER, turn.reply_id, waiting.call_id, False)
+    await followed_to_end(jobs, turn)
+
+    assert mcp_fake.notes == []
+    [answer] = tool_messages(fake)
+    assert "denied" in answer["content"]
+    [call] = stored_calls(engine, turn.reply_id)
+    assert call.status == "denied"
+
+
+async def test_an_unanswered_call_counts_as_denied_after_the_wait(
+    tool_settings: Settings, engine: Engine, fake: FakeLLMServer, mcp_fake: FakeMcpServer
+) -> None:
+    service = make_service(tool_settings.model_copy(update={"tool_approval_s": 1.0}), engine)
+    jobs = ReplyJobs(service, MemoryReplyLog())
+    try:
+        turn = await service.start_turn(OWNER, None, 'call facts__write_note {"text": "later"}')
+        await followed(jobs, turn)
+    finally:
+        await jobs.aclose()
+
+    assert mcp_fake.notes == []
+    [call] = stored_calls(engine, turn.reply_id)
+    assert call.status == "denied" and "did not approve" in (call.error or "")
+
+
+async def test_stop_during_a_slow_tool_ends_the_reply_stopped_with_the_call_stopped(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, engine: Engine
+) -> None:
+    turn = await service.start_turn(OWNER, None, 'call facts__slow {"seconds": 30}')
+    await jobs.start(turn)
+    await wait_for_status(jobs, turn.reply_id, "running")
+    await jobs.stop(turn.reply_id)
+    result, _ = await followed_to_end(jobs, turn)
+
+    assert result.finished is not None and result.finished.status == MessageStatus.STOPPED
+    [call] = stored_calls(engine, turn.reply_id)
+    assert call.status == "error" and call.error == "Stopped by the user."
+    assert len(fake.chat_requests()) == 1  # the model was not called again
+
+
+async def test_a_server_that_fails_gives_an_error_result_and_the_reply_completes(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, mcp_fake: FakeMcpServer, engine: Engine
+) -> None:
+    await followed(jobs, await service.start_turn(OWNER, None, "Hello"))  # its tools are listed (and kept)
+    mcp_fake.stop()
+    turn = await service.start_turn(OWNER, None, 'call facts__lookup {"key": "capital-of-france"}')
+    result, _ = await followed(jobs, turn)
+
+    assert result.finished is not None and result.finished.status == MessageStatus.COMPLETE
+    [call] = stored_calls(engine, turn.reply_id)
+    assert call.status == "error" and call.error
+    [answer] = tool_messages(fake)
+    assert answer["content"] == call.error
+
+
+async def test_a_huge_result_is_cut_and_says_so(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, engine: Engine
+) -> None:
+    turn = await service.start_turn(OWNER, None, "call facts__huge {}")
+    await followed(jobs, turn)
+
+    [answer] = tool_messages(fake)
+    assert "The result was cut here" in answer["content"]
+    assert len(answer["content"]) < 2_000 * 4 + 500  # within what the context budget leaves
+
+
+async def test_a_model_that_does_not_call_tools_is_offered_none(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer
+) -> None:
+    chat = ChatSettings(provider="groq", model="fake-small", web_search=True)
+    await followed(jobs, await service.start_turn(OWNER, None, 'call search_files {"query": "x"}', chat))
+
+    assert "tools" not in fake.chat_requests()[0].body
+    availability = service.tools.availability("groq", "fake-small")
+    assert not availability.functions and not availability.web_search
+    assert "fake-small does not call tools" in availability.reason and "fake-large" in availability.reason
+
+
+async def test_web_search_gives_a_groq_model_that_has_it_browser_search(
+    tool_settings: Settings, engine: Engine, fake: FakeLLMServer
+) -> None:
+    settings = tool_settings.model_copy(update={"browser_search_models": ("fake-large",)})
+    service = make_service(settings, engine)
+    jobs = ReplyJobs(service, MemoryReplyLog())
+    try:
+        await followed(jobs, await service.start_turn(OWNER, None, "News?", ChatSettings(web_search=True)))
+        await followed(jobs, await service.start_turn(OWNER, None, "News?", ChatSettings(web_search=False)))
+    finally:
+        await jobs.aclose()
+
+    on, off = (request.body["tools"] for request in fake.chat_requests())
+    assert {"type": "browser_search"} in on and {"type": "browser_search"} not in off
+
+
+async def test_what_a_compound_model_ran_is_stored_as_tool_calls_with_their_sources(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, engine: Engine
+) -> None:
+    fake.compound_models = COMPOUND_MODELS
+    chat = ChatSettings(provider="groq", model="groq/compound")
+    turn = await service.start_turn(OWNER, None, "What happened today?", chat)
+    result, _ = await followed(jobs, turn)
+
+    [call] = stored_calls(engine, turn.reply_id)
+    assert (call.server, call.status) == ("groq", "done")
+    assert result.tools and all(update.sources for update in result.tools.values())
+    tool_calls = await service.tool_calls(OWNER, turn.conversation_id, [turn.reply_id])
+    assert tool_calls[turn.reply_id][0].sources == next(iter(result.tools.values())).sources
+
+
+async def test_another_user_can_neither_read_nor_answer_a_tool_call(
+    tool_settings: Settings, fake: FakeLLMServer, mcp_fake: FakeMcpServer
+) -> None:
+    built = make_services(tool_settings)
+    try:
+        turn = await built.chat.start_turn(OWNER, None, 'call facts__write_note {"text": "mine"}')
+        await built.replies.start(turn)
+        waiting = await wait_for_status(built.replies, turn.reply_id, "awaiting-approval")
+
+        with pytest.raises(Refused, match="not waiting"):
+            await built.actions.answer_tool_call(Caller(STRANGER, None), turn.reply_id, waiting.call_id, True)
+        with pytest.raises(ConversationNotFound):
+            await built.chat.tool_calls(STRANGER, turn.conversation_id, [turn.reply_id])
+        for bad in ((turn.reply_id, waiting.call_id, "yes"), (turn.reply_id, 7, True), ("x", waiting.call_id, True)):
+            with pytest.raises(Refused):
+                await built.actions.answer_tool_call(Caller(OWNER, None), *bad)
+
+        await built.actions.answer_tool_call(Caller(OWNER, None), turn.reply_id, waiting.call_id, False)
+        await followed_to_end(built.replies, turn)
+        assert mcp_fake.notes == []
+    finally:
+        await built.replies.aclose()
+
+
+async def test_a_reply_whose_process_died_ends_its_running_calls(service: ChatService, engine: Engine) -> None:
+    turn = await service.start_turn(OWNER, None, "call facts__slow {}")
+    with Session(engine) as session:
+        session.add(ToolCallRecord(reply_id=turn.reply_id, call_id="c1", name="facts__slow", status="running"))
+        session.commit()
+
+    assert await service.interrupt_reply(turn.reply_id, "partial")
+
+    [call] = stored_calls(engine, turn.reply_id)
+    assert call.status == "error" and "interrupted" in (call.error or "")
+    with Session(engine) as session:
+        assert session.get(Message, turn.reply_id).status == MessageStatus.INTERRUPTED  # type: ignore[union-attr]
+
+
+async def followed_to_end(jobs: ReplyJobs, turn: Turn) -> tuple[ReplyResult, list[ReplyEvent]]:
+    """Follow a started reply from its start to its end."""
+    events: list[ReplyEvent] = []
+    async with asyncio.timeout(BOUND_S):
+        async for _, batch in jobs.follow(turn.reply_id):
+            events += batch
+    result = ReplyResult()
+    apply(result, events)
+    return result, events
+
+
+async def test_admins_add_change_and_remove_servers_and_see_tool_calls_per_user(
+    tool_settings: Settings, fake: FakeLLMServer, mcp_fake: FakeMcpServer
+) -> None:
+    built = make_services(tool_settings)
+    try:
+        admin, _ = await built.accounts.operator_create_admin("root@example.com")
+        user, _ = await built.accounts.create_user(admin.id, "user@example.com")  # type: ignore[arg-type]
+        form = {"name": "notes", "url": mcp_fake.url, "headers": '{"Authorization": "MCP_NOTES_KEY"}', "trusted": "on"}
+        await built.actions.add_mcp_server(admin.id, form)  # type: ignore[arg-type]
+
+        added = {s.name: s for s in await built.chat.tools.servers()}["notes"]
+        assert (added.headers, added.trusted, added.default_on, added.enabled) == (
+            {"Authorization": "MCP_NOTES_KEY"},
+            True,
+            False,
+            True,
+        )
+        refusals = [
+            (admin.id, {"name": "Bad Name!", "url": mcp_fake.url}, "name"),
+            (admin.id, {"name": "facts", "url": mcp_fake.url}, "CHATBOT_MCP_SERVERS"),  # the environment's
+            (admin.id, {"name": "leak", "url": mcp_fake.url, "headers": '{"X": "GROQ_API_KEY"}'}, "MCP_"),
+            (admin.id, {"name": "notes", "url": mcp_fake.url}, "exists already"),
+            (user.id, {"name": "other", "url": mcp_fake.url}, "Only an admin"),
+        ]
+        for actor, bad, reason in refusals:
+            with pytest.raises(Refused, match=reason):
+                await built.actions.add_mcp_server(actor, bad)  # type: ignore[arg-type]
+        with pytest.raises(Refused, match="Only an admin"):
+            await built.actions.change_mcp_server(user.id, "notes", "enabled", False)  # type: ignore[arg-type]
+        with pytest.raises(Refused):
+            await built.actions.change_mcp_server(admin.id, "notes", "url", "https://elsewhere")  # type: ignore[arg-type]
+
+        await built.actions.change_mcp_server(admin.id, "notes", "enabled", False)  # type: ignore[arg-type]
+        assert not {s.name: s for s in await built.chat.tools.servers()}["notes"].enabled
+        assert [s.name for s in await built.chat.tools.enabled_servers(None)] == ["facts"]
+        await built.actions.remove_mcp_server(admin.id, "notes")  # type: ignore[arg-type]
+        assert [s.name for s in await built.chat.tools.servers()] == ["facts"]
+
+        owner = f"user:{user.id}"
+        turn = await built.chat.start_turn(owner, None, 'call search_files {"query": "x"}')
+        await followed(built.replies, turn)
+        usage = await built.accounts.tool_usage(admin.id)  # type: ignore[arg-type]
+        assert usage == [("user@example.com", "search_files", 1, 0)]
+    finally:
+        await built.replies.aclose()
+
+
+async def test_tool_calls_go_with_the_reply_into_exports_imports_and_share_links(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, mcp_fake: FakeMcpServer, engine: Engine
+) -> None:
+    fake.compound_models = COMPOUND_MODELS
+    first = await service.start_turn(OWNER, None, 'call facts__lookup {"key": "capital-of-france"}')
+    await followed(jobs, first)
+    chat = ChatSettings(provider="groq", model="groq/compound")
+    second = await service.start_turn(OWNER, first.conversation_id, "And the news?", chat)
+    await followed(jobs, second)
+    original = await service.tool_calls(OWNER, first.conversation_id, [first.reply_id, second.reply_id])
+
+    with Session(engine) as session:
+        ids = exported_ids(session, OWNER, first.conversation_id)
+    exported = json.loads(b"".join([chunk async for chunk in stream_json(service.database.run, ids)]))
+    [lookup] = exported["conversations"][0]["messages"][1]["tool_calls"]
+    assert (lookup["name"], lookup["server"], lookup["status"]) == ("facts__lookup", "facts", "done")
+    assert "Paris" in lookup["result"]
+
+    with Session(engine) as session:
+        [copy_id] = import_conversations(session, STRANGER, parse_import(json.dumps(exported).encode()))
+        session.commit()
+    copy = await service.load_conversation(STRANGER, copy_id)
+    replies = [m.id for m in copy[1] if m.role == "assistant"]
+    imported = await service.tool_calls(STRANGER, copy_id, replies)  # type: ignore[arg-type]
+    assert [u.name for r in replies for u in imported[r]] == [  # type: ignore[index]
+        u.name for r in (first.reply_id, second.reply_id) for u in original[r]
+    ]
+    assert [u.sources for u in imported[replies[1]]] == [u.sources for u in original[second.reply_id]]  # type: ignore[index]
+
+    token = await ShareLinks(engine).create(OWNER, first.conversation_id)
+    snapshot = await ShareLinks(engine).snapshot(token)
+    assert snapshot is not None
+    shared = [m for m in snapshot["messages"] if m["role"] == "assistant"]
+    assert shared[0]["tools"][0]["name"] == "facts__lookup" and "Paris" in shared[0]["tools"][0]["result"]
+    assert shared[1]["tools"][0]["sources"] and "headers" not in json.dumps(snapshot)
+
+
+@pytest.mark.parametrize(
+    "calls",
+    [
+        "not a list",
+        [{"name": "x", "status": "exploded"}],
+        [{"name": "x", "sources": "[[1, 2]]"}],
+        [{"status": "done"}],
+    ],
+)
+def test_an_import_with_malformed_tool_calls_is_refused_whole(calls: object) -> None:
+    export = {
+        "format": "chatbot_app",
+        "version": 1,
+        "conversations": [
+            {
+                "title": "t",
+                "created_at": "2026-12-01T00:00:00+00:00",
+                "messages": [
+                    {"role": "user", "content": "q", "created_at": "2026-12-01T00:00:00+00:00"},
+                    {
+                        "role": "assistant",
+                        "content": "a",
+                        "created_at": "2026-12-01T00:00:00+00:00",
+                        "tool_calls": calls,
+                    },
+                ],
+            }
+        ],
+    }
+    with pytest.raises(ImportRejected, match="tool"):
+        parse_import(json.dumps(export).encode())
+
+
+async def test_the_provider_call_log_line_names_the_tools_and_their_times_never_their_arguments(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="chatbot_app.services.reply_jobs")
+    await followed(jobs, await service.start_turn(OWNER, None, 'call search_files {"query": "secret words"}'))
+
+    [record] = [r for r in caplog.records if r.getMessage() == "provider_call"]
+    [(name, status, duration_ms)] = record.tools  # type: ignore[attr-defined]
+    assert (name, status) == ("search_files", "done") and isinstance(duration_ms, int)
+    assert "secret words" not in json.dumps(record.__dict__, default=str)

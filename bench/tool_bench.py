@@ -120,6 +120,9 @@ def shown_in_tab(workdir: Path, fake: FakeLLMServer, mcp: FakeMcpServer, count: 
         "CHATBOT_TOOL_MODELS": "fake-large",
         "CHATBOT_MCP_SERVERS": json.dumps([{"name": "facts", "url": mcp.url, "default_on": True}]),
         "CHATBOT_MCP_ALLOW_PRIVATE": "true",
+        # One identity sends every message: the rate limits have tests of their own.
+        "CHATBOT_RATE_LIMIT_PER_MINUTE": "100000",
+        "CHATBOT_TOOL_CALLS_PER_MINUTE": "0",
     }
     delays: list[float] = []
     with live_app(workdir, database_url, **env) as app, sync_playwright() as playwright:

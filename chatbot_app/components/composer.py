@@ -111,9 +111,7 @@ def _tool_switches() -> rx.Component:
         rx.el.label("Web search", html_for="web-search-toggle", class_name="field-label"),
         rx.cond(
             SettingsState.tools_reason != "",
-            rx.text(
-                SettingsState.tools_reason, size="1", color_scheme="gray", id="tools-unavailable", min_width="0"
-            ),
+            rx.text(SettingsState.tools_reason, size="1", color_scheme="gray", id="tools-unavailable", min_width="0"),
         ),
         align="center",
         spacing="2",

@@ -63,8 +63,16 @@ def _add_form() -> rx.Component:
                 aria_label="Headers: each value names an environment variable",
                 flex="1",
             ),
-            rx.el.label(rx.checkbox(name="trusted"), "Trusted", class_name="field-label"),
-            rx.el.label(rx.checkbox(name="default_on"), "On for new chats", class_name="field-label"),
+            rx.el.label(
+                rx.checkbox(name="trusted", aria_label="Trusted: its tools run without approval"),
+                "Trusted",
+                class_name="field-label",
+            ),
+            rx.el.label(
+                rx.checkbox(name="default_on", aria_label="On for new chats"),
+                "On for new chats",
+                class_name="field-label",
+            ),
             rx.button("Add server", type="submit", id="add-mcp-server-button"),
             gap="2",
             wrap="wrap",

@@ -165,7 +165,8 @@ def test_search_files_finds_text_from_a_pdf_that_was_cut_to_fit(
     page.wait_for_selector("text=report.pdf")
     send(page, "Read this")
     wait_for_replies(page, 1)
-    assert "4217" not in fake.chat_requests()[-1].body["messages"][-1]["content"]  # cut to fit the context
+    sent = fake.streamed_requests()[-1].body["messages"][-1]["content"]
+    assert "The file was cut here" in sent and "4217" not in sent  # cut to fit the context
 
     send(page, 'call search_files {"query": "secret budget figure"}')
     wait_for_replies(page, 2)
@@ -182,3 +183,23 @@ def test_a_model_without_tools_shows_the_switches_off_and_says_why(page, tools: 
     page.click("#settings-button")
     toggle = page.wait_for_selector('[data-testid="mcp-toggle"][data-server="facts"]')
     assert toggle.is_disabled()
+
+
+def test_turning_a_server_off_for_a_conversation_takes_its_tools_away(  # type: ignore[no-untyped-def]
+    page, tools: FakeMcpServer, fake: FakeLLMServer
+) -> None:
+    toggle = '[data-testid="mcp-toggle"][data-server="facts"]'
+    page.click("#settings-button")
+    page.wait_for_selector(f'{toggle}[data-state="checked"]')  # on by default (default_on)
+    page.click(toggle)
+    page.wait_for_selector(f'{toggle}[data-state="unchecked"]')
+    page.keyboard.press("Escape")
+    send(page, "Hello")
+    wait_for_replies(page, 1)
+
+    [reply] = fake.streamed_requests()  # (the title is asked for apart, without tools)
+    names = {tool["function"]["name"] for tool in reply.body["tools"] if "function" in tool}
+    assert "search_files" in names and not any(name.startswith("facts__") for name in names)
+    page.reload()  # kept on the conversation
+    page.click("#settings-button")
+    page.wait_for_selector(f'{toggle}[data-state="unchecked"]')

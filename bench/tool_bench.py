@@ -219,7 +219,8 @@ def main() -> None:
                 mcp_servers=json.dumps([{"name": "facts", "url": mcp.url, "default_on": True}]),
                 mcp_allow_private=True,
                 max_active_replies=64,
-                tool_calls_per_minute=0,  # 200 rounds for one user: the limit has tests of its own
+                tool_calls_per_minute=0,  # 200 rounds for one user: the limits have tests of their own
+                rate_limit_per_minute=100_000,
             )
             overheads = asyncio.run(overhead_per_round(settings, fake, args.rounds))
             overheads.sort()

@@ -17,6 +17,7 @@ from chatbot_app.services.chat_settings import (
     check_temperature,
     check_top_p,
 )
+from chatbot_app.services.tools.mcp_servers import NAME_PATTERN
 from chatbot_app.services.validation import MAX_MESSAGE_CHARS, InvalidInput, clean_message, is_conversation_id
 
 T = TypeVar("T")
@@ -28,6 +29,10 @@ MAX_CONTEXT_MESSAGES = 1_000
 MAX_CONTEXT_CHARS = 1_000_000
 
 UNKNOWN_MODEL_HINT = "GET /v1/models lists the models you can use."
+
+
+#: The servers a /api/chat body may name (each a name as CHATBOT_MCP_SERVERS allows).
+MAX_MCP_SERVERS = 64
 
 
 class UnknownModel(InvalidInput):
@@ -70,9 +75,10 @@ def chat_overrides(body: ChatRequest) -> dict[str, Any]:
     if body.web_search is not None:
         given["web_search"] = body.web_search
     if body.mcp_servers is not None:
-        if not all(isinstance(name, str) and 0 < len(name) <= 32 and "," not in name for name in body.mcp_servers):
+        names = body.mcp_servers
+        if len(names) > MAX_MCP_SERVERS or not all(NAME_PATTERN.fullmatch(name) for name in names):
             raise InvalidInput("mcp_servers: name servers from the list (see /admin or CHATBOT_MCP_SERVERS).")
-        given["mcp_servers"] = ",".join(body.mcp_servers)
+        given["mcp_servers"] = ",".join(names)
     return given
 
 

@@ -106,7 +106,7 @@ def _tool_switches() -> rx.Component:
             checked=SettingsState.web_search & SettingsState.web_search_available,
             disabled=~SettingsState.web_search_available,
             on_change=SettingsState.toggle_web_search,
-            size="1",
+            size="3",  # 24 px high: a target a thumb can hit
         ),
         rx.el.label("Web search", html_for="web-search-toggle", class_name="field-label"),
         rx.cond(

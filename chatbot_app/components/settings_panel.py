@@ -171,7 +171,7 @@ def _mcp_switches() -> rx.Component:
                         disabled=~SettingsState.tools_available,
                         on_change=lambda on: SettingsState.toggle_mcp(server.name, on),
                         id="mcp-" + server.name,
-                        size="1",
+                        size="3",
                         custom_attrs={"data-testid": "mcp-toggle", "data-server": server.name},
                     ),
                     rx.el.label(server.name, html_for="mcp-" + server.name, class_name="field-label"),

@@ -44,12 +44,17 @@ def _block(label: str, text: rx.Var[str]) -> rx.Component:
 
 
 def _approval(call: ToolCallView) -> rx.Component:
+    """Approve once or Deny; a call whose arguments are too long to show whole can only be denied."""
     return rx.hstack(
-        rx.button(
-            "Approve once",
-            size="1",
-            on_click=ReplyState.answer_tool(call.call_id, True),
-            custom_attrs={"data-testid": "tool-approve"},
+        rx.cond(
+            call.arguments_cut,
+            rx.text("Its arguments are too long to show whole: deny it.", size="1", color_scheme="amber"),
+            rx.button(
+                "Approve once",
+                size="1",
+                on_click=ReplyState.answer_tool(call.call_id, True),
+                custom_attrs={"data-testid": "tool-approve"},
+            ),
         ),
         rx.button(
             "Deny",

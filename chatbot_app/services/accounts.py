@@ -38,7 +38,7 @@ from chatbot_app.services.auth_limits import SignInThrottle, SignUpThrottle
 from chatbot_app.services.passwords import PasswordHashing, PasswordsBusy
 from chatbot_app.services.usage_report import TopUser, UsageChart, usage_chart
 from chatbot_app.services.validation import is_identity
-from chatbot_app.storage import api_keys, presets, server_settings, sessions, shares, users
+from chatbot_app.storage import api_keys, documents, presets, server_settings, sessions, shares, users
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage import mcp_servers as mcp_store
 from chatbot_app.storage import usage as usage_store
@@ -676,6 +676,7 @@ class Accounts:
             moved = store.move_conversations(session, anonymous_owner, owner)
             presets.move_presets(session, anonymous_owner, owner)
             shares.move_shares(session, anonymous_owner, owner)
+            documents.move_documents(session, anonymous_owner, owner)
             return moved
 
         return await self._run(work)

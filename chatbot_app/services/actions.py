@@ -71,7 +71,7 @@ from chatbot_app.services.speech import SPEECH_LINK_TTL_S, Speaker, joined_wav, 
 from chatbot_app.services.spoken_text import pieces_to_read
 from chatbot_app.services.tools.mcp_servers import parse_mcp_servers
 from chatbot_app.services.transcription import Transcriber, Transcript, TranscriptionRejected
-from chatbot_app.services.validation import InvalidInput, clean_message, is_conversation_id
+from chatbot_app.services.validation import InvalidInput, clean_message, is_conversation_id, storable
 from chatbot_app.storage.models import McpServerRow
 from chatbot_app.storage.transfer import ImportRejected, check_import_size
 
@@ -386,7 +386,12 @@ class Actions:
     async def answer_tool_call(self, caller: Caller, reply_id: object, call_id: object, approve: object) -> None:
         """Approve once (True) or deny (False) a tool call of the caller's that waits, wherever its job runs."""
         reply_id = _row_id(reply_id, TOOL_CALL_NOT_WAITING)
-        if not isinstance(call_id, str) or not 0 < len(call_id) <= 128 or not isinstance(approve, bool):
+        if (
+            not isinstance(call_id, str)
+            or not 0 < len(call_id) <= 128
+            or not isinstance(approve, bool)
+            or (storable(call_id) != call_id)
+        ):
             raise Refused(RefusalKind.INVALID, "Answer a tool call with its id and true (approve) or false (deny).")
         if not await self.chat.answer_tool_call(caller.owner_id, reply_id, call_id, approve):
             raise Refused(RefusalKind.NOT_FOUND, TOOL_CALL_NOT_WAITING)
@@ -545,12 +550,14 @@ class Actions:
             [server] = parse_mcp_servers(json.dumps([entry]))
         except (ValueError, TypeError) as exc:
             raise Refused(RefusalKind.INVALID, str(exc) if isinstance(exc, ValueError) else BAD_SERVER) from None
-        # An admin must not be able to send the app's own secrets (GROQ_API_KEY, ...) to a server they name.
-        if unprefixed := [variable for variable in server.headers.values() if not variable.startswith("MCP_")]:
+        # An admin must not be able to send the app's own secrets (GROQ_API_KEY, ...), or another server's, to a
+        # server they name: its variables carry its own name.
+        prefix = "MCP_" + server.name.upper().replace("-", "_") + "_"
+        if foreign := [variable for variable in server.headers.values() if not variable.startswith(prefix)]:
             raise Refused(
                 RefusalKind.INVALID,
-                f"Header variables of servers added here must start with MCP_ (not {unprefixed[0]}): set "
-                "the secret in such a variable on the server.",
+                f"Header variables of this server must start with {prefix} (not {foreign[0]}): set the secret "
+                "in such a variable on the server.",
             )
         if self.chat.tools.is_configured(server.name):
             raise Refused(RefusalKind.INVALID, f"“{server.name}” is a server of CHATBOT_MCP_SERVERS already.")

@@ -42,6 +42,7 @@ from chatbot_app.services.coalesce import coalesce
 from chatbot_app.services.context import estimate_tokens
 from chatbot_app.services.error_messages import describe_retry
 from chatbot_app.services.frame_pacing import DEFAULT_MAX_MS, FramePacer
+from chatbot_app.services.limits import LimitReached
 from chatbot_app.services.quota import QuotaExceeded, Reservation, Spent, prompt_token_bound
 from chatbot_app.services.reply_liveness import ReplyLiveness, UnknownLiveness, Verdict
 from chatbot_app.services.reply_log import (
@@ -180,6 +181,19 @@ class ReplyJob:
     prompt_estimate: int = 0
     #: Where the current call of the model began in the text (a reply with tools calls it several times).
     round_start: int = 0
+    #: The ids of the tool calls made so far (a model may repeat one in a later round), and the provider's own.
+    call_ids: set[str] = field(default_factory=set)
+    executed: int = 0
+
+    def unique_calls(self, calls: list[ToolCall], round_number: int) -> list[ToolCall]:
+        """The round's calls, each under an id no earlier call of the reply had (approvals name calls by id)."""
+        unique = []
+        for call in calls:
+            if call.id in self.call_ids or not call.id:
+                call = ToolCall(f"{call.id or 'call'}-r{round_number}-{len(self.call_ids)}", call.name, call.arguments)
+            self.call_ids.add(call.id)
+            unique.append(call)
+        return unique
 
 
 class ReplyJobs:
@@ -396,12 +410,14 @@ class ReplyJobs:
             request = await self.service.prepare_reply(job.turn)
             provider, model = request.provider.name, request.options.model
             request = await self._reserve(job, request)
+            # A slot is held while the model is called, never while tools run or wait for an approval.
             async with self.service.slots.slot():
                 await self._stream(job, request)
-                for round_number in range(1, self.service.settings.max_tool_rounds + 1):
-                    if not progress.calls:
-                        break
-                    request = await self._tool_round(job, request, round_number)
+            for round_number in range(1, self.service.settings.max_tool_rounds + 1):
+                if not progress.calls:
+                    break
+                request = await self._tool_round(job, request, round_number)
+                async with self.service.slots.slot():
                     await self._stream(job, request)
         except ProviderError as exc:
             status, error = MessageStatus.ERROR, exc
@@ -451,10 +467,13 @@ class ReplyJobs:
     async def _tool_round(self, job: ReplyJob, request: ReplyRequest, round_number: int) -> ReplyRequest:
         """Run the calls of one round; the next request, its quota held (the round's own settled)."""
         progress, turn = job.progress, job.turn
-        calls = list(progress.calls)
+        calls = job.unique_calls(progress.calls, round_number)
         context = RoundContext(turn.owner_id, turn.reply_id, round_number, partial(self._show_tool, job))
         answers = await self.tools.run_round(request.toolbox, calls, context)
         await self._settle(job, request.options.model)
+        # Each further call of the model counts against the rate limits as a message does.
+        if (refusal := await self.service.limits.admit(turn.owner_id, None)) is not None:
+            raise LimitReached(refusal)
         text = progress.text[job.round_start :]
         progress.next_round()
         last = round_number == self.service.settings.max_tool_rounds
@@ -467,9 +486,10 @@ class ReplyJobs:
     async def _show_executed(self, job: ReplyJob) -> None:
         """Tools the provider ran itself (Groq's compound models): stored and shown as done calls."""
         executed, job.progress.executed = job.progress.executed, []
-        for n, tool in enumerate(executed):
-            context = RoundContext(job.turn.owner_id, job.turn.reply_id, 0, partial(self._show_tool, job))
-            await self.tools.record_executed(tool, f"groq-{len(job.progress.tools) + n}", context)
+        context = RoundContext(job.turn.owner_id, job.turn.reply_id, 0, partial(self._show_tool, job))
+        for tool in executed:
+            job.executed += 1
+            await self.tools.record_executed(tool, f"groq-{job.executed}", context)
 
     async def _settle(self, job: ReplyJob, model: str) -> None:
         """Count a call of the model against the owner's quota: what it used, or else what it streamed."""

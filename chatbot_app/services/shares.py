@@ -24,6 +24,7 @@ from sqlmodel import Session
 
 from chatbot_app.services.chat_service import ConversationNotFound
 from chatbot_app.services.refusals import RefusalKind, Refused
+from chatbot_app.services.tools.search_files import NAME as SEARCH_FILES
 from chatbot_app.storage import conversations as conversation_store
 from chatbot_app.storage import shares as store
 from chatbot_app.storage import tool_calls as tool_store
@@ -35,12 +36,14 @@ MAX_TOKEN_CHARS = 128
 
 
 def _shared_call(call: ToolCallRecord) -> dict[str, Any]:
+    # search_files quotes the owner's files from any conversation: a link to this one must not publish them.
+    private = call.name == SEARCH_FILES and call.server == ""
     return {
         "name": call.name,
         "server": call.server,
         "status": call.status,
         "arguments": call.arguments,
-        "result": call.error or call.result,
+        "result": "(passages of the owner's files, not shared)" if private else call.error or call.result,
         "sources": json.loads(call.sources) if call.sources else [],
     }
 

@@ -19,7 +19,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx2
 
@@ -72,24 +72,34 @@ async def check_url(url: str, *, allow_private: bool, resolve: Resolver = system
     """
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
+    shown_url = _shown_origin(parts)  # never its path, query or credentials: refusals reach the user and the logs
     allowed_schemes = ("https", "http") if allow_private else ("https",)
     if scheme not in allowed_schemes:
-        raise RefusedUrl(f"{url} is refused: only {' or '.join(allowed_schemes)} addresses are allowed.")
+        raise RefusedUrl(f"{shown_url} is refused: only {' or '.join(allowed_schemes)} addresses are allowed.")
     host = parts.hostname
     if not host:
-        raise RefusedUrl(f"{url} is refused: it names no host.")
+        raise RefusedUrl(f"{shown_url} is refused: it names no host.")
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError:
-        raise RefusedUrl(f"{url} is refused: its port is not a number from 0 to 65535.") from None
+        raise RefusedUrl(f"{shown_url} is refused: its port is not a number from 0 to 65535.") from None
     addresses = [literal] if (literal := _ip_literal(host)) else await _resolve(host, port, resolve)
     for address in addresses:
         # The metadata service hands out the host's cloud credentials: never, not even with the flag.
         reason = blocked_reason(address) if not allow_private else _metadata_reason(address)
         if reason:
             shown = host if literal else f"{host} ({address})"
-            raise RefusedUrl(f"{url} is refused: {shown} is {reason}, and only public addresses are allowed.")
+            raise RefusedUrl(f"{shown_url} is refused: {shown} is {reason}, and only public addresses are allowed.")
     return CheckedUrl(url.strip(), scheme, host, port, tuple(str(address) for address in addresses))
+
+
+def _shown_origin(parts: SplitResult) -> str:
+    host = parts.hostname or ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}" if host else f"{parts.scheme}:"
 
 
 def blocked_reason(address: IPAddress) -> str | None:

@@ -9,6 +9,14 @@ _IDENTITY = re.compile(r"[A-Za-z0-9_-]{22,64}")
 _CONVERSATION_ID = re.compile(r"[0-9a-f]{32}")
 # NUL and lone surrogates can arrive in JSON but neither database stores them: refuse them here, not on insert.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` with what neither database can store (NUL, lone surrogates) replaced: for text from outside,
+    such as a tool's result, that is kept rather than refused."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 # Control characters other than tab and line breaks: invisible, and a way to smuggle terminal escapes.
 _CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 

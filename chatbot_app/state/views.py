@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -46,6 +47,8 @@ class ToolCallView:
     #: The result, or the error the call ended with.
     result: str = ""
     duration: str = ""
+    #: The arguments are too long to show whole: such a call cannot be approved from the page.
+    arguments_cut: bool = False
 
 
 @dataclasses.dataclass
@@ -85,18 +88,32 @@ SHOWN_TOOL_CHARS = 4_000
 
 
 def tool_call_view(update: ToolUpdate) -> ToolCallView:
-    result = update.error or update.result
-    if len(result) > SHOWN_TOOL_CHARS:
-        result = result[:SHOWN_TOOL_CHARS] + "\n…"
+    """The page's view of a call: its arguments laid out one per line (so that nothing hides in a long line),
+    both texts cut to SHOWN_TOOL_CHARS and saying so."""
+    arguments = _laid_out(update.arguments)
     return ToolCallView(
         call_id=update.call_id,
         name=update.name,
         status=update.status,
         server=update.server,
-        arguments=update.arguments[:SHOWN_TOOL_CHARS],
-        result=result,
+        arguments=_shown(arguments),
+        result=_shown(update.error or update.result),
         duration=f"{update.duration_ms / 1000:.1f} s" if update.duration_ms is not None else "",
+        arguments_cut=len(arguments) > SHOWN_TOOL_CHARS,
     )
+
+
+def _laid_out(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), indent=1, ensure_ascii=False)
+    except ValueError:
+        return arguments
+
+
+def _shown(text: str) -> str:
+    if len(text) <= SHOWN_TOOL_CHARS:
+        return text
+    return f"{text[:SHOWN_TOOL_CHARS]}\n… ({len(text) - SHOWN_TOOL_CHARS:,} more characters not shown)"
 
 
 def source_views(updates: Iterable[ToolUpdate]) -> list[SourceView]:

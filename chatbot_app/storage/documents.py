@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlmodel import Session
+from sqlalchemy import text, update
+from sqlmodel import Session, col
 
 from chatbot_app.storage.models import DocumentChunk
 from chatbot_app.storage.search import MARK_END, MARK_START, fts5_owned_query, search_terms, tsquery
@@ -45,6 +45,13 @@ def index_document(session: Session, attachment_id: int, owner_id: str, document
     session.add_all(
         DocumentChunk(attachment_id=attachment_id, owner_id=owner_id, seq=n, text=piece)
         for n, piece in enumerate(chunks(document))
+    )
+
+
+def move_documents(session: Session, from_owner: str, to_owner: str) -> None:
+    """Hand an owner's indexed documents to another (an account claiming a browser's conversations)."""
+    session.exec(  # type: ignore[call-overload]
+        update(DocumentChunk).where(col(DocumentChunk.owner_id) == from_owner).values(owner_id=to_owner)
     )
 
 

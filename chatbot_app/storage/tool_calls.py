@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from chatbot_app.storage.database import IDS_PER_QUERY
@@ -61,35 +63,35 @@ def status_of(session: Session, row_id: int) -> str | None:
 def answer(session: Session, owner_id: str, reply_id: int, call_id: str, approve: bool) -> bool:
     """The owner's answer to a call that waits for approval: it then runs, or counts as denied.
 
-    False (nothing changed) for another user's reply, an unknown call, or one already answered.
+    False (nothing changed) for another user's reply, an unknown call, or one already answered: the change
+    is one conditional UPDATE, so of two answers at once (or an answer and the wait's end) one wins.
     """
-    query = (
-        select(ToolCallRecord)
-        .join(Message, col(Message.id) == col(ToolCallRecord.reply_id))
+    owned = (
+        select(Message.id)
         .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
-        .where(
-            ToolCallRecord.reply_id == reply_id,
-            ToolCallRecord.call_id == call_id,
-            Conversation.owner_id == owner_id,
-            ToolCallRecord.status == ToolCallStatus.AWAITING_APPROVAL,
-        )
+        .where(Message.id == reply_id, Conversation.owner_id == owner_id)
     )
-    record = session.exec(query).first()
-    if record is None:
+    if session.exec(owned).first() is None:
         return False
-    record.status = ToolCallStatus.RUNNING if approve else ToolCallStatus.DENIED
-    session.add(record)
-    return True
+    return _leave_waiting(
+        session,
+        (ToolCallRecord.reply_id == reply_id) & (ToolCallRecord.call_id == call_id),
+        ToolCallStatus.RUNNING if approve else ToolCallStatus.DENIED,
+    )
+
+
+def _leave_waiting(session: Session, which: Any, status: str) -> bool:
+    changed = session.exec(  # type: ignore[call-overload]
+        update(ToolCallRecord)
+        .where(which, ToolCallRecord.status == ToolCallStatus.AWAITING_APPROVAL)
+        .values(status=status)
+    )
+    return bool(changed.rowcount)
 
 
 def expire_approval(session: Session, row_id: int) -> bool:
     """A call whose approval was not given in time counts as denied; False if it was answered first."""
-    record = session.get(ToolCallRecord, row_id)
-    if record is None or record.status != ToolCallStatus.AWAITING_APPROVAL:
-        return False
-    record.status = ToolCallStatus.DENIED
-    session.add(record)
-    return True
+    return _leave_waiting(session, ToolCallRecord.id == row_id, ToolCallStatus.DENIED)
 
 
 def end_unfinished(session: Session, reply_id: int, error: str) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import LargeBinary
 from sqlmodel import Session, col, delete, func, select, update
 
 from chatbot_app.storage import conversations as conversation_store
-from chatbot_app.storage import tool_calls
+from chatbot_app.storage import documents, tool_calls
 from chatbot_app.storage.attachments import FileToStore as CheckedFile
 from chatbot_app.storage.models import (
     SETTINGS_FIELDS,
@@ -68,8 +68,10 @@ MESSAGE_FIELDS = (
 )
 #: What an export keeps of a reply's tool calls (`sources` is JSON text: [[title, url], ...]).
 TOOL_CALL_FIELDS = ("call_id", "name", "server", "arguments", "result", "status", "error", "sources", "duration_ms")
-#: A reply carries at most this many tool calls in an import (8 rounds of a few calls each, with room).
+#: A reply carries at most this many tool calls in an import (8 rounds of a few calls each, with room), and a
+#: whole import at most MAX_IMPORTED_TOOL_CALLS.
 MAX_TOOL_CALLS = 200
+MAX_IMPORTED_TOOL_CALLS = 5_000
 # Column limits (VARCHAR lengths, 32-bit integers): PostgreSQL enforces them, so check first.
 TITLE_CHARS = 200
 # Text columns have no length limit, but nothing the app writes comes near these.
@@ -701,6 +703,8 @@ def parse_import(
         )
     if not conversations:
         raise ImportRejected("The file contains no conversations.")
+    if sum(len(m.tool_calls) for c in conversations for m in c.messages) > MAX_IMPORTED_TOOL_CALLS:
+        raise ImportRejected(f"The file holds more than {MAX_IMPORTED_TOOL_CALLS:,} tool calls; split it.")
     return conversations
 
 
@@ -730,7 +734,7 @@ def import_conversations(session: Session, owner_id: str, conversations: list[Im
             row.parent_id = rows[parent].id if parent is not None else None
         conversation.current_leaf_id = rows[leaf].id if rows else None
         session.flush()
-        session.add_all(
+        files = [
             Attachment(
                 message_id=row.id,
                 filename=f.filename,
@@ -741,9 +745,14 @@ def import_conversations(session: Session, owner_id: str, conversations: list[Im
             )
             for row, m in zip(rows, imported.messages, strict=True)
             for f in m.attachments
-        )
+        ]
+        session.add_all(files)
+        session.flush()
+        for file in files:  # searchable by search_files, as an upload is
+            if file.text and file.id is not None:
+                documents.index_document(session, file.id, owner_id, file.text)
         session.add_all(
-            ToolCallRecord(reply_id=row.id, round=0, **call)
+            ToolCallRecord(reply_id=row.id, round=0, started_at=m.created_at, **call)  # not counted as today's
             for row, m in zip(rows, imported.messages, strict=True)
             for call in m.tool_calls
         )
@@ -771,6 +780,7 @@ def publish_import(session: Session, staging: str, owner_id: str) -> int:
     result = session.exec(  # type: ignore[call-overload]
         update(Conversation).where(col(Conversation.owner_id) == staging).values(owner_id=owner_id)
     )
+    documents.move_documents(session, staging, owner_id)  # their files become searchable with them
     return int(result.rowcount)
 
 

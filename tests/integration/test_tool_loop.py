@@ -376,7 +376,8 @@ async def test_admins_add_change_and_remove_servers_and_see_tool_calls_per_user(
         refusals = [
             (admin.id, {"name": "Bad Name!", "url": mcp_fake.url}, "name"),
             (admin.id, {"name": "facts", "url": mcp_fake.url}, "CHATBOT_MCP_SERVERS"),  # the environment's
-            (admin.id, {"name": "leak", "url": mcp_fake.url, "headers": '{"X": "GROQ_API_KEY"}'}, "MCP_"),
+            (admin.id, {"name": "leak", "url": mcp_fake.url, "headers": '{"X": "GROQ_API_KEY"}'}, "MCP_LEAK_"),
+            (admin.id, {"name": "leak", "url": mcp_fake.url, "headers": '{"X": "MCP_NOTES_KEY"}'}, "MCP_LEAK_"),
             (admin.id, {"name": "notes", "url": mcp_fake.url}, "exists already"),
             (user.id, {"name": "other", "url": mcp_fake.url}, "Only an admin"),
         ]
@@ -483,3 +484,59 @@ async def test_the_provider_call_log_line_names_the_tools_and_their_times_never_
     [(name, status, duration_ms)] = record.tools  # type: ignore[attr-defined]
     assert (name, status) == ("search_files", "done") and isinstance(duration_ms, int)
     assert "secret words" not in json.dumps(record.__dict__, default=str)
+
+
+async def test_a_round_runs_at_most_sixteen_calls_and_tells_the_model_of_the_rest(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, engine: Engine
+) -> None:
+    calls = [("search_files", json.dumps({"query": f"word{n}"})) for n in range(20)]
+    fake.enqueue_stream(Behaviour(tool_calls=calls))
+    turn = await service.start_turn(OWNER, None, "Search a lot")
+    await followed(jobs, turn)
+
+    assert len(stored_calls(engine, turn.reply_id)) == 16
+    answers = tool_messages(fake)
+    assert len(answers) == 20 and all(a["content"].startswith("Not run: at most 16") for a in answers[16:])
+
+
+async def test_text_a_database_cannot_store_is_replaced_not_a_failed_reply(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, engine: Engine
+) -> None:
+    fake.enqueue_stream(Behaviour(tool_calls=[("search_files", '{"query": "nul\x00here"}')]))  # a real NUL
+    turn = await service.start_turn(OWNER, None, "Odd characters")
+    result, _ = await followed(jobs, turn)
+
+    assert result.finished is not None and result.finished.status == MessageStatus.COMPLETE
+    [call] = stored_calls(engine, turn.reply_id)
+    assert "\x00" not in call.arguments and "\ufffd" in call.arguments
+    assert call.status == "done"  # it ran with what can be stored
+
+
+async def test_a_reply_waiting_for_approval_holds_no_generation_slot(
+    tool_settings: Settings, engine: Engine, fake: FakeLLMServer, mcp_fake: FakeMcpServer
+) -> None:
+    service = make_service(tool_settings.model_copy(update={"max_active_replies": 1, "max_waiting_replies": 0}), engine)
+    jobs = ReplyJobs(service, MemoryReplyLog())
+    try:
+        waiting = await service.start_turn(OWNER, None, 'call facts__write_note {"text": "later"}')
+        await jobs.start(waiting)
+        call = await wait_for_status(jobs, waiting.reply_id, "awaiting-approval")
+
+        other, _ = await followed(jobs, await service.start_turn(OWNER, None, "Meanwhile, hello"))
+        assert other.finished is not None and other.finished.status == MessageStatus.COMPLETE
+
+        assert await service.answer_tool_call(OWNER, waiting.reply_id, call.call_id, False)
+        assert not await service.answer_tool_call(OWNER, waiting.reply_id, call.call_id, True)  # answered once
+        await followed_to_end(jobs, waiting)
+    finally:
+        await jobs.aclose()
+
+
+async def test_with_web_search_at_hand_search_files_needs_approval(tool_settings: Settings, engine: Engine) -> None:
+    service = make_service(tool_settings.model_copy(update={"browser_search_models": ("fake-large",)}), engine)
+
+    with_web = await service.tools.toolbox(OWNER, "groq", "fake-large", web_search=True, mcp_servers="")
+    without = await service.tools.toolbox(OWNER, "groq", "fake-large", web_search=False, mcp_servers="")
+
+    assert with_web.functions["search_files"].needs_approval
+    assert not without.functions["search_files"].needs_approval

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: The name a model sees for an MCP tool: "<server>__<tool>", within the 64 characters providers accept.
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+#: A reply waits this long at most for a server's tool list (it is then taken for down).
+LIST_TIMEOUT_S = 5.0
 #: A server whose tools could not be listed is not asked again for this long (its replies go on without it).
 DOWN_RETRY_S = 30.0
 NOT_A_TOOL_MODEL = "{model} does not call tools. Models that do: {models}."
@@ -116,6 +118,8 @@ class ToolCatalog:
         if model not in settings.tool_models:
             return box
         search = search_files_tool(self._db, owner_id)
+        if box.builtins:  # with the web at hand, what the user's files hold leaves only with their yes
+            search = replace(search, needs_approval=True)
         box.functions[search.name] = search
         listed = await asyncio.gather(*(self._server_tools(s) for s in await self.enabled_servers(mcp_servers)))
         for tools in listed:
@@ -128,8 +132,9 @@ class ToolCatalog:
         if self._down_until.get(server.name, 0.0) > time.monotonic():
             return []
         try:
-            specs = await self.clients.tools(server)
-        except McpUnavailable as exc:  # the reply goes on without this server's tools
+            async with asyncio.timeout(LIST_TIMEOUT_S):
+                specs = await self.clients.tools(server)
+        except (McpUnavailable, TimeoutError) as exc:  # the reply goes on without this server's tools
             log.warning("mcp server %s unavailable: %s", server.name, exc)
             self._down_until[server.name] = time.monotonic() + DOWN_RETRY_S
             return []

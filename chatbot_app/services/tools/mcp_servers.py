@@ -116,7 +116,7 @@ def _parse_server(number: int, entry: Any) -> McpServerConfig:
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}: has no name.")
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ValueError(
             f"{where}: the name {name!r} must be 1 to 32 lower-case letters, digits, '-' or '_', "
             "starting with a letter or a digit."
@@ -144,9 +144,9 @@ def _parse_headers(where: str, headers: Any) -> dict[str, str]:
     if not isinstance(headers, dict):
         raise ValueError(f'{where}: headers must be an object, like {{"Authorization": "WIKI_MCP_AUTH"}}.')
     for header, variable in headers.items():
-        if not _HEADER_NAME.match(header):
+        if not _HEADER_NAME.fullmatch(header):
             raise ValueError(f"{where}: {header!r} is not a header name.")
-        if not isinstance(variable, str) or not _ENV_NAME.match(variable):
+        if not isinstance(variable, str) or not _ENV_NAME.fullmatch(variable):
             raise ValueError(
                 f"{where}: the header {header!r} must name the environment variable that holds its value "
                 f"(like WIKI_MCP_AUTH), not {variable!r}."

@@ -18,6 +18,7 @@ from chatbot_app.providers.base import ChatMessage, ExecutedTool, ToolCall
 from chatbot_app.services.limits import AbuseLimits
 from chatbot_app.services.reply_log import ToolUpdate
 from chatbot_app.services.tools.toolbox import Toolbox, ToolOutcome
+from chatbot_app.services.validation import storable
 from chatbot_app.storage import tool_calls as store
 from chatbot_app.storage.database import Database
 from chatbot_app.storage.models import ToolCallRecord, ToolCallStatus
@@ -30,6 +31,10 @@ NO_ANSWER = "The user did not approve this call within {s:g} s; it did not run."
 STOPPED = "Stopped by the user."
 #: The `server` of a tool the provider ran on its side (Groq's search, visits and code).
 PROVIDER_SERVER = "groq"
+
+#: Calls of one round that run; a model that asks for more is told so for the rest.
+MAX_CALLS_PER_ROUND = 16
+TOO_MANY = ToolOutcome(f"Not run: at most {MAX_CALLS_PER_ROUND} tool calls run in one round.", is_error=True)
 
 Emit = Callable[[ToolUpdate], Awaitable[None]]
 
@@ -54,8 +59,12 @@ class ToolRunner:
         self._waiting: dict[tuple[int, str], asyncio.Event] = {}
 
     async def run_round(self, toolbox: Toolbox, calls: Sequence[ToolCall], context: RoundContext) -> list[ChatMessage]:
-        """The `tool` messages that answer `calls`, in their order."""
-        outcomes = await asyncio.gather(*(self._one(toolbox, call, context) for call in calls))
+        """The `tool` messages that answer `calls`, in their order. Past MAX_CALLS_PER_ROUND, calls are answered
+        with an error and never run or stored; a call that fails to be stored ends the round (and its siblings)."""
+        calls = [ToolCall(c.id, storable(c.name), storable(c.arguments)) for c in calls]
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._one(toolbox, call, context)) for call in calls[:MAX_CALLS_PER_ROUND]]
+        outcomes = [task.result() for task in tasks] + [TOO_MANY] * len(calls[MAX_CALLS_PER_ROUND:])
         return [
             ChatMessage("tool", outcome.text, tool_call_id=call.id)
             for call, outcome in zip(calls, outcomes, strict=True)
@@ -67,13 +76,13 @@ class ToolRunner:
             reply_id=context.reply_id,
             call_id=call_id,
             round=context.round,
-            name=tool.name[:128],
+            name=storable(tool.name[:128]),
             server=PROVIDER_SERVER,
-            arguments=tool.arguments,
+            arguments=storable(tool.arguments),
             status=ToolCallStatus.DONE,
         )
         row_id = await self._db.run(lambda session: store.add_call(session, record))
-        update = ToolUpdate(call_id, record.name, ToolCallStatus.DONE, PROVIDER_SERVER, tool.arguments)
+        update = ToolUpdate(call_id, record.name, ToolCallStatus.DONE, PROVIDER_SERVER, record.arguments)
         await self._end(
             row_id, update, ToolCallStatus.DONE, ToolOutcome(tool.output, sources=tool.sources), 0.0, context
         )
@@ -112,14 +121,15 @@ class ToolRunner:
     async def _approved_run(
         self, toolbox: Toolbox, call: ToolCall, context: RoundContext, row_id: int, status: str
     ) -> tuple[ToolOutcome, str]:
+        # Counted before any wait for an approval: calls left waiting count too.
+        if (refusal := await self._limits.admit_tool_call(context.owner_id)) is not None:
+            return ToolOutcome(refusal.message, is_error=True), ToolCallStatus.ERROR
         if status == ToolCallStatus.AWAITING_APPROVAL:
             answer = await self._approval(context.reply_id, call.id, row_id)
             if answer != ToolCallStatus.RUNNING:
                 text = DENIED if answer == ToolCallStatus.DENIED else NO_ANSWER.format(s=self.approval_s)
                 return ToolOutcome(text, is_error=True), ToolCallStatus.DENIED
             await context.emit(ToolUpdate(call.id, call.name, ToolCallStatus.RUNNING, "", call.arguments))
-        if (refusal := await self._limits.admit_tool_call(context.owner_id)) is not None:
-            return ToolOutcome(refusal.message, is_error=True), ToolCallStatus.ERROR
         outcome = await toolbox.run(toolbox.get(call.name), call.name, call.arguments)
         return outcome, ToolCallStatus.ERROR if outcome.is_error else ToolCallStatus.DONE
 
@@ -146,8 +156,9 @@ class ToolRunner:
         self, row_id: int, update: ToolUpdate, status: str, outcome: ToolOutcome, started: float, context: RoundContext
     ) -> None:
         ms = int((time.monotonic() - started) * 1000) if started else 0
-        error = outcome.text if outcome.is_error else None
-        result = "" if outcome.is_error else outcome.text
+        text = storable(outcome.text)  # a fetched page may hold a NUL
+        error = text if outcome.is_error else None
+        result = "" if outcome.is_error else text
         await self._db.run(lambda session: store.end_call(session, row_id, status, result, error, ms, outcome.sources))
         await context.emit(
             ToolUpdate(

@@ -29,7 +29,7 @@ from chatbot_app.state.conversation import STOPPED_FIRST, ConversationState, con
 from chatbot_app.state.library import LibraryState
 from chatbot_app.state.session import SessionLost, SessionState
 from chatbot_app.state.settings import SettingsState
-from chatbot_app.state.stream_parts import StreamParts
+from chatbot_app.state.stream_parts import PART_NAMES, StreamParts
 from chatbot_app.state.views import (
     FileChip,
     MessageView,
@@ -53,6 +53,8 @@ SESSION_RECHECK_S = 10.0
 #: The composer's text area: it keeps a message until the message is stored.
 COMPOSER_INPUT_ID = "chat-input"
 NOT_STORED = "Your message could not be saved just now (the database is busy). It is still in the box: send it again."
+#: What the page shows of a reply (ReplyState._resend).
+SHOWN_VARS = ("streaming", "stream_notice", "reasoning_tail", "live_tools", *PART_NAMES)
 #: While a reply thinks, only this much of the end of its reasoning is shown (and sent per frame).
 REASONING_TAIL_CHARS = 160
 
@@ -271,6 +273,7 @@ class ReplyState(StreamParts, SessionState):
             return ReplyState.follow
         if not (self.streaming and self._reply_view == conversation.current_view()):
             self._leave()  # a reply of another conversation: its job goes on without this tab
+            self._resend()
             return None
         if self._reply_id:
             # The page loaded again with its reply still showing (its websocket reconnected, maybe to
@@ -303,6 +306,7 @@ class ReplyState(StreamParts, SessionState):
             reply_id, start, owner = self._reply_id, self._cursor, await self.owner_id()
             conversation_id = self.conversation_id
             if not reply_id or not self.streaming:
+                self._resend()  # it ended meanwhile, maybe shown by a follower whose tab had moved away
                 return
             self._subscription += 1
             subscription = self._subscription
@@ -391,6 +395,13 @@ class ReplyState(StreamParts, SessionState):
         tail = reasoning[-REASONING_TAIL_CHARS:]
         if tail != self.reasoning_tail:
             self.reasoning_tail = tail
+
+    def _resend(self) -> None:
+        """Send what the page shows of a reply again, as it is now. A follower on the backend a tab's websocket
+        left can end the reply after the tab moved: its update has nowhere to go, and setting a var to the
+        value it already has sends nothing, so the tab would keep showing the reply as streaming."""
+        self.dirty_vars.update(SHOWN_VARS)
+        self._mark_dirty(SHOWN_VARS)
 
     def _show_tools(self, tools: dict[str, ToolUpdate]) -> None:
         if tools != self._tools:

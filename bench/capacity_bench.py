@@ -19,7 +19,12 @@ Then, each section optional (in this order; ^C prints what was measured):
                     CHATBOT_FRAMES_PER_S=0, and load-paced), for CPU per 1,000 tokens; and the shipped design
                     over the SDKs' default httpx client (CHATBOT_HTTP_TRANSPORT=httpx) instead of aiohttp;
   --redis RATE:N    one worker with Reflex's Redis state manager and the reply log in Redis Streams
-                    (REFLEX_REDIS_URL=--redis-url), then also with REFLEX_OPLOCK_ENABLED=true, against none.
+                    (REFLEX_REDIS_URL=--redis-url), then also with REFLEX_OPLOCK_ENABLED=true, against none;
+  --waiting RATE:N  one worker at N, alone and while --waiting-replies (20) other replies each wait on a slow
+                    MCP tool (tests/fakes/mcp_server.py's `slow`, at least 10 s and longer than the scenario),
+                    started through /api/chat before the N clients send, each --waiting-runs times (2; the
+                    spread is the noise);
+                    and the frames the waiting replies wrote meanwhile (their log entries past the call's start).
 
 Columns, as in stream_bench.py: 1st ms is the client's first frame with text minus the fake's first
 token (so it includes 1/rate); cpu/1k is the backend's CPU seconds per 1,000 tokens shown; be/fk/cl/oth
@@ -29,6 +34,7 @@ the machine (which is shared: see the load average printed first).
     .venv/bin/python bench/capacity_bench.py [--rates 250,500,1000] [--tokens 4000] [--compare 1000:30]
     .venv/bin/python bench/capacity_bench.py --steps-1000 20,30,40 --steps-500 40,60 --steps-250 60,90
     .venv/bin/python bench/capacity_bench.py --rates '' --compare '' --redis 1000:30 --prod 1000:30,60
+    .venv/bin/python bench/capacity_bench.py --rates '' --compare '' --waiting 1000:30
 """
 
 from __future__ import annotations
@@ -37,21 +43,24 @@ import argparse
 import contextlib
 import io
 import itertools
+import json
 import logging
 import multiprocessing
 import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import httpx
 import redis
 from stream_bench import COLUMNS, LIMITS_RAISED, Bench, Design, Row, Watched, _line, format_row
 
@@ -59,6 +68,7 @@ from deploy.run_prod import ProdConfig, Topology
 from tests.conftest import migrate, new_database
 from tests.e2e.live_app import free_port
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer, reply_tokens
+from tests.fakes.mcp_server import FakeMcpServer
 
 DEFAULT_STEPS = {250: "60,90,120", 500: "30,60,80", 1000: "10,20,30,40"}
 LAG_P99_S, GAP_MAX_S, RATE_HELD = 0.5, 0.25, 0.9
@@ -134,6 +144,75 @@ class ProdBench(Bench):
                     process.stop(signal.SIGKILL)  # measured already: no need to wait for in-flight replies
 
 
+#: The operator key the waiting replies are sent with (/api/chat).
+WAITING_KEY = "capacity-bench-waiting-replies-key"
+
+
+@dataclass
+class WaitingBench(Bench):
+    """A Bench whose backend also carries `replies` replies, each waiting on a slow MCP tool through the whole
+    scenario (sent through /api/chat before the N clients start); `frames` counts what those replies streamed
+    after their call began (the goal: none)."""
+
+    replies: int = 20
+    tool_s: float = 10.0
+    frames: list[int] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def serve(self, env: dict[str, str], label: str) -> Iterator[tuple[str, list[Watched], dict[str, Watched]]]:
+        with super().serve(env, label) as served, waiting_replies(served[0], self.replies, self.tool_s) as frames:
+            yield served
+        self.frames.append(sum(frames))
+
+
+@contextlib.contextmanager
+def waiting_replies(url: str, count: int, tool_s: float) -> Iterator[list[int]]:
+    """`count` replies, each calling the slow tool: yields once every call runs, a list that then holds, per
+    reply, the server-sent events it got after its call started (filled when the block ends)."""
+    running = threading.Semaphore(0)
+    done = threading.Event()
+    frames: list[int] = []
+
+    def one(n: int) -> None:
+        body = {"message": f'call facts__slow {{"seconds": {tool_s:g}}}\nwaiting reply {n}', "mcp_servers": ["facts"]}
+        headers = {"Authorization": f"Bearer {WAITING_KEY}", "Accept": "text/event-stream"}
+        after = 0
+        with (
+            httpx.Client(base_url=url, timeout=httpx.Timeout(30, read=None)) as client,
+            client.stream("POST", "/api/chat", json=body, headers=headers) as response,
+        ):
+            response.raise_for_status()
+            lines = response.iter_lines()
+            for line in lines:
+                if line.startswith("data:") and json.loads(line[5:]).get("status") == "running":
+                    break
+            running.release()
+            # The rest of its stream until the scenario ends; a tool that outlasts it sends nothing.
+            counter = [0]
+            threading.Thread(target=_count_events, args=(lines, counter), daemon=True).start()
+            done.wait()
+            after = counter[0]
+        frames.append(after)
+
+    with ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(one, n) for n in range(count)]
+        deadline = time.monotonic() + 60
+        for _ in range(count):
+            if not running.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                failed = [f.exception() for f in futures if f.done() and f.exception()]
+                raise RuntimeError(f"the waiting replies did not all reach their tool: {failed[:1]}")
+        try:
+            yield frames
+        finally:
+            done.set()
+
+
+def _count_events(lines: Iterator[str], counter: list[int]) -> None:
+    with contextlib.suppress(Exception):  # the stream is closed under it when the scenario ends
+        for line in lines:
+            counter[0] += line.startswith("data:")
+
+
 def minimal_site(directory: Path) -> Path:
     """A stand-in for the exported frontend: the clients speak to the backends only, so nginx needs just a page."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -150,15 +229,25 @@ class Runner:
         self.rows: list[tuple[float, Row]] = []
 
     def run(
-        self, design: Design, rate: float, clients: int, env: dict[str, str] | None = None, prod: dict | None = None
+        self,
+        design: Design,
+        rate: float,
+        clients: int,
+        env: dict[str, str] | None = None,
+        prod: dict | None = None,
+        waiting: dict | None = None,
     ) -> Row:
-        """One scenario: one worker, or with `prod` (ProdBench's fields) the prod topology."""
+        """One scenario: one worker, or with `prod` (ProdBench's fields) the prod topology, or with `waiting`
+        (WaitingBench's fields) one worker that also carries replies waiting on a tool."""
         behaviour = Behaviour(text="", tokens=self.args.tokens, tokens_per_s=rate)
         token_ends = list(itertools.accumulate(len(t) for t in reply_tokens([], behaviour)))
         timeout = self.args.ramp_s + self.args.tokens / rate + self.args.slack
         fixed = {"fake": self.fake, "behaviour": behaviour, "database_url": self.database_url, "workdir": self.workdir}
         fixed |= {"pool": self.pool, "timeout_s": timeout, "token_ends": token_ends, "ramp_s": self.args.ramp_s}
-        bench = ProdBench(**(fixed | prod)) if prod else Bench(**fixed)
+        if prod:
+            bench: Bench = ProdBench(**(fixed | prod))
+        else:
+            bench = WaitingBench(**(fixed | waiting)) if waiting else Bench(**fixed)
         bench.environment = {
             "CHATBOT_MAX_ACTIVE_REPLIES": str(clients + 8),
             "CHATBOT_MAX_WAITING_REPLIES": "8",
@@ -170,6 +259,8 @@ class Runner:
                 client.flushdb()  # this bench's own database number: states and logs of earlier scenarios
         started = time.monotonic()
         row = bench.scenario(design, clients)
+        if isinstance(bench, WaitingBench):
+            row.errors += [f"the waiting replies sent {n} events meanwhile" for n in bench.frames if n]
         self.rows.append((rate, row))
         verdict = "; ".join(missed(row, rate)) or "keeps pace"
         print(f"  {design.name} {rate:g} tok/s N={clients}: {verdict} ({time.monotonic() - started:.0f} s)", flush=True)
@@ -201,6 +292,9 @@ def main() -> None:
     parser.add_argument("--prod-backends", default="2", help="backend counts for --prod, e.g. 1,2")
     parser.add_argument("--prod-oplock", action="store_true", help="--prod also with REFLEX_OPLOCK_ENABLED=true")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10", help="Redis database (flushed!)")
+    parser.add_argument("--waiting", default="", help="RATE:N where one worker runs alone and beside waiting replies")
+    parser.add_argument("--waiting-replies", type=int, default=20, help="replies waiting on a tool, for --waiting")
+    parser.add_argument("--waiting-runs", type=int, default=2, help="times each of alone and beside runs")
     args = parser.parse_args()
     by_name = designs(args.frame_ms)
     shipped = by_name["raw+paced"]
@@ -215,6 +309,7 @@ def main() -> None:
     capacity: list[tuple[float, int, Row | None, str]] = []
     compared: list[Row] = []
     redis_rows: list[Row] = []
+    waiting_rows: list[Row] = []
     prod_rows: list[tuple[int, list[Row]]] = []
     started = time.monotonic()
     try:
@@ -269,10 +364,13 @@ def main() -> None:
                 redis_rows.append(
                     runner.run(Design("redis+oplock", args.frame_ms, parser="raw"), rate, clients, oplock)
                 )
+            if args.waiting:
+                waiting_rows += run_waiting(runner, args)
     finally:
         fake.stop()
         print_report(capacity, compared, runner.rows if "runner" in locals() else [], args)
         print_redis(redis_rows, args)
+        print_waiting(waiting_rows, args)
         print_prod(prod_rows, args)
         print_markdown(capacity, compared, redis_rows, prod_rows, args)
         print(
@@ -421,17 +519,57 @@ def print_redis(rows: list[Row], args) -> None:
     widths = [12, 7, 11, 14, 10, 10, 6, 7]
     print(_line(names, widths) + "  CPU % of one core")
     for row in rows:
-        cells = [
-            row.design,
-            f"{row.done}/{row.clients}",
-            f"{row.shown_rate or 0:,.0f}",
-            f"{_num(row.first_p50)}/{_num(row.first_p99)}",
-            _num(row.lag_p99),
-            _num(row.gap_max),
-            f"{row.cpu_per_1k:.3f}" if row.cpu_per_1k is not None else "-",
-            f"{row.peer_pct.get('redis', 0):.0f}",
-        ]
-        print(_line(cells, widths) + "  " + _cpu_parts(row))
+        print(_line([*_one_worker_cells(row), f"{row.peer_pct.get('redis', 0):.0f}"], widths) + "  " + _cpu_parts(row))
+
+
+def _one_worker_cells(row: Row) -> list[str]:
+    """design, done, shown tok/s, 1st ms p50/p99, lag ms p99, gap ms max, cpu/1k."""
+    return [
+        row.design,
+        f"{row.done}/{row.clients}",
+        f"{row.shown_rate or 0:,.0f}",
+        f"{_num(row.first_p50)}/{_num(row.first_p99)}",
+        _num(row.lag_p99),
+        _num(row.gap_max),
+        f"{row.cpu_per_1k:.3f}" if row.cpu_per_1k is not None else "-",
+    ]
+
+
+def run_waiting(runner: Runner, args) -> list[Row]:
+    """One worker at RATE:N, alone then beside the waiting replies, --waiting-runs times over (alone, beside, ...)."""
+    rate, (clients,) = point(args.waiting)
+    mcp = FakeMcpServer().start()
+    try:
+        tool_s = max(10.0, args.ramp_s + args.tokens / rate + args.slack)  # outlasts the scenario
+        env = {
+            "CHATBOT_API_KEYS": WAITING_KEY,
+            "CHATBOT_TOOL_MODELS": "fake-large",
+            "CHATBOT_MCP_SERVERS": json.dumps([{"name": "facts", "url": mcp.url}]),
+            "CHATBOT_MCP_ALLOW_PRIVATE": "true",
+            "CHATBOT_MAX_ACTIVE_REPLIES": str(clients + args.waiting_replies + 8),
+        }
+        waiting = {"replies": args.waiting_replies, "tool_s": tool_s}
+        alone = Design("alone", args.frame_ms, parser="raw")
+        beside = Design(f"+{args.waiting_replies} waiting", args.frame_ms, parser="raw")
+        rows = []
+        for _ in range(args.waiting_runs):
+            rows.append(runner.run(alone, rate, clients, env))
+            rows.append(runner.run(beside, rate, clients, env, waiting=waiting))
+        return rows
+    finally:
+        mcp.stop()
+
+
+def print_waiting(rows: list[Row], args) -> None:
+    if not rows:
+        return
+    rate, (clients,) = point(args.waiting)
+    print(f"\nOne worker at {rate:g} tok/s, N={clients}: alone, and beside {args.waiting_replies} waiting on a tool:")
+    names = ["design", "done", "shown tok/s", "1st ms p50/p99", "lag ms p99", "gap ms max", "cpu/1k", "errors"]
+    widths = [12, 7, 11, 14, 10, 10, 6, 30]
+    print(_line(names, widths))
+    for row in rows:
+        print(_line([*_one_worker_cells(row), "; ".join(row.errors) or "none"], widths))
 
 
 def most_shown(clients: int, rate: float, args) -> float:

@@ -449,8 +449,9 @@ class Settings(BaseSettings):
     tool_models: Names = setting(
         "CHATBOT_TOOL_MODELS",
         GROQ_TOOL_MODELS,
-        "Comma-separated models that are offered function tools (search in files, MCP servers). With any other "
-        "model the tool switches are off, and say why.",
+        "Comma-separated models that are offered function tools (search in files, MCP servers), besides those "
+        "whose entry in the provider's model list says they call tools (OpenRouter's `supported_parameters`, "
+        "or `capabilities`; Groq's list does not say). With any other model the tool switches are off, and say why.",
         section="Tools",
     )
     browser_search_models: Names = setting(

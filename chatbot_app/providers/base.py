@@ -40,6 +40,9 @@ class ChatMessage:
     tool_calls: tuple[ToolCall, ...] = ()
     #: A `tool` message: the id of the call it answers.
     tool_call_id: str | None = None
+    #: An earlier reply's own calls and their answers, which came before it (never sent as part of it): the
+    #: context sends them ahead of it when the budget has room (services.context).
+    earlier_tools: tuple[ChatMessage, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """The OpenAI wire shape: plain text, or content parts when the message carries images."""
@@ -69,6 +72,9 @@ class GenerationOptions:
     #: Passed through when set (the /v1 API's clients choose): "auto", "none", "required" or a named function.
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    #: Groq's compound systems: the built-in tools they may run (`compound_custom.tools.enabled_tools`);
+    #: None leaves Groq's default, every tool (the web included).
+    compound_tools: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,14 @@ class ChatProvider(abc.ABC):
     @abc.abstractmethod
     async def list_models(self) -> list[str]:
         """The model ids this provider can answer with now."""
+
+    @property
+    def catalog_tool_models(self) -> frozenset[str]:
+        """The models whose entry in the provider's model list says they call tools, as of the last list read.
+
+        None known by default: most catalogs (Groq's among them) do not say.
+        """
+        return frozenset()
 
     async def aclose(self) -> None:  # noqa: B027  # most providers hold nothing open
         """Release what the provider holds open (connections); it is not used after this."""

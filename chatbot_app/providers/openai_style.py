@@ -61,6 +61,7 @@ class OpenAIStyleProvider(ChatProvider):
         self._fallback_models = list(fallback_models)
         self._models: list[str] = []
         self._models_at = 0.0
+        self._tool_models: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def _usage(self, chunk: Any) -> Usage | None:
@@ -99,6 +100,8 @@ class OpenAIStyleProvider(ChatProvider):
                 request["tool_choice"] = options.tool_choice
             if options.parallel_tool_calls is not None:
                 request["parallel_tool_calls"] = options.parallel_tool_calls
+        if options.compound_tools is not None:  # Groq's own parameter: the SDKs send it as extra body
+            request["extra_body"] = {"compound_custom": {"tools": {"enabled_tools": list(options.compound_tools)}}}
         return request
 
     async def stream(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> AsyncIterator[ProviderEvent]:
@@ -225,13 +228,19 @@ class OpenAIStyleProvider(ChatProvider):
             if self._fallback_models:
                 return self._fallback_models
             raise self.translate(exc) from exc
-        ids = sorted(
-            m.id
+        chat_models = [
+            m
             for m in page.data
             if getattr(m, "active", True) is not False and not any(k in m.id.lower() for k in _NON_CHAT_MARKERS)
-        )
+        ]
+        ids = sorted(m.id for m in chat_models)
+        self._tool_models = frozenset(m.id for m in chat_models if _says_it_calls_tools(m))
         self._models, self._models_at = ids, time.monotonic()
         return ids
+
+    @property
+    def catalog_tool_models(self) -> frozenset[str]:
+        return self._tool_models
 
     def translate(self, exc: Exception) -> ProviderError:
         """The SDK's (or httpx's) exception as a classified ProviderError."""
@@ -255,6 +264,23 @@ class OpenAIStyleProvider(ChatProvider):
             message = str(exc.message)
             return ProviderError(classify_status(500, message), f"error in stream: {message}")
         return ProviderError(ErrorKind.SERVER, str(exc))
+
+
+def _says_it_calls_tools(entry: Any) -> bool:
+    """Whether a model list entry says the model calls tools: OpenRouter's `supported_parameters` naming
+    "tools", or `capabilities` as a list naming "tools" or a map with "tools" or "function_calling" true.
+
+    The SDKs keep such unknown fields as extras, unchecked: any other shape says nothing.
+    """
+    supported = getattr(entry, "supported_parameters", None)
+    if isinstance(supported, list) and "tools" in supported:
+        return True
+    capabilities = getattr(entry, "capabilities", None)
+    if isinstance(capabilities, list):
+        return "tools" in capabilities or "function_calling" in capabilities
+    if isinstance(capabilities, dict):
+        return capabilities.get("tools") is True or capabilities.get("function_calling") is True
+    return False
 
 
 def _field(item: Any, name: str) -> Any:

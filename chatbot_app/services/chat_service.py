@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from datetime import timedelta
@@ -51,6 +52,7 @@ from chatbot_app.services.reply_log import ToolUpdate
 from chatbot_app.services.retry import RetryNotice, RetryPolicy, with_retries
 from chatbot_app.services.tools.catalog import ToolCatalog
 from chatbot_app.services.tools.mcp_servers import McpClients
+from chatbot_app.services.tools.runner import PROVIDER_SERVER
 from chatbot_app.services.tools.toolbox import Toolbox, fit
 from chatbot_app.services.validation import InvalidInput
 from chatbot_app.storage import attachments as attachment_store
@@ -59,10 +61,19 @@ from chatbot_app.storage import documents
 from chatbot_app.storage import presets as presets_store
 from chatbot_app.storage import tool_calls as tool_store
 from chatbot_app.storage.database import Database
-from chatbot_app.storage.models import Attachment, Conversation, Message, MessageStatus, ToolCallRecord
+from chatbot_app.storage.models import (
+    Attachment,
+    Conversation,
+    Message,
+    MessageStatus,
+    ToolCallRecord,
+    ToolCallStatus,
+)
 
 log = logging.getLogger(__name__)
 
+#: The calls of an earlier reply that can go back to the model (one still running or waiting cannot).
+FINISHED_TOOL_STATUSES = frozenset({ToolCallStatus.DONE, ToolCallStatus.ERROR, ToolCallStatus.DENIED})
 #: How much history is read from the database before trimming to the token budget.
 HISTORY_WINDOW = 200
 #: Pauses between tries of a reply's final save when the database is busy or restarting (about 30 s
@@ -191,6 +202,7 @@ class ChatService:
                 timeout_s=settings.tool_timeout_s,
                 max_result_chars=settings.tool_result_chars,
             ),
+            providers,
         )
 
     # -- reading ----------------------------------------------------------------------------
@@ -329,11 +341,13 @@ class ChatService:
         options = GenerationOptions(model, resolved.temperature, resolved.max_tokens, resolved.top_p)
         return provider, options, resolved
 
-    def _context(self, turn: Turn, provider: ChatProvider, resolved: ResolvedSettings) -> list[ChatMessage]:
+    def _context(
+        self, turn: Turn, provider: ChatProvider, resolved: ResolvedSettings, offered: Collection[str] = ()
+    ) -> list[ChatMessage]:
         budget = self.settings.context_budget_tokens
         if provider.context_tokens is not None:
             budget = min(budget, provider.context_tokens - resolved.max_tokens)
-        return trim_to_budget(resolved.system_prompt, turn.history, max(budget, 1))
+        return trim_to_budget(resolved.system_prompt, turn.history, max(budget, 1), offered)
 
     # -- titles and summaries ---------------------------------------------------------------
 
@@ -614,6 +628,9 @@ class ChatService:
         attached = attachment_store.attachments_of(
             session, [m.id for m in history if m.role == "user" and m.id is not None]
         )
+        calls = tool_store.calls_of(
+            session, conversation.id, [m.id for m in history if m.role == "assistant" and m.id is not None]
+        )
         return Turn(
             owner_id=conversation.owner_id,
             conversation_id=conversation.id,
@@ -621,22 +638,21 @@ class ChatService:
             created_conversation=created,
             user_message_id=user_id,
             reply_id=reply.id,
-            history=_as_context(history, attached, self.budget_chars()),
+            history=_as_context(history, attached, self.budget_chars(), calls),
             settings=settings_of(conversation),
         )
 
     async def prepare_reply(self, turn: Turn) -> ReplyRequest:
         """The provider request for a turn's reply; raises ProviderError."""
         provider, options, resolved = await self._choose(turn.settings)
-        context = self._context(turn, provider, resolved)
-        if options.model not in self.settings.vision_models:  # earlier images stay out of a text model's context
-            context = [files.without_images(m) for m in context]
         chat = turn.settings
         toolbox = await self.tools.toolbox(
             turn.owner_id, provider.name, options.model, web_search=chat.web_search, mcp_servers=chat.mcp_servers
         )
-        if toolbox:
-            options = replace(options, tools=toolbox.schemas())
+        context = self._context(turn, provider, resolved, offered=toolbox.functions.keys())
+        if options.model not in self.settings.vision_models:  # earlier images stay out of a text model's context
+            context = [files.without_images(m) for m in context]
+        options = toolbox.offered_in(options)
         budget = self.settings.context_budget_tokens
         return ReplyRequest(provider, options, context, toolbox, context_budget_tokens=budget)
 
@@ -765,21 +781,38 @@ def settings_of(conversation: Conversation) -> ChatSettings:
 
 
 def _as_context(
-    messages: list[Message], attached: dict[int, list[Attachment]] | None = None, budget_chars: int = 0
+    messages: list[Message],
+    attached: dict[int, list[Attachment]] | None = None,
+    budget_chars: int = 0,
+    calls: dict[int, list[ToolCallRecord]] | None = None,
 ) -> list[ChatMessage]:
     """Stored messages as provider context; empty or failed replies carry nothing to remember.
 
     A reply's reasoning is never sent back (providers ask for that, and it would fill the budget); a user
-    message's files come with it, as text or images.
+    message's files come with it, as text or images; a reply's own tool calls ride along with it, for the
+    context to send if it has room.
     """
-    attached = attached or {}
+    attached, calls = attached or {}, calls or {}
     return [
         files.message_with_files(m.role, m.content, attached[m.id], budget_chars)
         if m.id in attached
-        else ChatMessage(m.role, m.content)  # type: ignore[arg-type]
+        else ChatMessage(m.role, m.content, earlier_tools=_exchange(calls.get(m.id or 0, ())))  # type: ignore[arg-type]
         for m in messages
         if m.role in ("user", "assistant") and (m.content or m.id in attached)
     ]
+
+
+def _exchange(records: Sequence[ToolCallRecord]) -> tuple[ChatMessage, ...]:
+    """A reply's finished function calls as the model saw them: per round, its calls, then their answers.
+    Tools the provider ran itself (Groq's compound models) were never the model's calls to answer."""
+    finished = [r for r in records if r.server != PROVIDER_SERVER and r.status in FINISHED_TOOL_STATUSES]
+    exchange: list[ChatMessage] = []
+    for _, group in itertools.groupby(finished, key=lambda r: r.round):
+        rows = list(group)
+        calls = tuple(ToolCall(r.call_id, r.name, r.arguments) for r in rows)
+        exchange.append(ChatMessage("assistant", "", tool_calls=calls))
+        exchange += [ChatMessage("tool", r.result or r.error or "", tool_call_id=r.call_id) for r in rows]
+    return tuple(exchange)
 
 
 def clean_title(text: str, max_words: int = 8) -> str:

@@ -22,10 +22,13 @@ async def coalesce(
 
     A batch is yielded as soon as an item is ready, but never sooner than `interval_s`
     after the previous batch (a callable lets the caller adapt it as the reply grows).
+    The last batch goes out as soon as the source ends: an ending (a reply's last words, or
+    the tool calls a model asked for) is never held back by the interval.
     Closing this iterator closes `source`, which closes the upstream request.
     """
     pending: list[T] = []
     ready = asyncio.Event()
+    ended = asyncio.Event()
     finished = False
     failure: BaseException | None = None
 
@@ -40,6 +43,7 @@ async def coalesce(
         finally:
             finished = True
             ready.set()
+            ended.set()
 
     loop = asyncio.get_running_loop()
     flushed_at = float("-inf")
@@ -56,8 +60,10 @@ async def coalesce(
             if finished and not pending:
                 break
             interval = interval_s() if callable(interval_s) else interval_s
-            if (wait := flushed_at + interval - loop.time()) > 0:
-                await asyncio.sleep(wait)
+            if (wait := flushed_at + interval - loop.time()) > 0 and not finished:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await ended.wait()
         if failure is not None:
             raise failure
     finally:

@@ -1,8 +1,12 @@
-"""Choose which turns of a conversation fit the model's context budget."""
+"""Choose which turns of a conversation fit the model's context budget.
+
+Messages come first: the newest turns that fit. Earlier replies' tool calls and their answers come
+only with what budget is left, newest first, so they are dropped before any message is.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from chatbot_app.providers.base import ChatMessage
 
@@ -15,8 +19,11 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 4 + _MESSAGE_OVERHEAD
 
 
-def trim_to_budget(system_prompt: str, history: Sequence[ChatMessage], budget_tokens: int) -> list[ChatMessage]:
-    """The system prompt plus the newest turns of `history` that fit `budget_tokens`.
+def trim_to_budget(
+    system_prompt: str, history: Sequence[ChatMessage], budget_tokens: int, offered: Collection[str] = ()
+) -> list[ChatMessage]:
+    """The system prompt plus the newest turns of `history` that fit `budget_tokens`, then, in what is left,
+    the tool calls of the kept replies whose tools are all `offered` to this request.
 
     The last message (the one being answered) is always kept, even if it alone is over budget:
     the provider then reports "context too long", which is clearer than a silent cut.
@@ -34,4 +41,27 @@ def trim_to_budget(system_prompt: str, history: Sequence[ChatMessage], budget_to
     # A context should not open with an orphaned assistant reply.
     while len(kept) > 1 and kept[0].role == "assistant":
         kept.pop(0)
-    return [system, *kept]
+    return [system, *_with_earlier_tools(kept, remaining, set(offered))]
+
+
+def _with_earlier_tools(kept: list[ChatMessage], remaining: int, offered: set[str]) -> list[ChatMessage]:
+    """`kept` with the calls of its newest replies ahead of them, while they fit `remaining` (an older reply's
+    go first when they do not); a call of a tool this request is not offered stays out, with its reply's."""
+    sent: set[int] = set()
+    for index in range(len(kept) - 1, -1, -1):
+        exchange = kept[index].earlier_tools
+        if not exchange:
+            continue
+        names = {call.name for message in exchange for call in message.tool_calls}
+        cost = sum(estimate_tokens(m.content) + sum(len(c.arguments) for c in m.tool_calls) // 4 for m in exchange)
+        if not names <= offered:
+            continue
+        if cost > remaining:
+            break
+        sent.add(index)
+        remaining -= cost
+    context: list[ChatMessage] = []
+    for index, message in enumerate(kept):
+        context += message.earlier_tools if index in sent else ()
+        context.append(message)
+    return context

@@ -215,6 +215,7 @@ class SettingsState(SessionState):
     @rx.event
     async def toggle_web_search(self, on: Any) -> None:
         """The composer's Web search switch, kept on the conversation."""
+        await self.owner_id()  # the caller first: a tab signed out changes nothing, not even its own switch
         if not isinstance(on, bool):
             self.notice = "Web search is switched on or off, nothing else."
             return
@@ -227,6 +228,7 @@ class SettingsState(SessionState):
     @rx.event
     async def toggle_mcp(self, name: Any, on: Any) -> None:
         """Turn one MCP server's tools on or off for this conversation."""
+        await self.owner_id()  # the caller first, as above
         names = [switch.name for switch in self.mcp_switches]
         if not isinstance(name, str) or name not in names or not isinstance(on, bool):
             self.settings_notice = "Choose a server from the list, and switch it on or off."

@@ -271,9 +271,9 @@ def move_websocket(prod: Topology, page: Any, to: int, tries: int = 12) -> None:
 # --- accounts --------------------------------------------------------------------------------------
 
 
-def new_signed_in_session(database_url: str, email: str) -> str:
+def new_signed_in_session(database_url: str, email: str, *, api_key: bool = False) -> str:
     """A new local account and a session for it, made in the database as the sign-up page would;
-    returns the session token (the `chatbot_session` cookie's value)."""
+    returns the session token (the `chatbot_session` cookie's value), or with `api_key` a personal API key."""
     from chatbot_app.config import Settings
     from chatbot_app.services.accounts import Accounts
     from chatbot_app.storage.database import make_engine
@@ -284,6 +284,9 @@ def new_signed_in_session(database_url: str, email: str) -> str:
             # Sign-up is closed after the first account (chatbot_app.config): these sessions are made as test fixtures.
             accounts = Accounts(Settings(database_url=database_url, auth_methods=("local",), allow_signup=True), engine)
             user = await accounts.sign_up(email, "a long test password")
+            if api_key:
+                assert user.id is not None
+                return (await accounts.create_api_key(user.id, "tests"))[1]
             return await accounts.start_session(user)
         finally:
             engine.dispose()

@@ -1,7 +1,8 @@
 """`make prod` with accounts on, end to end, in Chromium, everything through nginx: the first account
 becomes the admin and sign-up closes behind it; the admin makes an account whose one-time password is
 changed at the first sign-in, on a second browser; single sign-on against a real OpenID provider on
-loopback, its callback included; /admin; a tab's state after a sign-out; and what nginx tells the
+loopback, its callback included; /admin; a tab's state after a sign-out; a tool call approved by its
+user from a browser on the other backend, and refused to another user's key; and what nginx tells the
 backends (the client's address) and keeps out of its log (tokens).
 
 The topology is tests/e2e/prod_cluster.py's (deploy/run_prod.py on free ports, two backends, a fresh
@@ -27,14 +28,24 @@ from typing import Any, TypeVar
 
 import pytest
 import websockets
+from sqlalchemy import create_engine, text
 
 from deploy.run_prod import Topology
 from tests.conftest import skip_or_fail
 from tests.e2e.live_app import free_port
-from tests.e2e.prod_cluster import prod_cluster, require_nginx, started_redis
+from tests.e2e.prod_cluster import (
+    TRACK_WEBSOCKETS,
+    move_websocket,
+    new_signed_in_session,
+    open_tab_on_a_backend,
+    prod_cluster,
+    require_nginx,
+    started_redis,
+)
 from tests.e2e.reflex_client import ReflexClient
 from tests.e2e.test_chat_in_browser import send, wait_for_conversation_url, wait_for_replies
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
+from tests.fakes.mcp_server import FakeMcpServer
 from tests.fakes.oidc_provider import OidcProvider
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +66,9 @@ class Prod:
 
 
 @pytest.fixture(scope="module")
-def prod(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> Iterator[Prod]:
+def prod(
+    tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer, mcp_server: FakeMcpServer
+) -> Iterator[Prod]:
     require_nginx()
     workdir = tmp_path_factory.mktemp("prod_accounts")
     provider_port = free_port()
@@ -69,6 +82,10 @@ def prod(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLMServer) -> I
             CHATBOT_OIDC_ISSUER=f"http://127.0.0.1:{provider_port}",
             CHATBOT_OIDC_CLIENT_ID=CLIENT_ID,
             CHATBOT_OIDC_CLIENT_SECRET=CLIENT_SECRET,
+            # Tools, for a call approved from the user's browser on the other backend.
+            CHATBOT_TOOL_MODELS="fake-large",
+            CHATBOT_MCP_SERVERS=json.dumps([{"name": "facts", "url": mcp_server.url, "default_on": True}]),
+            CHATBOT_MCP_ALLOW_PRIVATE="true",
         ) as topology,
     ):
         # The provider is asked for only at the first single sign-on, so it can start once nginx's
@@ -301,6 +318,58 @@ def test_after_a_sign_out_the_tab_keeps_nothing_of_its_user(  # type: ignore[no-
     page.wait_for_selector("#user-menu")
     seen = _wait_for_hydrated(page, sockets, before)
     assert [s for s in (ADMIN, "Initech", "carol@example.com") if any(s in f for f in seen)] == []
+
+
+def test_a_tool_call_is_approved_by_its_user_from_a_browser_on_the_other_backend(  # type: ignore[no-untyped-def]
+    prod: Prod, browsers, fake: FakeLLMServer, mcp_fake: FakeMcpServer
+) -> None:
+    token = new_signed_in_session(prod.topology.config.database_url, "erin@example.com")
+
+    def erins_browser() -> Any:
+        page = browsers()
+        page.context.add_init_script(TRACK_WEBSOCKETS)  # so that a test can drop the tab's websocket
+        page.context.add_cookies([{"name": "chatbot_session", "value": token, "url": prod.url}])
+        page.goto(prod.url)
+        page.wait_for_selector("#model-select option", state="attached")
+        return page
+
+    page, home = open_tab_on_a_backend(prod.topology, erins_browser)
+    send(page, 'call facts__write_note {"text": "approved by Erin"}')
+    waiting = '[data-testid="tool-call"][data-name="facts__write_note"][data-status="awaiting-approval"]'
+    page.wait_for_selector(waiting)
+    conversation = wait_for_conversation_url(page)
+    other = erins_browser()  # her second browser (a laptop beside a phone)
+    other.goto(conversation)
+    other.wait_for_selector(waiting)
+    move_websocket(prod.topology, other, to=1 - home)  # the answer goes through the backend that does not run the job
+
+    # Another user's personal key, through nginx: the call is not theirs to answer, nor to know of.
+    stranger_key = new_signed_in_session(prod.topology.config.database_url, "mallory@example.com", api_key=True)
+    engine = create_engine(prod.topology.config.database_url)
+    try:
+        with engine.connect() as connection:
+            reply_id, call_id = connection.execute(
+                text("SELECT reply_id, call_id FROM tool_call WHERE name = 'facts__write_note'")
+            ).one()
+    finally:
+        engine.dispose()
+    refused = urllib.request.Request(
+        f"{prod.url}/api/replies/{reply_id}/tool_calls/{call_id}",
+        data=json.dumps({"approve": True}).encode(),
+        headers={"Authorization": f"Bearer {stranger_key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(refused, timeout=30)
+    assert answer.value.code == 404
+    assert other.locator(waiting).count() == 1 and mcp_fake.notes == []
+
+    other.click(f"{waiting} [data-testid=tool-approve]")
+
+    page.wait_for_selector('[data-testid="tool-call"][data-name="facts__write_note"][data-status="done"]')
+    wait_for_replies(page, 1)
+    other.wait_for_selector('[data-testid="tool-call"][data-status="done"]')
+    assert mcp_fake.notes == ["approved by Erin"]
 
 
 def _wait_for_hydrated(page: Any, sockets: list[list[str]], first: int, timeout_s: float = 30) -> list[str]:

@@ -146,6 +146,8 @@ def test_a_server_that_is_down_shows_the_error_on_its_call_and_the_reply_complet
 def test_web_search_sources_are_numbered_links_that_open_in_a_new_tab(page, tools: FakeMcpServer) -> None:  # type: ignore[no-untyped-def]
     page.select_option("#model-select", "groq:groq/compound")
     page.wait_for_function("document.querySelector('#model-select').value === 'groq:groq/compound'")
+    page.click('#web-search-toggle[data-state="unchecked"]')  # off, a compound system leaves the web alone
+    page.wait_for_selector('#web-search-toggle[data-state="checked"]')
     send(page, "What happened today?")
     wait_for_replies(page, 1)
     links = page.locator('a[data-testid="source"]')

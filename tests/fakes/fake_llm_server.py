@@ -13,7 +13,10 @@ Tools, in Groq's (and OpenAI's) wire format: when a request offers `tools` and i
 lines `call <name> <json-args>`, the reply calls those functions (streamed in pieces, finish_reason
 "tool_calls"); when the last messages are `tool` results, it answers "Tool results: " and their contents.
 Groq's compound systems (COMPOUND_MODELS, when the server offers them) report the tools they ran
-(`executed_tools`: one web search of the last user message by default) before their answer.
+(`executed_tools`: one web search of the last user message by default, none when the request's
+`compound_custom.tools.enabled_tools` leaves `web_search` out) before their answer.
+A model's entry in /models can carry more fields (`model_fields`), as some OpenAI-compatible servers say
+there what a model can do (`supported_parameters`, `capabilities`).
 """
 
 from __future__ import annotations
@@ -135,6 +138,9 @@ class FakeLLMServer:
     # Compound systems it also serves and lists (e.g. COMPOUND_MODELS); none by default, since tests pin
     # the model list. `reset` turns them off again.
     compound_models: tuple[str, ...] = ()
+    # More fields of chosen models' entries in /models, e.g. {"fake-small": {"supported_parameters": ["tools"]}}.
+    # `reset` clears them.
+    model_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     default: Behaviour = field(default_factory=Behaviour)
     # When set, unscripted requests take their behaviour from this (e.g. random faults for a soak test).
     chooser: Callable[[], Behaviour] | None = None
@@ -210,6 +216,7 @@ class FakeLLMServer:
         self.default = Behaviour()
         self.chooser = None
         self.compound_models = ()
+        self.model_fields = {}
 
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
@@ -296,10 +303,8 @@ class FakeLLMServer:
 
     async def _models(self, request: Request) -> Response:
         self.requests.append(RecordedRequest(request.url.path, dict(request.headers), {}))
-        data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": "fake", "active": True}
-            for m in (*self.models, *self.compound_models)
-        ]
+        entry = {"object": "model", "created": 0, "owned_by": "fake", "active": True}
+        data = [{"id": m} | entry | self.model_fields.get(m, {}) for m in (*self.models, *self.compound_models)]
         return JSONResponse({"object": "list", "data": data})
 
     async def _chat(self, request: Request) -> Response:
@@ -492,6 +497,8 @@ class _ToolTurn:
         if compound:
             messages = body.get("messages", [])
             ran = behaviour.executed_tools if behaviour.executed_tools is not None else web_search(messages)
+            if not searches_the_web(body):
+                ran = [tool for tool in ran if tool.get("type") != "search"]
             executed = [{"index": index} | tool for index, tool in enumerate(ran)]
         return cls(calls, executed)
 
@@ -551,6 +558,15 @@ def requested_calls(body: dict[str, Any]) -> list[tuple[str, str]]:
     if not body.get("tools") or not messages or messages[-1].get("role") != "user":
         return []
     return [(m.group(1), m.group(2)) for m in _CALL.finditer(_text_of(messages[-1].get("content", "")))]
+
+
+def searches_the_web(body: dict[str, Any]) -> bool:
+    """Whether a compound request lets the system search: Groq's default, unless `compound_custom.tools.
+    enabled_tools` lists the tools allowed without `web_search`."""
+    custom = body.get("compound_custom")
+    tools = custom.get("tools") if isinstance(custom, dict) else None
+    enabled = tools.get("enabled_tools") if isinstance(tools, dict) else None
+    return not isinstance(enabled, list) or "web_search" in enabled
 
 
 def web_search(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -146,6 +146,19 @@ async def test_the_list_is_asked_once_within_the_ttl(mcp_fake: FakeMcpServer) ->
     assert mcp_fake.rpc_methods().count("tools/list") == 2
 
 
+async def test_replies_that_need_the_list_at_once_share_one_listing(mcp_fake: FakeMcpServer) -> None:
+    clients = McpClients(allow_private=True)
+    server = config(mcp_fake.url)
+    waiter = asyncio.create_task(clients.tools(server))
+    await asyncio.sleep(0)  # it has begun listing
+    waiter.cancel()  # a reply stopped while it waits: the others' listing goes on
+
+    lists = await asyncio.gather(*(clients.tools(server) for _ in range(10)))
+
+    assert all(tools == lists[0] for tools in lists) and len(lists[0]) == 5
+    assert mcp_fake.rpc_methods() == ["server/discover", "tools/list"]  # one session, one listing
+
+
 async def test_a_kept_list_is_served_while_the_server_is_down(own_server: FakeMcpServer) -> None:
     clients = McpClients(allow_private=True)
     first = await clients.tools(config(own_server.url))

@@ -200,6 +200,53 @@ async def test_several_executed_tools_keep_their_order_and_one_without_output_st
     ]
 
 
+async def test_a_compound_model_told_to_leave_the_web_alone_searches_nothing(
+    provider: OpenAIStyleProvider, fake: FakeLLMServer
+) -> None:
+    fake.compound_models = COMPOUND_MODELS
+    offline = GenerationOptions(model="groq/compound", compound_tools=("code_interpreter",))
+
+    events = await events_of(provider, ASK, offline)
+
+    body = fake.chat_requests()[-1].body
+    assert body["compound_custom"] == {"tools": {"enabled_tools": ["code_interpreter"]}}
+    assert not [e for e in events if isinstance(e, ExecutedTool)]
+    await events_of(provider, ASK, GenerationOptions(model="groq/compound"))
+    assert "compound_custom" not in fake.chat_requests()[-1].body  # Groq's default: every tool
+
+
+#: Model list entries that say the model calls tools, as OpenAI-compatible servers put it.
+SAYS_IT_CALLS_TOOLS = {
+    "fake-large": {"supported_parameters": ["temperature", "tools", "tool_choice"]},
+    "fake-small": {"capabilities": {"function_calling": True, "vision": False}},
+    "groq/compound": {"capabilities": ["completion", "tools"]},
+    "groq/compound-mini": {"capabilities": {"tools": True}},
+}
+#: Entries whose fields look alike but say nothing (the wrong type, or not true): never taken for a yes.
+SAYS_NOTHING = {
+    "fake-large": {"supported_parameters": "tools", "capabilities": {"tools": "yes", "function_calling": 1}},
+    "fake-small": {"supported_parameters": {"tools": True}, "capabilities": "function_calling"},
+    "groq/compound": {"supported_parameters": [["tools"], None, 7], "capabilities": [{"tools": True}]},
+    "groq/compound-mini": {"supported_parameters": None, "capabilities": {"tools": {"enabled": True}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("fields", "known"), [({}, set()), (SAYS_IT_CALLS_TOOLS, set(SAYS_IT_CALLS_TOOLS)), (SAYS_NOTHING, set())]
+)
+async def test_the_model_list_tells_which_models_call_tools(
+    provider: OpenAIStyleProvider, fake: FakeLLMServer, fields: dict[str, dict[str, object]], known: set[str]
+) -> None:
+    fake.compound_models = COMPOUND_MODELS
+    fake.model_fields = fields
+    assert provider.catalog_tool_models == frozenset()  # nothing known before the list is read
+
+    models = await provider.list_models()
+
+    assert set(models) == {"fake-large", "fake-small", *COMPOUND_MODELS}
+    assert provider.catalog_tool_models == known
+
+
 async def test_a_whole_completion_returns_its_tool_calls(provider: OpenAIStyleProvider, fake: FakeLLMServer) -> None:
     fake.enqueue(Behaviour(tool_calls=[("search_files", SEARCH_ARGUMENTS), ("get_time", TIME_ARGUMENTS)]))
 

@@ -296,7 +296,7 @@ async def test_what_a_compound_model_ran_is_stored_as_tool_calls_with_their_sour
     service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, engine: Engine
 ) -> None:
     fake.compound_models = COMPOUND_MODELS
-    chat = ChatSettings(provider="groq", model="groq/compound")
+    chat = ChatSettings(provider="groq", model="groq/compound", web_search=True)
     turn = await service.start_turn(OWNER, None, "What happened today?", chat)
     result, _ = await followed(jobs, turn)
 
@@ -305,6 +305,56 @@ async def test_what_a_compound_model_ran_is_stored_as_tool_calls_with_their_sour
     assert result.tools and all(update.sources for update in result.tools.values())
     tool_calls = await service.tool_calls(OWNER, turn.conversation_id, [turn.reply_id])
     assert tool_calls[turn.reply_id][0].sources == next(iter(result.tools.values())).sources
+
+
+async def test_a_compound_model_searches_the_web_only_with_web_search_on(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, engine: Engine
+) -> None:
+    fake.compound_models = COMPOUND_MODELS
+    off, on = (ChatSettings(provider="groq", model="groq/compound", web_search=web) for web in (False, True))
+    quiet = await service.start_turn(OWNER, None, "What happened today?", off)
+    quiet_result, _ = await followed(jobs, quiet)
+    searched = await service.start_turn(OWNER, None, "What happened today?", on)
+    searched_result, _ = await followed(jobs, searched)
+
+    without, with_web = (request.body for request in fake.streamed_requests())
+    assert without["compound_custom"] == {"tools": {"enabled_tools": ["code_interpreter"]}}
+    assert "compound_custom" not in with_web  # Groq's default: the web included
+    assert stored_calls(engine, quiet.reply_id) == [] and not quiet_result.tools
+    [call] = stored_calls(engine, searched.reply_id)
+    assert call.status == "done" and all(update.sources for update in searched_result.tools.values())
+
+
+async def test_a_model_the_providers_list_says_calls_tools_is_offered_them(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer
+) -> None:
+    fake.model_fields = {"fake-small": {"supported_parameters": ["temperature", "tools"]}}
+    assert "fake-small" not in service.settings.tool_models
+    await service.model_menu()  # the page lists the models first: their entries are read then
+
+    chat = ChatSettings(provider="groq", model="fake-small")
+    question = 'call facts__lookup {"key": "capital-of-france"}'
+    await followed(jobs, await service.start_turn(OWNER, None, question, chat))
+
+    asked, answered = (request.body for request in fake.streamed_requests()[:2])
+    assert "search_files" in [tool["function"]["name"] for tool in asked["tools"]]
+    [answer] = [m for m in answered["messages"] if m["role"] == "tool"]
+    assert "Paris" in answer["content"] and answered["model"] == "fake-small"
+    availability = service.tools.availability("groq", "fake-small")
+    assert availability.functions and availability.reason.startswith("fake-small has no web search")
+
+
+@pytest.mark.parametrize("fields", [{}, {"capabilities": "tools"}, {"supported_parameters": {"tools": True}}])
+async def test_a_model_whose_list_entry_does_not_say_it_calls_tools_gets_none(
+    service: ChatService, fake: FakeLLMServer, fields: dict[str, object]
+) -> None:
+    fake.model_fields = {"fake-small": fields}
+    await service.model_menu()
+
+    toolbox = await service.tools.toolbox(OWNER, "groq", "fake-small", web_search=False, mcp_servers=None)
+
+    assert not toolbox and not service.tools.availability("groq", "fake-small").functions
+    assert "fake-small does not call tools" in service.tools.availability("groq", "fake-small").reason
 
 
 async def test_another_user_can_neither_read_nor_answer_a_tool_call(
@@ -410,7 +460,7 @@ async def test_tool_calls_go_with_the_reply_into_exports_imports_and_share_links
     fake.compound_models = COMPOUND_MODELS
     first = await service.start_turn(OWNER, None, 'call facts__lookup {"key": "capital-of-france"}')
     await followed(jobs, first)
-    chat = ChatSettings(provider="groq", model="groq/compound")
+    chat = ChatSettings(provider="groq", model="groq/compound", web_search=True)
     second = await service.start_turn(OWNER, first.conversation_id, "And the news?", chat)
     await followed(jobs, second)
     original = await service.tool_calls(OWNER, first.conversation_id, [first.reply_id, second.reply_id])
@@ -540,3 +590,40 @@ async def test_with_web_search_at_hand_search_files_needs_approval(tool_settings
 
     assert with_web.functions["search_files"].needs_approval
     assert not without.functions["search_files"].needs_approval
+
+
+async def test_an_earlier_replys_calls_go_back_to_the_model_ahead_of_that_reply(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer
+) -> None:
+    first = await service.start_turn(OWNER, None, 'call facts__lookup {"key": "capital-of-france"}')
+    await followed(jobs, first)
+
+    turn = await service.start_turn(OWNER, first.conversation_id, "And what did you find?")
+    await followed(jobs, turn)
+
+    sent = fake.chat_requests()[-1].body["messages"]
+    roles = [m["role"] for m in sent]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
+    [call] = sent[2]["tool_calls"]
+    assert call["function"]["name"] == "facts__lookup" and sent[3]["tool_call_id"] == call["id"]
+    assert sent[3]["content"].startswith("Paris") and "Paris" in sent[4]["content"]
+
+
+async def test_earlier_calls_are_dropped_before_any_message_when_the_budget_is_short(
+    tool_settings: Settings, engine: Engine, fake: FakeLLMServer
+) -> None:
+    # The huge tool's answer, cut to 3,000 characters, and the reply quoting it do not both fit 1,000 tokens.
+    settings = tool_settings.model_copy(update={"tool_result_chars": 3_000, "context_budget_tokens": 1_000})
+    service = make_service(settings, engine)
+    jobs = ReplyJobs(service, MemoryReplyLog())
+    try:
+        first = await service.start_turn(OWNER, None, "call facts__huge {}")
+        await followed(jobs, first)
+        turn = await service.start_turn(OWNER, first.conversation_id, "Shorter, please")
+        await followed(jobs, turn)
+    finally:
+        await jobs.aclose()
+
+    sent = fake.chat_requests()[-1].body["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[1]["content"] == "call facts__huge {}" and sent[-1]["content"] == "Shorter, please"

@@ -142,6 +142,46 @@ def test_a_callable_interval_is_asked_after_each_batch() -> None:
     run_virtual(scenario())
 
 
+def test_the_last_batch_goes_out_when_the_source_ends_not_after_the_interval() -> None:
+    """A reply's last words, or the tool calls that end a model's turn, are not held back by the interval."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        source = ScriptedSource()
+        frames = coalesce(source, INTERVAL_S)
+        source.put("a")
+        assert await anext(frames) == ["a"]
+
+        source.put("last", _END)
+        assert await anext(frames) == ["last"]
+        assert loop.time() == 0.0
+        with pytest.raises(StopAsyncIteration):
+            await anext(frames)
+
+    run_virtual(scenario())
+
+
+def test_an_end_during_the_interval_flushes_what_is_pending_at_once() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        source = ScriptedSource()
+        frames = coalesce(source, INTERVAL_S)
+        source.put("a")
+        assert await anext(frames) == ["a"]
+
+        async def feed() -> None:
+            await source.deliver("b")
+            await asyncio.sleep(INTERVAL_S / 4)
+            source.put(_END)
+
+        feeder = asyncio.create_task(feed())
+        assert await anext(frames) == ["b"]
+        await feeder
+        assert loop.time() == pytest.approx(INTERVAL_S / 4)
+
+    run_virtual(scenario())
+
+
 def test_closing_the_frames_closes_the_source() -> None:
     async def scenario() -> None:
         source = ScriptedSource()

@@ -95,6 +95,7 @@ async def test_the_first_frame_goes_out_at_once_whatever_the_interval() -> None:
         yield "first"
         await release.wait()
         yield "second"
+        await asyncio.Event().wait()  # still streaming: an ending would go out at once (coalesce)
 
     loop = asyncio.get_running_loop()
     with with_streams(pacer, 10), pacer.stream() as interval:

@@ -1,9 +1,11 @@
 """Which tools a reply gets: from the model, the conversation's switches and the servers configured.
 
-- Function tools (search in files, MCP servers' tools) go to models known to call functions
-  (CHATBOT_TOOL_MODELS); any other model, the local one included, gets none, and the page says why.
+- Function tools (search in files, MCP servers' tools) go to models known to call functions: those the
+  provider's model list says call tools (where it says so), and CHATBOT_TOOL_MODELS; any other model, the
+  local one included, gets none, and the page says why.
 - With a conversation's Web search on, a Groq model that has them gets Groq's built-in browser search
-  (and code interpreter): CHATBOT_BROWSER_SEARCH_MODELS, CHATBOT_CODE_INTERPRETER_MODELS.
+  (and code interpreter): CHATBOT_BROWSER_SEARCH_MODELS, CHATBOT_CODE_INTERPRETER_MODELS. Groq's compound
+  systems search the web on their own: with Web search off they are allowed only their code interpreter.
 - MCP servers come from CHATBOT_MCP_SERVERS and from /admin. A conversation turns each on or off;
   unset, the servers marked `default_on` are on.
 """
@@ -20,6 +22,8 @@ from functools import partial
 from typing import Any
 
 from chatbot_app.config import Settings
+from chatbot_app.providers import ProviderRegistry
+from chatbot_app.providers.base import ProviderError
 from chatbot_app.services.tools.mcp_servers import McpClients, McpServerConfig, McpUnavailable, parse_mcp_servers
 from chatbot_app.services.tools.search_files import search_files_tool
 from chatbot_app.services.tools.toolbox import Tool, Toolbox, ToolOutcome
@@ -38,6 +42,8 @@ NOT_A_TOOL_MODEL = "{model} does not call tools. Models that do: {models}."
 NO_WEB_SEARCH = "{model} has no web search. Models with it: {models}."
 #: The reasons name this many models at most (a line under the composer, also on a phone).
 NAMED_MODELS = 3
+#: What a Groq compound system may run with the conversation's Web search off: none of its web tools.
+COMPOUND_TOOLS_OFFLINE = ("code_interpreter",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +56,13 @@ class ToolAvailability:
 
 
 class ToolCatalog:
-    def __init__(self, settings: Settings, db: Database, clients: McpClients) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, clients: McpClients, providers: ProviderRegistry | None = None
+    ) -> None:
         self.settings = settings
         self._db = db
         self.clients = clients
+        self._providers = providers
         self._configured = parse_mcp_servers(settings.mcp_servers) if settings.mcp_servers.strip() else []
         self._down_until: dict[str, float] = {}
 
@@ -91,13 +100,28 @@ class ToolCatalog:
 
     # -- what a model gets ----------------------------------------------------------------------
 
+    def _catalog_tool_models(self, provider: str) -> frozenset[str]:
+        """The models the provider's model list says call tools (none for a provider not configured)."""
+        if self._providers is None:
+            return frozenset()
+        try:
+            return self._providers.get(provider).catalog_tool_models
+        except ProviderError:
+            return frozenset()
+
+    def calls_functions(self, provider: str, model: str) -> bool:
+        """Whether the model gets function tools: CHATBOT_TOOL_MODELS, or its provider's list, says it calls them."""
+        return model in self.settings.tool_models or model in self._catalog_tool_models(provider)
+
     def availability(self, provider: str, model: str) -> ToolAvailability:
         settings = self.settings
-        functions = model in settings.tool_models
-        web = provider == "groq" and (model in settings.browser_search_models or model.startswith("groq/compound"))
+        functions = self.calls_functions(provider, model)
+        web = provider == "groq" and (model in settings.browser_search_models or _is_compound(model))
         reason = ""
         if not functions:
-            reason = NOT_A_TOOL_MODEL.format(model=model, models=_named(settings.tool_models))
+            known = self._catalog_tool_models(provider).difference(settings.tool_models)
+            models = (*settings.tool_models, *sorted(known))
+            reason = NOT_A_TOOL_MODEL.format(model=model, models=_named(models))
         elif not web:
             reason = NO_WEB_SEARCH.format(model=model, models=_named(settings.browser_search_models))
         return ToolAvailability(functions, web, reason)
@@ -115,7 +139,9 @@ class ToolCatalog:
             if model in settings.code_interpreter_models:
                 builtins.append({"type": "code_interpreter"})
             box.builtins = tuple(builtins)
-        if model not in settings.tool_models:
+        if provider == "groq" and _is_compound(model) and not web_search:
+            box.compound_tools = COMPOUND_TOOLS_OFFLINE  # unasked, a compound system searches the web
+        if not self.calls_functions(provider, model):
             return box
         search = search_files_tool(self._db, owner_id)
         if box.builtins:  # with the web at hand, what the user's files hold leaves only with their yes
@@ -155,6 +181,11 @@ class ToolCatalog:
     async def _call(self, server: McpServerConfig, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         outcome = await self.clients.call(server, name, arguments)
         return ToolOutcome(outcome.text, outcome.is_error, outcome.truncated)
+
+
+def _is_compound(model: str) -> bool:
+    """Groq's compound systems (groq/compound, groq/compound-mini), which run their built-in tools themselves."""
+    return model.startswith("groq/compound")
 
 
 def _named(models: tuple[str, ...]) -> str:

@@ -189,6 +189,9 @@ class _Listing:
     expires_at: float
 
 
+_Key = tuple[str, str, tuple[tuple[str, str], ...]]
+
+
 class McpClients:
     """Lists and calls MCP servers' tools. One per process: the tool lists it keeps are shared by every reply."""
 
@@ -208,7 +211,9 @@ class McpClients:
         self.max_result_chars = max_result_chars
         self._resolve = resolve or system_resolve
         self._clock = clock
-        self._listings: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Listing] = {}
+        self._listings: dict[_Key, _Listing] = {}
+        #: A listing under way, which replies that need it meanwhile wait for (not one session each).
+        self._listing: dict[_Key, asyncio.Task[tuple[ToolSpec, ...]]] = {}
 
     async def tools(self, server: McpServerConfig) -> list[ToolSpec]:
         """The server's tools, asked once per `ttl_s`; McpUnavailable if it cannot be listed."""
@@ -216,6 +221,14 @@ class McpClients:
         listing = self._listings.get(key)
         if listing is not None and listing.expires_at > self._clock():
             return list(listing.tools)
+        task = self._listing.get(key)
+        if task is None:
+            task = self._listing[key] = asyncio.create_task(self._list(key, server))
+            task.add_done_callback(lambda _: self._listing.pop(key, None))
+        # Shielded: a reply that is stopped while it waits does not cancel the listing the others wait for.
+        return list(await asyncio.shield(task))
+
+    async def _list(self, key: _Key, server: McpServerConfig) -> tuple[ToolSpec, ...]:
         try:
             async with asyncio.timeout(self.timeout_s) as deadline:
                 tools = await self._session(server, _list_tools)
@@ -228,7 +241,7 @@ class McpClients:
             raise McpUnavailable(reason) from exc
         specs = tuple(_spec(server.name, tool) for tool in tools)
         self._listings[key] = _Listing(specs, self._clock() + self.ttl_s)
-        return list(specs)
+        return specs
 
     async def call(self, server: McpServerConfig, tool_name: str, arguments: dict[str, Any]) -> ToolOutcome:
         """Run one tool call to its end. Whatever goes wrong is an error outcome the model can explain; only

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chatbot_app.providers.base import ChatMessage
+from chatbot_app.providers.base import ChatMessage, GenerationOptions
 
 #: The most arguments a model's call may carry (the model writes them; a runaway one is refused).
 MAX_ARGUMENT_CHARS = 32_000
@@ -68,6 +68,8 @@ class Toolbox:
     functions: dict[str, Tool] = field(default_factory=dict)
     #: Provider built-ins in the wire shape, e.g. {"type": "browser_search"}.
     builtins: tuple[dict[str, Any], ...] = ()
+    #: The built-in tools a Groq compound system may run; None: Groq's default (all of them, the web included).
+    compound_tools: tuple[str, ...] | None = None
     result_chars: int = 20_000
     timeout_s: float = 60.0
 
@@ -76,6 +78,14 @@ class Toolbox:
 
     def schemas(self) -> tuple[dict[str, Any], ...]:
         return (*self.builtins, *(tool.schema() for tool in self.functions.values()))
+
+    def offered_in(self, options: GenerationOptions) -> GenerationOptions:
+        """`options` with these tools offered: the schemas (when there are any) and a compound system's tools."""
+        if self:
+            options = replace(options, tools=self.schemas())
+        if self.compound_tools is not None:
+            options = replace(options, compound_tools=self.compound_tools)
+        return options
 
     def get(self, name: str) -> Tool | None:
         return self.functions.get(name)

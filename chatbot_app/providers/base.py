@@ -10,7 +10,7 @@ import abc
 import enum
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -192,6 +192,10 @@ class ChatProvider(abc.ABC):
     @abc.abstractmethod
     async def list_models(self) -> list[str]:
         """The model ids this provider can answer with now."""
+
+    #: Whether its model list can say which models call tools (OpenAI-compatible servers such as OpenRouter's):
+    #: then a reply reads the (cached) list before it decides. Groq's list does not say.
+    lists_tool_support: ClassVar[bool] = False
 
     @property
     def catalog_tool_models(self) -> frozenset[str]:

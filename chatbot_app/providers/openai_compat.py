@@ -14,6 +14,7 @@ from chatbot_app.providers.openai_style import HttpTransport, OpenAIStyleProvide
 
 class OpenAICompatibleProvider(OpenAIStyleProvider):
     name = "openai"
+    lists_tool_support = True
     label = "OpenAI-compatible"
     sdk = openai
     http = httpx2

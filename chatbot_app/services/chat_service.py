@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
@@ -649,7 +648,7 @@ class ChatService:
         toolbox = await self.tools.toolbox(
             turn.owner_id, provider.name, options.model, web_search=chat.web_search, mcp_servers=chat.mcp_servers
         )
-        context = self._context(turn, provider, resolved, offered=toolbox.functions.keys())
+        context = self._context(turn, provider, resolved, offered=toolbox.resendable())
         if options.model not in self.settings.vision_models:  # earlier images stay out of a text model's context
             context = [files.without_images(m) for m in context]
         options = toolbox.offered_in(options)
@@ -807,8 +806,12 @@ def _exchange(records: Sequence[ToolCallRecord]) -> tuple[ChatMessage, ...]:
     Tools the provider ran itself (Groq's compound models) were never the model's calls to answer."""
     finished = [r for r in records if r.server != PROVIDER_SERVER and r.status in FINISHED_TOOL_STATUSES]
     exchange: list[ChatMessage] = []
-    for _, group in itertools.groupby(finished, key=lambda r: r.round):
-        rows = list(group)
+    rounds: list[list[ToolCallRecord]] = []
+    for record in finished:  # a new round, or an id seen already (an import's calls all have round 0)
+        if not rounds or record.round != rounds[-1][0].round or record.call_id in {r.call_id for r in rounds[-1]}:
+            rounds.append([])
+        rounds[-1].append(record)
+    for rows in rounds:
         calls = tuple(ToolCall(r.call_id, r.name, r.arguments) for r in rows)
         exchange.append(ChatMessage("assistant", "", tool_calls=calls))
         exchange += [ChatMessage("tool", r.result or r.error or "", tool_call_id=r.call_id) for r in rows]

@@ -7,6 +7,7 @@ only with what budget is left, newest first, so they are dropped before any mess
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 
 from chatbot_app.providers.base import ChatMessage
 
@@ -46,22 +47,31 @@ def trim_to_budget(
 
 def _with_earlier_tools(kept: list[ChatMessage], remaining: int, offered: set[str]) -> list[ChatMessage]:
     """`kept` with the calls of its newest replies ahead of them, while they fit `remaining` (an older reply's
-    go first when they do not); a call of a tool this request is not offered stays out, with its reply's."""
-    sent: set[int] = set()
+    go first when they do not); a call of a tool this request is not offered stays out, with its answer."""
+    sent: dict[int, tuple[ChatMessage, ...]] = {}
     for index in range(len(kept) - 1, -1, -1):
-        exchange = kept[index].earlier_tools
-        if not exchange:
+        if not (exchange := _offered_part(kept[index].earlier_tools, offered)):
             continue
-        names = {call.name for message in exchange for call in message.tool_calls}
         cost = sum(estimate_tokens(m.content) + sum(len(c.arguments) for c in m.tool_calls) // 4 for m in exchange)
-        if not names <= offered:
-            continue
         if cost > remaining:
             break
-        sent.add(index)
+        sent[index] = exchange
         remaining -= cost
     context: list[ChatMessage] = []
     for index, message in enumerate(kept):
-        context += message.earlier_tools if index in sent else ()
+        context += sent.get(index, ())
         context.append(message)
     return context
+
+
+def _offered_part(exchange: tuple[ChatMessage, ...], offered: set[str]) -> tuple[ChatMessage, ...]:
+    """The calls of `exchange` whose tools are offered, each with its answer (a round left empty goes)."""
+    ids = {call.id for message in exchange for call in message.tool_calls if call.name in offered}
+    part: list[ChatMessage] = []
+    for message in exchange:
+        if message.tool_calls:
+            if calls := tuple(call for call in message.tool_calls if call.id in ids):
+                part.append(replace(message, tool_calls=calls))
+        elif message.tool_call_id in ids:
+            part.append(message)
+    return tuple(part)

@@ -67,7 +67,18 @@ MESSAGE_FIELDS = (
     "reasoning",
 )
 #: What an export keeps of a reply's tool calls (`sources` is JSON text: [[title, url], ...]).
-TOOL_CALL_FIELDS = ("call_id", "name", "server", "arguments", "result", "status", "error", "sources", "duration_ms")
+TOOL_CALL_FIELDS = (
+    "call_id",
+    "round",
+    "name",
+    "server",
+    "arguments",
+    "result",
+    "status",
+    "error",
+    "sources",
+    "duration_ms",
+)
 #: A reply carries at most this many tool calls in an import (8 rounds of a few calls each, with room), and a
 #: whole import at most MAX_IMPORTED_TOOL_CALLS.
 MAX_TOOL_CALLS = 200
@@ -520,6 +531,8 @@ def _parse_tool_calls(raw: object, where: str) -> list[dict[str, Any]]:
         calls.append(
             {
                 "call_id": fields.text("call_id", max_chars=128) or f"imported-{number}",
+                # Which call of the model asked for it: the calls of a round go back to the model together.
+                "round": fields.integer("round") or 0,
                 "name": fields.text("name", required=True, max_chars=128),
                 "server": fields.text("server", max_chars=64) or "",
                 "arguments": fields.text("arguments", max_chars=MESSAGE_CHARS) or "",
@@ -752,7 +765,7 @@ def import_conversations(session: Session, owner_id: str, conversations: list[Im
             if file.text and file.id is not None:
                 documents.index_document(session, file.id, owner_id, file.text)
         session.add_all(
-            ToolCallRecord(reply_id=row.id, round=0, started_at=m.created_at, **call)  # not counted as today's
+            ToolCallRecord(reply_id=row.id, started_at=m.created_at, **call)  # not counted as today's
             for row, m in zip(rows, imported.messages, strict=True)
             for call in m.tool_calls
         )

@@ -52,6 +52,8 @@ class FakeMcpServer:
     legacy: bool = False
     requests: list[McpRequest] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what write_note wrote
+    # While set to an event not yet set, a `tools/list` request waits for it at the server (a listing under way).
+    list_gate: threading.Event | None = None
     _sessions_to_lose: int = 0
     _lost_sessions: set[str] = field(default_factory=set)
     _server: uvicorn.Server | None = None
@@ -73,6 +75,7 @@ class FakeMcpServer:
         self.notes.clear()
         self._sessions_to_lose = 0
         self._lost_sessions.clear()
+        self.list_gate = None
 
     def lose_next_session(self, times: int = 1) -> None:
         self._sessions_to_lose = times
@@ -169,6 +172,8 @@ class _Recorder:
                 break
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
         self.fake.requests.append(McpRequest(scope["method"], _rpc_method(body), headers))
+        if (gate := self.fake.list_gate) is not None and _rpc_method(body) == "tools/list":
+            await asyncio.to_thread(gate.wait, 30)
         if reply := self._scripted_reply(headers):
             status, error = reply
             await _json_error(send, status, error)

@@ -11,8 +11,9 @@ import asyncio
 import datetime
 import re
 import ssl
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx2
@@ -149,12 +150,18 @@ async def test_the_list_is_asked_once_within_the_ttl(mcp_fake: FakeMcpServer) ->
 async def test_replies_that_need_the_list_at_once_share_one_listing(mcp_fake: FakeMcpServer) -> None:
     clients = McpClients(allow_private=True)
     server = config(mcp_fake.url)
+    mcp_fake.list_gate = gate = threading.Event()
     waiter = asyncio.create_task(clients.tools(server))
-    await asyncio.sleep(0)  # it has begun listing
+    # Until the listing is under way at the server (which runs in a thread: its log is polled).
+    await asyncio.to_thread(_wait_for, lambda: "tools/list" in mcp_fake.rpc_methods())
     waiter.cancel()  # a reply stopped while it waits: the others' listing goes on
+    others = [asyncio.create_task(clients.tools(server)) for _ in range(10)]
+    await asyncio.sleep(0)  # they have joined the listing
+    gate.set()
 
-    lists = await asyncio.gather(*(clients.tools(server) for _ in range(10)))
+    lists = await asyncio.gather(*others)
 
+    assert waiter.cancelled()
     assert all(tools == lists[0] for tools in lists) and len(lists[0]) == 5
     assert mcp_fake.rpc_methods() == ["server/discover", "tools/list"]  # one session, one listing
 
@@ -442,3 +449,10 @@ async def test_the_certificate_is_checked_against_the_configured_name(tls_server
         with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             await client.get(url)
     assert server.hosts == []
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)

@@ -344,6 +344,25 @@ async def test_a_model_the_providers_list_says_calls_tools_is_offered_them(
     assert availability.functions and availability.reason.startswith("fake-small has no web search")
 
 
+async def test_a_provider_whose_list_can_say_is_read_before_a_reply_decides(
+    tool_settings: Settings, engine: Engine, fake: FakeLLMServer
+) -> None:
+    """A process that never showed the picker (restarted, or the one a moved tab's reply runs on) decides as
+    the others do: an OpenAI-compatible server's list is read (cached) before the tools are chosen."""
+    fake.model_fields = {"fake-small": {"supported_parameters": ["tools"]}}
+    openai = {"openai_base_url": fake.openai_base_url, "openai_api_key": "sk-test-" + "x" * 20}
+    service = make_service(tool_settings.model_copy(update=openai), engine)
+    jobs = ReplyJobs(service, MemoryReplyLog())
+    try:
+        chat = ChatSettings(provider="openai", model="fake-small")
+        await followed(jobs, await service.start_turn(OWNER, None, "Hello", chat))
+    finally:
+        await jobs.aclose()
+
+    asked = fake.streamed_requests()[0].body
+    assert asked["model"] == "fake-small" and "search_files" in [t["function"]["name"] for t in asked["tools"]]
+
+
 @pytest.mark.parametrize("fields", [{}, {"capabilities": "tools"}, {"supported_parameters": {"tools": True}}])
 async def test_a_model_whose_list_entry_does_not_say_it_calls_tools_gets_none(
     service: ChatService, fake: FakeLLMServer, fields: dict[str, object]
@@ -470,7 +489,7 @@ async def test_tool_calls_go_with_the_reply_into_exports_imports_and_share_links
     exported = json.loads(b"".join([chunk async for chunk in stream_json(service.database.run, ids)]))
     [lookup] = exported["conversations"][0]["messages"][1]["tool_calls"]
     assert (lookup["name"], lookup["server"], lookup["status"]) == ("facts__lookup", "facts", "done")
-    assert "Paris" in lookup["result"]
+    assert "Paris" in lookup["result"] and lookup["round"] == stored_calls(engine, first.reply_id)[0].round
 
     with Session(engine) as session:
         [copy_id] = import_conversations(session, STRANGER, parse_import(json.dumps(exported).encode()))
@@ -592,6 +611,30 @@ async def test_with_web_search_at_hand_search_files_needs_approval(tool_settings
     assert not without.functions["search_files"].needs_approval
 
 
+async def test_with_web_search_at_hand_earlier_passages_of_files_do_not_go_back(
+    tool_settings: Settings, engine: Engine, fake: FakeLLMServer
+) -> None:
+    service = make_service(tool_settings.model_copy(update={"browser_search_models": ("fake-large",)}), engine)
+    jobs = ReplyJobs(service, MemoryReplyLog())
+    book = prepare_attachment("book.txt", BOOK, AttachmentLimits())
+    try:
+        first = await service.start_turn(OWNER, None, "Keep this", attachments=[book])
+        await followed(jobs, first)
+        question = 'call search_files {"query": "blue whale heart"}\ncall facts__lookup {"key": "capital-of-france"}'
+        await followed(jobs, await service.start_turn(OWNER, first.conversation_id, question))
+        web = ChatSettings(web_search=True)
+        await followed(jobs, await service.start_turn(OWNER, first.conversation_id, "And now?", web))
+    finally:
+        await jobs.aclose()
+
+    sent = fake.chat_requests()[-1].body
+    assert {"type": "browser_search"} in sent["tools"]
+    resent = [m for m in sent["messages"] if m["role"] == "tool"]
+    assert ["Paris" in m["content"] for m in resent] == [True]  # the lookup's answer only, not the file's passage
+    calls = [call["function"]["name"] for m in sent["messages"] for call in m.get("tool_calls") or ()]
+    assert calls == ["facts__lookup"]
+
+
 async def test_an_earlier_replys_calls_go_back_to_the_model_ahead_of_that_reply(
     service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer
 ) -> None:
@@ -627,3 +670,24 @@ async def test_earlier_calls_are_dropped_before_any_message_when_the_budget_is_s
     sent = fake.chat_requests()[-1].body["messages"]
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
     assert sent[1]["content"] == "call facts__huge {}" and sent[-1]["content"] == "Shorter, please"
+
+
+def test_calls_that_repeat_an_id_go_back_as_rounds_of_their_own() -> None:
+    """An older export's calls have no round (0), and a model may reuse an id each round: one assistant message
+    never names an id twice (a provider would refuse it, on every later turn)."""
+    from chatbot_app.services.chat_service import _exchange
+
+    rows = [
+        ToolCallRecord(reply_id=1, call_id=call_id, round=0, name="facts__lookup", status="done", result=result)
+        for call_id, result in (("call_1", "Paris"), ("call_2", "Rome"), ("call_1", "Madrid"))
+    ]
+
+    exchange = _exchange(rows)
+
+    assert [(m.role, [c.id for c in m.tool_calls], m.tool_call_id) for m in exchange] == [
+        ("assistant", ["call_1", "call_2"], None),
+        ("tool", [], "call_1"),
+        ("tool", [], "call_2"),
+        ("assistant", ["call_1"], None),
+        ("tool", [], "call_1"),
+    ]

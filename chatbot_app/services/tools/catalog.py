@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -109,6 +110,17 @@ class ToolCatalog:
         except ProviderError:
             return frozenset()
 
+    async def _read_catalog(self, provider: str) -> None:
+        """Read the provider's model list (cached by the provider) when it can say which models call tools: a
+        process that has not shown the picker yet (restarted, or the one a moved tab's reply runs on) decides
+        as every other does."""
+        if self._providers is None:
+            return
+        with contextlib.suppress(ProviderError):  # none configured, or no list now: the setting decides
+            chat_provider = self._providers.get(provider)
+            if chat_provider.lists_tool_support:
+                await chat_provider.list_models()
+
     def calls_functions(self, provider: str, model: str) -> bool:
         """Whether the model gets function tools: CHATBOT_TOOL_MODELS, or its provider's list, says it calls them."""
         return model in self.settings.tool_models or model in self._catalog_tool_models(provider)
@@ -141,6 +153,8 @@ class ToolCatalog:
             box.builtins = tuple(builtins)
         if provider == "groq" and _is_compound(model) and not web_search:
             box.compound_tools = COMPOUND_TOOLS_OFFLINE  # unasked, a compound system searches the web
+        if model not in settings.tool_models:
+            await self._read_catalog(provider)
         if not self.calls_functions(provider, model):
             return box
         search = search_files_tool(self._db, owner_id)

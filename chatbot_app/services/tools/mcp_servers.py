@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -224,9 +225,14 @@ class McpClients:
         task = self._listing.get(key)
         if task is None:
             task = self._listing[key] = asyncio.create_task(self._list(key, server))
-            task.add_done_callback(lambda _: self._listing.pop(key, None))
+            task.add_done_callback(partial(self._listed, key))
         # Shielded: a reply that is stopped while it waits does not cancel the listing the others wait for.
         return list(await asyncio.shield(task))
+
+    def _listed(self, key: _Key, task: asyncio.Task[tuple[ToolSpec, ...]]) -> None:
+        self._listing.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # read: when every reply that waited has given up, nobody else will
 
     async def _list(self, key: _Key, server: McpServerConfig) -> tuple[ToolSpec, ...]:
         try:

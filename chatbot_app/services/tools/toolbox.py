@@ -87,6 +87,12 @@ class Toolbox:
             options = replace(options, compound_tools=self.compound_tools)
         return options
 
+    def resendable(self) -> set[str]:
+        """The tools whose earlier calls may go back to the model with the conversation: all of them, but with
+        a built-in at hand (the web) none that needs the user's yes (search_files then does: what the user's
+        files said leaves only with it)."""
+        return {name for name, tool in self.functions.items() if not (self.builtins and tool.needs_approval)}
+
     def get(self, name: str) -> Tool | None:
         return self.functions.get(name)
 

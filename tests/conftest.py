@@ -102,7 +102,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def _empty_tables(engine: Engine) -> None:
+def empty_tables(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM message"))
         connection.execute(text("DELETE FROM conversation"))
@@ -121,7 +121,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return url
     url = request.getfixturevalue("postgres_url")
     engine = make_engine(url)
-    _empty_tables(engine)
+    empty_tables(engine)
     engine.dispose()
     return url
 

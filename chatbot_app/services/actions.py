@@ -41,7 +41,7 @@ from chatbot_app.services.attachments import AttachmentRejected, PreparedAttachm
 from chatbot_app.services.branch_changes import BranchChanges
 from chatbot_app.services.chat_service import ChatService, ConversationNotFound, MessageNotFound, Turn
 from chatbot_app.services.chat_settings import ChatSettings
-from chatbot_app.services.context import estimate_tokens
+from chatbot_app.services.context import context_tokens
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.export_links import LinksUnavailable, SignedLinks
 from chatbot_app.services.import_jobs import (
@@ -176,14 +176,6 @@ def _limit_refusal(refusal: Refusal) -> Refused:
 def _call_text(call: ToolCall) -> str:
     """A tool call as completion text, for estimates where a provider reports no usage."""
     return call.name + call.arguments
-
-
-def _tool_token_bound(context: list[ChatMessage], options: GenerationOptions) -> int:
-    """What tools add to a /v1 prompt beyond its messages' text, bounded by bytes as the text is: the functions
-    offered (JSON with non-ASCII escaped: never fewer bytes than UTF-8), and the calls already made and answered."""
-    offered = len(json.dumps(list(options.tools))) if options.tools else 0
-    made = sum(len(f"{c.id}{c.name}{c.arguments}".encode()) for m in context for c in m.tool_calls)
-    return offered + made + sum(len((m.tool_call_id or "").encode()) for m in context)
 
 
 def _quota_refusal(exc: QuotaExceeded) -> Refused:
@@ -763,7 +755,7 @@ class Actions:
             await self._settle(reservation, options.model, context, usage, "".join(streamed))
 
     async def _reserve(self, caller: Caller, context: list[ChatMessage], options: GenerationOptions) -> Reservation:
-        bound = prompt_token_bound(context) + _tool_token_bound(context, options)
+        bound = prompt_token_bound(context, options.tools)
         try:
             return await self.quota.reserve(caller.owner_id, bound, options.max_tokens)
         except QuotaExceeded as exc:
@@ -772,7 +764,7 @@ class Actions:
     async def _settle(
         self, reservation: Reservation, model: str, context: list[ChatMessage], usage: Usage | None, text: str
     ) -> None:
-        estimate = sum(estimate_tokens(m.content) for m in context)
+        estimate = context_tokens(context)
         try:
             await self.quota.settle(
                 reservation, Spent.of(reservation, model, usage, prompt_estimate=estimate, streamed=text)

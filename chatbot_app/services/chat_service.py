@@ -43,7 +43,7 @@ from chatbot_app.services.chat_settings import (
     model_choice,
     resolve,
 )
-from chatbot_app.services.context import estimate_tokens, trim_to_budget
+from chatbot_app.services.context import CHARS_PER_TOKEN, context_tokens, estimate_tokens, trim_to_budget
 from chatbot_app.services.error_messages import describe_error
 from chatbot_app.services.limits import AbuseLimits, LimitReached
 from chatbot_app.services.quota import QuotaExceeded, Spent, TokenQuota, prompt_token_bound
@@ -139,9 +139,10 @@ class ReplyRequest:
         """The request for the model's next round: its calls and their answers added to the context, the
         answers cut to what the context budget has room for. On the `last` round no tools are offered,
         so the model answers with what it has."""
-        # About 4 characters a token (services.context); at least a little room, so the model hears back.
-        room = max(self.context_budget_tokens * 4 - sum(len(m.content) for m in self.context) - len(text), 2_000)
-        context = [*self.context, ChatMessage("assistant", text, tool_calls=tuple(calls)), *fit(answers, room)]
+        asked = ChatMessage("assistant", text, tool_calls=tuple(calls))
+        left = self.context_budget_tokens - context_tokens([*self.context, asked])
+        room = max(left * CHARS_PER_TOKEN, 2_000)  # at least a little, so that the model hears back
+        context = [*self.context, asked, *fit(answers, room)]
         options = replace(self.options, tools=(), tool_choice=None, parallel_tool_calls=None) if last else self.options
         return replace(self, context=context, options=options)
 
@@ -236,7 +237,7 @@ class ChatService:
         """
 
         def work(session: Session) -> OpenedConversation:
-            conversation = _owned(session, owner_id, conversation_id)
+            conversation = _owned(session, owner_id, conversation_id, to_change=bool(at_message) and to_its_branch)
             target = session.get(Message, at_message) if at_message else None
             on_another_branch = (
                 target is not None
@@ -303,7 +304,9 @@ class ChatService:
     async def save_settings(self, owner_id: str, conversation_id: str, chat: ChatSettings) -> None:
         """Store `chat` on the conversation; raises ConversationNotFound."""
 
-        await self._db(lambda s: store.update_settings(s, _owned(s, owner_id, conversation_id), **asdict(chat)))
+        await self._db(
+            lambda s: store.update_settings(s, _owned(s, owner_id, conversation_id, to_change=True), **asdict(chat))
+        )
 
     async def presets(self, owner_id: str) -> dict[str, str]:
         """Built-in system-prompt presets, then the owner's own (name -> prompt)."""
@@ -360,7 +363,7 @@ class ChatService:
         budget = self.settings.context_budget_tokens
         if provider.context_tokens is not None:
             budget = min(budget, provider.context_tokens - max_tokens)
-        room = max(4 * (budget - estimate_tokens(instruction)), 400)  # about four characters per token
+        room = max(CHARS_PER_TOKEN * (budget - estimate_tokens(instruction)), 400)
         context = [ChatMessage("system", instruction), ChatMessage("user", transcript[-room:])]
         reservation = await self.quota.reserve(conversation.owner_id, prompt_token_bound(context), max_tokens)
         completion: Completion | None = None
@@ -372,7 +375,7 @@ class ChatService:
         finally:
             usage = completion.usage if completion is not None else None
             text = completion.text if completion is not None else ""
-            prompt_estimate = sum(estimate_tokens(m.content) for m in context)
+            prompt_estimate = context_tokens(context)
             spent = Spent.of(reservation, options.model, usage, prompt_estimate=prompt_estimate, streamed=text)
             await self.quota.settle(reservation, spent)
         return completion.text.strip()
@@ -385,7 +388,7 @@ class ChatService:
         """Ask the model to title the conversation; None (keeping the first-words title) if that fails.
 
         Counts against the abuse limits like a message, and against the quota (LimitReached, a
-        ProviderError or QuotaExceeded also gives None).
+        ProviderError or QuotaExceeded also gives None, as does a conversation deleted meanwhile).
         """
         conversation, messages = await self.load_conversation(owner_id, conversation_id, limit=4)
         try:
@@ -396,7 +399,12 @@ class ChatService:
             return None
         if not title:
             return None
-        await self._db(lambda s: store.rename_conversation(s, conversation, title))
+        try:  # on the row as it is now: the conversation may have been renamed, cleared or deleted meanwhile
+            await self._db(
+                lambda s: store.rename_conversation(s, _owned(s, owner_id, conversation_id, to_change=True), title)
+            )
+        except ConversationNotFound:
+            return None
         return title
 
     async def summarize(self, owner_id: str, conversation_id: str) -> str:
@@ -408,7 +416,7 @@ class ChatService:
         if not any(m.content for m in messages):
             raise ProviderError(ErrorKind.BAD_REQUEST, "nothing to summarize yet")
         summary = await self._ask(conversation, SUMMARY_INSTRUCTION, _transcript(messages), 400)
-        await self._db(lambda s: store.set_summary(s, conversation, summary))
+        await self._db(lambda s: store.set_summary(s, _owned(s, owner_id, conversation_id, to_change=True), summary))
         return summary
 
     # -- the turn ---------------------------------------------------------------------------
@@ -440,7 +448,7 @@ class ChatService:
             if conversation_id is None:
                 conversation = store.create_conversation(session, owner_id, title=_title_from(text))
             else:
-                conversation = _owned(session, owner_id, conversation_id)
+                conversation = _owned(session, owner_id, conversation_id, to_change=True)
             if chat is not None:
                 store.update_settings(session, conversation, **asdict(chat))
             if parent_id is not None:
@@ -488,7 +496,7 @@ class ChatService:
         `shown_id`: the last message the page shows (see `_act_on_shown_branch`)."""
 
         def work(session: Session) -> Turn:
-            conversation = _owned(session, owner_id, conversation_id)
+            conversation = _owned(session, owner_id, conversation_id, to_change=True)
             _act_on_shown_branch(session, conversation, shown_id)
             last_user = store.last_user_message(session, conversation.id)
             if last_user is None or last_user.id is None:
@@ -503,7 +511,7 @@ class ChatService:
         everything that followed that one."""
 
         def work(session: Session) -> Turn:
-            conversation = _owned(session, owner_id, conversation_id)
+            conversation = _owned(session, owner_id, conversation_id, to_change=True)
             message = session.get(Message, message_id)
             if message is None or message.conversation_id != conversation.id or message.role != "user":
                 raise ConversationNotFound(conversation_id)
@@ -520,7 +528,7 @@ class ChatService:
         ConversationNotFound (also for a message that is not the conversation's)."""
 
         def work(session: Session) -> None:
-            conversation = _owned(session, owner_id, conversation_id)
+            conversation = _owned(session, owner_id, conversation_id, to_change=True)
             message = session.get(Message, message_id)
             if message is None or message.conversation_id != conversation.id:
                 raise MessageNotFound(conversation_id)
@@ -537,7 +545,7 @@ class ChatService:
         """
 
         def work(session: Session) -> bool:
-            conversation = _owned(session, owner_id, conversation_id)
+            conversation = _owned(session, owner_id, conversation_id, to_change=True)
             versions = store.siblings_of(session, conversation.id, message_id)
             if not versions:
                 raise MessageNotFound(conversation_id)
@@ -731,8 +739,9 @@ async def _whole(
         yield completion.usage
 
 
-def _owned(session: Session, owner_id: str, conversation_id: str) -> Conversation:
-    conversation = store.get_conversation(session, conversation_id, owner_id)
+def _owned(session: Session, owner_id: str, conversation_id: str, *, to_change: bool = False) -> Conversation:
+    """The owner's conversation; `to_change` holds it until the transaction ends (see store.get_conversation)."""
+    conversation = store.get_conversation(session, conversation_id, owner_id, to_change=to_change)
     if conversation is None:
         raise ConversationNotFound(conversation_id)
     return conversation

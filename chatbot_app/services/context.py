@@ -6,25 +6,34 @@ only with what budget is left, newest first, so they are dropped before any mess
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 
 from chatbot_app.providers.base import ChatMessage
 
 # Per-message framing overhead in chat templates, in tokens.
 _MESSAGE_OVERHEAD = 4
+#: About this many characters a token, for English.
+CHARS_PER_TOKEN = 4
 
 
 def estimate_tokens(text: str) -> int:
-    """A cheap, tokenizer-free estimate: about four characters per token for English."""
-    return len(text) // 4 + _MESSAGE_OVERHEAD
+    """A cheap, tokenizer-free estimate of one message's text."""
+    return len(text) // CHARS_PER_TOKEN + _MESSAGE_OVERHEAD
+
+
+def context_tokens(messages: Iterable[ChatMessage]) -> int:
+    """The estimate for messages as sent: their text and the arguments of the tool calls they carry."""
+    return sum(
+        estimate_tokens(m.content) + sum(len(c.arguments) for c in m.tool_calls) // CHARS_PER_TOKEN for m in messages
+    )
 
 
 def trim_to_budget(
     system_prompt: str, history: Sequence[ChatMessage], budget_tokens: int, offered: Collection[str] = ()
 ) -> list[ChatMessage]:
     """The system prompt plus the newest turns of `history` that fit `budget_tokens`, then, in what is left,
-    the tool calls of the kept replies whose tools are all `offered` to this request.
+    the calls of the kept replies to tools `offered` to this request (see _with_earlier_tools).
 
     The last message (the one being answered) is always kept, even if it alone is over budget:
     the provider then reports "context too long", which is clearer than a silent cut.
@@ -52,7 +61,7 @@ def _with_earlier_tools(kept: list[ChatMessage], remaining: int, offered: set[st
     for index in range(len(kept) - 1, -1, -1):
         if not (exchange := _offered_part(kept[index].earlier_tools, offered)):
             continue
-        cost = sum(estimate_tokens(m.content) + sum(len(c.arguments) for c in m.tool_calls) // 4 for m in exchange)
+        cost = context_tokens(exchange)
         if cost > remaining:
             break
         sent[index] = exchange

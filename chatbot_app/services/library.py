@@ -134,11 +134,19 @@ class ConversationLibrary:
         self._file_checks = file_checks
         self._export_links = export_links
 
-    async def _owned(self, owner_id: str, conversation_id: str, work: Callable[[Session, Conversation], R]) -> R:
-        """Run `work` on the owner's conversation in one transaction; raises ConversationNotFound."""
+    async def _owned(
+        self,
+        owner_id: str,
+        conversation_id: str,
+        work: Callable[[Session, Conversation], R],
+        *,
+        to_change: bool = False,
+    ) -> R:
+        """Run `work` on the owner's conversation in one transaction (`to_change`: see store.get_conversation);
+        raises ConversationNotFound."""
 
         def run(session: Session) -> R:
-            conversation = store.get_conversation(session, conversation_id, owner_id)
+            conversation = store.get_conversation(session, conversation_id, owner_id, to_change=to_change)
             if conversation is None:
                 raise ConversationNotFound(conversation_id)
             return work(session, conversation)
@@ -155,16 +163,18 @@ class ConversationLibrary:
         return await self._db(work)
 
     async def rename(self, owner_id: str, conversation_id: str, title: str) -> None:
-        await self._owned(owner_id, conversation_id, lambda s, c: store.rename_conversation(s, c, title))
+        await self._owned(
+            owner_id, conversation_id, lambda s, c: store.rename_conversation(s, c, title), to_change=True
+        )
 
     async def set_pinned(self, owner_id: str, conversation_id: str, pinned: bool) -> None:
-        await self._owned(owner_id, conversation_id, lambda s, c: store.set_pinned(s, c, pinned))
+        await self._owned(owner_id, conversation_id, lambda s, c: store.set_pinned(s, c, pinned), to_change=True)
 
     async def delete(self, owner_id: str, conversation_id: str) -> None:
-        await self._owned(owner_id, conversation_id, store.delete_conversation)
+        await self._owned(owner_id, conversation_id, store.delete_conversation, to_change=True)
 
     async def clear(self, owner_id: str, conversation_id: str) -> None:
-        await self._owned(owner_id, conversation_id, store.clear_messages)
+        await self._owned(owner_id, conversation_id, store.clear_messages, to_change=True)
 
     async def older_messages(self, owner_id: str, conversation_id: str, before_id: int, limit: int) -> list[Message]:
         return await self._owned(

@@ -12,8 +12,9 @@ Only signed-in users ("user:<id>") have a quota; anonymous browsers and operator
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -51,16 +52,21 @@ class QuotaExceeded(Exception):
     """The user has spent the day's tokens (or the call needs more than is left): nothing went to the provider."""
 
 
-def prompt_token_bound(messages: Sequence[ChatMessage]) -> int:
-    """At most how many tokens a provider counts for `messages`.
+def prompt_token_bound(messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, object]] = ()) -> int:
+    """At most how many tokens a provider counts for `messages` (with the tool calls they carry) and the
+    functions `tools` offers.
 
     No tokenizer makes more tokens of a text than it has UTF-8 bytes (byte-level BPE and byte
-    fallback both cover at least one byte per token), so bytes bound the text, whatever its language.
+    fallback both cover at least one byte per token), so bytes bound the text, whatever its language;
+    the functions' JSON, with non-ASCII escaped, never has fewer bytes than their UTF-8.
     """
-    return sum(
-        len(m.content.encode("utf-8", "replace")) + MESSAGE_OVERHEAD_TOKENS + IMAGE_TOKENS * len(m.images)
-        for m in messages
-    )
+    offered = len(json.dumps(list(tools))) if tools else 0
+    return offered + sum(_message_bytes(m) + MESSAGE_OVERHEAD_TOKENS + IMAGE_TOKENS * len(m.images) for m in messages)
+
+
+def _message_bytes(message: ChatMessage) -> int:
+    calls = "".join(f"{c.id}{c.name}{c.arguments}" for c in message.tool_calls)
+    return len(f"{message.content}{calls}{message.tool_call_id or ''}".encode("utf-8", "replace"))
 
 
 def audio_token_bound(size_bytes: int) -> int:

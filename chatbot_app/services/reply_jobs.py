@@ -39,7 +39,7 @@ from chatbot_app.providers.base import (
 )
 from chatbot_app.services.chat_service import ChatService, ReplyRequest, Turn
 from chatbot_app.services.coalesce import coalesce
-from chatbot_app.services.context import estimate_tokens
+from chatbot_app.services.context import context_tokens
 from chatbot_app.services.error_messages import describe_retry
 from chatbot_app.services.frame_pacing import DEFAULT_MAX_MS, FramePacer
 from chatbot_app.services.limits import LimitReached
@@ -445,9 +445,11 @@ class ReplyJobs:
 
     async def _reserve(self, job: ReplyJob, request: ReplyRequest) -> ReplyRequest:
         """Hold the owner's quota for one call of the model; the request, cut to what the quota leaves."""
-        job.prompt_estimate = sum(estimate_tokens(m.content) for m in request.context)
+        job.prompt_estimate = context_tokens(request.context)
         job.reservation = await self.service.quota.reserve(
-            job.turn.owner_id, prompt_token_bound(request.context), request.options.max_tokens
+            job.turn.owner_id,
+            prompt_token_bound(request.context, request.options.tools),
+            request.options.max_tokens,
         )
         return request.limited_to(job.reservation.max_tokens)
 

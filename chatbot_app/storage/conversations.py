@@ -22,9 +22,19 @@ def create_conversation(session: Session, owner_id: str, title: str = "New chat"
     return conversation
 
 
-def get_conversation(session: Session, conversation_id: str, owner_id: str) -> Conversation | None:
-    """The conversation if `owner_id` owns it; a foreign id looks exactly like an unknown one."""
-    conversation = session.get(Conversation, conversation_id)
+def get_conversation(
+    session: Session, conversation_id: str, owner_id: str, *, to_change: bool = False
+) -> Conversation | None:
+    """The conversation if `owner_id` owns it; a foreign id looks exactly like an unknown one.
+
+    `to_change` holds its row until the transaction ends, so that changes to one conversation run one at a
+    time: a Clear never deletes the message that a send, begun at the same moment, is answering. PostgreSQL
+    locks the row (FOR UPDATE); SQLite, which has no row locks, takes its database's write lock with a write
+    that changes nothing, before anything is read.
+    """
+    if to_change and session.get_bind().dialect.name == "sqlite":
+        session.exec(update(Conversation).where(col(Conversation.id) == conversation_id).values(id=Conversation.id))
+    conversation = session.get(Conversation, conversation_id, with_for_update=to_change or None)
     if conversation is None or conversation.owner_id != owner_id:
         return None
     return conversation

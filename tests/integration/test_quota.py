@@ -5,13 +5,14 @@ so concurrent calls, stopped replies and expired reservations can never take a u
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from chatbot_app.providers.base import ChatMessage, Usage
+from chatbot_app.providers.base import ChatMessage, ToolCall, Usage
 from chatbot_app.services.quota import (
     IMAGE_TOKENS,
     MESSAGE_OVERHEAD_TOKENS,
@@ -151,3 +152,14 @@ def test_the_prompt_bound_is_its_utf8_bytes_and_overheads() -> None:
     messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "héllo", images=("data:image/png;base64,",))]
 
     assert prompt_token_bound(messages) == 9 + 6 + 2 * MESSAGE_OVERHEAD_TOKENS + IMAGE_TOKENS
+
+
+def test_the_prompt_bound_counts_the_calls_sent_back_and_the_functions_offered() -> None:
+    asked = ChatMessage("assistant", "", tool_calls=(ToolCall("c1", "search_files", '{"query": "ü"}'),))
+    answered = ChatMessage("tool", "found", tool_call_id="c1")
+    tools = ({"type": "function", "function": {"name": "search_files"}},)
+
+    calls = len("c1") + len("search_files") + len('{"query": "ü"}'.encode())
+    messages = calls + len("found") + len("c1") + 2 * MESSAGE_OVERHEAD_TOKENS
+    assert prompt_token_bound([asked, answered]) == messages
+    assert prompt_token_bound([asked, answered], tools) == messages + len(json.dumps(list(tools)))

@@ -24,7 +24,7 @@ from typing import Any
 
 from chatbot_app.config import Settings
 from chatbot_app.providers import ProviderRegistry
-from chatbot_app.providers.base import ProviderError
+from chatbot_app.providers.base import ChatProvider, ProviderError
 from chatbot_app.services.tools.mcp_servers import McpClients, McpServerConfig, McpUnavailable, parse_mcp_servers
 from chatbot_app.services.tools.search_files import search_files_tool
 from chatbot_app.services.tools.toolbox import Tool, Toolbox, ToolOutcome
@@ -101,24 +101,27 @@ class ToolCatalog:
 
     # -- what a model gets ----------------------------------------------------------------------
 
-    def _catalog_tool_models(self, provider: str) -> frozenset[str]:
-        """The models the provider's model list says call tools (none for a provider not configured)."""
+    def _provider(self, name: str) -> ChatProvider | None:
+        """The provider of that name; None if none is configured (or no registry is, as in some tests)."""
         if self._providers is None:
-            return frozenset()
+            return None
         try:
-            return self._providers.get(provider).catalog_tool_models
+            return self._providers.get(name)
         except ProviderError:
-            return frozenset()
+            return None
+
+    def _catalog_tool_models(self, provider: str) -> frozenset[str]:
+        """The models the provider's model list says call tools."""
+        chat_provider = self._provider(provider)
+        return chat_provider.catalog_tool_models if chat_provider is not None else frozenset()
 
     async def _read_catalog(self, provider: str) -> None:
         """Read the provider's model list (cached by the provider) when it can say which models call tools: a
         process that has not shown the picker yet (restarted, or the one a moved tab's reply runs on) decides
         as every other does."""
-        if self._providers is None:
-            return
-        with contextlib.suppress(ProviderError):  # none configured, or no list now: the setting decides
-            chat_provider = self._providers.get(provider)
-            if chat_provider.lists_tool_support:
+        chat_provider = self._provider(provider)
+        if chat_provider is not None and chat_provider.lists_tool_support:
+            with contextlib.suppress(ProviderError):  # no list now: the setting decides
                 await chat_provider.list_models()
 
     def calls_functions(self, provider: str, model: str) -> bool:

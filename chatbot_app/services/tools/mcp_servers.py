@@ -214,7 +214,7 @@ class McpClients:
         self._clock = clock
         self._listings: dict[_Key, _Listing] = {}
         #: A listing under way, which replies that need it meanwhile wait for (not one session each).
-        self._listing: dict[_Key, asyncio.Task[tuple[ToolSpec, ...]]] = {}
+        self._in_flight: dict[_Key, asyncio.Task[tuple[ToolSpec, ...]]] = {}
 
     async def tools(self, server: McpServerConfig) -> list[ToolSpec]:
         """The server's tools, asked once per `ttl_s`; McpUnavailable if it cannot be listed."""
@@ -222,15 +222,15 @@ class McpClients:
         listing = self._listings.get(key)
         if listing is not None and listing.expires_at > self._clock():
             return list(listing.tools)
-        task = self._listing.get(key)
+        task = self._in_flight.get(key)
         if task is None:
-            task = self._listing[key] = asyncio.create_task(self._list(key, server))
+            task = self._in_flight[key] = asyncio.create_task(self._list(key, server))
             task.add_done_callback(partial(self._listed, key))
         # Shielded: a reply that is stopped while it waits does not cancel the listing the others wait for.
         return list(await asyncio.shield(task))
 
     def _listed(self, key: _Key, task: asyncio.Task[tuple[ToolSpec, ...]]) -> None:
-        self._listing.pop(key, None)
+        self._in_flight.pop(key, None)
         if not task.cancelled():
             task.exception()  # read: when every reply that waited has given up, nobody else will
 

@@ -52,6 +52,10 @@ SQLITE_INDEX = [
 ]
 
 
+#: Documents chunked per query at upgrade: each may hold megabytes of text.
+CHUNKED_PER_BATCH = 20
+
+
 def upgrade() -> None:
     op.add_column("conversation", sa.Column("web_search", sa.Boolean(), server_default=sa.false(), nullable=False))
     op.add_column("conversation", sa.Column("mcp_servers", sa.Text(), nullable=True))
@@ -107,17 +111,19 @@ def _chunk_stored_documents() -> None:
     from chatbot_app.storage.documents import chunks  # the same cutting as new attachments get
 
     bind = op.get_bind()
-    rows = bind.execute(
-        sa.text(
-            "SELECT a.id, c.owner_id, a.text FROM attachment AS a JOIN message AS m ON m.id = a.message_id "
-            "JOIN conversation AS c ON c.id = m.conversation_id WHERE a.text IS NOT NULL ORDER BY a.id"
-        )
-    ).all()
+    select_batch = sa.text(
+        "SELECT a.id, c.owner_id, a.text FROM attachment AS a JOIN message AS m ON m.id = a.message_id "
+        "JOIN conversation AS c ON c.id = m.conversation_id WHERE a.text IS NOT NULL AND a.id > :after "
+        "ORDER BY a.id LIMIT :n"
+    )
     insert = sa.text("INSERT INTO document_chunk (attachment_id, owner_id, seq, text) VALUES (:a, :o, :s, :t)")
-    for attachment_id, owner_id, text in rows:
-        pieces = [{"a": attachment_id, "o": owner_id, "s": n, "t": piece} for n, piece in enumerate(chunks(text))]
-        if pieces:
-            bind.execute(insert, pieces)
+    after = 0
+    while rows := bind.execute(select_batch, {"after": after, "n": CHUNKED_PER_BATCH}).all():
+        for attachment_id, owner_id, text in rows:
+            pieces = [{"a": attachment_id, "o": owner_id, "s": n, "t": piece} for n, piece in enumerate(chunks(text))]
+            if pieces:
+                bind.execute(insert, pieces)
+        after = rows[-1][0]
 
 
 def downgrade() -> None:

@@ -8,6 +8,7 @@ from typing import Protocol
 from sqlalchemy import insert, literal
 from sqlmodel import Session, col, select
 
+from chatbot_app.storage import documents
 from chatbot_app.storage.database import IDS_PER_QUERY
 from chatbot_app.storage.models import Attachment, Conversation, Message, new_attachment_token, utcnow
 
@@ -40,22 +41,27 @@ def add_attachments(session: Session, message_id: int, files: Sequence[FileToSto
 
 def copy_attachments(session: Session, copies: Mapping[int, int]) -> None:
     """Give each copy of a message (an edit's new version, a fork's) the files of its original, each with a
-    link of its own; `copies` maps original ids to copy ids. The bytes are copied inside the database
-    (INSERT ... SELECT): they never pass through this process."""
+    link of its own and its place in the owner's document index (which then outlives the original's); `copies`
+    maps original ids to copy ids. The bytes are copied inside the database (INSERT ... SELECT): they never
+    pass through this process."""
     originals = list(copies)
+    copied: dict[int, int] = {}
     for start in range(0, len(originals), IDS_PER_QUERY):
         query = select(Attachment.id, Attachment.message_id).where(
             col(Attachment.message_id).in_(originals[start : start + IDS_PER_QUERY])
         )
         for attachment_id, message_id in session.exec(query.order_by(col(Attachment.id))).all():
             columns = ("filename", "media_type", "size", "data", "text")
+            token = new_attachment_token()
             source = select(
                 literal(copies[message_id]),
-                literal(new_attachment_token()),
+                literal(token),
                 literal(utcnow()),
                 *(getattr(Attachment, name) for name in columns),
             ).where(Attachment.id == attachment_id)
             session.exec(insert(Attachment).from_select(["message_id", "token", "created_at", *columns], source))
+            copied[attachment_id] = session.exec(select(Attachment.id).where(Attachment.token == token)).one()
+    documents.copy_chunks(session, copied)
 
 
 def attachments_of(session: Session, message_ids: Sequence[int]) -> dict[int, list[Attachment]]:

@@ -7,10 +7,11 @@ made of plain quoted words, so any text the model sends is a valid query.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import text, update
-from sqlmodel import Session, col
+from sqlalchemy import insert, literal, text, update
+from sqlmodel import Session, col, select
 
 from chatbot_app.storage.models import DocumentChunk
 from chatbot_app.storage.search import MARK_END, MARK_START, fts5_owned_query, search_terms, tsquery
@@ -46,6 +47,16 @@ def index_document(session: Session, attachment_id: int, owner_id: str, document
         DocumentChunk(attachment_id=attachment_id, owner_id=owner_id, seq=n, text=piece)
         for n, piece in enumerate(chunks(document))
     )
+
+
+def copy_chunks(session: Session, copies: Mapping[int, int]) -> None:
+    """Index each copy of an attachment as its original is (`copies` maps attachment ids), inside the database."""
+    columns = ("owner_id", "seq", "text")
+    for original, copy in copies.items():
+        source = select(literal(copy), *(getattr(DocumentChunk, name) for name in columns)).where(
+            DocumentChunk.attachment_id == original
+        )
+        session.exec(insert(DocumentChunk).from_select(["attachment_id", *columns], source))
 
 
 def move_documents(session: Session, from_owner: str, to_owner: str) -> None:

@@ -104,6 +104,7 @@ def test_parses_the_servers_with_their_defaults(monkeypatch: pytest.MonkeyPatch)
         ('[{"name": "Wiki", "url": "https://x.example/mcp"}]', "must be 1 to 32 lower-case letters"),
         ('[{"name": "-wiki", "url": "https://x.example/mcp"}]', "starting with a letter or a digit"),
         (f'[{{"name": "{"a" * 33}", "url": "https://x.example/mcp"}}]', "must be 1 to 32"),
+        ('[{"name": "groq", "url": "https://x.example/mcp"}]', "is taken by the tools groq runs itself"),
         ('[{"name": "wiki", "url": "ftp://x.example/"}]', "must be an http(s) URL"),
         ('[{"name": "wiki", "url": "https://x.example/mcp", "trusted": "yes"}]', "trusted must be true or false"),
         ('[{"name": "wiki", "url": "https://x.example/mcp", "defualt_on": true}]', "unknown key 'defualt_on'"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import runpy
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,9 +18,12 @@ from alembic import command
 from chatbot_app.config import PROJECT_ROOT
 from chatbot_app.storage import conversations as store
 from chatbot_app.storage.database import make_engine, session_scope
+from chatbot_app.storage.documents import search_documents
 from chatbot_app.storage.models import Conversation, MessageStatus
 from chatbot_app.storage.search import MARK_END, MARK_START, SearchHit, search, search_terms
 from tests.conftest import new_database
+
+CHUNKED_PER_BATCH = runpy.run_path(str(PROJECT_ROOT / "alembic/versions/0016_tools.py"))["CHUNKED_PER_BATCH"]
 
 OWNER = "owner-" + "a" * 20
 STRANGER = "stranger-" + "b" * 20
@@ -488,5 +492,53 @@ def test_upgrading_to_0008_drops_replies_being_written_from_the_index_and_back(
         command.downgrade(config, "0007")
         assert {h.message_id for h in find(engine, "dugong")} == {ended, running}
         assert_index_agrees_with_its_content(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_at_0015(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Config]]:
+    """Where attached files were not yet indexed for search_files."""
+    with migrated_to(request.param, tmp_path, "0015") as migrated:
+        yield migrated
+
+
+def test_upgrading_to_0016_indexes_every_file_already_stored(
+    database_at_0015: tuple[str, Config],
+) -> None:
+    url, config = database_at_0015
+    engine = make_engine(url)
+    files = CHUNKED_PER_BATCH * 2 + 1  # read in three batches, the last of one file
+    try:
+        conversation_id = new_conversation_at_0007(engine)
+        message_id = add_at_0007(engine, conversation_id, "answered", MessageStatus.COMPLETE)
+        table = sa.Table("attachment", sa.MetaData(), autoload_with=engine)
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        with engine.begin() as connection:
+            connection.execute(
+                table.insert(),
+                [
+                    {
+                        "message_id": message_id,
+                        "token": f"t{n}",
+                        "filename": f"notes{n}.txt",
+                        "media_type": "text/plain",
+                        "size": 1,
+                        "data": b"x",
+                        "text": f"okapi number{n}",
+                        "created_at": at,
+                    }
+                    for n in range(files)
+                ],
+            )
+
+        command.upgrade(config, "0016")
+
+        with session_scope(engine) as session:
+            found = {hit.filename for hit in search_documents(session, OWNER, "okapi", limit=files)}
+            assert found == {f"notes{n}.txt" for n in range(files)}
+            assert [h.filename for h in search_documents(session, OWNER, f"number{files - 1}")] == [
+                f"notes{files - 1}.txt"
+            ]
     finally:
         engine.dispose()

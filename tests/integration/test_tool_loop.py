@@ -22,6 +22,7 @@ from chatbot_app.services.refusals import Refused
 from chatbot_app.services.reply_jobs import ReplyJobs, ReplyResult, apply
 from chatbot_app.services.reply_log import MemoryReplyLog, ReplyEvent, ToolUpdate
 from chatbot_app.services.shares import ShareLinks
+from chatbot_app.storage import conversations
 from chatbot_app.storage.models import Message, MessageStatus, ToolCallRecord
 from chatbot_app.storage.transfer import ImportRejected, exported_ids, import_conversations, parse_import, stream_json
 from tests.conftest import make_service, make_services
@@ -107,6 +108,26 @@ async def test_search_files_finds_what_was_cut_from_a_long_document(
     [call] = stored_calls(engine, turn.reply_id)
     assert (call.name, call.status, call.server) == ("search_files", "done", "")
     assert json.loads(call.arguments) == {"query": "blue whale heart"} and "180 kilograms" in call.result
+
+
+async def test_search_files_finds_a_file_of_a_branch_whose_original_conversation_was_deleted(
+    service: ChatService, jobs: ReplyJobs, fake: FakeLLMServer, engine: Engine
+) -> None:
+    book = prepare_attachment("book.txt", BOOK, AttachmentLimits())
+    first = await service.start_turn(OWNER, None, "Keep this", attachments=[book])
+    await followed(jobs, first)
+    branch = await service.fork(OWNER, first.conversation_id, first.reply_id)
+    with Session(engine) as session:
+        original = conversations.get_conversation(session, first.conversation_id, OWNER)
+        assert original is not None
+        conversations.delete_conversation(session, original)
+        session.commit()
+
+    turn = await service.start_turn(OWNER, branch.conversation_id, 'call search_files {"query": "blue whale heart"}')
+    await followed(jobs, turn)
+
+    [answer] = tool_messages(fake)
+    assert "book.txt" in answer["content"] and "180 kilograms" in answer["content"]
 
 
 async def test_search_files_reads_only_its_owners_files(
@@ -274,6 +295,15 @@ async def test_a_model_that_does_not_call_tools_is_offered_none(
     availability = service.tools.availability("groq", "fake-small")
     assert not availability.functions and not availability.web_search
     assert "fake-small does not call tools" in availability.reason and "fake-large" in availability.reason
+
+
+def test_the_reason_names_three_models_that_call_tools_and_counts_the_rest(settings: Settings, engine: Engine) -> None:
+    models = ("m1", "m2", "m3", "m4", "m5")
+    service = make_service(settings.model_copy(update=dict(tool_models=models)), engine)
+
+    reason = service.tools.availability("groq", "fake-small").reason
+
+    assert reason == "fake-small does not call tools. Models that do: m1, m2, m3 and 2 more."
 
 
 async def test_web_search_gives_a_groq_model_that_has_it_browser_search(

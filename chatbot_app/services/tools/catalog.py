@@ -208,7 +208,8 @@ def _is_compound(model: str) -> bool:
 def _named(models: tuple[str, ...]) -> str:
     if not models:
         return "none are configured"
-    return ", ".join(models[:NAMED_MODELS]) + (", …" if len(models) > NAMED_MODELS else "")
+    more = len(models) - NAMED_MODELS
+    return ", ".join(models[:NAMED_MODELS]) + (f" and {more} more" if more > 0 else "")
 
 
 def tool_name(server: str, tool: str) -> str:

@@ -62,6 +62,8 @@ T = TypeVar("T")
 #: As stored for a server an admin adds (McpServerRow.url).
 MAX_URL_CHARS = 2048
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+#: The `server` of a tool the provider ran on its side (Groq's search, visits and code): no MCP server's name.
+PROVIDER_SERVER = "groq"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
 _KEYS = ("name", "url", "headers", "default_on", "trusted", "enabled")
@@ -122,6 +124,8 @@ def _parse_server(number: int, entry: Any) -> McpServerConfig:
             f"{where}: the name {name!r} must be 1 to 32 lower-case letters, digits, '-' or '_', "
             "starting with a letter or a digit."
         )
+    if name == PROVIDER_SERVER:
+        raise ValueError(f"{where}: the name {name!r} is taken by the tools {PROVIDER_SERVER} runs itself.")
     where = f"CHATBOT_MCP_SERVERS, server {name!r}"
     url = entry.get("url")
     if not isinstance(url, str) or not url:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from chatbot_app.providers.base import ChatMessage, ExecutedTool, ToolCall
 from chatbot_app.services.limits import AbuseLimits
 from chatbot_app.services.reply_log import ToolUpdate
+from chatbot_app.services.tools.mcp_servers import PROVIDER_SERVER
 from chatbot_app.services.tools.toolbox import Toolbox, ToolOutcome
 from chatbot_app.services.validation import storable
 from chatbot_app.storage import tool_calls as store
@@ -29,8 +30,6 @@ APPROVAL_POLL_S = 0.5
 DENIED = "The user denied this call; it did not run. Do not call it again unless they ask."
 NO_ANSWER = "The user did not approve this call within {s:g} s; it did not run."
 STOPPED = "Stopped by the user."
-#: The `server` of a tool the provider ran on its side (Groq's search, visits and code).
-PROVIDER_SERVER = "groq"
 
 #: Calls of one round that run; a model that asks for more is told so for the rest.
 MAX_CALLS_PER_ROUND = 16

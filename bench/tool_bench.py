@@ -7,12 +7,14 @@
 2. **Shown in the tab**: from the moment the fake server writes the last chunk of a call's arguments to
    the moment the call's element appears in Chromium (both on this machine's wall clock), through the
    exported app and a production backend; split at the moment the backend began to store it and the
-   moment its websocket frame reached the page. Once with the call at once after the send (the page is
-   still busy showing the message it sent), once after 300 ms (a reasoning model thinks before it calls).
+   moment its websocket frame reached the page. In a new chat with the call at once after the send (the
+   backend is still storing the message, showing it and sending the tab to the chat's address) and after
+   300 ms (a reasoning model thinks before it calls); and at once in a chat already open (its second message).
 3. **Replies waiting on a slow tool**: 20 replies, each waiting on the MCP server's 10-second tool. While
    they wait: the log entries they write (frames), the backend's CPU time, and the event loop's lag.
 
-    .venv/bin/python bench/tool_bench.py [--rounds 200] [--shown 20] [--think-ms 0,300] [--waiting 20]
+    .venv/bin/python bench/tool_bench.py [--rounds 200] [--shown 20] [--think-ms 0,300] [--open-chat-think-ms 0]
+        [--waiting 20]
 """
 
 from __future__ import annotations
@@ -119,13 +121,17 @@ FRAME_CLOCK = """(() => { const Native = window.WebSocket; window.__frameAt = nu
             window.__frameAt = Date.now(); }); } }; })()"""
 
 
+#: A case of `shown_in_tab`: how long the model thinks before it calls (s), and whether the chat is open already.
+ShownCase = tuple[float, bool]
+
+
 def shown_in_tab(
-    workdir: Path, fake: FakeLLMServer, mcp: FakeMcpServer, count: int, think_s: Sequence[float]
-) -> dict[float, list[tuple[float, float, float]]]:
+    workdir: Path, fake: FakeLLMServer, mcp: FakeMcpServer, count: int, cases: Sequence[ShownCase]
+) -> dict[ShownCase, list[tuple[float, float, float]]]:
     """Per call, milliseconds from the last argument chunk written to the call on screen, and of those, until
     the backend began to store it (its row's `started_at`) and until its websocket frame reached the page: the
-    rest is the page's own rendering. `count` calls for each time the model takes before it calls (`think_s`):
-    at once, the page is still busy showing the message just sent."""
+    rest is the page's own rendering. `count` calls for each case: in a new chat, a call at once meets the
+    backend still storing the message, showing it and sending the tab to the chat's address."""
     from playwright.sync_api import sync_playwright
 
     from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
@@ -145,13 +151,12 @@ def shown_in_tab(
         **LIMITS_RAISED,
         "CHATBOT_TOOL_CALLS_PER_MINUTE": "0",
     }
-    delays: dict[float, list[tuple[float, float, float]]] = {think: [] for think in think_s}
+    delays: dict[ShownCase, list[tuple[float, float, float]]] = {case: [] for case in cases}
     engine = make_engine(database_url)
     with live_app(workdir, database_url, **env) as app, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        for think, n in itertools.product(think_s, range(count + 1)):  # each first: the tools are listed
+        for (think, open_chat), n in itertools.product(cases, range(count + 1)):  # each first: tools are listed
             fake.reset()
-            fake.default = Behaviour(first_token_delay_s=think)
             # A new tab each time: a reloaded one would first show its last conversation again.
             context = browser.new_context()
             context.add_init_script(FRAME_CLOCK)
@@ -159,6 +164,12 @@ def shown_in_tab(
             page.goto(app.frontend_url)
             # Filled by the page's on_load: a message sent before that can be lost to the page's own start.
             page.wait_for_selector("#model-select option", state="attached")
+            if open_chat:
+                page.fill("#chat-input", "hello")
+                page.keyboard.press("Enter")
+                page.wait_for_selector("[data-role=assistant][data-status=complete]")
+                fake.reset()
+            fake.default = Behaviour(first_token_delay_s=think)
             page.evaluate(
                 """() => { window.__shownAt = null; new MutationObserver((_, observer) => {
                     if (document.querySelector('[data-testid="tool-call"][data-status="awaiting-approval"]')) {
@@ -175,11 +186,11 @@ def shown_in_tab(
                 started = connection.execute(text("SELECT started_at FROM tool_call ORDER BY id DESC")).scalar()
             stored_at = datetime.fromisoformat(str(started)).replace(tzinfo=UTC).timestamp()
             if n:
-                delays[think].append(
+                delays[(think, open_chat)].append(
                     ((shown_at - sent_at) * 1000, (stored_at - sent_at) * 1000, (frame_at - sent_at) * 1000)
                 )
             page.click('[data-testid="tool-deny"]')
-            page.wait_for_selector("[data-role=assistant][data-status=complete]")
+            page.wait_for_selector("[data-role=assistant][data-status=complete] [data-testid=tool-call]")
             context.close()
         browser.close()
     engine.dispose()
@@ -235,8 +246,9 @@ def main() -> None:
     parser.add_argument(
         "--think-ms",
         default="0,300",
-        help="when the model calls, after the send: at once, and after a reasoning model's usual thinking",
+        help="in a new chat, when the model calls after the send: at once, and after a reasoning model's thinking",
     )
+    parser.add_argument("--open-chat-think-ms", default="0", help="the same, in a chat already open")
     parser.add_argument("--waiting", type=int, default=20)
     parser.add_argument("--tool-s", type=float, default=10.0)
     args = parser.parse_args()
@@ -275,13 +287,15 @@ def main() -> None:
                 f" event loop lag median {waited['lag_p50']:.2f} ms, max {waited['lag_max']:.2f} ms"
             )
             fake.reset()
-            thinks = [float(ms) / 1000 for ms in args.think_ms.split(",")]
-            for think, timed in shown_in_tab(workdir, fake, mcp, args.shown, thinks).items():
+            cases = [(float(ms) / 1000, False) for ms in args.think_ms.split(",") if ms]
+            cases += [(float(ms) / 1000, True) for ms in args.open_chat_think_ms.split(",") if ms]
+            for (think, open_chat), timed in shown_in_tab(workdir, fake, mcp, args.shown, cases).items():
                 delays, stored = sorted(t for t, _, _ in timed), sorted(s for _, s, _ in timed)
                 framed = sorted(f for _, _, f in timed)
                 print(
                     f"a tool call shown in the tab after its last argument chunk, the model calling"
-                    f" {think * 1000:.0f} ms after the send ({args.shown} calls, Chromium):"
+                    f" {think * 1000:.0f} ms after the send, in {'a chat already open' if open_chat else 'a new chat'}"
+                    f" ({args.shown} calls, Chromium):"
                 )
                 print(
                     f"  median {statistics.median(delays):.0f} ms, p95 {delays[int(len(delays) * 0.95)]:.0f} ms,"

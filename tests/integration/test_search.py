@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -402,10 +403,20 @@ def migrated_to(dialect: str, tmp_path: Path, revision: str) -> Iterator[tuple[s
         yield url, config
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_at_0002(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Config]]:
-    with migrated_to(request.param, tmp_path, "0002") as migrated:
-        yield migrated
+def database_at(revision: str) -> Any:
+    """A fixture: a new database of each kind migrated to `revision` only, with its alembic config."""
+
+    @pytest.fixture(
+        name=f"database_at_{revision}", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+    )
+    def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Config]]:
+        with migrated_to(request.param, tmp_path, revision) as at_revision:
+            yield at_revision
+
+    return migrated
+
+
+database_at_0002 = database_at("0002")
 
 
 def test_upgrading_keeps_existing_rows_and_makes_them_searchable(database_at_0002: tuple[str, Config]) -> None:
@@ -467,11 +478,7 @@ def add_at_0007(engine: Engine, conversation_id: str, content: str, status: Mess
         ).scalar_one()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_at_0007(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Config]]:
-    """Where replies being written were still indexed."""
-    with migrated_to(request.param, tmp_path, "0007") as migrated:
-        yield migrated
+database_at_0007 = database_at("0007")  # where replies being written were still indexed
 
 
 def test_upgrading_to_0008_drops_replies_being_written_from_the_index_and_back(
@@ -496,11 +503,7 @@ def test_upgrading_to_0008_drops_replies_being_written_from_the_index_and_back(
         engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_at_0015(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Config]]:
-    """Where attached files were not yet indexed for search_files."""
-    with migrated_to(request.param, tmp_path, "0015") as migrated:
-        yield migrated
+database_at_0015 = database_at("0015")  # where attached files were not yet indexed for search_files
 
 
 def test_upgrading_to_0016_indexes_every_file_already_stored(

@@ -388,7 +388,8 @@ class ChatService:
         """Ask the model to title the conversation; None (keeping the first-words title) if that fails.
 
         Counts against the abuse limits like a message, and against the quota (LimitReached, a
-        ProviderError or QuotaExceeded also gives None, as does a conversation deleted meanwhile).
+        ProviderError or QuotaExceeded also gives None, as does a conversation renamed, cleared or deleted
+        meanwhile: the user's own title, or no messages to name, wins).
         """
         conversation, messages = await self.load_conversation(owner_id, conversation_id, limit=4)
         try:
@@ -399,13 +400,18 @@ class ChatService:
             return None
         if not title:
             return None
-        try:  # on the row as it is now: the conversation may have been renamed, cleared or deleted meanwhile
-            await self._db(
-                lambda s: store.rename_conversation(s, _owned(s, owner_id, conversation_id, to_change=True), title)
-            )
+
+        def work(session: Session) -> bool:
+            now = _owned(session, owner_id, conversation_id, to_change=True)
+            if now.title != conversation.title or now.current_leaf_id is None:
+                return False
+            store.rename_conversation(session, now, title)
+            return True
+
+        try:
+            return title if await self._db(work) else None
         except ConversationNotFound:
             return None
-        return title
 
     async def summarize(self, owner_id: str, conversation_id: str) -> str:
         """Ask the model for a summary and store it on the conversation (admission is the caller's).
@@ -416,7 +422,13 @@ class ChatService:
         if not any(m.content for m in messages):
             raise ProviderError(ErrorKind.BAD_REQUEST, "nothing to summarize yet")
         summary = await self._ask(conversation, SUMMARY_INSTRUCTION, _transcript(messages), 400)
-        await self._db(lambda s: store.set_summary(s, _owned(s, owner_id, conversation_id, to_change=True), summary))
+
+        def work(session: Session) -> None:
+            now = _owned(session, owner_id, conversation_id, to_change=True)
+            if now.current_leaf_id is not None:  # a Clear meanwhile took the messages it sums up
+                store.set_summary(session, now, summary)
+
+        await self._db(work)
         return summary
 
     # -- the turn ---------------------------------------------------------------------------
@@ -565,13 +577,15 @@ class ChatService:
         Raises ConversationNotFound (also for a message that is not the conversation's)."""
 
         def work(session: Session) -> Fork:
-            conversation = _owned(session, owner_id, conversation_id)
+            # Held, so that a Clear or a Delete waits: the path is copied whole, files and all.
+            conversation = _owned(session, owner_id, conversation_id, to_change=True)
             message = session.get(Message, message_id)
             if message is None or message.conversation_id != conversation.id:
                 raise MessageNotFound(conversation_id)
             title = _title_from(f"{conversation.title} (branch)", words=12)
             copy, copies = store.fork(session, conversation, message_id, title)
-            attachment_store.copy_attachments(session, copies)
+            # The copies are indexed too: the new chat's files stay searchable once the original is deleted.
+            documents.copy_chunks(session, attachment_store.copy_attachments(session, copies))
             turn = self._new_reply(session, copy, created=False) if message.role == "user" else None
             return Fork(copy.id, turn)
 

@@ -8,7 +8,6 @@ from typing import Protocol
 from sqlalchemy import insert, literal
 from sqlmodel import Session, col, select
 
-from chatbot_app.storage import documents
 from chatbot_app.storage.database import IDS_PER_QUERY
 from chatbot_app.storage.models import Attachment, Conversation, Message, new_attachment_token, utcnow
 
@@ -39,11 +38,10 @@ def add_attachments(session: Session, message_id: int, files: Sequence[FileToSto
     return rows
 
 
-def copy_attachments(session: Session, copies: Mapping[int, int]) -> None:
+def copy_attachments(session: Session, copies: Mapping[int, int]) -> dict[int, int]:
     """Give each copy of a message (an edit's new version, a fork's) the files of its original, each with a
-    link of its own and its place in the owner's document index (which then outlives the original's); `copies`
-    maps original ids to copy ids. The bytes are copied inside the database (INSERT ... SELECT): they never
-    pass through this process."""
+    link of its own; `copies` maps original message ids to copy ids. The bytes are copied inside the database
+    (INSERT ... SELECT): they never pass through this process. Returns original attachment ids -> copies'."""
     originals = list(copies)
     copied: dict[int, int] = {}
     for start in range(0, len(originals), IDS_PER_QUERY):
@@ -60,8 +58,10 @@ def copy_attachments(session: Session, copies: Mapping[int, int]) -> None:
                 *(getattr(Attachment, name) for name in columns),
             ).where(Attachment.id == attachment_id)
             session.exec(insert(Attachment).from_select(["message_id", "token", "created_at", *columns], source))
-            copied[attachment_id] = session.exec(select(Attachment.id).where(Attachment.token == token)).one()
-    documents.copy_chunks(session, copied)
+            copy_id = session.exec(select(Attachment.id).where(Attachment.token == token)).one_or_none()
+            if copy_id is not None:
+                copied[attachment_id] = copy_id
+    return copied
 
 
 def attachments_of(session: Session, message_ids: Sequence[int]) -> dict[int, list[Attachment]]:

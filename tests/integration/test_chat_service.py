@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
+from functools import partial
 
 import pytest
 from sqlalchemy import Engine, event
@@ -13,6 +15,7 @@ from chatbot_app.config import Settings
 from chatbot_app.services.chat_service import ChatService, ConversationNotFound, Turn
 from chatbot_app.services.reply_jobs import ReplyJobs, ReplyResult
 from chatbot_app.services.reply_log import Finished, MemoryReplyLog
+from chatbot_app.storage import conversations
 from chatbot_app.storage.models import Message
 from tests.conftest import make_service
 from tests.fakes.fake_llm_server import Behaviour, FakeLLMServer
@@ -202,3 +205,41 @@ async def test_a_configured_model_is_used_without_listing_models(
     assert [r.path for r in fake.requests] == ["/openai/v1/chat/completions"]
     assert fake.requests[0].body["model"] == "fake-small"
     assert (await reply_row(service, turn)).model == "fake-small"
+
+
+def changing_the_conversation(engine: Engine, conversation_id: str, change: Callable[..., object]) -> Behaviour:
+    """The fake's answer to the model call the service makes, with `change` made to the conversation (and
+    committed) while that call runs: the user acting meanwhile in another tab."""
+
+    def made(_body: dict[str, object]) -> None:
+        with Session(engine) as session:
+            conversation = conversations.get_conversation(session, conversation_id, OWNER)
+            assert conversation is not None
+            change(session, conversation)
+            session.commit()
+
+    return Behaviour(text="Otter facts", on_request=made)
+
+
+async def test_a_title_that_comes_after_the_user_renamed_the_chat_leaves_their_title(
+    service: ChatService, fake: FakeLLMServer, engine: Engine
+) -> None:
+    turn, _ = await collect(service, None, "Tell me about otters.")
+    rename = partial(conversations.rename_conversation, title="My otters")
+    fake.default = changing_the_conversation(engine, turn.conversation_id, rename)
+
+    assert await service.suggest_title(OWNER, turn.conversation_id) is None
+    conversation, _ = await service.load_conversation(OWNER, turn.conversation_id)
+    assert conversation.title == "My otters"
+
+
+async def test_a_summary_that_comes_after_a_clear_is_not_stored(
+    service: ChatService, fake: FakeLLMServer, engine: Engine
+) -> None:
+    turn, _ = await collect(service, None, "Tell me about otters.")
+    fake.default = changing_the_conversation(engine, turn.conversation_id, conversations.clear_messages)
+
+    await service.summarize(OWNER, turn.conversation_id)
+
+    conversation, messages = await service.load_conversation(OWNER, turn.conversation_id)
+    assert (conversation.summary, messages) == (None, [])

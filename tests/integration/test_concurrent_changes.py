@@ -134,3 +134,15 @@ async def test_a_message_sent_while_a_reply_is_being_answered_again_follows_the_
     parents = {message_id: parent for message_id, parent, _ in messages}
     assert parents[turn.user_message_id] == again
     assert leaf == turn.reply_id
+
+
+async def test_a_branch_made_from_a_reply_that_a_clear_is_removing_is_refused(built: Services, engine: Engine) -> None:
+    conversation_id, reply_id = a_conversation_with_one_exchange(engine)
+    with changing(engine, conversation_id) as (session, conversation):
+        store.clear_messages(session, conversation)
+        forking = asyncio.create_task(built.chat.fork(OWNER, conversation_id, reply_id))
+        await until_a_transaction_waits_on_a_lock(engine)
+
+    with pytest.raises(MessageNotFound):
+        await forking
+    assert stored(engine, conversation_id) == ([], None)

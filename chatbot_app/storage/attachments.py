@@ -50,15 +50,15 @@ def copy_attachments(session: Session, copies: Mapping[int, int]) -> dict[int, i
         )
         for attachment_id, message_id in session.exec(query.order_by(col(Attachment.id))).all():
             columns = ("filename", "media_type", "size", "data", "text")
-            token = new_attachment_token()
             source = select(
                 literal(copies[message_id]),
-                literal(token),
+                literal(new_attachment_token()),
                 literal(utcnow()),
                 *(getattr(Attachment, name) for name in columns),
             ).where(Attachment.id == attachment_id)
-            session.exec(insert(Attachment).from_select(["message_id", "token", "created_at", *columns], source))
-            copy_id = session.exec(select(Attachment.id).where(Attachment.token == token)).one_or_none()
+            statement = insert(Attachment).from_select(["message_id", "token", "created_at", *columns], source)
+            # None only if the file went meanwhile (the callers hold its conversation, so it should not).
+            copy_id = session.exec(statement.returning(Attachment.id)).scalar_one_or_none()
             if copy_id is not None:
                 copied[attachment_id] = copy_id
     return copied
